@@ -1,0 +1,5 @@
+"""`python -m nnc`."""
+
+from .cli import main
+
+main(prog_name="nnc")

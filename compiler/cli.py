@@ -1,0 +1,116 @@
+"""The command line: a thin click shell over the library API."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import NncError, SpecError, SpecErrors, render_errors
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _read_spec(path: str) -> str:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path} is not valid UTF-8 text (byte {exc.start})") from None
+
+
+def _fail_spec(exc: SpecError | SpecErrors, source: str, path: str) -> None:
+    click.echo(render_errors(exc, source, path), err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _run(fn, path: str, debug: bool):
+    """Run a compile step, turning spec errors into located diagnostics (exit 2)."""
+    source = ""
+    try:
+        source = _read_spec(path)
+        return source, fn(source, path)
+    except (SpecError, SpecErrors) as exc:
+        if debug:
+            raise
+        _fail_spec(exc, source, path)
+    except NncError as exc:
+        if debug:
+            raise
+        click.echo(f"{path}: error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except RecursionError:
+        if debug:
+            raise
+        click.echo(f"{path}: error: the spec is nested too deeply to compile", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and a rename: never a half-written file."""
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nnc")
+def main() -> None:
+    """nnc: compile neural-network specs into standalone Python modules."""
+
+
+_debug = click.option("--debug", is_flag=True, help="Show Python tracebacks (for nnc developers).")
+
+
+@main.command("compile")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the module here (default: stdout).")
+@_debug
+def compile_cmd(spec: str, out: str | None, debug: bool) -> None:
+    """Compile SPEC into a standalone Python module."""
+    from .api import compile_spec
+
+    if out is not None and Path(out).resolve() == Path(spec).resolve():
+        raise click.UsageError("-o must not be the spec itself (that would overwrite your spec)")
+    _, text = _run(compile_spec, spec, debug)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        write_atomically(Path(out), text)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+
+
+@main.command("ir")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_debug
+def ir_cmd(spec: str, debug: bool) -> None:
+    """Print the forward and backward IR of SPEC."""
+    from .api import build_program
+    from .ir.printer import print_program
+
+    _, prog = _run(build_program, spec, debug)
+    click.echo(print_program(prog))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,58 @@
+"""Every naming convention of generated code, in one place.
+
+Forward values keep their spec names (`h1`); dotted parameter names become
+identifiers (`h1.W` -> `h1_W`); the adjoint of `v` is `d_v`; compiler temporaries
+are `t1`, `t2`, ... in creation order, or a readable hint (`log_p`) made unique.
+"""
+
+from __future__ import annotations
+
+import keyword
+
+# Names the generated module defines or uses itself; spec names may not shadow them.
+RESERVED = frozenset(
+    {
+        "xp", "np", "params", "grads", "state", "inputs", "math", "array_api_compat",
+        "forward", "loss", "value_and_grad", "init_params", "init_optimizer", "train_step",
+        "save_params", "load_params", "name", "p", "g", "lr", "step",
+    }
+)
+
+
+def identifier(spec_name: str) -> str:
+    """The Python identifier generated code uses for a spec name."""
+    return spec_name.replace(".", "_")
+
+
+def adjoint(name: str) -> str:
+    return f"d_{name}"
+
+
+def is_reserved(name: str) -> bool:
+    return keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in RESERVED or name.startswith("_")
+
+
+class Namer:
+    """Hands out unique names, deterministically (counters, never hashes)."""
+
+    def __init__(self, taken: set[str] | None = None):
+        self.taken: set[str] = set(taken or ())
+        self.counter = 0
+
+    def claim(self, name: str) -> str:
+        self.taken.add(name)
+        return name
+
+    def fresh(self, hint: str | None = None) -> str:
+        if hint and hint not in self.taken:
+            return self.claim(hint)
+        if hint:
+            k = 2
+            while f"{hint}{k}" in self.taken:
+                k += 1
+            return self.claim(f"{hint}{k}")
+        while True:
+            self.counter += 1
+            name = f"t{self.counter}"
+            if name not in self.taken:
+                return self.claim(name)

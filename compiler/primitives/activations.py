@@ -1,0 +1,121 @@
+"""Activation primitives; derivatives reuse forward outputs where that is cheaper."""
+
+from __future__ import annotations
+
+from .core import (ADD, MUL, POSTFIX, UNARY_EXAMPLES, Emit, Example, call, primitive, same_shape)
+
+_GELU_C = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_A = 0.044715
+
+
+def _fmt(text: str, prec: int = 100, arg: int = 0):
+    return lambda inputs, params: Emit(text.format(**params), prec, (arg,) * len(inputs))
+
+
+@primitive("tanh", 1, shape=same_shape, emit=call("tanh"), examples=UNARY_EXAMPLES)
+def tanh_vjp(b, eqn, g):
+    y = eqn.out
+    return (b.mul(g, b.sub(1.0, b.mul(y, y))),)
+
+
+# sigmoid(x) = (1 + tanh(x / 2)) / 2 exactly; tanh never overflows, so this is stable
+# at any |x| and costs three array operations.
+@primitive("sigmoid", 1, shape=same_shape, emit=_fmt("0.5 * xp.tanh(0.5 * {{0}}) + 0.5", ADD, MUL),
+           examples=UNARY_EXAMPLES)
+def sigmoid_vjp(b, eqn, g):
+    y = eqn.out
+    return (b.mul(g, b.mul(y, b.sub(1.0, y))),)
+
+
+@primitive("arctan", 1, shape=same_shape, emit=call("atan"), examples=UNARY_EXAMPLES)
+def arctan_vjp(b, eqn, g):
+    x = eqn.inputs[0]
+    return (b.div(g, b.add(1.0, b.mul(x, x))),)
+
+
+@primitive("relu", 1, shape=same_shape, emit=call("maximum", "0.0"), examples=UNARY_EXAMPLES,
+           kink=True)
+def relu_vjp(b, eqn, g):
+    # relu'(0) = 0; the mask comes from the output, so the input need not be kept.
+    return (b.where(b.gt(eqn.out, 0.0), g, 0.0),)
+
+
+@primitive("step", 1, shape=same_shape,
+           emit=_fmt("xp.astype({{0}} >= 0.0, {{0}}.dtype)", arg=POSTFIX), examples=UNARY_EXAMPLES,
+           kink=True)
+def step_vjp(b, eqn, g):
+    return (None,)  # zero almost everywhere
+
+
+@primitive("sign", 1, shape=same_shape,
+           emit=_fmt("2.0 * xp.astype({{0}} >= 0.0, {{0}}.dtype) - 1.0", ADD, POSTFIX),
+           examples=UNARY_EXAMPLES, kink=True)
+def sign_vjp(b, eqn, g):
+    return (None,)  # zero almost everywhere
+
+
+@primitive("softplus", 1, shape=same_shape, emit=_fmt("xp.logaddexp(0.0, {{0}})"),
+           examples=UNARY_EXAMPLES)
+def softplus_vjp(b, eqn, g):
+    return (b.mul(g, b.sigmoid(eqn.inputs[0])),)
+
+
+@primitive("silu", 1, shape=same_shape,
+           emit=_fmt("{{0}} * (0.5 * xp.tanh(0.5 * {{0}}) + 0.5)", MUL, MUL), examples=UNARY_EXAMPLES)
+def silu_vjp(b, eqn, g):
+    # silu' = s + x s (1 - s) = s (1 + x (1 - s)),  s = sigmoid(x)
+    x = eqn.inputs[0]
+    s = b.sigmoid(x)
+    return (b.mul(g, b.mul(s, b.add(1.0, b.mul(x, b.sub(1.0, s))))),)
+
+
+@primitive("gelu", 1, shape=same_shape,
+           emit=_fmt(f"0.5 * {{{{0}}}} * (1.0 + xp.tanh({_GELU_C!r} * ({{{{0}}}} + {_GELU_A!r} * {{{{0}}}} ** 3)))",
+                     MUL, MUL + 1),
+           examples=UNARY_EXAMPLES)
+def gelu_vjp(b, eqn, g):
+    # gelu = x/2 (1 + tanh u), u = c (x + a x^3);  gelu' = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3 a x^2)
+    x = eqn.inputs[0]
+    x2 = b.mul(x, x)
+    t = b.tanh(b.mul(_GELU_C, b.add(x, b.mul(_GELU_A, b.mul(x2, x)))))
+    du = b.mul(_GELU_C, b.add(1.0, b.mul(3 * _GELU_A, x2)))
+    d = b.add(b.mul(0.5, b.add(1.0, t)), b.mul(b.mul(0.5, x), b.mul(b.sub(1.0, b.mul(t, t)), du)))
+    return (b.mul(g, d),)
+
+
+@primitive("leaky_relu", 1, shape=same_shape,
+           emit=_fmt("xp.where({{0}} >= 0.0, {{0}}, {alpha!r} * {{0}})"),
+           examples=(Example((((3, 4), "real"),), (("alpha", 0.01),)),), kink=True)
+def leaky_relu_vjp(b, eqn, g):
+    x = eqn.inputs[0]
+    return (b.where(b.ge(x, 0.0), g, b.mul(eqn.param("alpha"), g)),)
+
+
+@primitive("elu", 1, shape=same_shape,
+           # expm1 sees min(x, 0) so the branch `where` discards cannot overflow
+           emit=_fmt("xp.where({{0}} > 0.0, {{0}}, {alpha!r} * xp.expm1(xp.minimum({{0}}, 0.0)))"),
+           examples=(Example((((3, 4), "real"),), (("alpha", 1.0),)),
+                     Example((((3, 4), "real"),), (("alpha", 0.5),))), kink=True)
+def elu_vjp(b, eqn, g):
+    x, y = eqn.inputs[0], eqn.out
+    return (b.where(b.gt(x, 0.0), g, b.mul(g, b.add(y, eqn.param("alpha")))),)
+
+
+def _prelu_shape(inputs, params):
+    x, alpha = inputs
+    return same_shape(inputs, params)[0] if alpha.shape in ((), x.shape[-1:]) else _bad_alpha(x, alpha), "float"
+
+
+def _bad_alpha(x, alpha):
+    from .core import ShapeError, fmt_shape
+
+    raise ShapeError(f"prelu: alpha {fmt_shape(alpha.shape)} must match the last axis of {fmt_shape(x.shape)}")
+
+
+@primitive("prelu", 2, shape=_prelu_shape, emit=_fmt("xp.where({{0}} >= 0.0, {{0}}, {{1}} * {{0}})"),
+           examples=(Example((((3, 4), "real"), ((4,), "real"))),), kink=True)
+def prelu_vjp(b, eqn, g):
+    x, alpha = eqn.inputs
+    nonneg = b.ge(x, 0.0)
+    return (b.where(nonneg, g, b.mul(g, alpha)),
+            b.sum_to(b.where(nonneg, 0.0, b.mul(g, x)), shape=alpha.shape))

@@ -1,0 +1,236 @@
+"""Arithmetic and math primitives (elementwise, broadcasting like the array API)."""
+
+from __future__ import annotations
+
+from ..ir.core import Lit, Size
+from .core import (ADD, CMP, MUL, POW, UNARY, BINARY_EXAMPLES, POSITIVE_EXAMPLES,
+                   UNARY_EXAMPLES, Emit, Example, ShapeError, binary, broadcast_shapes, call,
+                   elementwise_shape, lit_value, primitive, same_shape)
+
+
+
+# ---- arithmetic ---------------------------------------------------------------------------
+
+def _fold_add(inputs, params, defs):
+    a, b = inputs
+    if isinstance(a, Lit) and isinstance(b, Lit):
+        return Lit(a.value + b.value)
+    if lit_value(b) == 0.0 and a.shape == broadcast_shapes(a.shape, b.shape):
+        return a
+    if lit_value(a) == 0.0 and b.shape == broadcast_shapes(a.shape, b.shape):
+        return b
+    return None
+
+
+@primitive("add", 2, shape=elementwise_shape, emit=binary("+", ADD), examples=BINARY_EXAMPLES,
+           fold=_fold_add, linear=(0, 1))
+def add_vjp(b, eqn, g):
+    x, y = eqn.inputs
+    return b.sum_to(g, shape=x.shape), b.sum_to(g, shape=y.shape)
+
+
+def _fold_sub(inputs, params, defs):
+    a, b = inputs
+    if isinstance(a, Lit) and isinstance(b, Lit):
+        return Lit(a.value - b.value)
+    if lit_value(b) == 0.0 and a.shape == broadcast_shapes(a.shape, b.shape):
+        return a
+    return None
+
+
+@primitive("sub", 2, shape=elementwise_shape, emit=binary("-", ADD), examples=BINARY_EXAMPLES,
+           fold=_fold_sub, linear=(0, 1))
+def sub_vjp(b, eqn, g):
+    x, y = eqn.inputs
+    return b.sum_to(g, shape=x.shape), b.sum_to(b.neg(g), shape=y.shape)
+
+
+def _defined_as(a, prim, defs):
+    eqn = defs.get(getattr(a, "name", None))
+    return eqn if eqn is not None and eqn.prim == prim else None
+
+
+def _fold_mul(inputs, params, defs):
+    a, b = inputs
+    if isinstance(a, Lit) and isinstance(b, Lit):
+        return Lit(a.value * b.value)
+    if isinstance(b, Lit) and not isinstance(a, Lit):
+        a, b = b, a  # constant first
+    out = broadcast_shapes(a.shape, b.shape)
+    if lit_value(a) == 1.0 and b.shape == out:
+        return b
+    for x, y in ((a, b), (b, a)):  # full_like(_, c) * y -> c * y when y already has the full shape
+        full = _defined_as(x, "full_like", defs)
+        if full is not None and y.shape == out:
+            return ("mul", full.inputs[1], y)
+    for x, y in ((a, b), (b, a)):  # (1 / n) * y -> y / n
+        recip = _defined_as(x, "div", defs)
+        if recip is not None and lit_value(recip.inputs[0]) == 1.0 and y.shape == out:
+            return ("div", y, recip.inputs[1])
+    inner = _defined_as(b, "mul", defs)
+    if isinstance(a, Lit) and inner is not None and isinstance(inner.inputs[0], Lit):
+        return ("mul", Lit(a.value * inner.inputs[0].value), inner.inputs[1])  # c1 * (c2 * y)
+    return None
+
+
+def _emit_mul(inputs, params):
+    # Constants go first, as a person writes them: `2.0 * x`, not `x * 2.0`.
+    if isinstance(inputs[1], (Lit, Size)) and not isinstance(inputs[0], (Lit, Size)):
+        return Emit("{1} * {0}", MUL, (MUL + 1, MUL))
+    return Emit("{0} * {1}", MUL, (MUL, MUL + 1))
+
+
+@primitive("mul", 2, shape=elementwise_shape, emit=_emit_mul, examples=BINARY_EXAMPLES,
+           fold=_fold_mul, linear=())
+def mul_vjp(b, eqn, g):
+    x, y = eqn.inputs
+    return b.sum_to(b.mul(g, y), shape=x.shape), b.sum_to(b.mul(g, x), shape=y.shape)
+
+
+def _fold_div(inputs, params, defs):
+    a, b = inputs
+    if isinstance(a, Lit) and isinstance(b, Lit) and b.value != 0:
+        return Lit(a.value / b.value)
+    if lit_value(b) == 1.0 and a.shape == broadcast_shapes(a.shape, b.shape):
+        return a
+    return None
+
+
+@primitive("div", 2, shape=elementwise_shape, emit=binary("/", MUL),
+           examples=(Example((((3, 4), "real"), ((3, 4), "positive"))),
+                     Example((((3, 4), "real"), ((4,), "positive"))),
+                     Example((((), "real"), ((3, 1), "positive")))),
+           fold=_fold_div)
+def div_vjp(b, eqn, g):
+    x, y = eqn.inputs
+    # d(x/y)/dy = -x/y^2 = -out/y
+    return (b.sum_to(b.div(g, y), shape=x.shape),
+            b.sum_to(b.neg(b.div(b.mul(g, eqn.out), y)), shape=y.shape))
+
+
+def _fold_neg(inputs, params, defs):
+    (a,) = inputs
+    return Lit(-a.value) if isinstance(a, Lit) else None
+
+
+@primitive("neg", 1, shape=same_shape, emit=lambda i, p: Emit("-{0}", UNARY, (UNARY,)),
+           examples=UNARY_EXAMPLES, fold=_fold_neg, linear=(0,))
+def neg_vjp(b, eqn, g):
+    return (b.neg(g),)
+
+
+def _fold_pow(inputs, params, defs):
+    a, c = inputs
+    if isinstance(a, Lit) and isinstance(c, Lit):
+        return Lit(a.value ** c.value)
+    if lit_value(c) == 1.0:
+        return a
+    return None
+
+
+@primitive("pow", 2, shape=elementwise_shape,
+           emit=lambda i, p: Emit("{0} ** {1}", POW, (POW + 1, UNARY)),
+           examples=(Example((((3, 4), "positive"), ((), "real"))),
+                     Example((((3, 4), "positive"), ((3, 4), "real")))),
+           fold=_fold_pow)
+def pow_vjp(b, eqn, g):
+    x, c = eqn.inputs
+    if isinstance(c, Lit):
+        return b.mul(g, b.mul(c.value, b.pow(x, c.value - 1.0))), None
+    dx = b.mul(g, b.mul(c, b.pow(x, b.sub(c, 1.0))))
+    dc = b.mul(g, b.mul(eqn.out, b.log(x)))
+    return b.sum_to(dx, shape=x.shape), b.sum_to(dc, shape=c.shape)
+
+
+@primitive("square", 1, shape=same_shape, emit=call("square"), examples=UNARY_EXAMPLES)
+def square_vjp(b, eqn, g):
+    return (b.mul(g, b.mul(2.0, eqn.inputs[0])),)
+
+
+# ---- math functions -------------------------------------------------------------------------
+
+@primitive("exp", 1, shape=same_shape, emit=call("exp"), examples=UNARY_EXAMPLES)
+def exp_vjp(b, eqn, g):
+    return (b.mul(g, eqn.out),)
+
+
+@primitive("log", 1, shape=same_shape, emit=call("log"), examples=POSITIVE_EXAMPLES)
+def log_vjp(b, eqn, g):
+    return (b.div(g, eqn.inputs[0]),)
+
+
+@primitive("sqrt", 1, shape=same_shape, emit=call("sqrt"), examples=POSITIVE_EXAMPLES)
+def sqrt_vjp(b, eqn, g):
+    return (b.div(g, b.mul(2.0, eqn.out)),)
+
+
+@primitive("abs", 1, shape=same_shape, emit=call("abs"), examples=UNARY_EXAMPLES, kink=True)
+def abs_vjp(b, eqn, g):
+    # Convention at the kink: abs'(0) = 1 (the subgradient of x >= 0).
+    x = eqn.inputs[0]
+    return (b.where(b.ge(x, 0.0), g, b.neg(g)),)
+
+
+@primitive("sin", 1, shape=same_shape, emit=call("sin"), examples=UNARY_EXAMPLES)
+def sin_vjp(b, eqn, g):
+    return (b.mul(g, b.cos(eqn.inputs[0])),)
+
+
+@primitive("cos", 1, shape=same_shape, emit=call("cos"), examples=UNARY_EXAMPLES)
+def cos_vjp(b, eqn, g):
+    return (b.neg(b.mul(g, b.sin(eqn.inputs[0]))),)
+
+
+def _max_min_vjp(b, eqn, g, first_wins):
+    x, y = eqn.inputs
+    mask = first_wins(x, y)  # ties go to the first operand
+    return (b.sum_to(b.where(mask, g, 0.0), shape=x.shape),
+            b.sum_to(b.where(mask, 0.0, g), shape=y.shape))
+
+
+@primitive("maximum", 2, shape=elementwise_shape, emit=lambda i, p: Emit("xp.maximum({0}, {1})"),
+           examples=BINARY_EXAMPLES, kink=True)
+def maximum_vjp(b, eqn, g):
+    return _max_min_vjp(b, eqn, g, lambda x, y: b.ge(x, y))
+
+
+@primitive("minimum", 2, shape=elementwise_shape, emit=lambda i, p: Emit("xp.minimum({0}, {1})"),
+           examples=BINARY_EXAMPLES, kink=True)
+def minimum_vjp(b, eqn, g):
+    return _max_min_vjp(b, eqn, g, lambda x, y: b.ge(y, x))
+
+
+# ---- comparisons and selection (used by derivative rules) -------------------------------------
+
+def _compare_shape(inputs, params):
+    return broadcast_shapes(*(a.shape for a in inputs)), "bool"
+
+
+@primitive("gt", 2, shape=_compare_shape, emit=binary(">", CMP), examples=BINARY_EXAMPLES,
+           differentiable=False)
+def gt_vjp(b, eqn, g):
+    return None, None
+
+
+@primitive("ge", 2, shape=_compare_shape, emit=binary(">=", CMP), examples=BINARY_EXAMPLES,
+           differentiable=False)
+def ge_vjp(b, eqn, g):
+    return None, None
+
+
+def _where_shape(inputs, params):
+    cond, x, y = inputs
+    if cond.dtype != "bool":
+        raise ShapeError("where needs a boolean condition")
+    return broadcast_shapes(cond.shape, x.shape, y.shape), "float"
+
+
+@primitive("where", 3, shape=_where_shape, emit=lambda i, p: Emit("xp.where({0}, {1}, {2})"),
+           examples=(Example((((3, 4), "bool"), ((3, 4), "real"), ((3, 4), "real"))),
+                     Example((((3, 4), "bool"), ((4,), "real"), ((), "real")))),
+           linear=(1, 2))
+def where_vjp(b, eqn, g):
+    cond, x, y = eqn.inputs
+    return (None,
+            b.sum_to(b.where(cond, g, 0.0), shape=x.shape),
+            b.sum_to(b.where(cond, 0.0, g), shape=y.shape))

@@ -1,0 +1,75 @@
+"""Softmax family, one-hot labels and the negative log-likelihood."""
+
+from __future__ import annotations
+
+from ..ir.core import Size
+from .core import (MUL, Emit, size_text, Example, ShapeError, fmt_shape, normalize_axis, primitive, require_float,
+                   same_shape)
+
+
+def _axis_shape(inputs, params):
+    normalize_axis(params["axis"], len(inputs[0].shape))
+    return same_shape(inputs, params)
+
+
+@primitive("softmax", 1, shape=_axis_shape,
+           emit=lambda i, p: Emit(f"_softmax(xp, {{0}}, {p['axis']})"),
+           examples=(Example((((3, 4), "real"),), (("axis", -1),)),
+                     Example((((3, 4), "real"),), (("axis", 0),))))
+def softmax_vjp(b, eqn, g):
+    # J^T g = y * (g - sum(g * y))
+    y, axis = eqn.out, eqn.param("axis")
+    ax = (normalize_axis(axis, len(y.shape)),)
+    return (b.mul(y, b.sub(g, b.sum(b.mul(g, y), axes=ax, keepdims=True))),)
+
+
+@primitive("log_softmax", 1, shape=_axis_shape,
+           emit=lambda i, p: Emit(f"_log_softmax(xp, {{0}}, {p['axis']})"),
+           examples=(Example((((3, 4), "real"),), (("axis", -1),)),
+                     Example((((3, 4), "real"),), (("axis", 0),))))
+def log_softmax_vjp(b, eqn, g):
+    # J^T g = g - softmax(x) * sum(g),  softmax(x) = exp(log_softmax(x))
+    y, axis = eqn.out, eqn.param("axis")
+    ax = (normalize_axis(axis, len(y.shape)),)
+    return (b.sub(g, b.mul(b.exp(y), b.sum(g, axes=ax, keepdims=True))),)
+
+
+def _onehot_shape(inputs, params):
+    labels, like = inputs
+    if labels.dtype != "int":
+        raise ShapeError(f"class labels must be int, got {labels.dtype} {fmt_shape(labels.shape)}")
+    return labels.shape + (params["classes"],), "float"
+
+
+# `like` supplies dtype and device, so the one-hot is made where the model's arrays live.
+@primitive("onehot", 2, shape=_onehot_shape,
+           emit=lambda i, p: Emit(f"_onehot(xp, {{0}}, {p['classes']}, {{1}})"),
+           examples=(Example((((3,), "int"), ((3, 4), "real")), (("classes", 4),)),),
+           differentiable=False)
+def onehot_vjp(b, eqn, g):
+    return None, None
+
+
+def _nll_shape(inputs, params):
+    logp, target = inputs
+    require_float(logp, target)
+    if logp.shape != target.shape or len(logp.shape) < 1:
+        raise ShapeError(f"targets {fmt_shape(target.shape)} do not match {fmt_shape(logp.shape)}")
+    return (), "float"
+
+
+def batch_size(x) -> Size:
+    """The number of rows a mean-over-the-batch loss divides by (all but the class axis)."""
+    return Size(tuple(x.shape[:-1]))
+
+
+# Mean over the batch of -sum_c target[c] * logp[c].
+@primitive("nll", 2, shape=_nll_shape,
+           emit=lambda i, p: Emit(f"-xp.sum({{0}} * {{1}}) / {size_text(batch_size(i[0]).dims, MUL + 1)}",
+                                  MUL, (MUL, MUL + 1)),
+           examples=(Example((((3, 4), "real"), ((3, 4), "probs"))),
+                     Example((((4,), "real"), ((4,), "probs")))))
+def nll_vjp(b, eqn, g):
+    logp, target = eqn.inputs
+    scale = b.neg(b.div(g, batch_size(logp)))
+    return b.mul(target, scale), b.mul(logp, scale)

@@ -1,0 +1,184 @@
+"""Reductions, broadcasting, reshapes and matrix products."""
+
+from __future__ import annotations
+
+from ..ir.core import is_host
+from .core import (MUL, POSTFIX, Emit, Example, ShapeError, broadcast_shapes, fmt_shape, primitive,
+                   require_float, shape_text)
+
+
+def _axis_text(axes: tuple[int, ...]) -> str:
+    return str(axes[0]) if len(axes) == 1 else "(" + ", ".join(map(str, axes)) + ")"
+
+
+# ---- sum ------------------------------------------------------------------------------------
+# params: axes (tuple of non-negative ints, or None for all), keepdims
+
+def _sum_shape(inputs, params):
+    (x,) = inputs
+    require_float(x)
+    axes, keep = params["axes"], params["keepdims"]
+    if axes is None:
+        return ((1,) * len(x.shape) if keep else ()), "float"
+    if keep:
+        return tuple(1 if i in axes else d for i, d in enumerate(x.shape)), "float"
+    return tuple(d for i, d in enumerate(x.shape) if i not in axes), "float"
+
+
+def _sum_emit(inputs, params):
+    axes, keep = params["axes"], params["keepdims"]
+    args = "" if axes is None else f", axis={_axis_text(axes)}"
+    return Emit(f"xp.sum({{0}}{args}{', keepdims=True' if keep else ''})")
+
+
+@primitive("sum", 1, shape=_sum_shape, emit=_sum_emit, linear=(0,),
+           examples=(Example((((3, 4), "real"),), (("axes", None), ("keepdims", False))),
+                     Example((((3, 4), "real"),), (("axes", (1,)), ("keepdims", True))),
+                     Example((((2, 3, 4), "real"),), (("axes", (0, 2)), ("keepdims", False)))))
+def sum_vjp(b, eqn, g):
+    (x,) = eqn.inputs
+    if is_host(g):  # a constant cotangent (the loss seed, 1/N): fill, no broadcast needed
+        return (b.full_like(x, g),)
+    axes = eqn.param("axes")
+    if not eqn.param("keepdims"):
+        kept = tuple(1 if axes is None or i in axes else d for i, d in enumerate(x.shape))
+        g = b.reshape(g, shape=kept)
+    return (b.broadcast_to(g, shape=x.shape),)
+
+
+def _full_like_shape(inputs, params):
+    return inputs[0].shape, "float"
+
+
+@primitive("full_like", 2, shape=_full_like_shape, emit=lambda i, p: Emit("xp.full_like({0}, {1})"),
+           examples=(Example((((3, 4), "real"), ((), "host"))),), linear=(1,))
+def full_like_vjp(b, eqn, g):
+    return None, b.sum(g, axes=None, keepdims=False)
+
+
+# ---- broadcast_to / sum_to: each the other's adjoint --------------------------------------------
+
+def _broadcast_to_shape(inputs, params):
+    (x,) = inputs
+    target = params["shape"]
+    if broadcast_shapes(x.shape, target) != tuple(target):
+        raise ShapeError(f"cannot broadcast {fmt_shape(x.shape)} to {fmt_shape(target)}")
+    return tuple(target), x.dtype
+
+
+def _fold_same_shape(inputs, params, defs):
+    return inputs[0] if tuple(inputs[0].shape) == tuple(params["shape"]) else None
+
+
+@primitive("broadcast_to", 1, shape=_broadcast_to_shape, fold=_fold_same_shape, linear=(0,),
+           emit=lambda i, p: Emit(f"xp.broadcast_to({{0}}, {shape_text(p['shape'])})"),
+           examples=(Example((((4,), "real"),), (("shape", (3, 4)),)),
+                     Example((((3, 1), "real"),), (("shape", (3, 4)),))))
+def broadcast_to_vjp(b, eqn, g):
+    return (b.sum_to(g, shape=eqn.inputs[0].shape),)
+
+
+def sum_to_axes(src: tuple, target: tuple) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Axes to drop (leading) and axes to keep as 1 when summing `src` down to `target`."""
+    lead = len(src) - len(target)
+    dropped = tuple(range(lead))
+    kept = tuple(i + lead for i, d in enumerate(target) if d == 1 and src[i + lead] != 1)
+    return dropped, kept
+
+
+def _sum_to_shape(inputs, params):
+    (x,) = inputs
+    target = tuple(params["shape"])
+    if len(target) > len(x.shape) or broadcast_shapes(x.shape, target) != tuple(x.shape):
+        raise ShapeError(f"cannot sum {fmt_shape(x.shape)} to {fmt_shape(target)}")
+    return target, x.dtype
+
+
+def _sum_to_emit(inputs, params):
+    dropped, kept = sum_to_axes(inputs[0].shape, tuple(params["shape"]))
+    if not kept:
+        return Emit(f"xp.sum({{0}}, axis={_axis_text(dropped)})")
+    if not dropped:
+        return Emit(f"xp.sum({{0}}, axis={_axis_text(kept)}, keepdims=True)")
+    return Emit(f"xp.reshape(xp.sum({{0}}, axis={_axis_text(dropped + kept)}), "
+                f"{shape_text(params['shape'])})")
+
+
+@primitive("sum_to", 1, shape=_sum_to_shape, emit=_sum_to_emit, fold=_fold_same_shape, linear=(0,),
+           examples=(Example((((3, 4), "real"),), (("shape", (4,)),)),
+                     Example((((3, 4), "real"),), (("shape", (3, 1)),)),
+                     Example((((2, 3, 4), "real"),), (("shape", (1, 4)),))))
+def sum_to_vjp(b, eqn, g):
+    return (b.broadcast_to(g, shape=eqn.inputs[0].shape),)
+
+
+# ---- reshape, transpose ---------------------------------------------------------------------
+
+def _element_count(shape) -> tuple[int, list[str]]:
+    """(product of the concrete dims, sorted symbolic dims): equal for reshapable shapes."""
+    n = 1
+    for d in shape:
+        n *= d if isinstance(d, int) else 1
+    return n, sorted(d for d in shape if isinstance(d, str))
+
+
+def _reshape_shape(inputs, params):
+    (x,) = inputs
+    target = tuple(params["shape"])
+    if _element_count(x.shape) != _element_count(target):
+        raise ShapeError(f"cannot reshape {fmt_shape(x.shape)} to {fmt_shape(target)}")
+    return target, x.dtype
+
+
+@primitive("reshape", 1, shape=_reshape_shape, fold=_fold_same_shape, linear=(0,),
+           emit=lambda i, p: Emit(f"xp.reshape({{0}}, {shape_text(p['shape'])})"),
+           examples=(Example((((3, 4), "real"),), (("shape", (12,)),)),
+                     Example((((2, 3, 2), "real"),), (("shape", (2, 6)),))))
+def reshape_vjp(b, eqn, g):
+    return (b.reshape(g, shape=eqn.inputs[0].shape),)
+
+
+def _transpose_shape(inputs, params):
+    (x,) = inputs
+    if len(x.shape) != 2:
+        raise ShapeError(f"transpose needs a matrix, got {fmt_shape(x.shape)}")
+    return (x.shape[1], x.shape[0]), x.dtype
+
+
+@primitive("transpose", 1, shape=_transpose_shape, linear=(0,),
+           emit=lambda i, p: Emit("{0}.T", POSTFIX, (POSTFIX,)),
+           examples=(Example((((3, 4), "real"),)),))
+def transpose_vjp(b, eqn, g):
+    return (b.transpose(g),)
+
+
+# ---- matmul ---------------------------------------------------------------------------------
+
+def _matmul_shape(inputs, params):
+    a, b = inputs
+    require_float(a, b)
+    if not (1 <= len(a.shape) <= 2 and 1 <= len(b.shape) <= 2):
+        raise ShapeError(f"@ takes vectors or matrices, got {fmt_shape(a.shape)} @ {fmt_shape(b.shape)}")
+    k1, k2 = a.shape[-1], b.shape[0]
+    if k1 != k2:
+        raise ShapeError(f"{fmt_shape(a.shape)} @ {fmt_shape(b.shape)}: inner dimensions {k1} and {k2} differ")
+    return a.shape[:-1] + b.shape[1:], "float"
+
+
+@primitive("matmul", 2, shape=_matmul_shape, emit=lambda i, p: Emit("{0} @ {1}", MUL, (MUL, MUL + 1)),
+           examples=(Example((((3, 4), "real"), ((4, 2), "real"))),
+                     Example((((3, 4), "real"), ((4,), "real"))),
+                     Example((((4,), "real"), ((4, 2), "real"))),
+                     Example((((4,), "real"), ((4,), "real")))))
+def matmul_vjp(b, eqn, g):
+    x, w = eqn.inputs
+    rx, rw = len(x.shape), len(w.shape)
+    if rx == 2 and rw == 2:
+        return b.matmul(g, b.transpose(w)), b.matmul(b.transpose(x), g)
+    if rx == 2 and rw == 1:  # [n, k] @ [k] -> [n]: dX = outer(g, w)
+        n, k = x.shape
+        return b.mul(b.reshape(g, shape=(n, 1)), w), b.matmul(b.transpose(x), g)
+    if rx == 1 and rw == 2:  # [k] @ [k, m] -> [m]: dW = outer(x, g)
+        k, m = w.shape
+        return b.matmul(w, g), b.mul(b.reshape(x, shape=(k, 1)), g)
+    return b.mul(g, w), b.mul(g, x)  # dot product

@@ -1,0 +1,1 @@
+"""Front end: text -> Lark tree -> AST with source spans."""

@@ -1,0 +1,20 @@
+"""Array-API helpers that generated modules carry inline (copied from here, tested here).
+
+Each takes the namespace `xp` first. Generated code copies the source of the ones
+it uses, so a module never imports nnc.
+"""
+
+
+def _softmax(xp, x, axis):
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(xp, x, axis):
+    shifted = x - xp.max(x, axis=axis, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+
+
+def _onehot(xp, labels, classes, like):
+    hits = labels[..., None] == xp.arange(classes, device=like.device)
+    return xp.astype(hits, like.dtype)
