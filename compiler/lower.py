@@ -137,13 +137,13 @@ def _prelu(lw, b, a, call):
 
 @builtin("mse", _x("pred"), _x("target"))
 def _mse(lw, b, a, call):
-    diff = b.sub(a["pred"], a["target"])
+    diff = b.emit("sub", a["pred"], a["target"], hint="residual")
     return b.div(b.sum(b.square(diff), axes=None, keepdims=False), lw.size(diff.shape))
 
 
 @builtin("sse", _x("pred"), _x("target"))
 def _sse(lw, b, a, call):
-    diff = b.sub(a["target"], a["pred"])
+    diff = b.emit("sub", a["target"], a["pred"], hint="residual")
     return b.mul(0.5, b.sum(b.square(diff), axes=None, keepdims=False))
 
 
@@ -217,6 +217,7 @@ class _Lowering:
         self.namer = Namer(taken)
         self.current: ast.DefineStmt | ast.LossStmt | None = None
         self.created: list[str] = []
+        self.failed: set[str] = set()
 
     def _all_names(self):
         for st in self.spec.statements:
@@ -292,7 +293,10 @@ class _Lowering:
                         self.error("the optimizer is given twice", st.span)
                     opt = self._optimizer(st)
             except SpecError as err:
-                self.errors.append(err)
+                if not isinstance(err, _Silent):
+                    self.errors.append(err)
+                if isinstance(st, (ast.DefineStmt, ast.InputStmt, ast.ParamStmt)) and st.name not in self.env:
+                    self.failed.add(st.name)  # later uses are not reported again
         if loss_var is None and not any(isinstance(s, ast.LossStmt) for s in sts):
             self.error("the spec defines no loss", Span.point(len(self.spec.source.splitlines()) or 1, 1),
                        help="add a line such as 'loss = mse(pred, y)'")
@@ -397,8 +401,8 @@ class _Lowering:
         if value.shape != ():
             raise SpecError(f"the loss must be a scalar, but this expression has shape {fmt_shape(value.shape)}",
                             st.expr.span, help="reduce it, e.g. with mean(...) or sum(...)")
-        if not isinstance(value, Var) or not any(e.out == value for e in self.eqns):
-            raise SpecError("the loss must depend on the model's parameters", st.expr.span)
+        if not isinstance(value, Var):
+            raise SpecError("the loss is a constant; it must depend on parameters or inputs", st.expr.span)
         return value
 
     def _lower_statement(self, st, expr: ast.Expr, name: str) -> Atom:
@@ -463,6 +467,8 @@ class _Lowering:
     def _name(self, e: ast.Name) -> Atom:
         if e.id in self.env:
             return self.env[e.id]
+        if e.id in self.failed or e.id.split(".")[0] in self.failed:
+            raise _Silent("")
         if e.id in ("true", "false"):
             raise SpecError(f"'{e.id}' is only allowed as a keyword argument value", e.span)
         if e.id in BUILTINS:
@@ -578,6 +584,8 @@ class _Lowering:
         result = []
         for n in outputs[1]:
             atom = self.env.get(n.id)
+            if atom is None and n.id in self.failed:
+                continue
             if atom is None:
                 self.error(f"undefined name '{n.id}' in output", n.span, did_you_mean(n.id, self.env))
             elif not isinstance(atom, Var):
@@ -626,6 +634,10 @@ def _literal_shape(value, e: ast.Expr) -> tuple:
     if len(shapes) != 1:
         raise SpecError("ragged list: rows have different lengths", e.span)
     return (len(value),) + shapes.pop()
+
+
+class _Silent(SpecError):
+    """A consequence of an error already reported (a use of a name whose definition failed)."""
 
 
 def lower(spec: ast.Spec) -> Program:

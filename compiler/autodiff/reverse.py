@@ -67,7 +67,7 @@ def differentiate(prog: Program) -> Program:
         acc = parts[0]
         for part in parts[1:]:
             acc = b.add(acc, part)
-        if isinstance(acc, Var) and acc.temp and acc.name not in renames:
+        if isinstance(acc, Var) and acc.name in b.defs and acc.temp and acc.name not in renames:
             renames[acc.name] = namer.fresh(adjoint(var.name))
         done[var.name] = acc
         return acc

@@ -212,8 +212,10 @@ def _tuple_literal(items: list[str]) -> str:
 def _init_expr(p) -> str:
     kind, args = p.init
     shape = _shape_literal(p.var.shape)
+    if kind == "value" and not isinstance(args[0], list):
+        return f"np.full({shape}, {float(args[0])!r})"
     if kind == "value":
-        return f"np.broadcast_to(np.array({args[0]!r}, dtype=np.float64), {shape})"
+        return f"np.array({args[0]!r})"
     if kind == "zeros":
         return f"np.zeros({shape})"
     if kind == "ones":

@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import keyword
 
-# Names the generated module defines or uses itself; spec names may not shadow them.
-RESERVED = frozenset(
-    {
-        "xp", "np", "params", "grads", "state", "inputs", "math", "array_api_compat",
-        "forward", "loss", "value_and_grad", "init_params", "init_optimizer", "train_step",
-        "save_params", "load_params", "name", "p", "g", "lr", "step",
-    }
-)
+# Names that generated function bodies use themselves; a spec name may not shadow them.
+# (Module-level helpers start with "_", which spec names may not.)
+RESERVED = frozenset({"xp", "np", "math", "params", "grads", "state", "inputs", "array_api_compat"})
 
 
 def identifier(spec_name: str) -> str:
