@@ -1,0 +1,65 @@
+"""Shared test utilities: compile specs, load generated modules, draw inputs, finite differences."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from nnc.api import compile_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+SPEC_PATHS = sorted(SPECS.glob("*.nn"))
+_counter = itertools.count()
+
+
+def load_source(source: str, tmp_dir: Path, name: str = "model") -> ModuleType:
+    """Import generated module text as a fresh module (written to `tmp_dir`)."""
+    mod_name = f"_nnc_test_{name}_{next(_counter)}"
+    path = Path(tmp_dir) / f"{mod_name}.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def compile_and_load(spec: str | Path, tmp_dir: Path, name: str = "model") -> ModuleType:
+    """Compile a spec (a path, or spec text) and import the result."""
+    if isinstance(spec, Path):
+        return load_source(compile_spec(spec.read_text(), str(spec)), tmp_dir, spec.stem)
+    return load_source(compile_spec(spec, f"{name}.nn"), tmp_dir, name)
+
+
+def random_inputs(module: ModuleType, rng: np.random.Generator, size: int = 3, dtype=np.float64) -> list:
+    """Inputs matching the module's INPUTS metadata; symbolic dimensions become `size`."""
+    out = []
+    for meta in module.INPUTS.values():
+        shape = tuple(size if isinstance(d, str) else d for d in meta["shape"])
+        if meta["kind"] == "int":
+            out.append(rng.integers(0, meta.get("classes") or 2, size=shape))
+        else:
+            out.append(rng.normal(size=shape).astype(dtype))
+    return out
+
+
+def numeric_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar function f at x (x is perturbed in place, then restored)."""
+    grad = np.zeros_like(x, dtype=np.float64)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for j in range(flat.size):
+        old = flat[j]
+        h = eps * max(1.0, abs(old))
+        flat[j] = old + h
+        up = float(f())
+        flat[j] = old - h
+        down = float(f())
+        flat[j] = old
+        gflat[j] = (up - down) / (2 * h)
+    return grad
