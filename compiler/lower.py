@@ -121,7 +121,7 @@ def _features(x: Atom, fn: str) -> int:
 def _dense(lw, b, a, call):
     x, units = a["x"], a["units"]
     if units <= 0:
-        raise SpecError(f"dense: units must be positive, got {units}", call.span)
+        raise SpecError(f"dense: units must be positive, got {units}", _arg_span(call, 1, "units"))
     n_in = _features(x, "dense")
     w = lw.new_param("W", (n_in, units), a["init"] or ("glorot_uniform", ()), call)
     h = b.matmul(x, w)
@@ -222,6 +222,7 @@ class _Lowering:
         self.creating_call: ast.Call | None = None  # the parameter-creating call of this statement
         self.failed: set[str] = set()
         self.idents: dict[str, str] = {}  # Python identifier -> the spec name that claimed it
+        self.defined: set[str] = set()  # names given by 'NAME = ...' (for wording of notes)
 
     @functools.cached_property
     def lines(self) -> list[str]:
@@ -492,6 +493,7 @@ class _Lowering:
 
     def _define(self, st: ast.DefineStmt) -> None:
         self._check_new_name(st.name, st.name_span)
+        self.defined.add(st.name)
         self.env[st.name] = self._lower_statement(st, st.expr, identifier(st.name))
         self.decl_span[st.name] = st.span
 
@@ -570,17 +572,23 @@ class _Lowering:
         """`x @ W: [B, 4] @ [3, 2]: ...`, with a note saying where each operand's shape came from."""
         text = self._source_text(e.span)
         err = SpecError(f"{text}: {exc}" if text else str(exc), e.span)
+        err.notes = self._operand_notes((e.left, e.right), (left, right))
+        return err
+
+    def _operand_notes(self, exprs, atoms) -> tuple:
+        """Where each operand's shape came from: its declaration, or the subexpression itself."""
         notes = []
-        for side, atom in ((e.left, left), (e.right, right)):
+        for side, atom in zip(exprs, atoms):
+            if not hasattr(atom, "shape"):
+                continue
             if isinstance(side, ast.Name) and side.id in self.decl_span:
-                verb = "created" if "." in side.id else "declared"
+                verb = "created" if "." in side.id else "defined" if side.id in self.defined else "declared"
                 notes.append((f"'{side.id}' is {fmt_shape(atom.shape)}, {verb} here", self.decl_span[side.id]))
             elif not isinstance(side, (ast.Name, ast.Num)):
                 side_text = self._source_text(side.span)
                 if side_text:
                     notes.append((f"'{side_text}' is {fmt_shape(atom.shape)}", side.span))
-        err.notes = tuple(notes)
-        return err
+        return tuple(notes)
 
     def _source_text(self, span: Span, limit: int = 40) -> str | None:
         """The spec text under a one-line span, if short enough to quote in a message."""
@@ -598,6 +606,11 @@ class _Lowering:
             raise _Silent("")
         if e.id in ("true", "false"):
             raise SpecError(f"'{e.id}' is only allowed as a keyword argument value", e.span)
+        if e.id == "loss":
+            raise SpecError("'loss' cannot be used in an expression; it is the model's objective", e.span,
+                            help="give the shared part its own name and use that")
+        if e.id in KEYWORDS:
+            raise SpecError(f"'{e.id}' is a keyword, not a value", e.span)
         if e.id in BUILTINS:
             raise SpecError(f"'{e.id}' is a function; call it with arguments", e.span, help=f"write {e.id}(...)")
         if "." in e.id:
@@ -644,13 +657,17 @@ class _Lowering:
         try:
             return fn.lower(self, b, args, call)
         except ShapeError as exc:
-            raise SpecError(f"{call.func}: {exc}", call.span) from None
+            text = str(exc)
+            err = SpecError(text if text.startswith(call.func) else f"{call.func}: {text}", call.span)
+            err.notes = self._operand_notes(call.args, [args[p[0]] for p in fn.params[: len(call.args)]])
+            raise err from None
 
     def _bind(self, b: Builder, fn: Builtin, call: ast.Call) -> dict:
         names = [p[0] for p in fn.params]
         given: dict[str, ast.Expr] = {}
         if len(call.args) > len(fn.params):
-            raise SpecError(f"{call.func}() takes at most {len(fn.params)} argument(s), got {len(call.args)}",
+            most = "" if all(p[2] is _NONE for p in fn.params) else "at most "
+            raise SpecError(f"{call.func}() takes {most}{_count(len(fn.params), 'argument')}, got {len(call.args)}",
                             call.span, help=f"signature: {_signature(call.func, fn)}")
         for p, a in zip(fn.params, call.args):
             given[p[0]] = a
@@ -761,6 +778,17 @@ class _Lowering:
             elif n.id not in self.failed:
                 self.error(f"undefined input '{n.id}' in wrt", n.span, did_you_mean(n.id, input_names))
         return tuple(names)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _arg_span(call: ast.Call, index: int, name: str) -> Span:
+    """The span of argument `name` (position `index`) of a call, or the call's."""
+    if len(call.args) > index:
+        return call.args[index].span
+    return next((k.span for k in call.kwargs if k.name == name), call.span)
 
 
 def _signature(name: str, fn: Builtin) -> str:

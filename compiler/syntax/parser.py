@@ -327,7 +327,7 @@ def _syntax_error(exc: UnexpectedInput, source: str, state: _ParseState) -> Spec
 
 
 def _syntax_help(tok: Token, expected) -> str | None:
-    if tok.type == "NAME" and str(tok) in KEYWORDS:
+    if tok.type == "NAME" and str(tok) in KEYWORDS and "NAME" in expected:
         return f"'{tok}' is a keyword and cannot be used here"
     if tok.type == "NUMBER" and "NAME" in expected and "EQUAL" not in expected and "RPAR" in expected:
         return "settings are written name=value, for example sgd(lr=0.1)"
