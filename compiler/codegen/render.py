@@ -167,9 +167,9 @@ def build_model(prog: Program) -> dict:
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
     grad_items = []
     for name, g in prog.grads:
-        ident = param_ident.get(name, name)
-        if isinstance(g, Lit) and g.value == 0.0:
-            grad_items.append(f'"{name}": xp.zeros_like({ident})')
+        if isinstance(g, Lit) and g.value == 0.0:  # a parameter the loss ignores is not unpacked
+            like = f'params["{name}"]' if name in param_ident else name
+            grad_items.append(f'"{name}": xp.zeros_like({like})')
         else:
             grad_items.append(f'"{name}": {result_text(g)}')
     returns = prog.loss.name + ", {" + ", ".join(grad_items) + "}"

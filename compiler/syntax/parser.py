@@ -340,7 +340,7 @@ def _bad_character(exc: UnexpectedCharacters, source: str) -> SpecError:
     ch = source[exc.pos_in_stream] if exc.pos_in_stream < len(source) else ""
     where = Span.point(max(1, exc.line), max(1, exc.column))
     code = f" (U+{ord(ch):04X})" if ch and (not ch.isprintable() or not ch.isascii()) else ""
-    shown = repr(ch) if ch.isprintable() else repr(ch).replace("'", "")
+    shown = repr(ch)
     help = None
     if ch.isalpha():
         help = "names use only ASCII letters, digits and '_'"
@@ -375,6 +375,7 @@ def _check_characters(source: str) -> None:
 
 def parse_spec(source: str, path: str = "<spec>") -> ast.Spec:
     """Parse spec text into an AST; raises SpecError at the first syntax error."""
+    source = source.removeprefix("\ufeff")  # a byte-order mark is not part of the text
     _check_characters(source)
     state = _ParseState()
     token = _STATE.set(state)
