@@ -6,7 +6,10 @@ kind); only when that filter fails, or meets a dtype for the first time, does it
 the expected type and shape and what was passed. Each helper takes the namespace `xp`.
 """
 
-_DTYPE_KINDS = {}  # dtype -> "float" | "int" | "other"; filled by _check_input, read by the filter
+# (type(dtype), dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
+# filter. The type in the key keeps dtypes of different libraries from being compared
+# (array_api_strict warns when its dtypes meet NumPy's).
+_DTYPE_KINDS = {}
 
 
 def _check_input(xp, name, x, kind, shape, bound):
@@ -19,9 +22,10 @@ def _check_input(xp, name, x, kind, shape, bound):
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
     dtype = x.dtype
-    if dtype not in _DTYPE_KINDS:
-        _DTYPE_KINDS[dtype] = ("float" if xp.isdtype(dtype, "real floating")
-                               else "int" if xp.isdtype(dtype, "integral") else "other")
+    key = (type(dtype), dtype)
+    if key not in _DTYPE_KINDS:
+        _DTYPE_KINDS[key] = ("float" if xp.isdtype(dtype, "real floating")
+                             else "int" if xp.isdtype(dtype, "integral") else "other")
     actual = tuple(x.shape)
     got = f"got {dtype} of shape {actual}"
     if len(actual) != len(shape):
@@ -38,7 +42,7 @@ def _check_input(xp, name, x, kind, shape, bound):
                              f"{want} is {size} here but {value} in {where}")
         if isinstance(want, str):
             seen.setdefault(want, (size, name))
-    if _DTYPE_KINDS[dtype] != kind:
+    if _DTYPE_KINDS[key] != kind:
         hint = "class labels must be integers" if kind == "int" else "convert it with xp.astype"
         raise ValueError(f"input '{name}' must be {expected}, {got}: {dtype} is not {kind} ({hint})")
 

@@ -92,7 +92,7 @@ def _check_function(name: str, decls) -> Check:
                 conds.append(f"{v.name}.shape[{i}] != {v.name}.shape[{new[dim]}]")
             else:
                 new[dim] = i
-        conds.append(f'_DTYPE_KINDS.get({v.name}.dtype) != "{v.dtype}"')
+        conds.append(f'_DTYPE_KINDS.get((type({v.name}.dtype), {v.name}.dtype)) != "{v.dtype}"')
         bound = ", ".join(f'"{dim}": ({dim}, "{where[dim]}")' for dim in dict.fromkeys(v.shape) if dim in where)
         chk.lines.append(f"if {' or '.join(conds)}:")
         chk.lines.append(f'    _check_input(_namespace({v.name}), "{v.name}", {v.name}, "{v.dtype}", '
@@ -113,7 +113,8 @@ def _check_helpers(checks: list[Check]) -> list[str]:
     text = "\n".join(line for c in checks for line in c.lines)
     if not text:
         return []
-    cache = next(line for line in inspect.getsource(input_checks).splitlines() if line.startswith("_DTYPE_KINDS"))
+    module = inspect.getsource(input_checks)
+    cache = module[module.index("# (type(dtype)"): module.index("\n\n\ndef ")]  # the cache, its comment
     out = [cache, inspect.getsource(input_checks._check_input).rstrip()]
     if "_check_labels(" in text:
         out.append(inspect.getsource(input_checks._check_labels).rstrip())
