@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -564,9 +565,17 @@ class _Lowering:
         if e.op == "^" and isinstance(right, Lit) and right.value == 2.0:
             return b.square(left)
         try:
-            return b.emit(_BINOPS[e.op], left, right)
+            out = b.emit(_BINOPS[e.op], left, right)
         except ShapeError as exc:
             raise self._shape_error(exc, e, left, right) from None
+        except (OverflowError, ZeroDivisionError) as exc:  # constant folding, e.g. 3 ^ 1e308
+            reason = "it overflows" if isinstance(exc, OverflowError) else str(exc)
+            raise SpecError(f"this constant expression cannot be computed: {reason}", e.span) from None
+        if isinstance(out, Lit) and not (isinstance(out.value, float) and math.isfinite(out.value)):
+            what = "has no real value" if isinstance(out.value, complex) else "is not a finite number"
+            raise SpecError(f"this constant expression {what}", e.span,
+                            help="constants must be finite real numbers")
+        return out
 
     def _shape_error(self, exc: ShapeError, e: ast.BinOp, left: Atom, right: Atom) -> SpecError:
         """`x @ W: [B, 4] @ [3, 2]: ...`, with a note saying where each operand's shape came from."""

@@ -14,6 +14,8 @@ def atom_text(a: Atom) -> tuple[str, int]:
         return a.name, ATOM
     if isinstance(a, Lit):
         text = repr(float(a.value))
+        if text in ("inf", "-inf", "nan"):  # not Python literals (a folded constant can overflow)
+            return f'float("{text}")', ATOM
         return text, (UNARY if text.startswith("-") else ATOM)
     assert isinstance(a, Size)
     text = size_text(a.dims)
