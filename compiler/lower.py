@@ -763,7 +763,10 @@ class _Lowering:
             atom = self.env.get(n.id)
             if atom is None and n.id in self.failed:
                 continue
-            if atom is None:
+            if atom is None and n.id == "loss":
+                self.error("'loss' cannot be an output: loss() and value_and_grad() return it", n.span,
+                           help="'output' lists the other values forward() should return")
+            elif atom is None:
                 self.error(f"undefined name '{n.id}' in output", n.span, did_you_mean(n.id, self.env))
             elif not isinstance(atom, Var):
                 self.error(f"output '{n.id}' is a constant", n.span)

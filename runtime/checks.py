@@ -6,7 +6,7 @@ kind); only when that filter fails, or meets a dtype for the first time, does it
 the expected type and shape and what was passed. Each helper takes the namespace `xp`.
 """
 
-# (type(dtype), dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
+# (dtype.__class__, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
 # filter. The type in the key keeps dtypes of different libraries from being compared
 # (array_api_strict warns when its dtypes meet NumPy's).
 _DTYPE_KINDS = {}
@@ -22,7 +22,7 @@ def _check_input(xp, name, x, kind, shape, bound):
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
     dtype = x.dtype
-    key = (type(dtype), dtype)
+    key = (dtype.__class__, dtype)
     if key not in _DTYPE_KINDS:
         _DTYPE_KINDS[key] = ("float" if xp.isdtype(dtype, "real floating")
                              else "int" if xp.isdtype(dtype, "integral") else "other")

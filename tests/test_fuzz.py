@@ -126,7 +126,7 @@ _FUNCS = ["sigmoid", "tanh", "relu", "step", "softplus", "gelu", "exp", "log", "
           "dense", "prelu", "mse", "sse", "l2", "cross_entropy", "bce", "hinge", "nosuch"]
 _KWARGS = ["alpha", "axis", "units", "bias", "init", "margin", "x", "bogus"]
 _KWVALUES = ["0", "1", "-1", "2", "0.5", "true", "false", "he_normal", "normal(0.1)", "zeros", "x"]
-_NAMES = ["x", "y", "t", "h", "g", "W", "b", "h.W", "h.b", "g.alpha", "B"]
+_NAMES = ["x", "y", "t", "type", "h", "g", "W", "b", "h.W", "h.b", "g.alpha", "B"]
 _NUMBERS = ["0", "1", "2", "0.5", "-1", "3", "1e-3", "1e308", "4"]
 
 
@@ -153,7 +153,7 @@ _INIT = st.sampled_from(["", " = 0.5", " = [1, 2]", " = [[1, 2], [3, 4]]", " = [
 @st.composite
 def structured_spec(draw) -> str:
     lines = ["model fuzz"]
-    for name in draw(st.lists(st.sampled_from(["x", "y", "t"]), min_size=1, max_size=3)):
+    for name in draw(st.lists(st.sampled_from(["x", "y", "t", "type"]), max_size=3)):
         lines.append(f"input {name} : {draw(_TYPE)}")
     for name in draw(st.lists(st.sampled_from(["W", "b"]), max_size=2)):
         lines.append(f"param {name} : {draw(_TYPE)}{draw(_INIT)}")

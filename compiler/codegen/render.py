@@ -92,7 +92,8 @@ def _check_function(name: str, decls) -> Check:
                 conds.append(f"{v.name}.shape[{i}] != {v.name}.shape[{new[dim]}]")
             else:
                 new[dim] = i
-        conds.append(f'_DTYPE_KINDS.get((type({v.name}.dtype), {v.name}.dtype)) != "{v.dtype}"')
+        # `__class__`, not type(): a spec input may be called `type`
+        conds.append(f'_DTYPE_KINDS.get(({v.name}.dtype.__class__, {v.name}.dtype)) != "{v.dtype}"')
         bound = ", ".join(f'"{dim}": ({dim}, "{where[dim]}")' for dim in dict.fromkeys(v.shape) if dim in where)
         chk.lines.append(f"if {' or '.join(conds)}:")
         chk.lines.append(f'    _check_input(_namespace({v.name}), "{v.name}", {v.name}, "{v.dtype}", '
@@ -114,7 +115,7 @@ def _check_helpers(checks: list[Check]) -> list[str]:
     if not text:
         return []
     module = inspect.getsource(input_checks)
-    cache = module[module.index("# (type(dtype)"): module.index("\n\n\ndef ")]  # the cache, its comment
+    cache = module[module.index("# (dtype.__class__"): module.index("\n\n\ndef ")]  # the cache, its comment
     out = [cache, inspect.getsource(input_checks._check_input).rstrip()]
     if "_check_labels(" in text:
         out.append(inspect.getsource(input_checks._check_labels).rstrip())
@@ -214,7 +215,7 @@ def _function(prog, name, args, doc, check: Check, unpack, sections, returns, de
     else:
         call = f"{check.name}({', '.join(check.args)})" if check.args else ""
     first = decls[0].var.name if decls else None
-    source = first or (unpack[0].split(" = ")[0] if unpack else None)
+    source = first or (unpack[0].split(" = ", 1)[1] if unpack else None)  # params["W"]: xp comes before unpacking
     fn = Function(name, args, doc, call, unpack, secs, returns)
     fn.uses_xp = _uses(statements, "xp.") or _uses(statements, "(xp,")
     if fn.uses_xp and source is None:

@@ -259,7 +259,7 @@ def _parser() -> Lark:
 def _describe(tok_type: str, value: str | None = None) -> str:
     if value is not None and value in KEYWORDS and tok_type in ("NAME", "TYPE_KIND", value.upper()):
         return f"'{value}'"
-    if tok_type.lower() in KEYWORDS:
+    if tok_type.lower() in KEYWORDS and tok_type not in _TOKEN_WORDS:  # MODEL, LOSS, ... (not INT)
         return f"'{tok_type.lower()}'"
     if tok_type.startswith("__ANON") or tok_type not in _TOKEN_WORDS:
         return f"'{value}'" if value else tok_type.lower()
@@ -340,7 +340,7 @@ def _bad_character(exc: UnexpectedCharacters, source: str) -> SpecError:
     ch = source[exc.pos_in_stream] if exc.pos_in_stream < len(source) else ""
     where = Span.point(max(1, exc.line), max(1, exc.column))
     code = f" (U+{ord(ch):04X})" if ch and (not ch.isprintable() or not ch.isascii()) else ""
-    shown = repr(ch)
+    shown = f"'{ch}'" if ch.isprintable() and ch not in "'\\" else repr(ch)
     help = None
     if ch.isalpha():
         help = "names use only ASCII letters, digits and '_'"
@@ -348,6 +348,8 @@ def _bad_character(exc: UnexpectedCharacters, source: str) -> SpecError:
         help = "write one statement per line"
     elif ch in "\"'":
         help = "the language has no strings"
+    elif ch == "\\":
+        help = "a backslash continues a statement only as the last character of a line"
     elif ch in "{}":
         help = "use '(' and ')' for grouping, '[' and ']' for shapes and lists"
     return SpecError(f"unexpected character {shown}{code}", where, help=help)
