@@ -449,17 +449,7 @@ class _Lowering:
 
     def _init_args(self, call: ast.Call, names: tuple[str, ...]) -> tuple[float, ...]:
         sig = f"{call.func}({', '.join(names)})"
-        if len(call.args) > len(names):
-            raise SpecError(f"{sig} takes {len(names)} argument(s), got {len(call.args) + len(call.kwargs)}",
-                            call.span)
-        given = dict(zip(names, call.args))
-        for kw in call.kwargs:
-            if kw.name not in names:
-                raise SpecError(f"{call.func}() has no argument '{kw.name}'", kw.span,
-                                help=did_you_mean(kw.name, names) or f"signature: {sig}")
-            if kw.name in given:
-                raise SpecError(f"{call.func}() got argument '{kw.name}' twice", kw.span)
-            given[kw.name] = kw.value
+        given = _match_args(call, list(names), sig, True)
         missing = [n for n in names if n not in given]
         if missing:
             raise SpecError(f"{call.func}() is missing argument '{missing[0]}'", call.span, help=f"signature: {sig}")
@@ -672,31 +662,13 @@ class _Lowering:
             raise err from None
 
     def _bind(self, b: Builder, fn: Builtin, call: ast.Call) -> dict:
-        names = [p[0] for p in fn.params]
-        given: dict[str, ast.Expr] = {}
-        if len(call.args) > len(fn.params):
-            most = "" if all(p[2] is _NONE for p in fn.params) else "at most "
-            raise SpecError(f"{call.func}() takes {most}{_count(len(fn.params), 'argument')}, got {len(call.args)}",
-                            call.span, help=f"signature: {_signature(call.func, fn)}")
-        for p, a in zip(fn.params, call.args):
-            given[p[0]] = a
-        if call.kwargs and call.args and call.args[-1].span > call.kwargs[0].span:
-            late = next(a for a in call.args if a.span > call.kwargs[0].span)
-            raise SpecError(f"{call.func}(): a positional argument follows a keyword argument", late.span,
-                            help=f"signature: {_signature(call.func, fn)}")
-        for kw in call.kwargs:
-            if kw.name not in names:
-                raise SpecError(f"{call.func}() has no argument '{kw.name}'", kw.span,
-                                help=did_you_mean(kw.name, names) or f"signature: {_signature(call.func, fn)}")
-            if kw.name in given:
-                raise SpecError(f"{call.func}() got argument '{kw.name}' twice", kw.span)
-            given[kw.name] = kw.value
+        sig = _signature(call.func, fn)
+        given = _match_args(call, [p[0] for p in fn.params], sig, all(p[2] is _NONE for p in fn.params))
         out = {}
         for name, kind, default in fn.params:
             if name not in given:
                 if default is _NONE:
-                    raise SpecError(f"{call.func}() is missing argument '{name}'", call.span,
-                                    help=f"signature: {_signature(call.func, fn)}")
+                    raise SpecError(f"{call.func}() is missing argument '{name}'", call.span, help=f"signature: {sig}")
                 out[name] = default
                 continue
             out[name] = self._arg(b, call.func, name, kind, given[name])
@@ -790,6 +762,27 @@ class _Lowering:
             elif n.id not in self.failed:
                 self.error(f"undefined input '{n.id}' in wrt", n.span, did_you_mean(n.id, input_names))
         return tuple(names)
+
+
+def _match_args(call: ast.Call, names: list[str], sig: str, all_required: bool) -> dict[str, ast.Expr]:
+    """Pair a call's positional and keyword arguments with parameter `names` (Python's rules)."""
+    if len(call.args) > len(names):
+        most = "" if all_required else "at most "
+        raise SpecError(f"{call.func}() takes {most}{_count(len(names), 'argument')}, got {len(call.args)}",
+                        call.span, help=f"signature: {sig}")
+    given = dict(zip(names, call.args))
+    if call.kwargs and call.args and call.args[-1].span > call.kwargs[0].span:
+        late = next(a for a in call.args if a.span > call.kwargs[0].span)
+        raise SpecError(f"{call.func}(): a positional argument follows a keyword argument", late.span,
+                        help=f"signature: {sig}")
+    for kw in call.kwargs:
+        if kw.name not in names:
+            raise SpecError(f"{call.func}() has no argument '{kw.name}'", kw.span,
+                            help=did_you_mean(kw.name, names) or f"signature: {sig}")
+        if kw.name in given:
+            raise SpecError(f"{call.func}() got argument '{kw.name}' twice", kw.span)
+        given[kw.name] = kw.value
+    return given
 
 
 def _count(n: int, word: str) -> str:
