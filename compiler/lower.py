@@ -389,14 +389,21 @@ class _Lowering:
         if is_reserved(name):
             raise SpecError(f"'{name}' is reserved in generated Python code and cannot name a dimension",
                             d.span, help=f"rename it, for example to '{name.strip('_').upper() or 'N'}'")
-        clash = [st for st in self.spec.statements
-                 if isinstance(st, (ast.InputStmt, ast.ParamStmt, ast.DefineStmt)) and identifier(st.name) == name]
-        if clash or name == "loss":
+        clash = self.value_statements.get(name)
+        if clash is not None:
             err = SpecError(f"dimension '{name}' has the same name as a value", d.span,
                             help="dimensions and values need different names; sizes are usually upper case (B, N)")
-            if clash:
-                err.notes = ((f"'{clash[0].name}' is defined here", clash[0].span),)
+            err.notes = ((f"'{clash.name}' is defined here", clash.span),)
             raise err
+
+    @functools.cached_property
+    def value_statements(self) -> dict[str, ast.Statement]:
+        """Python identifier -> the first input, param or definition that names it."""
+        found: dict[str, ast.Statement] = {}
+        for st in self.spec.statements:
+            if isinstance(st, (ast.InputStmt, ast.ParamStmt, ast.DefineStmt)):
+                found.setdefault(identifier(st.name), st)
+        return found
 
     def _declare_input(self, st: ast.InputStmt) -> None:
         self._check_new_name(st.name, st.name_span)
@@ -614,16 +621,32 @@ class _Lowering:
             raise SpecError(f"'{e.id}' is a function; call it with arguments", e.span, help=f"write {e.id}(...)")
         if "." in e.id:
             owner = e.id.split(".")[0]
-            known = [k for k in self.env if k.startswith(owner + ".")]
+            busy = len(self.errors) > SpecErrors.MAX_REPORTED  # not shown: skip the scan
+            known = [] if busy else [p.name for p in self.params if p.name.startswith(owner + ".")]
             raise SpecError(f"'{e.id}' is not a parameter" + (
                 f"; '{owner}' creates {', '.join(known)}" if known else ""), e.span,
                 help=did_you_mean(e.id, known) or (f"'{owner}' must be defined by a layer call such as dense(...)"))
-        later = [st for st in self.spec.statements if isinstance(st, (ast.DefineStmt, ast.InputStmt, ast.ParamStmt))
-                 and st.name == e.id]
-        if later:
-            raise SpecError(f"'{e.id}' is used before it is defined (on line {later[0].span.line})", e.span,
+        later = self.first_definition.get(e.id)
+        if later is not None:
+            raise SpecError(f"'{e.id}' is used before it is defined (on line {later})", e.span,
                             help="move the definition above this line")
-        raise SpecError(f"undefined name '{e.id}'", e.span, help=did_you_mean(e.id, self.env))
+        raise SpecError(f"undefined name '{e.id}'", e.span, help=self._suggest(e.id, self.env))
+
+    def _suggest(self, name: str, candidates) -> str | None:
+        """did_you_mean, but only while the errors collected so far will all be shown: it costs
+        a comparison with every candidate, which a file full of errors must not multiply."""
+        if len(self.errors) > SpecErrors.MAX_REPORTED:
+            return None
+        return did_you_mean(name, candidates)
+
+    @functools.cached_property
+    def first_definition(self) -> dict[str, int]:
+        """Each name's first defining line (for 'used before it is defined')."""
+        lines: dict[str, int] = {}
+        for st in self.spec.statements:
+            if isinstance(st, (ast.DefineStmt, ast.InputStmt, ast.ParamStmt)):
+                lines.setdefault(st.name, st.span.line)
+        return lines
 
     def _float(self, b: Builder, e: ast.Expr) -> Atom:
         atom = self._expr(b, e)
@@ -739,7 +762,7 @@ class _Lowering:
                 self.error("'loss' cannot be an output: loss() and value_and_grad() return it", n.span,
                            help="'output' lists the other values forward() should return")
             elif atom is None:
-                self.error(f"undefined name '{n.id}' in output", n.span, did_you_mean(n.id, self.env))
+                self.error(f"undefined name '{n.id}' in output", n.span, self._suggest(n.id, self.env))
             elif not isinstance(atom, Var):
                 self.error(f"output '{n.id}' is a constant", n.span)
             else:
@@ -760,7 +783,7 @@ class _Lowering:
                 self.error(f"'wrt' names inputs; '{n.id}' is not an input", n.span,
                            help="parameters always get gradients")
             elif n.id not in self.failed:
-                self.error(f"undefined input '{n.id}' in wrt", n.span, did_you_mean(n.id, input_names))
+                self.error(f"undefined input '{n.id}' in wrt", n.span, self._suggest(n.id, input_names))
         return tuple(names)
 
 

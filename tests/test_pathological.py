@@ -132,3 +132,14 @@ def test_many_independent_errors_are_all_collected():
     with pytest.raises(SpecErrors) as info:
         compile_spec(HEAD + "\n".join(lines) + "\nloss = l2(x)\n", "p.nn")
     assert len(info.value.errors) == 500
+
+
+def test_a_file_full_of_errors_stays_fast():
+    """Suggestions compare a name with every name in scope: only for the errors shown."""
+    n = 1500
+    lines = [f"h{i} = dense(x, 2)" for i in range(n)] + [f"g{i} = tanh(hx{i}) + h{i}.Q + foo{i}(x)" for i in range(n)]
+    dims = "\n".join(f"input i{i} : float[B{i}, D]" for i in range(500))
+    with pytest.raises(SpecErrors) as info:
+        timed(lambda: compile_spec(HEAD + dims + "\n" + "\n".join(lines) + "\nloss = l2(x)\n", "p.nn"), 10)
+    assert len(info.value.errors) == n
+    assert info.value.errors[0].help == "did you mean 'h0'?"
