@@ -16,11 +16,18 @@ from .errors import NncError, Span, SpecError, SpecErrors, render_errors
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
 
+MAX_SPEC_BYTES = 16 * 2**20  # far beyond the parser's token limit; bounds memory before parsing
+
+
 def _read_spec(path: str) -> str:
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise click.UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"the spec is too large (more than {MAX_SPEC_BYTES // 2**20} MiB)", Span.point(1, 1),
+                        help="nnc compiles specs of up to about 5,000 lines")
     try:
         return data.decode("utf-8-sig")  # a leading byte-order mark is not part of the spec
     except UnicodeDecodeError as exc:
@@ -40,7 +47,8 @@ def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> SpecError:
 def _display_source(path: str) -> str:
     """The spec's text for showing source lines in diagnostics, whatever its bytes."""
     try:
-        return Path(path).read_bytes().decode("utf-8-sig", errors="replace")
+        with open(path, "rb") as f:
+            return f.read(MAX_SPEC_BYTES).decode("utf-8-sig", errors="replace")
     except OSError:
         return ""
 

@@ -168,3 +168,11 @@ def test_real_process(name: str, tmp_path: Path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr == (ERRORS / f"{name}.stderr").read_text(encoding="utf-8")
     assert out.read_text() == "keep\n"
+
+
+def test_oversized_file_is_refused_before_parsing(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(cli, "MAX_SPEC_BYTES", 1000)
+    (tmp_path / "big.nn").write_text("model m\n" + "# padding\n" * 200)
+    result = invoke(["compile", "big.nn"], tmp_path, monkeypatch)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("big.nn:1:1: error: the spec is too large")
