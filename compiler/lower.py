@@ -671,7 +671,7 @@ class _Lowering:
                 owner = self.current.name
                 err = SpecError(f"'{owner}' already creates parameters with {first.func}(); "
                                 "only one parameter-creating call is allowed per definition", call.func_span,
-                                help="give each layer its own definition, e.g. 'h = dense(x, 8)' then 'y = dense(h, 2)'")
+                                help="one layer per definition: 'h = dense(x, 8)', then 'y = dense(h, 2)'")
                 err.notes = ((f"the first parameter-creating call in '{owner}'", first.func_span),)
                 raise err
             self.creating_call = call

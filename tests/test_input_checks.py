@@ -45,7 +45,8 @@ def test_check_input_accepts_good_arrays(xp):
 
 @pytest.mark.parametrize("xp", [np, xs], ids=["numpy", "array_api_strict"])
 @pytest.mark.parametrize("x, kind, shape, bound, message", [
-    (lambda xp: xp.ones(2), "float", ("B", 3), {}, "input 'x' must be float[B, 3], got {f} of shape (2,): 1 axis instead of 2"),
+    (lambda xp: xp.ones(2), "float", ("B", 3), {},
+     "input 'x' must be float[B, 3], got {f} of shape (2,): 1 axis instead of 2"),
     (lambda xp: xp.ones((2, 4)), "float", ("B", 3), {}, "axis 1 has size 4, not 3"),
     (lambda xp: xp.ones((2, 3)), "float", ("B", 3), {"B": (5, "y")}, "B is 2 here but 5 in input 'y'"),
     (lambda xp: xp.ones((2, 3)), "float", ("N", "N"), {}, "N is 3 here but 2 in an earlier axis of this input"),
