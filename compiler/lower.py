@@ -189,9 +189,9 @@ def _hinge(lw, b, a, call):
     # L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + margin); mean over the batch
     s = a["scores"]
     onehot = _class_targets(lw, b, s, a["labels"], call)
-    correct = b.sum(b.mul(onehot, s), axes=(1,), keepdims=True)
-    margins = b.relu(b.add(b.sub(s, correct), a["margin"]))
-    wrong = b.mul(margins, b.sub(1.0, onehot))
+    correct = b.emit("sum", b.mul(onehot, s), axes=(1,), keepdims=True, hint="correct_score")
+    margins = b.emit("relu", b.add(b.sub(s, correct), a["margin"]), hint="margins")
+    wrong = b.mul(margins, b.emit("sub", 1.0, onehot, hint="other_classes"))
     return b.div(b.sum(wrong, axes=None, keepdims=False), lw.size(s.shape[:1]))
 
 

@@ -11,6 +11,22 @@ from .core import (ADD, CMP, MUL, POW, UNARY, BINARY_EXAMPLES, POSITIVE_EXAMPLES
 
 # ---- arithmetic ---------------------------------------------------------------------------
 
+def _defined_as(a, prim, defs):
+    eqn = defs.get(getattr(a, "name", None))
+    return eqn if eqn is not None and eqn.prim == prim else None
+
+
+def _drop_broadcast(prim, inputs, defs):
+    """`op(broadcast_to(z), y)` is `op(z, y)` when y alone already has the result's shape."""
+    out = broadcast_shapes(*(a.shape for a in inputs))
+    for i, a in enumerate(inputs):
+        bc = _defined_as(a, "broadcast_to", defs)
+        others = [x for j, x in enumerate(inputs) if j != i]
+        if bc is not None and broadcast_shapes(bc.inputs[0].shape, *(x.shape for x in others)) == out:
+            return (prim, *inputs[:i], bc.inputs[0], *inputs[i + 1:])
+    return None
+
+
 def _fold_add(inputs, params, defs):
     a, b = inputs
     if isinstance(a, Lit) and isinstance(b, Lit):
@@ -19,7 +35,7 @@ def _fold_add(inputs, params, defs):
         return a
     if lit_value(a) == 0.0 and b.shape == broadcast_shapes(a.shape, b.shape):
         return b
-    return None
+    return _drop_broadcast("add", inputs, defs)
 
 
 @primitive("add", 2, shape=elementwise_shape, emit=binary("+", ADD), examples=BINARY_EXAMPLES,
@@ -35,7 +51,7 @@ def _fold_sub(inputs, params, defs):
         return Lit(a.value - b.value)
     if lit_value(b) == 0.0 and a.shape == broadcast_shapes(a.shape, b.shape):
         return a
-    return None
+    return _drop_broadcast("sub", inputs, defs)
 
 
 @primitive("sub", 2, shape=elementwise_shape, emit=binary("-", ADD), examples=BINARY_EXAMPLES,
@@ -43,11 +59,6 @@ def _fold_sub(inputs, params, defs):
 def sub_vjp(b, eqn, g):
     x, y = eqn.inputs
     return b.sum_to(g, shape=x.shape), b.sum_to(b.neg(g), shape=y.shape)
-
-
-def _defined_as(a, prim, defs):
-    eqn = defs.get(getattr(a, "name", None))
-    return eqn if eqn is not None and eqn.prim == prim else None
 
 
 def _fold_mul(inputs, params, defs):
@@ -70,7 +81,7 @@ def _fold_mul(inputs, params, defs):
     inner = _defined_as(b, "mul", defs)
     if isinstance(a, Lit) and inner is not None and isinstance(inner.inputs[0], Lit):
         return ("mul", Lit(a.value * inner.inputs[0].value), inner.inputs[1])  # c1 * (c2 * y)
-    return None
+    return _drop_broadcast("mul", (a, b), defs)
 
 
 def _emit_mul(inputs, params):
