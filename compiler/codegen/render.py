@@ -171,6 +171,7 @@ def build_model(prog: Program) -> dict:
         "helpers": [inspect.getsource(getattr(kernels, k)).rstrip() for k in kernels_used],
         "init_helpers": [inspect.getsource(getattr(initializers, k)).rstrip() for k in inits_used],
         "uses_math": bool(inits_used),
+        "uses_rng": any("rng" in _init_expr(p) for p in prog.params),
         "input_names": [d.var.name for d in inputs_all],
     }
 
