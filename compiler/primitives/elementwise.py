@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..ir.core import Lit, Size
+from ..ir.core import Lit, Size, Var
 from .core import (ADD, CMP, MUL, POW, UNARY, BINARY_EXAMPLES, POSITIVE_EXAMPLES,
                    UNARY_EXAMPLES, Emit, Example, ShapeError, binary, broadcast_shapes, call,
                    elementwise_shape, lit_value, primitive, same_shape)
@@ -35,6 +35,8 @@ def _fold_add(inputs, params, defs):
         return a
     if lit_value(a) == 0.0 and b.shape == broadcast_shapes(a.shape, b.shape):
         return b
+    if isinstance(a, Var) and a == b:
+        return ("mul", Lit(2.0), a)  # x + x -> 2 x
     return _drop_broadcast("add", inputs, defs)
 
 
@@ -70,6 +72,8 @@ def _fold_mul(inputs, params, defs):
     out = broadcast_shapes(a.shape, b.shape)
     if lit_value(a) == 1.0 and b.shape == out:
         return b
+    if lit_value(a) == -1.0 and b.shape == out:
+        return ("neg", b)
     for x, y in ((a, b), (b, a)):  # full_like(_, c) * y -> c * y when y already has the full shape
         full = _defined_as(x, "full_like", defs)
         if full is not None and y.shape == out:
@@ -121,7 +125,13 @@ def div_vjp(b, eqn, g):
 
 def _fold_neg(inputs, params, defs):
     (a,) = inputs
-    return Lit(-a.value) if isinstance(a, Lit) else None
+    if isinstance(a, Lit):
+        return Lit(-a.value)
+    full = _defined_as(a, "full_like", defs)
+    if full is not None:  # -full_like(x, c) -> full_like(x, -c), so it can fold on
+        return ("full_like", full.inputs[0], ("neg", full.inputs[1]))
+    inner = _defined_as(a, "neg", defs)
+    return inner.inputs[0] if inner is not None else None
 
 
 @primitive("neg", 1, shape=same_shape, emit=lambda i, p: Emit("-{0}", UNARY, (UNARY,)),

@@ -71,5 +71,5 @@ def batch_size(x) -> Size:
                      Example((((4,), "real"), ((4,), "probs")))))
 def nll_vjp(b, eqn, g):
     logp, target = eqn.inputs
-    scale = b.neg(b.div(g, batch_size(logp)))
-    return b.mul(target, scale), b.mul(logp, scale)
+    n = batch_size(logp)
+    return b.div(b.mul(target, b.neg(g)), n), b.div(b.mul(logp, b.neg(g)), n)

@@ -139,16 +139,13 @@ def value_and_grad(params, x, y):
     # xor.nn:7  prob = sigmoid(logit)
     prob = 0.5 * xp.tanh(0.5 * logit) + 0.5
     # xor.nn:8  loss = bce(logit, y)
-    t9 = xp.logaddexp(0.0, logit) - y * logit
-    loss = xp.sum(t9) / N
+    loss = xp.sum(xp.logaddexp(0.0, logit) - y * logit) / N
 
     # ---- backward ----
     # xor.nn:8  loss = bce(logit, y)
     d_t10 = 1.0 / N
-    d_t9 = xp.full_like(t9, d_t10)
-    d_t8 = -d_t9
     # xor.nn:6  logit = dense(hidden, 1)
-    d_logit = d_t8 * y + prob / N
+    d_logit = -d_t10 * y + prob / N
     d_logit_b = xp.sum(d_logit, axis=0)
     d_hidden = d_logit @ logit_W.T
     d_logit_W = hidden.T @ d_logit
