@@ -104,7 +104,7 @@ def test_gradients_match_finite_differences(path, tmp_path):
         for j in idx:
             probe = np.zeros(1)
 
-            def f(j=j):
+            def f(j=j, flat=flat, probe=probe):
                 old = flat[j]
                 flat[j] = old + probe[0]
                 try:

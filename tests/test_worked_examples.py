@@ -21,7 +21,7 @@ def assert_printed(value: float, printed: str) -> None:
 
 # ---- 1. the 2-2-2 sigmoid network -------------------------------------------------------
 
-I = np.array([0.05, 0.10])
+INPUT = np.array([0.05, 0.10])
 T = np.array([0.01, 0.99])
 
 
@@ -35,7 +35,7 @@ def mazur_values(mazur):
     """Every forward and adjoint value of the compiled program, by name."""
     prog = build_program((SPECS / "mazur.nn").read_text(), "mazur.nn")
     params = mazur.init_params(dtype="float64")
-    env = {"i": I, "t": T, "W1": params["W1"], "b1": params["b1"], "W2": params["W2"], "b2": params["b2"]}
+    env = {"i": INPUT, "t": T, "W1": params["W1"], "b1": params["b1"], "W2": params["W2"], "b2": params["b2"]}
     return evaluate(prog.eqns + prog.backward, env)
 
 
@@ -64,7 +64,7 @@ def test_mazur_backward_values(mazur_values):
 
 def test_mazur_generated_module_gradients(mazur):
     params = mazur.init_params(dtype="float64")
-    loss, grads = mazur.value_and_grad(params, I, T)
+    loss, grads = mazur.value_and_grad(params, INPUT, T)
     assert_printed(loss, "0.298371109")
     assert_printed(grads["W2"][0, 0], "0.082167041")
     assert_printed(grads["W1"][0, 0], "0.000438568")
@@ -75,7 +75,7 @@ def test_mazur_one_sgd_step_with_lr_half(mazur):
     assert mazur.OPTIMIZER == ("sgd", {"lr": 0.5, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0})
     params = mazur.init_params(dtype="float64")
     state = mazur.init_optimizer(params)
-    loss = mazur.train_step(params, state, I, T)
+    loss = mazur.train_step(params, state, INPUT, T)
     assert_printed(loss, "0.298371109")
     for value, printed in zip(params["W1"].reshape(-1), ["0.149780716", "0.19956143", "0.24975114", "0.29950229"]):
         assert_printed(value, printed)

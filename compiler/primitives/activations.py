@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .core import (ADD, MUL, POSTFIX, UNARY_EXAMPLES, Emit, Example, call, primitive, same_shape)
+from .core import ADD, MUL, POSTFIX, UNARY_EXAMPLES, Emit, Example, call, primitive, same_shape
 
 _GELU_C = 0.7978845608028654  # sqrt(2 / pi)
 _GELU_A = 0.044715

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from ..ir.core import Lit, Size, Var
-from .core import (ADD, CMP, MUL, POW, UNARY, BINARY_EXAMPLES, POSITIVE_EXAMPLES,
-                   UNARY_EXAMPLES, Emit, Example, ShapeError, binary, broadcast_shapes, call,
-                   elementwise_shape, lit_value, primitive, same_shape)
-
-
+from .core import (
+    ADD,
+    BINARY_EXAMPLES,
+    CMP,
+    MUL,
+    POSITIVE_EXAMPLES,
+    POW,
+    UNARY,
+    UNARY_EXAMPLES,
+    Emit,
+    Example,
+    ShapeError,
+    binary,
+    broadcast_shapes,
+    call,
+    elementwise_shape,
+    lit_value,
+    primitive,
+    same_shape,
+)
 
 # ---- arithmetic ---------------------------------------------------------------------------
 

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from ..ir.core import Size
-from .core import (MUL, Emit, size_text, Example, ShapeError, fmt_shape, normalize_axis, primitive, require_float,
-                   same_shape)
+from .core import (
+    MUL,
+    Emit,
+    Example,
+    ShapeError,
+    fmt_shape,
+    normalize_axis,
+    primitive,
+    require_float,
+    same_shape,
+    size_text,
+)
 
 
 def _axis_shape(inputs, params):

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from ..ir.core import is_host
-from .core import (MUL, POSTFIX, Emit, Example, ShapeError, broadcast_shapes, fmt_shape, primitive,
-                   require_float, shape_text)
+from .core import (
+    MUL,
+    POSTFIX,
+    Emit,
+    Example,
+    ShapeError,
+    broadcast_shapes,
+    fmt_shape,
+    primitive,
+    require_float,
+    shape_text,
+)
 
 
 def _axis_text(axes: tuple[int, ...]) -> str:
