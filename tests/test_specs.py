@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ROOT, SPEC_PATHS, load_source, numeric_grad, random_inputs
+from helpers import ROOT, SPEC_PATHS, assert_gradients_match, load_source, random_inputs
 from nnc.api import compile_spec
 
 GOLDEN = ROOT / "tests" / "golden"
@@ -92,26 +92,4 @@ def test_gradients_match_finite_differences(path, tmp_path):
     m = load_source(compile_spec(path.read_text(), str(path)), tmp_path, path.stem)
     rng = np.random.default_rng(1)
     params = m.init_params(seed=3, dtype="float64")
-    inputs = random_inputs(m, rng, size=3)
-    _, grads = m.value_and_grad(params, *inputs)
-    assert set(grads) == set(params) | set(m.WRT)
-    for name, value in params.items():
-        g = grads[name]
-        assert g.shape == value.shape and g.dtype == value.dtype, name
-        # large matrices: a deterministic sample of entries keeps this fast
-        flat = value.reshape(-1)
-        idx = rng.choice(flat.size, size=min(flat.size, 40), replace=False)
-        for j in idx:
-            probe = np.zeros(1)
-
-            def f(j=j, flat=flat, probe=probe):
-                old = flat[j]
-                flat[j] = old + probe[0]
-                try:
-                    return m.loss(params, *inputs)
-                finally:
-                    flat[j] = old
-
-            numeric = numeric_grad(f, probe, eps=1e-6 * max(1.0, abs(flat[j])))[0]
-            analytic = g.reshape(-1)[j]
-            assert abs(analytic - numeric) <= 1e-6 + 1e-5 * abs(numeric), (name, j, analytic, numeric)
+    assert_gradients_match(m, params, random_inputs(m, rng, size=3), rng)

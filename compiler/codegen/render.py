@@ -136,13 +136,17 @@ def build_model(prog: Program) -> dict:
     eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *grads_needed])
     fwd_part = tuple(e for e in eqns if e in set(prog.eqns))
     bwd_part = tuple(e for e in eqns if e not in set(prog.eqns))
-    unpack, _ = reads(eqns, grads_needed)
+    zero_grads = [Var(param_ident.get(n, n), (), "float") for n, g in prog.grads if isinstance(g, Lit)]
+    unpack, _ = reads(eqns, grads_needed + zero_grads)
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
     grad_items = []
+    declared = {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
     for name, g in prog.grads:
         ident = param_ident.get(name, name)
         if isinstance(g, Lit) and g.value == 0.0:
             grad_items.append(f'"{name}": xp.zeros_like({ident})')
+        elif isinstance(g, Var) and g.name in declared:  # never hand out an input or parameter itself
+            grad_items.append(f'"{name}": xp.asarray({g.name}, copy=True)')
         else:
             grad_items.append(f'"{name}": {result_text(g)}')
     returns = prog.loss.name + ", {" + ", ".join(grad_items) + "}"

@@ -150,14 +150,20 @@ def reshape_vjp(b, eqn, g):
 
 def _transpose_shape(inputs, params):
     (x,) = inputs
-    if len(x.shape) != 2:
+    if len(x.shape) < 2:
         raise ShapeError(f"transpose needs a matrix, got {fmt_shape(x.shape)}")
-    return (x.shape[1], x.shape[0]), x.dtype
+    return x.shape[:-2] + (x.shape[-1], x.shape[-2]), x.dtype
 
 
-@primitive("transpose", 1, shape=_transpose_shape, linear=(0,),
-           emit=lambda i, p: Emit("{0}.T", POSTFIX, (POSTFIX,)),
-           examples=(Example((((3, 4), "real"),)),))
+def _transpose_emit(inputs, params):
+    if len(inputs[0].shape) == 2:
+        return Emit("{0}.T", POSTFIX, (POSTFIX,))
+    return Emit("xp.matrix_transpose({0})")
+
+
+# Swaps the last two axes (a stack of matrices is transposed matrix by matrix).
+@primitive("transpose", 1, shape=_transpose_shape, linear=(0,), emit=_transpose_emit,
+           examples=(Example((((3, 4), "real"),)), Example((((2, 3, 4), "real"),))))
 def transpose_vjp(b, eqn, g):
     return (b.transpose(g),)
 
@@ -167,28 +173,39 @@ def transpose_vjp(b, eqn, g):
 def _matmul_shape(inputs, params):
     a, b = inputs
     require_float(a, b)
-    if not (1 <= len(a.shape) <= 2 and 1 <= len(b.shape) <= 2):
-        raise ShapeError(f"@ takes vectors or matrices, got {fmt_shape(a.shape)} @ {fmt_shape(b.shape)}")
-    k1, k2 = a.shape[-1], b.shape[0]
+    if not a.shape or not b.shape:
+        raise ShapeError(f"@ needs arrays with at least one axis, got {fmt_shape(a.shape)} @ {fmt_shape(b.shape)}")
+    k1 = a.shape[-1]
+    k2 = b.shape[-2] if len(b.shape) >= 2 else b.shape[0]
     if k1 != k2:
         raise ShapeError(f"{fmt_shape(a.shape)} @ {fmt_shape(b.shape)}: inner dimensions {k1} and {k2} differ")
-    return a.shape[:-1] + b.shape[1:], "float"
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])  # stacks of matrices broadcast
+    return batch + a.shape[-2:-1] + b.shape[-1:] * (len(b.shape) >= 2), "float"
 
 
 @primitive("matmul", 2, shape=_matmul_shape, emit=lambda i, p: Emit("{0} @ {1}", MUL, (MUL, MUL + 1)),
            examples=(Example((((3, 4), "real"), ((4, 2), "real"))),
                      Example((((3, 4), "real"), ((4,), "real"))),
                      Example((((4,), "real"), ((4, 2), "real"))),
-                     Example((((4,), "real"), ((4,), "real")))))
+                     Example((((4,), "real"), ((4,), "real"))),
+                     Example((((2, 3, 4), "real"), ((4, 2), "real"))),
+                     Example((((2, 3, 4), "real"), ((2, 4, 5), "real"))),
+                     Example((((2, 3, 4), "real"), ((4,), "real"))),
+                     Example((((4,), "real"), ((2, 4, 3), "real")))))
 def matmul_vjp(b, eqn, g):
     x, w = eqn.inputs
-    rx, rw = len(x.shape), len(w.shape)
-    if rx == 2 and rw == 2:
-        return b.matmul(g, b.transpose(w)), b.matmul(b.transpose(x), g)
-    if rx == 2 and rw == 1:  # [n, k] @ [k] -> [n]: dX = outer(g, w)
-        n, k = x.shape
-        return b.mul(b.reshape(g, shape=(n, 1)), w), b.matmul(b.transpose(x), g)
-    if rx == 1 and rw == 2:  # [k] @ [k, m] -> [m]: dW = outer(x, g)
-        k, m = w.shape
-        return b.matmul(w, g), b.mul(b.reshape(x, shape=(k, 1)), g)
+    if len(x.shape) >= 2 and len(w.shape) >= 2:  # dX = g W^T, dW = X^T g (summed over stacked batches)
+        return (b.sum_to(b.matmul(g, b.transpose(w)), shape=x.shape),
+                b.sum_to(b.matmul(b.transpose(x), g), shape=w.shape))
+    if len(w.shape) == 1 and len(x.shape) >= 2:  # [..., n, k] @ [k] -> [..., n]: dX = g w^T
+        g_col = b.reshape(g, shape=g.shape + (1,))
+        dw = b.matmul(b.transpose(x), g) if len(x.shape) == 2 else b.sum_to(b.mul(x, g_col), shape=w.shape)
+        return b.mul(g_col, w), dw
+    if len(x.shape) == 1 and len(w.shape) >= 2:  # [k] @ [..., k, m] -> [..., m]: dW = x g^T
+        g_row = b.reshape(g, shape=g.shape[:-1] + (1,) + g.shape[-1:])
+        if len(w.shape) == 2:
+            dx = b.matmul(w, g)
+        else:
+            dx = b.sum_to(b.sum(b.mul(w, g_row), axes=(len(w.shape) - 1,), keepdims=False), shape=x.shape)
+        return dx, b.mul(b.reshape(x, shape=x.shape + (1,)), g_row)
     return b.mul(g, w), b.mul(g, x)  # dot product

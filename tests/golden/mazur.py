@@ -150,8 +150,8 @@ def value_and_grad(params, i, t):
     d_net_o = d_out_o * (out_o * (1.0 - out_o))
     # mazur.nn:12  net_o = W2 @ out_h + b2
     d_b2 = xp.sum(d_net_o, axis=0)
-    d_W2 = xp.reshape(d_net_o, (2, 1)) * out_h
     d_out_h = W2.T @ d_net_o
+    d_W2 = xp.reshape(d_net_o, (2, 1)) * out_h
     # mazur.nn:11  out_h = sigmoid(net_h)
     d_net_h = d_out_h * (out_h * (1.0 - out_h))
     # mazur.nn:10  net_h = W1 @ i + b1
