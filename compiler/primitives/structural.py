@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..ir.core import is_host
 from .core import (MUL, POSTFIX, Emit, Example, ShapeError, broadcast_shapes, fmt_shape, primitive,
                    require_float, shape_text)
+from .core import add_tangents, tangent  # tangent (JVP) rules
 
 
 def _axis_text(axes: tuple[int, ...]) -> str:
@@ -46,6 +47,11 @@ def sum_vjp(b, eqn, g):
     return (b.broadcast_to(g, shape=x.shape),)
 
 
+@tangent("sum")
+def sum_jvp(b, eqn, dots):
+    return b.sum(dots[0], **dict(eqn.params))
+
+
 def _full_like_shape(inputs, params):
     return inputs[0].shape, "float"
 
@@ -54,6 +60,12 @@ def _full_like_shape(inputs, params):
            examples=(Example((((3, 4), "real"), ((), "host"))),), linear=(1,))
 def full_like_vjp(b, eqn, g):
     return None, b.sum(g, axes=None, keepdims=False)
+
+
+@tangent("full_like")
+def full_like_jvp(b, eqn, dots):
+    # only the fill value carries a tangent; the first operand gives just the shape
+    return None if dots[1] is None else b.broadcast_to(dots[1], shape=eqn.out.shape)
 
 
 # ---- broadcast_to / sum_to: each the other's adjoint --------------------------------------------
@@ -76,6 +88,11 @@ def _fold_same_shape(inputs, params, defs):
                      Example((((3, 1), "real"),), (("shape", (3, 4)),))))
 def broadcast_to_vjp(b, eqn, g):
     return (b.sum_to(g, shape=eqn.inputs[0].shape),)
+
+
+@tangent("broadcast_to")
+def broadcast_to_jvp(b, eqn, dots):
+    return b.broadcast_to(dots[0], shape=eqn.param("shape"))
 
 
 def sum_to_axes(src: tuple, target: tuple) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -112,6 +129,11 @@ def sum_to_vjp(b, eqn, g):
     return (b.broadcast_to(g, shape=eqn.inputs[0].shape),)
 
 
+@tangent("sum_to")
+def sum_to_jvp(b, eqn, dots):
+    return b.sum_to(dots[0], shape=eqn.param("shape"))
+
+
 # ---- reshape, transpose ---------------------------------------------------------------------
 
 def _element_count(shape) -> tuple[int, list[str]]:
@@ -138,6 +160,11 @@ def reshape_vjp(b, eqn, g):
     return (b.reshape(g, shape=eqn.inputs[0].shape),)
 
 
+@tangent("reshape")
+def reshape_jvp(b, eqn, dots):
+    return b.reshape(dots[0], shape=eqn.param("shape"))
+
+
 def _transpose_shape(inputs, params):
     (x,) = inputs
     if len(x.shape) != 2:
@@ -150,6 +177,11 @@ def _transpose_shape(inputs, params):
            examples=(Example((((3, 4), "real"),)),))
 def transpose_vjp(b, eqn, g):
     return (b.transpose(g),)
+
+
+@tangent("transpose")
+def transpose_jvp(b, eqn, dots):
+    return b.transpose(dots[0])
 
 
 # ---- matmul ---------------------------------------------------------------------------------
@@ -182,3 +214,11 @@ def matmul_vjp(b, eqn, g):
         k, m = w.shape
         return b.matmul(w, g), b.mul(b.reshape(x, shape=(k, 1)), g)
     return b.mul(g, w), b.mul(g, x)  # dot product
+
+
+@tangent("matmul")
+def matmul_jvp(b, eqn, dots):
+    # d(x @ w) = dx @ w + x @ dw
+    (x, w), (dx, dw) = eqn.inputs, dots
+    return add_tangents(b, eqn.out.shape, None if dx is None else b.matmul(dx, w),
+                        None if dw is None else b.matmul(x, dw))
