@@ -112,5 +112,52 @@ def ir_cmd(spec: str, debug: bool) -> None:
     click.echo(print_program(prog))
 
 
+@main.command("graph")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
+              help="graph.svg / .png / .pdf (rendered by Graphviz's dot) or graph.dot (DOT text); "
+                   "default: DOT text on stdout.")
+@click.option("--backward", is_flag=True, help="Add the backward (adjoint) equations in red.")
+@click.option("--values", is_flag=True, help="Label edges with forward values and gradients (needs inputs).")
+@click.option("--input", "assigns", multiple=True, metavar="NAME=VALUE",
+              help="An input value for --values: a number or a JSON list (repeatable).")
+@click.option("--data", type=click.Path(dir_okay=False), help="Input values for --values from a .npz or .json file.")
+@click.option("--seed", default=0, show_default=True, help="Seed of init_params for parameters without values.")
+@click.option("--digits", default=4, show_default=True, type=click.IntRange(1, 17),
+              help="Significant digits of values in labels.")
+@_debug
+def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns: tuple[str, ...],
+              data: str | None, seed: int, digits: int, debug: bool) -> None:
+    """Draw the computational graph of SPEC (Graphviz DOT, SVG or PNG)."""
+    from .api import build_program, compile_spec
+    from .graph import (RENDERED, DOT_SUFFIXES, GraphvizError, concrete_inputs, graph_values, initial_params,
+                        load_data, render, to_dot)
+
+    if out is not None and Path(out).suffix.lower() not in (*RENDERED, *DOT_SUFFIXES):
+        raise click.UsageError(f"-o {out}: the file name must end in .svg, .png, .pdf, .dot or .gv")
+    if (assigns or data) and not values:
+        values = True
+    _, prog = _run(build_program, spec, debug)
+    annotations = None
+    if values:
+        try:
+            given = load_data(Path(data)) if data else None
+            inputs = concrete_inputs(prog, list(assigns), given)
+        except (OSError, ValueError) as exc:
+            raise click.UsageError(str(exc)) from None
+        _, source = _run(compile_spec, spec, debug)
+        annotations = graph_values(prog, initial_params(source, seed), inputs)
+    text = to_dot(prog, backward=backward, values=annotations, digits=digits)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        render(text, Path(out))
+    except GraphvizError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
