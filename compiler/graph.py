@@ -54,9 +54,14 @@ def fmt_value(x: Any, digits: int = 4) -> str:
     if a.ndim == 0:
         return f"{float(a):.{digits}g}"
     if a.size <= 6:
-        return np.array2string(a, separator=", ", max_line_width=10**6,
-                               formatter={"all": lambda v: f"{float(v):.{digits}g}"})
+        return _nested(a, digits)
     return f"min {float(a.min()):.{digits}g}, max {float(a.max()):.{digits}g}"
+
+
+def _nested(a: np.ndarray, digits: int) -> str:
+    if a.ndim == 0:
+        return f"{float(a):.{digits}g}"
+    return "[" + ", ".join(_nested(row, digits) for row in a) + "]"
 
 
 def adjoints(prog: Program) -> tuple[list[Eqn], dict[str, Atom]]:
