@@ -159,5 +159,44 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
         raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
 
 
+def _parse_dims(dims: tuple[str, ...]) -> dict[str, int]:
+    bound = {}
+    for text in dims:
+        name, sep, value = text.partition("=")
+        if not sep or not value.strip().isdigit() or int(value) <= 0:
+            raise click.UsageError(f"--dim {text!r}: expected NAME=SIZE with a positive integer size, e.g. B=128")
+        bound[name.strip()] = int(value)
+    return bound
+
+
+@main.command("summary")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
+              help="Bind a symbolic dimension (repeatable); unbound ones stay symbolic in the counts.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
+              help="Float dtype for activation bytes.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for tools instead of the table.")
+@_debug
+def summary_cmd(spec: str, dims: tuple[str, ...], dtype: str, as_json: bool, debug: bool) -> None:
+    """Print a table of SPEC: shapes, parameters, FLOPs and activation memory."""
+    import json
+
+    from .summary import format_table, summarize, to_json
+
+    bound = _parse_dims(dims)
+
+    def run(text: str, path: str):
+        try:
+            return summarize(text, path, bound, dtype)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    _, result = _run(run, spec, debug)
+    if as_json:
+        click.echo(json.dumps(to_json(result), indent=2))
+    else:
+        click.echo(format_table(result), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
