@@ -83,14 +83,21 @@ _debug = click.option("--debug", is_flag=True, help="Show Python tracebacks (for
 @main.command("compile")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the module here (default: stdout).")
+@click.option("--section", type=click.Choice(["header", "forward", "backward", "forward-mode", "optimizer"]),
+              help="Only this part of the module: forward (forward, loss), backward (value_and_grad), "
+                   "forward-mode (jvp, hvp), optimizer (init_optimizer, train_step) or header (the rest).")
 @_debug
-def compile_cmd(spec: str, out: str | None, debug: bool) -> None:
+def compile_cmd(spec: str, out: str | None, section: str | None, debug: bool) -> None:
     """Compile SPEC into a standalone Python module."""
     from .api import compile_spec
 
     if out is not None and Path(out).resolve() == Path(spec).resolve():
         raise click.UsageError("-o must not be the spec itself (that would overwrite your spec)")
     _, text = _run(compile_spec, spec, debug)
+    if section is not None:
+        from .diff import section_text
+
+        text = section_text(text, section)
     if out is None:
         click.echo(text, nl=False)
         return
@@ -196,6 +203,58 @@ def summary_cmd(spec: str, dims: tuple[str, ...], dtype: str, as_json: bool, deb
         click.echo(json.dumps(to_json(result), indent=2))
     else:
         click.echo(format_table(result), nl=False)
+
+
+@main.command("diff")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option("--section", "sections", multiple=True,
+              type=click.Choice(["header", "forward", "backward", "forward-mode", "optimizer"]),
+              help="Only these sections (repeatable).")
+@click.option("-U", "--context", default=3, show_default=True, type=click.IntRange(0, 1000),
+              help="Lines of context around each change.")
+@click.option("--color/--no-color", default=None, help="Colour the diff (default: when writing to a terminal).")
+@_debug
+def diff_cmd(old: str, new: str, sections: tuple[str, ...], context: int, color: bool | None, debug: bool) -> None:
+    """Diff the generated code of OLD and NEW, section by section.
+
+    Each is a spec (.nn, compiled first) or a generated module (.py): a spec against the
+    module it was compiled to shows hand edits. Exit status 0: same; 1: different.
+    """
+    from . import __version__
+    from .api import compile_spec
+    from .diff import diff_sections, generator_note
+
+    texts, labels = [], []
+    for path in (old, new):
+        if path.endswith(".nn"):
+            texts.append(_run(compile_spec, path, debug)[1])
+            labels.append(f"{path} (compiled)")
+            continue
+        try:
+            texts.append(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        labels.append(path)
+    diffs = [d for d in diff_sections(texts[0], texts[1], labels[0], labels[1], context)
+             if not sections or d.section in sections]
+    styles = {"+": {"fg": "green"}, "-": {"fg": "red"}, "@": {"fg": "cyan"}}
+    for d in diffs:
+        for i, line in enumerate(d.lines):
+            style = {"bold": True} if i < 2 else styles.get(line[:1], {})
+            click.echo(click.style(line, **style) if style else line, color=color)
+    kinds = [p.endswith(".nn") for p in (old, new)]
+    if kinds[0] != kinds[1]:
+        spec, module = (old, new) if kinds[0] else (new, old)
+        if diffs:
+            click.echo(f"{module} differs from what {spec} compiles to in: "
+                       + ", ".join(d.section for d in diffs) + " (hand edits, or a changed spec)", err=True)
+        else:
+            click.echo(f"{module} is exactly what {spec} compiles to: no hand edits", err=True)
+        note = generator_note(texts[1] if kinds[0] else texts[0], __version__)
+        if note and diffs:
+            click.echo(f"note: {note}", err=True)
+    sys.exit(EXIT_CHECK_FAILED if diffs else EXIT_OK)
 
 
 if __name__ == "__main__":  # pragma: no cover
