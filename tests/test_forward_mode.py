@@ -254,9 +254,10 @@ def test_worked_example_3_in_both_modes(tmp_path):
     assert found == expected
 
 
-def test_jvp_and_hvp_run_under_array_api_strict(tmp_path):
+@pytest.mark.parametrize("spec", MODULES)
+def test_jvp_and_hvp_run_under_array_api_strict(spec, tmp_path):
     xps = pytest.importorskip("array_api_strict", reason="array_api_strict is not installed")
-    m, params, inputs, rng = _model(SMOOTH, tmp_path)
+    m, params, inputs, rng = _model(spec, tmp_path)
     v = _direction(m, params, inputs, rng)
 
     def strict(d):
