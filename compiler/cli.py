@@ -137,8 +137,17 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
               data: str | None, seed: int, digits: int, debug: bool) -> None:
     """Draw the computational graph of SPEC (Graphviz DOT, SVG or PNG)."""
     from .api import build_program, compile_spec
-    from .graph import (RENDERED, DOT_SUFFIXES, GraphvizError, concrete_inputs, graph_values, initial_params,
-                        load_data, render, to_dot)
+    from .graph import (
+        DOT_SUFFIXES,
+        RENDERED,
+        GraphvizError,
+        concrete_inputs,
+        graph_values,
+        initial_params,
+        load_data,
+        render,
+        to_dot,
+    )
 
     if out is not None and Path(out).suffix.lower() not in (*RENDERED, *DOT_SUFFIXES):
         raise click.UsageError(f"-o {out}: the file name must end in .svg, .png, .pdf, .dot or .gv")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .ir.builder import Builder
-from .ir.core import Atom, Eqn, Lit, Program, Size, Var
+from .ir.core import Atom, Eqn, Lit, Program, Var
 from .ir.interpret import evaluate
 from .ir.naming import Namer
 from .primitives import PRIMITIVES

@@ -7,7 +7,6 @@ import ast
 import pytest
 from click.testing import CliRunner
 from helpers import SPECS
-
 from nnc.api import compile_spec
 from nnc.cli import main
 from nnc.diff import SECTIONS, diff_sections, split_sections

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import SPEC_PATHS, compile_and_load, random_inputs
-
 from nnc.autodiff.forward import push_tangents
 from nnc.ir.builder import Builder
 from nnc.ir.core import Var
@@ -265,6 +264,7 @@ def test_jvp_and_hvp_run_under_array_api_strict(spec, tmp_path):
 
     s_inputs = [xps.asarray(a) for a in inputs]
     value, derivative = m.jvp(strict(params), strict(v), *s_inputs)
+    assert float(value) == pytest.approx(float(m.loss(params, *inputs)), rel=1e-12)
     assert float(derivative) == pytest.approx(float(m.jvp(params, v, *inputs)[1]), rel=1e-12)
     hv, want = m.hvp(strict(params), strict(v), *s_inputs), m.hvp(params, v, *inputs)
     for k in want:

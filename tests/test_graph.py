@@ -8,7 +8,6 @@ import shutil
 import pytest
 from click.testing import CliRunner
 from helpers import SPECS
-
 from nnc.api import build_program
 from nnc.cli import main
 from nnc.graph import to_dot
@@ -76,13 +75,17 @@ def _annotation(edges, src: str, dst_prefix: str = "") -> tuple[list[float], lis
     raise AssertionError(f"no edge from {src}")
 
 
+def _textbook(v: float):
+    return pytest.approx(v, abs=2e-9)  # the textbook prints 9 decimals
+
+
 def test_values_reproduce_worked_example_1():
     """Every textbook figure of the 2-2-2 sigmoid network appears on its edge."""
     result = CliRunner().invoke(main, ["graph", str(SPECS / "mazur.nn"), "--values", "--digits", "10",
                                        *MAZUR_INPUTS])
     assert result.exit_code == 0, result.output
-    nodes, edges = _parse(result.output)
-    approx = lambda v: pytest.approx(v, abs=2e-9)  # noqa: E731 - the textbook prints 9 decimals
+    edges = _parse(result.output)[1]
+    approx = _textbook
     value, grad = _annotation(edges, "net_h")
     assert value[0] == approx(0.3775)
     value, grad = _annotation(edges, "out_h")

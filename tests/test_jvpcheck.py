@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import SPEC_PATHS, compile_and_load, random_inputs
-
 from nnc.runtime.jvpcheck import check_forward_mode
 
 

@@ -7,7 +7,6 @@ import json
 import pytest
 from click.testing import CliRunner
 from helpers import SPECS
-
 from nnc.cli import main
 from nnc.summary import Poly, summarize
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..autodiff.forward import Linearized, hvp_program, jvp_program
 from ..ir.core import Atom, Lit, Program, Var
