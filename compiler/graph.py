@@ -22,6 +22,7 @@ from .ir.core import Atom, Eqn, Lit, Program, Var
 from .ir.interpret import evaluate
 from .ir.naming import Namer
 from .primitives import PRIMITIVES
+from .primitives.core import size_text
 
 RENDERED = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 DOT_SUFFIXES = (".dot", ".gv")
@@ -106,9 +107,13 @@ def concrete_inputs(prog: Program, assigns: list[str], data: dict[str, Any] | No
         if name not in given:
             raise ValueError(f"missing a value for input {name!r} (give --input {name}=... or --data FILE)")
         try:
-            value = np.asarray(given[name], dtype=np.int64 if d.var.dtype == "int" else np.float64)
+            value = np.asarray(given[name], dtype=np.float64)
         except (TypeError, ValueError):
             raise ValueError(f"input {name!r}: not a rectangular array of numbers") from None
+        if d.var.dtype == "int":
+            if not np.array_equal(value, np.round(value)):
+                raise ValueError(f"input {name!r} holds class labels: whole numbers expected")
+            value = value.astype(np.int64)
         if not _fits(d.var.shape, value.shape, dims):
             raise ValueError(f"input {name!r} must have shape {_shape(d.var)}, got {list(value.shape)}")
         out[name] = value
@@ -181,7 +186,7 @@ class _Dot:
     def const(self, a: Atom, indent: str) -> str:
         self.consts += 1
         ident = f"const{self.consts}"
-        text = str(a) if isinstance(a, Lit) else " * ".join(map(str, a.dims))
+        text = str(a) if isinstance(a, Lit) else size_text(a.dims)  # a Size: elements of some axes
         self.node(ident, text, indent, shape="plaintext", style='""')
         return ident
 

@@ -125,6 +125,20 @@ loss   = cross_entropy(logits, y) + mse(softmax(logits), log_softmax(logits)) + 
 wrt    x
 """
 
+# The primitives SMOOTH leaves out, with kinks (compared with torch, not finite differences).
+KINKED = """\
+model kinked
+input  x : float[N, 2, 3]
+input  t : float[N, 4]
+input  y : int[N]
+param  w : float[6, 4]
+h      = flatten(x) @ w
+a      = abs(h) + maximum(h, 0.5 * h) - minimum(h, t) + leaky_relu(h, alpha=0.2) + prelu(h)
+s      = sum(a * a, axis=1) + mean(exp(-abs(h)), axis=-1)
+loss   = cross_entropy(a, softmax(t)) + bce(h, sigmoid(t)) + l2(s) / 100.0 + sse(a, t) + hinge(a, y)
+wrt    x, t
+"""
+
 EXAMPLE3 = """\
 # Worked example 3: z = x1 x2 + sin x1, forward and reverse accumulation.
 model accumulation
@@ -164,7 +178,8 @@ def _inner(a: dict, b: dict) -> float:
     return sum(float(np.sum(a[k] * b[k])) for k in a)
 
 
-MODULES = [pytest.param(p, id=p.stem) for p in SPEC_PATHS] + [pytest.param(SMOOTH, id="smooth")]
+MODULES = [pytest.param(p, id=p.stem) for p in SPEC_PATHS] + [
+    pytest.param(SMOOTH, id="smooth"), pytest.param(KINKED, id="kinked")]
 
 
 @pytest.mark.parametrize("spec", MODULES)
