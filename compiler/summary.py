@@ -192,6 +192,14 @@ def _peak(prog: Program, bound: dict[str, int], dtype: str) -> Poly | None:
     return Poly(peak)
 
 
+def _row(rows: list[Row], by_line: dict[int, Row], line: int) -> Row:
+    """The row of a spec line; code from no statement line gets a row of its own."""
+    if line not in by_line:
+        by_line[line] = Row(line, "other", "(other)", None)
+        rows.append(by_line[line])
+    return by_line[line]
+
+
 def summarize(text: str, path: str = "<spec>", dims: dict[str, int] | None = None,
               dtype: str = "float32") -> Summary:
     """The summary of spec `text`; `dims` binds symbolic dimensions (others stay symbolic)."""
@@ -226,14 +234,14 @@ def summarize(text: str, path: str = "<spec>", dims: dict[str, int] | None = Non
         by_line[line] = row
     for p in prog.params:
         count = elements(p.var.shape, {}).value
-        by_line[p.line].params.append((p.name, p.var.shape, count))
+        _row(rows, by_line, p.line).params.append((p.name, p.var.shape, count))
     for e in prog.eqns:
-        row = by_line[e.line]
+        row = _row(rows, by_line, e.line)
         row.forward = row.forward + flops(e, bound)
         if e.out.name in read_by_backward and not is_host(e.out):
             row.saved = row.saved + _bytes(e.out, bound, dtype)
     for e in prog.backward:
-        row = by_line[e.line]
+        row = _row(rows, by_line, e.line)
         row.backward = row.backward + flops(e, bound)
     total_params = sum(r.param_count for r in rows)
     return Summary(
