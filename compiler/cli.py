@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .diff import SECTIONS
 from .errors import NncError, SpecError, SpecErrors, render_errors
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -83,7 +84,7 @@ _debug = click.option("--debug", is_flag=True, help="Show Python tracebacks (for
 @main.command("compile")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the module here (default: stdout).")
-@click.option("--section", type=click.Choice(["header", "forward", "backward", "forward-mode", "optimizer"]),
+@click.option("--section", type=click.Choice(SECTIONS),
               help="Only this part of the module: forward (forward, loss), backward (value_and_grad), "
                    "forward-mode (jvp, hvp), optimizer (init_optimizer, train_step) or header (the rest).")
 @_debug
@@ -218,7 +219,7 @@ def summary_cmd(spec: str, dims: tuple[str, ...], dtype: str, as_json: bool, deb
 @click.argument("old", type=click.Path(dir_okay=False))
 @click.argument("new", type=click.Path(dir_okay=False))
 @click.option("--section", "sections", multiple=True,
-              type=click.Choice(["header", "forward", "backward", "forward-mode", "optimizer"]),
+              type=click.Choice(SECTIONS),
               help="Only these sections (repeatable).")
 @click.option("-U", "--context", default=3, show_default=True, type=click.IntRange(0, 1000),
               help="Lines of context around each change.")
