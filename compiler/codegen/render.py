@@ -17,6 +17,7 @@ from ..optim import OPTIMIZERS
 from ..passes.dce import live_eqns
 from ..runtime import initializers, kernels
 from .emit import emit_body, emit_sections, result_text
+from .forward_mode import forward_mode_functions
 
 _KERNELS = {"softmax": "_softmax", "log_softmax": "_log_softmax", "onehot": "_onehot"}
 
@@ -136,8 +137,8 @@ def build_model(prog: Program) -> dict:
     eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *grads_needed])
     fwd_part = tuple(e for e in eqns if e in set(prog.eqns))
     bwd_part = tuple(e for e in eqns if e not in set(prog.eqns))
-    zero_grads = [Var(param_ident.get(n, n), (), "float") for n, g in prog.grads if isinstance(g, Lit)]
-    unpack, _ = reads(eqns, grads_needed + zero_grads)
+    zero_grads = [p.var for p in prog.params if isinstance(dict(prog.grads).get(p.name), Lit)]
+    unpack, _ = reads(eqns, grads_needed + zero_grads)  # xp.zeros_like(param) reads the param
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
     grad_items = []
     declared = {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
@@ -157,6 +158,7 @@ def build_model(prog: Program) -> dict:
         "The loss and its gradient with respect to every parameter" + (
             " and to " + ", ".join(prog.wrt) if prog.wrt else "") + ".",
         all_check, unpack, [("forward", fwd_blocks), ("backward", bwd_blocks)], returns, inputs_all))
+    functions += forward_mode_functions(prog, _function, all_check, inputs_all)  # jvp, hvp
 
     kernels_used = sorted({_KERNELS[e.prim] for e in prog.eqns + prog.backward if e.prim in _KERNELS})
     inits_used = sorted({f"_{p.init[0]}" for p in prog.params if p.init[0] in ("glorot_uniform", "he_normal")})

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from ..ir.core import is_host
-from .core import (
+from .core import (  # tangent (JVP) rules
     MUL,
     POSTFIX,
     Emit,
     Example,
     ShapeError,
+    add_tangents,
     broadcast_shapes,
     fmt_shape,
     primitive,
     require_float,
     shape_text,
+    tangent,
 )
 
 
@@ -56,6 +58,11 @@ def sum_vjp(b, eqn, g):
     return (b.broadcast_to(g, shape=x.shape),)
 
 
+@tangent("sum")
+def sum_jvp(b, eqn, dots):
+    return b.sum(dots[0], **dict(eqn.params))
+
+
 def _full_like_shape(inputs, params):
     return inputs[0].shape, "float"
 
@@ -64,6 +71,12 @@ def _full_like_shape(inputs, params):
            examples=(Example((((3, 4), "real"), ((), "host"))),), linear=(1,))
 def full_like_vjp(b, eqn, g):
     return None, b.sum(g, axes=None, keepdims=False)
+
+
+@tangent("full_like")
+def full_like_jvp(b, eqn, dots):
+    # only the fill value carries a tangent; the first operand gives just the shape
+    return None if dots[1] is None else b.broadcast_to(dots[1], shape=eqn.out.shape)
 
 
 # ---- broadcast_to / sum_to: each the other's adjoint --------------------------------------------
@@ -86,6 +99,11 @@ def _fold_same_shape(inputs, params, defs):
                      Example((((3, 1), "real"),), (("shape", (3, 4)),))))
 def broadcast_to_vjp(b, eqn, g):
     return (b.sum_to(g, shape=eqn.inputs[0].shape),)
+
+
+@tangent("broadcast_to")
+def broadcast_to_jvp(b, eqn, dots):
+    return b.broadcast_to(dots[0], shape=eqn.param("shape"))
 
 
 def sum_to_axes(src: tuple, target: tuple) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -122,6 +140,11 @@ def sum_to_vjp(b, eqn, g):
     return (b.broadcast_to(g, shape=eqn.inputs[0].shape),)
 
 
+@tangent("sum_to")
+def sum_to_jvp(b, eqn, dots):
+    return b.sum_to(dots[0], shape=eqn.param("shape"))
+
+
 # ---- reshape, transpose ---------------------------------------------------------------------
 
 def _element_count(shape) -> tuple[int, list[str]]:
@@ -148,6 +171,11 @@ def reshape_vjp(b, eqn, g):
     return (b.reshape(g, shape=eqn.inputs[0].shape),)
 
 
+@tangent("reshape")
+def reshape_jvp(b, eqn, dots):
+    return b.reshape(dots[0], shape=eqn.param("shape"))
+
+
 def _transpose_shape(inputs, params):
     (x,) = inputs
     if len(x.shape) < 2:
@@ -166,6 +194,11 @@ def _transpose_emit(inputs, params):
            examples=(Example((((3, 4), "real"),)), Example((((2, 3, 4), "real"),))))
 def transpose_vjp(b, eqn, g):
     return (b.transpose(g),)
+
+
+@tangent("transpose")
+def transpose_jvp(b, eqn, dots):
+    return b.transpose(dots[0])
 
 
 # ---- matmul ---------------------------------------------------------------------------------
@@ -209,3 +242,11 @@ def matmul_vjp(b, eqn, g):
             dx = b.sum_to(b.sum(b.mul(w, g_row), axes=(len(w.shape) - 1,), keepdims=False), shape=x.shape)
         return dx, b.mul(b.reshape(x, shape=x.shape + (1,)), g_row)
     return b.mul(g, w), b.mul(g, x)  # dot product
+
+
+@tangent("matmul")
+def matmul_jvp(b, eqn, dots):
+    # d(x @ w) = dx @ w + x @ dw
+    (x, w), (dx, dw) = eqn.inputs, dots
+    return add_tangents(b, eqn.out.shape, None if dx is None else b.matmul(dx, w),
+                        None if dw is None else b.matmul(x, dw))

@@ -5,6 +5,9 @@ differentiation (one vector-Jacobian product per primitive) and can be checked w
 `nnc check` on this file. Arrays may come from any array-API namespace (NumPy, CuPy,
 PyTorch through array_api_compat, ...); NumPy is used only to draw initial values.
 Recompile the spec rather than editing this file by hand.
+
+jvp() and hvp() come from forward mode: one tangent rule per primitive, applied to the
+forward code (jvp) and to the forward and backward code (hvp, forward-over-reverse).
 """
 
 import math
@@ -189,6 +192,140 @@ def value_and_grad(params, x, y):
     d_z_b = xp.sum(d_z, axis=0)
     d_z_W = x.T @ d_z
     return loss, {"z.W": d_z_W, "z.b": d_z_b, "p.alpha": d_p_alpha}
+
+
+def jvp(params, tangents, x, y):
+    """The loss and its directional derivative along `tangents` (keys: z.W, z.b, p.alpha), by forward mode."""
+    B = _check_inputs(x, y)
+    xp = _namespace(x)
+    z_W = params["z.W"]
+    z_b = params["z.b"]
+    p_alpha = params["p.alpha"]
+    dot_z_W = tangents["z.W"]
+    dot_z_b = tangents["z.b"]
+    dot_p_alpha = tangents["p.alpha"]
+
+    # ---- forward with tangents ----
+    # activations.nn:5  z = dense(x, 4)
+    z = x @ z_W + z_b
+    dot_z = x @ dot_z_W + dot_z_b
+    # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
+    t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
+    t23 = 1.0 - t7
+    t9 = xp.tanh(z)
+    t71 = z * z
+    t13 = xp.maximum(z, 0.0)
+    a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9 + xp.atan(z) + t13
+    dot_a = dot_z + dot_z * (t7 * t23) + dot_z * (1.0 - t9 * t9) + dot_z / (1.0 + t71) + xp.where(t13 > 0.0, dot_z, 0.0)
+    # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
+    t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
+    t127 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
+    b = xp.where(z >= 0.0, z, 0.1 * z) + t16 + xp.logaddexp(0.0, z) + z * (0.5 * xp.tanh(0.5 * z) + 0.5) + 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
+    dot_b = xp.where(z >= 0.0, dot_z, 0.1 * dot_z) + xp.where(z > 0.0, dot_z, dot_z * (t16 + 1.0)) + dot_z * t7 + dot_z * (t7 * (1.0 + z * t23)) + dot_z * (0.5 * (1.0 + t127) + 0.5 * z * ((1.0 - t127 * t127) * (0.7978845608028654 * (1.0 + 0.134145 * t71))))
+    # activations.nn:8  p = prelu(a + b)
+    p_pre = a + b
+    t141 = dot_a + dot_b
+    p = xp.where(p_pre >= 0.0, p_pre, p_alpha * p_pre)
+    t142 = p_pre >= 0.0
+    dot_p = xp.where(t142, t141, p_alpha * t141) + xp.where(t142, 0.0, p_pre * dot_p_alpha)
+    # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
+    t26 = _softmax(xp, p, -1)
+    t27 = _log_softmax(xp, p, -1)
+    s = t26 + t27
+    dot_s = t26 * (dot_p - xp.sum(dot_p * t26, axis=1, keepdims=True)) + (dot_p - xp.sum(xp.exp(t27) * dot_p, axis=1, keepdims=True))
+    # activations.nn:10  loss = mse(s, y)
+    residual = s - y
+    loss = xp.sum(xp.square(residual)) / (B * 4)
+    dot_loss = xp.sum(dot_s * (2.0 * residual)) / (B * 4)
+    return loss, dot_loss
+
+
+def hvp(params, vector, x, y):
+    """The Hessian of the loss times `vector` (keys: z.W, z.b, p.alpha), by forward-over-reverse mode."""
+    B = _check_inputs(x, y)
+    xp = _namespace(x)
+    z_W = params["z.W"]
+    z_b = params["z.b"]
+    p_alpha = params["p.alpha"]
+    dot_z_W = vector["z.W"]
+    dot_z_b = vector["z.b"]
+    dot_p_alpha = vector["p.alpha"]
+
+    # ---- forward with tangents ----
+    # activations.nn:5  z = dense(x, 4)
+    z = x @ z_W + z_b
+    dot_z = x @ dot_z_W + dot_z_b
+    # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
+    t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
+    t23 = 1.0 - t7
+    t24 = t7 * t23
+    t28 = dot_z * t24
+    t9 = xp.tanh(z)
+    t43 = 1.0 - t9 * t9
+    t46 = dot_z * t43
+    t71 = z * z
+    t82 = 1.0 + t71
+    t13 = xp.maximum(z, 0.0)
+    t100 = t13 > 0.0
+    a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9 + xp.atan(z) + t13
+    dot_a = dot_z + t28 + t46 + dot_z / t82 + xp.where(t100, dot_z, 0.0)
+    # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
+    t104 = z >= 0.0
+    t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
+    t107 = z > 0.0
+    t108 = t16 + 1.0
+    t110 = xp.where(t107, dot_z, dot_z * t108)
+    t118 = 1.0 + z * t23
+    t119 = t7 * t118
+    t127 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
+    t130 = 0.7978845608028654 * (1.0 + 0.134145 * t71)
+    t133 = 0.5 * z
+    t135 = 1.0 - t127 * t127
+    t136 = t135 * t130
+    t138 = 0.5 * (1.0 + t127) + t133 * t136
+    b = xp.where(z >= 0.0, z, 0.1 * z) + t16 + xp.logaddexp(0.0, z) + z * (0.5 * xp.tanh(0.5 * z) + 0.5) + 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
+    dot_b = xp.where(t104, dot_z, 0.1 * dot_z) + t110 + dot_z * t7 + dot_z * t119 + dot_z * t138
+    # activations.nn:8  p = prelu(a + b)
+    p_pre = a + b
+    t141 = dot_a + dot_b
+    p = xp.where(p_pre >= 0.0, p_pre, p_alpha * p_pre)
+    t142 = p_pre >= 0.0
+    dot_p = xp.where(t142, t141, p_alpha * t141) + xp.where(t142, 0.0, p_pre * dot_p_alpha)
+    # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
+    t26 = _softmax(xp, p, -1)
+    t151 = t26 * (dot_p - xp.sum(dot_p * t26, axis=1, keepdims=True))
+    t27 = _log_softmax(xp, p, -1)
+    t152 = xp.exp(t27)
+    t155 = dot_p - xp.sum(t152 * dot_p, axis=1, keepdims=True)
+    s = t26 + t27
+    dot_s = t151 + t155
+
+    # ---- backward with tangents ----
+    # activations.nn:10  loss = mse(s, y)
+    d_residual = 2.0 * (s - y) / (B * 4)
+    dot_d_residual = 2.0 * dot_s / (B * 4)
+    # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
+    t33 = xp.sum(d_residual, axis=1, keepdims=True)
+    t38 = d_residual - xp.sum(d_residual * t26, axis=1, keepdims=True)
+    # activations.nn:8  p = prelu(a + b)
+    d_p = d_residual - t152 * t33 + t26 * t38
+    dot_d_p = dot_d_residual - (t33 * (t155 * t152) + t152 * xp.sum(dot_d_residual, axis=1, keepdims=True)) + (t38 * t151 + t26 * (dot_d_residual - xp.sum(t26 * dot_d_residual + d_residual * t151, axis=1, keepdims=True)))
+    d_p_pre = xp.where(t142, d_p, d_p * p_alpha)
+    dot_d_p_pre = xp.where(t142, dot_d_p, p_alpha * dot_d_p + d_p * dot_p_alpha)
+    dot_d_p_alpha = xp.sum(xp.where(t142, 0.0, p_pre * dot_d_p + d_p * t141), axis=0)
+    # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
+    t187 = z * dot_z
+    t189 = t187 + t187
+    t198 = 0.7978845608028654 * (dot_z + 0.044715 * (z * t189 + t71 * dot_z)) * t135
+    t203 = t127 * t198
+    t217 = -t28
+    # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
+    t240 = t9 * t46
+    # activations.nn:5  z = dense(x, 4)
+    dot_d_z = t138 * dot_d_p_pre + d_p_pre * (0.5 * t198 + (t136 * (0.5 * dot_z) + t133 * (t130 * -(t203 + t203) + t135 * (0.10703222440890037 * t189)))) + (t119 * dot_d_p_pre + d_p_pre * (t118 * t28 + t7 * (t23 * dot_z + z * t217))) + (t7 * dot_d_p_pre + d_p_pre * t28) + xp.where(t107, dot_d_p_pre, t108 * dot_d_p_pre + d_p_pre * t110) + xp.where(t104, dot_d_p_pre, 0.1 * dot_d_p_pre) + xp.where(t100, dot_d_p_pre, 0.0) + (dot_d_p_pre - d_p_pre / t82 * t189) / t82 + (t43 * dot_d_p_pre + d_p_pre * -(t240 + t240)) + (t24 * dot_d_p_pre + d_p_pre * (t23 * t28 + t7 * t217)) + dot_d_p_pre
+    dot_d_z_b = xp.sum(dot_d_z, axis=0)
+    dot_d_z_W = x.T @ dot_d_z
+    return {"z.W": dot_d_z_W, "z.b": dot_d_z_b, "p.alpha": dot_d_p_alpha}
 
 
 def init_optimizer(params):

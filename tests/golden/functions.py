@@ -5,6 +5,9 @@ differentiation (one vector-Jacobian product per primitive) and can be checked w
 `nnc check` on this file. Arrays may come from any array-API namespace (NumPy, CuPy,
 PyTorch through array_api_compat, ...); NumPy is used only to draw initial values.
 Recompile the spec rather than editing this file by hand.
+
+jvp() and hvp() come from forward mode: one tangent rule per primitive, applied to the
+forward code (jvp) and to the forward and backward code (hvp, forward-over-reverse).
 """
 
 import math
@@ -234,6 +237,195 @@ def value_and_grad(params, x, p, t):
     # functions.nn:9  f = flatten(x)
     d_x = xp.reshape(d_f, (B, 2, 3))
     return loss, {"s": d_s, "k": d_k, "h.W": d_h_W, "h.b": d_h_b, "x": d_x}
+
+
+def jvp(params, tangents, x, p, t):
+    """The loss and its directional derivative along `tangents` (keys: s, k, h.W, h.b, x), by forward mode."""
+    B = _check_inputs(x, p, t)
+    xp = _namespace(x)
+    s = params["s"]
+    k = params["k"]
+    h_W = params["h.W"]
+    h_b = params["h.b"]
+    dot_s = tangents["s"]
+    dot_k = tangents["k"]
+    dot_h_W = tangents["h.W"]
+    dot_h_b = tangents["h.b"]
+    dot_x = tangents["x"]
+
+    # ---- forward with tangents ----
+    # functions.nn:9  f = flatten(x)
+    f = xp.reshape(x, (B, 6))
+    dot_f = xp.reshape(dot_x, (B, 6))
+    # functions.nn:10  h = dense(f, 4, init=he_normal)
+    h = f @ h_W + h_b
+    dot_h = dot_f @ h_W + f @ dot_h_W + dot_h_b
+    # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
+    t4 = 0.1 * h
+    t6 = xp.exp(h)
+    a = xp.maximum(h, t4) + xp.minimum(t6, 3.0)
+    dot_a = xp.where(h >= t4, dot_h, 0.1 * dot_h) + xp.where(3.0 >= t6, dot_h * t6, 0.0)
+    # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
+    t11 = xp.sqrt(xp.abs(a) + 1.0)
+    t12 = xp.sin(a)
+    t70 = xp.cos(a)
+    t16 = 1.0 + xp.square(a)
+    t17 = t70 / t16
+    c = t11 * t12 + t17
+    dot_c = t12 * (xp.where(a >= 0.0, dot_a, -dot_a) / (2.0 * t11)) + t11 * (t70 * dot_a) + (-(t12 * dot_a) - t17 * (dot_a * (2.0 * a))) / t16
+    # functions.nn:13  m = mean(c, axis=0)
+    m = xp.sum(c, axis=0) / B
+    dot_m = xp.sum(dot_c, axis=0) / B
+    # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
+    t105 = h * dot_h
+    t23 = 1.0 + h * h
+    t27 = xp.abs(h) + 1.0
+    t28 = t27 ** k
+    g = c - m + xp.log(t23) + t28
+    dot_g = dot_c - dot_m + (t105 + t105) / t23 + (k * t27 ** (k - 1.0) * xp.where(h >= 0.0, dot_h, -dot_h) + t28 * xp.log(t27) * dot_k)
+    # functions.nn:15  q = transpose(transpose(g))
+    q = g.T.T
+    dot_q = dot_g.T.T
+    # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
+    logp_q = _log_softmax(xp, q, -1)
+    t33 = q * s
+    t156 = s * dot_q + q * dot_s
+    residual = q - p
+    loss = -xp.sum(logp_q * p) / B + xp.sum(xp.logaddexp(0.0, t33) - t * t33) / (B * 4) + xp.sum(xp.square(residual)) / (B * 4) + 0.01 * xp.sum(m) + 0.001 * xp.sum(xp.square(h_W))
+    dot_loss = -xp.sum((dot_q - xp.sum(xp.exp(logp_q) * dot_q, axis=1, keepdims=True)) * p) / B + xp.sum(t156 * (0.5 * xp.tanh(0.5 * t33) + 0.5) - t * t156) / (B * 4) + xp.sum(dot_q * (2.0 * residual)) / (B * 4) + 0.01 * xp.sum(dot_m) + 0.001 * xp.sum(dot_h_W * (2.0 * h_W))
+    return loss, dot_loss
+
+
+def hvp(params, vector, x, p, t):
+    """The Hessian of the loss times `vector` (keys: s, k, h.W, h.b, x), by forward-over-reverse mode."""
+    B = _check_inputs(x, p, t)
+    xp = _namespace(x)
+    s = params["s"]
+    k = params["k"]
+    h_W = params["h.W"]
+    h_b = params["h.b"]
+    dot_s = vector["s"]
+    dot_k = vector["k"]
+    dot_h_W = vector["h.W"]
+    dot_h_b = vector["h.b"]
+    dot_x = vector["x"]
+
+    # ---- forward with tangents ----
+    # functions.nn:9  f = flatten(x)
+    f = xp.reshape(x, (B, 6))
+    dot_f = xp.reshape(dot_x, (B, 6))
+    # functions.nn:10  h = dense(f, 4, init=he_normal)
+    h = f @ h_W + h_b
+    dot_h = dot_f @ h_W + f @ dot_h_W + dot_h_b
+    # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
+    t4 = 0.1 * h
+    t52 = h >= t4
+    t6 = xp.exp(h)
+    t54 = dot_h * t6
+    t55 = 3.0 >= t6
+    a = xp.maximum(h, t4) + xp.minimum(t6, 3.0)
+    dot_a = xp.where(t52, dot_h, 0.1 * dot_h) + xp.where(t55, t54, 0.0)
+    # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
+    t59 = a >= 0.0
+    t11 = xp.sqrt(xp.abs(a) + 1.0)
+    t67 = 2.0 * t11
+    t69 = xp.where(t59, dot_a, -dot_a) / t67
+    t12 = xp.sin(a)
+    t70 = xp.cos(a)
+    t71 = t70 * dot_a
+    t88 = -(t12 * dot_a)
+    t92 = 2.0 * a
+    t93 = dot_a * t92
+    t16 = 1.0 + xp.square(a)
+    t17 = t70 / t16
+    t99 = (t88 - t17 * t93) / t16
+    c = t11 * t12 + t17
+    dot_c = t12 * t69 + t11 * t71 + t99
+    # functions.nn:13  m = mean(c, axis=0)
+    m = xp.sum(c, axis=0) / B
+    dot_m = xp.sum(dot_c, axis=0) / B
+    # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
+    t105 = h * dot_h
+    t107 = t105 + t105
+    t23 = 1.0 + h * h
+    t114 = h >= 0.0
+    t118 = xp.where(t114, dot_h, -dot_h)
+    t27 = xp.abs(h) + 1.0
+    t28 = t27 ** k
+    t119 = k - 1.0
+    t122 = t27 ** t119
+    t123 = k * t122
+    t131 = xp.log(t27)
+    t132 = t28 * t131
+    t137 = t123 * t118 + t132 * dot_k
+    g = c - m + xp.log(t23) + t28
+    dot_g = dot_c - dot_m + t107 / t23 + t137
+    # functions.nn:15  q = transpose(transpose(g))
+    q = g.T.T
+    dot_q = dot_g.T.T
+    # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
+    t146 = xp.exp(_log_softmax(xp, q, -1))
+    t157 = 0.5 * xp.tanh(0.5 * q * s) + 0.5
+
+    # ---- backward with tangents ----
+    # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
+    d_t41 = 1.0 / (B * 4)
+    d_residual = 2.0 * (q - p) / (B * 4)
+    dot_d_residual = 2.0 * dot_q / (B * 4)
+    t183 = (s * dot_q + q * dot_s) * (t157 * (1.0 - t157)) / (B * 4)
+    d_t33 = -d_t41 * t + t157 / (B * 4)
+    dot_d_s = xp.sum(q * t183 + d_t33 * dot_q, axis=0)
+    d_logp_q = -p / B
+    t73 = xp.sum(d_logp_q, axis=1, keepdims=True)
+    # functions.nn:15  q = transpose(transpose(g))
+    d_q = d_residual + d_t33 * s + (d_logp_q - t146 * t73)
+    dot_d_q = dot_d_residual + (s * t183 + d_t33 * dot_s) + -(t73 * ((dot_q - xp.sum(t146 * dot_q, axis=1, keepdims=True)) * t146))
+    d_t30 = d_q.T
+    dot_d_t30 = dot_d_q.T
+    d_g = d_t30.T
+    dot_d_g = dot_d_t30.T
+    # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
+    d_t27 = d_g * t123
+    dot_d_t27 = t123 * dot_d_g + d_g * (t122 * dot_k + k * (t119 * t27 ** (t119 - 1.0) * t118 + t122 * t131 * dot_k))
+    dot_d_k = xp.sum(t132 * dot_d_g + d_g * (t131 * t137 + t28 * (t118 / t27)), axis=(0, 1))
+    d_t23 = d_g / t23
+    dot_d_t23 = (dot_d_g - d_t23 * t107) / t23
+    t94 = d_t23 * h
+    t227 = h * dot_d_t23 + d_t23 * dot_h
+    # functions.nn:13  m = mean(c, axis=0)
+    d_m = xp.full_like(m, 0.01) + xp.sum(-d_g, axis=0)
+    d_t19 = d_m / B
+    dot_d_t19 = xp.sum(-dot_d_g, axis=0) / B
+    # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
+    d_c = d_g + xp.reshape(d_t19, (1, 4))
+    dot_d_c = dot_d_g + xp.reshape(dot_d_t19, (1, 4))
+    d_t14 = d_c / t16
+    dot_d_t14 = (dot_d_c - d_t14 * t93) / t16
+    t109 = d_c * t17 / t16
+    d_t16 = -t109
+    dot_d_t16 = -((t17 * dot_d_c + d_c * t99 - t109 * t93) / t16)
+    d_t11 = d_c * t12
+    dot_d_t11 = t12 * dot_d_c + d_c * t71
+    d_t12 = d_c * t11
+    dot_d_t12 = t11 * dot_d_c + d_c * t69
+    d_t10 = d_t11 / t67
+    dot_d_t10 = (dot_d_t11 - d_t10 * (2.0 * t69)) / t67
+    # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
+    d_a = d_t16 * t92 + -(d_t14 * t12) + d_t12 * t70 + xp.where(t59, d_t10, -d_t10)
+    dot_d_a = t92 * dot_d_t16 + d_t16 * (2.0 * dot_a) + -(t12 * dot_d_t14 + d_t14 * t71) + (t70 * dot_d_t12 + d_t12 * t88) + xp.where(t59, dot_d_t10, -dot_d_t10)
+    d_t6 = xp.where(t55, d_a, 0.0)
+    dot_d_t6 = xp.where(t55, dot_d_a, 0.0)
+    d_t4 = xp.where(t52, 0.0, d_a)
+    dot_d_t4 = xp.where(t52, 0.0, dot_d_a)
+    # functions.nn:10  h = dense(f, 4, init=he_normal)
+    d_h = xp.where(t114, d_t27, -d_t27) + t94 + t94 + d_t6 * t6 + xp.where(t52, d_a, 0.0) + 0.1 * d_t4
+    dot_d_h = xp.where(t114, dot_d_t27, -dot_d_t27) + t227 + t227 + (t6 * dot_d_t6 + d_t6 * t54) + xp.where(t52, dot_d_a, 0.0) + 0.1 * dot_d_t4
+    dot_d_h_b = xp.sum(dot_d_h, axis=0)
+    dot_d_f = dot_d_h @ h_W.T + d_h @ dot_h_W.T
+    dot_d_h_W = 0.002 * dot_h_W + (dot_f.T @ d_h + f.T @ dot_d_h)
+    # functions.nn:9  f = flatten(x)
+    dot_d_x = xp.reshape(dot_d_f, (B, 2, 3))
+    return {"s": dot_d_s, "k": dot_d_k, "h.W": dot_d_h_W, "h.b": dot_d_h_b, "x": dot_d_x}
 
 
 def init_optimizer(params):

@@ -5,6 +5,9 @@ differentiation (one vector-Jacobian product per primitive) and can be checked w
 `nnc check` on this file. Arrays may come from any array-API namespace (NumPy, CuPy,
 PyTorch through array_api_compat, ...); NumPy is used only to draw initial values.
 Recompile the spec rather than editing this file by hand.
+
+jvp() and hvp() come from forward mode: one tangent rule per primitive, applied to the
+forward code (jvp) and to the forward and backward code (hvp, forward-over-reverse).
 """
 
 import numpy as np
@@ -158,6 +161,93 @@ def value_and_grad(params, i, t):
     d_b1 = xp.sum(d_net_h, axis=0)
     d_W1 = xp.reshape(d_net_h, (2, 1)) * i
     return loss, {"W1": d_W1, "b1": d_b1, "W2": d_W2, "b2": d_b2}
+
+
+def jvp(params, tangents, i, t):
+    """The loss and its directional derivative along `tangents` (keys: W1, b1, W2, b2), by forward mode."""
+    _check_inputs(i, t)
+    xp = _namespace(i)
+    W1 = params["W1"]
+    b1 = params["b1"]
+    W2 = params["W2"]
+    b2 = params["b2"]
+    dot_W1 = tangents["W1"]
+    dot_b1 = tangents["b1"]
+    dot_W2 = tangents["W2"]
+    dot_b2 = tangents["b2"]
+
+    # ---- forward with tangents ----
+    # mazur.nn:10  net_h = W1 @ i + b1
+    net_h = W1 @ i + b1
+    dot_net_h = dot_W1 @ i + dot_b1
+    # mazur.nn:11  out_h = sigmoid(net_h)
+    out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
+    dot_out_h = dot_net_h * (out_h * (1.0 - out_h))
+    # mazur.nn:12  net_o = W2 @ out_h + b2
+    net_o = W2 @ out_h + b2
+    dot_net_o = dot_W2 @ out_h + W2 @ dot_out_h + dot_b2
+    # mazur.nn:13  out_o = sigmoid(net_o)
+    out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
+    dot_out_o = dot_net_o * (out_o * (1.0 - out_o))
+    # mazur.nn:14  loss = sse(out_o, t)
+    residual = t - out_o
+    loss = 0.5 * xp.sum(xp.square(residual))
+    dot_loss = 0.5 * xp.sum(-dot_out_o * (2.0 * residual))
+    return loss, dot_loss
+
+
+def hvp(params, vector, i, t):
+    """The Hessian of the loss times `vector` (keys: W1, b1, W2, b2), by forward-over-reverse mode."""
+    _check_inputs(i, t)
+    xp = _namespace(i)
+    W1 = params["W1"]
+    b1 = params["b1"]
+    W2 = params["W2"]
+    b2 = params["b2"]
+    dot_W1 = vector["W1"]
+    dot_b1 = vector["b1"]
+    dot_W2 = vector["W2"]
+    dot_b2 = vector["b2"]
+
+    # ---- forward with tangents ----
+    # mazur.nn:10  net_h = W1 @ i + b1
+    net_h = W1 @ i + b1
+    dot_net_h = dot_W1 @ i + dot_b1
+    # mazur.nn:11  out_h = sigmoid(net_h)
+    out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
+    t5 = 1.0 - out_h
+    t10 = out_h * t5
+    dot_out_h = dot_net_h * t10
+    # mazur.nn:12  net_o = W2 @ out_h + b2
+    net_o = W2 @ out_h + b2
+    dot_net_o = dot_W2 @ out_h + W2 @ dot_out_h + dot_b2
+    # mazur.nn:13  out_o = sigmoid(net_o)
+    out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
+    t21 = 1.0 - out_o
+    t22 = out_o * t21
+    dot_out_o = dot_net_o * t22
+    # mazur.nn:14  loss = sse(out_o, t)
+    t24 = -dot_out_o
+
+    # ---- backward with tangents ----
+    # mazur.nn:14  loss = sse(out_o, t)
+    d_out_o = -(t - out_o)
+    dot_d_out_o = -t24
+    # mazur.nn:13  out_o = sigmoid(net_o)
+    d_net_o = d_out_o * t22
+    dot_d_net_o = t22 * dot_d_out_o + d_out_o * (t21 * dot_out_o + out_o * t24)
+    # mazur.nn:12  net_o = W2 @ out_h + b2
+    dot_d_b2 = xp.sum(dot_d_net_o, axis=0)
+    t13 = W2.T
+    d_out_h = t13 @ d_net_o
+    dot_d_out_h = dot_W2.T @ d_net_o + t13 @ dot_d_net_o
+    dot_d_W2 = out_h * xp.reshape(dot_d_net_o, (2, 1)) + xp.reshape(d_net_o, (2, 1)) * dot_out_h
+    # mazur.nn:11  out_h = sigmoid(net_h)
+    dot_d_net_h = t10 * dot_d_out_h + d_out_h * (t5 * dot_out_h + out_h * -dot_out_h)
+    # mazur.nn:10  net_h = W1 @ i + b1
+    dot_d_b1 = xp.sum(dot_d_net_h, axis=0)
+    dot_d_W1 = i * xp.reshape(dot_d_net_h, (2, 1))
+    return {"W1": dot_d_W1, "b1": dot_d_b1, "W2": dot_d_W2, "b2": dot_d_b2}
 
 
 def init_optimizer(params):

@@ -5,6 +5,9 @@ differentiation (one vector-Jacobian product per primitive) and can be checked w
 `nnc check` on this file. Arrays may come from any array-API namespace (NumPy, CuPy,
 PyTorch through array_api_compat, ...); NumPy is used only to draw initial values.
 Recompile the spec rather than editing this file by hand.
+
+jvp() and hvp() come from forward mode: one tangent rule per primitive, applied to the
+forward code (jvp) and to the forward and backward code (hvp, forward-over-reverse).
 """
 
 import math
@@ -188,6 +191,103 @@ def value_and_grad(params, x, y):
         "h2.b": d_h2_b,
         "logits.W": d_logits_W,
         "logits.b": d_logits_b,
+    }
+
+
+def jvp(params, tangents, x, y):
+    """The loss and its directional derivative along `tangents` (keys: h1.W, h1.b, h2.W, h2.b, logits.W, logits.b), by forward mode."""
+    B = _check_inputs(x, y)
+    xp = _namespace(x)
+    h1_W = params["h1.W"]
+    h1_b = params["h1.b"]
+    h2_W = params["h2.W"]
+    h2_b = params["h2.b"]
+    logits_W = params["logits.W"]
+    logits_b = params["logits.b"]
+    dot_h1_W = tangents["h1.W"]
+    dot_h1_b = tangents["h1.b"]
+    dot_h2_W = tangents["h2.W"]
+    dot_h2_b = tangents["h2.b"]
+    dot_logits_W = tangents["logits.W"]
+    dot_logits_b = tangents["logits.b"]
+
+    # ---- forward with tangents ----
+    # mlp.nn:5  h1 = relu(dense(x, 256))
+    h1 = xp.maximum(x @ h1_W + h1_b, 0.0)
+    dot_h1 = xp.where(h1 > 0.0, x @ dot_h1_W + dot_h1_b, 0.0)
+    # mlp.nn:6  h2 = relu(dense(h1, 256))
+    h2 = xp.maximum(h1 @ h2_W + h2_b, 0.0)
+    dot_h2 = xp.where(h2 > 0.0, dot_h1 @ h2_W + h1 @ dot_h2_W + dot_h2_b, 0.0)
+    # mlp.nn:7  logits = dense(h2, 10)
+    logits = h2 @ logits_W + logits_b
+    dot_logits = dot_h2 @ logits_W + h2 @ dot_logits_W + dot_logits_b
+    # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
+    onehot_y = _onehot(xp, y, 10, logits)
+    logp_logits = _log_softmax(xp, logits, -1)
+    loss = -xp.sum(logp_logits * onehot_y) / B + 0.0001 * (xp.sum(xp.square(h1_W)) + xp.sum(xp.square(h2_W)))
+    dot_loss = -xp.sum((dot_logits - xp.sum(xp.exp(logp_logits) * dot_logits, axis=1, keepdims=True)) * onehot_y) / B + 0.0001 * (xp.sum(dot_h1_W * (2.0 * h1_W)) + xp.sum(dot_h2_W * (2.0 * h2_W)))
+    return loss, dot_loss
+
+
+def hvp(params, vector, x, y):
+    """The Hessian of the loss times `vector` (keys: h1.W, h1.b, h2.W, h2.b, logits.W, logits.b), by forward-over-reverse mode."""
+    B = _check_inputs(x, y)
+    xp = _namespace(x)
+    h1_W = params["h1.W"]
+    h1_b = params["h1.b"]
+    h2_W = params["h2.W"]
+    h2_b = params["h2.b"]
+    logits_W = params["logits.W"]
+    logits_b = params["logits.b"]
+    dot_h1_W = vector["h1.W"]
+    dot_h1_b = vector["h1.b"]
+    dot_h2_W = vector["h2.W"]
+    dot_h2_b = vector["h2.b"]
+    dot_logits_W = vector["logits.W"]
+    dot_logits_b = vector["logits.b"]
+
+    # ---- forward with tangents ----
+    # mlp.nn:5  h1 = relu(dense(x, 256))
+    h1 = xp.maximum(x @ h1_W + h1_b, 0.0)
+    t6 = h1 > 0.0
+    dot_h1 = xp.where(t6, x @ dot_h1_W + dot_h1_b, 0.0)
+    # mlp.nn:6  h2 = relu(dense(h1, 256))
+    h2 = xp.maximum(h1 @ h2_W + h2_b, 0.0)
+    t25 = h2 > 0.0
+    dot_h2 = xp.where(t25, dot_h1 @ h2_W + h1 @ dot_h2_W + dot_h2_b, 0.0)
+    # mlp.nn:7  logits = dense(h2, 10)
+    logits = h2 @ logits_W + logits_b
+    dot_logits = dot_h2 @ logits_W + h2 @ dot_logits_W + dot_logits_b
+    # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
+    t36 = xp.exp(_log_softmax(xp, logits, -1))
+
+    # ---- backward with tangents ----
+    # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
+    d_logits = (t36 - _onehot(xp, y, 10, logits)) / B
+    dot_d_logits = (dot_logits - xp.sum(t36 * dot_logits, axis=1, keepdims=True)) * t36 / B
+    # mlp.nn:7  logits = dense(h2, 10)
+    dot_d_logits_b = xp.sum(dot_d_logits, axis=0)
+    t22 = logits_W.T
+    d_h2 = d_logits @ t22
+    dot_d_h2 = dot_d_logits @ t22 + d_logits @ dot_logits_W.T
+    dot_d_logits_W = dot_h2.T @ d_logits + h2.T @ dot_d_logits
+    # mlp.nn:6  h2 = relu(dense(h1, 256))
+    d_h2_pre = xp.where(t25, d_h2, 0.0)
+    dot_d_h2_pre = xp.where(t25, dot_d_h2, 0.0)
+    dot_d_h2_b = xp.sum(dot_d_h2_pre, axis=0)
+    dot_d_h1 = dot_d_h2_pre @ h2_W.T + d_h2_pre @ dot_h2_W.T
+    dot_d_h2_W = 0.0002 * dot_h2_W + (dot_h1.T @ d_h2_pre + h1.T @ dot_d_h2_pre)
+    # mlp.nn:5  h1 = relu(dense(x, 256))
+    dot_d_h1_pre = xp.where(t6, dot_d_h1, 0.0)
+    dot_d_h1_b = xp.sum(dot_d_h1_pre, axis=0)
+    dot_d_h1_W = 0.0002 * dot_h1_W + x.T @ dot_d_h1_pre
+    return {
+        "h1.W": dot_d_h1_W,
+        "h1.b": dot_d_h1_b,
+        "h2.W": dot_d_h2_W,
+        "h2.b": dot_d_h2_b,
+        "logits.W": dot_d_logits_W,
+        "logits.b": dot_d_logits_b,
     }
 
 

@@ -5,6 +5,9 @@ differentiation (one vector-Jacobian product per primitive) and can be checked w
 `nnc check` on this file. Arrays may come from any array-API namespace (NumPy, CuPy,
 PyTorch through array_api_compat, ...); NumPy is used only to draw initial values.
 Recompile the spec rather than editing this file by hand.
+
+jvp() and hvp() come from forward mode: one tangent rule per primitive, applied to the
+forward code (jvp) and to the forward and backward code (hvp, forward-over-reverse).
 """
 
 import math
@@ -137,6 +140,37 @@ def value_and_grad(params, x, y):
     d_scores_b = xp.sum(d_scores, axis=0)
     d_scores_W = x.T @ d_scores
     return loss, {"scores.W": d_scores_W, "scores.b": d_scores_b}
+
+
+def jvp(params, tangents, x, y):
+    """The loss and its directional derivative along `tangents` (keys: scores.W, scores.b), by forward mode."""
+    N = _check_inputs(x, y)
+    xp = _namespace(x)
+    scores_W = params["scores.W"]
+    scores_b = params["scores.b"]
+    dot_scores_W = tangents["scores.W"]
+    dot_scores_b = tangents["scores.b"]
+
+    # ---- forward with tangents ----
+    # svm.nn:5  scores = dense(x, 3)
+    scores = x @ scores_W + scores_b
+    dot_scores = x @ dot_scores_W + dot_scores_b
+    # svm.nn:6  loss = hinge(scores, y)
+    onehot_y = _onehot(xp, y, 3, scores)
+    margins = xp.maximum(scores - xp.sum(onehot_y * scores, axis=1, keepdims=True) + 1.0, 0.0)
+    other_classes = 1.0 - onehot_y
+    loss = xp.sum(margins * other_classes) / N
+    dot_loss = xp.sum(other_classes * xp.where(margins > 0.0, dot_scores - xp.sum(onehot_y * dot_scores, axis=1, keepdims=True), 0.0)) / N
+    return loss, dot_loss
+
+
+def hvp(params, vector, x, y):
+    """The Hessian of the loss times `vector` (keys: scores.W, scores.b), by forward-over-reverse mode."""
+    _check_inputs(x, y)
+    xp = _namespace(x)
+    scores_W = params["scores.W"]
+    scores_b = params["scores.b"]
+    return {"scores.W": xp.zeros_like(scores_W), "scores.b": xp.zeros_like(scores_b)}
 
 
 def init_optimizer(params):

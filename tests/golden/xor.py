@@ -5,6 +5,9 @@ differentiation (one vector-Jacobian product per primitive) and can be checked w
 `nnc check` on this file. Arrays may come from any array-API namespace (NumPy, CuPy,
 PyTorch through array_api_compat, ...); NumPy is used only to draw initial values.
 Recompile the spec rather than editing this file by hand.
+
+jvp() and hvp() come from forward mode: one tangent rule per primitive, applied to the
+forward code (jvp) and to the forward and backward code (hvp, forward-over-reverse).
 """
 
 import math
@@ -158,6 +161,81 @@ def value_and_grad(params, x, y):
         "hidden.b": d_hidden_b,
         "logit.W": d_logit_W,
         "logit.b": d_logit_b,
+    }
+
+
+def jvp(params, tangents, x, y):
+    """The loss and its directional derivative along `tangents` (keys: hidden.W, hidden.b, logit.W, logit.b), by forward mode."""
+    N = _check_inputs(x, y)
+    xp = _namespace(x)
+    hidden_W = params["hidden.W"]
+    hidden_b = params["hidden.b"]
+    logit_W = params["logit.W"]
+    logit_b = params["logit.b"]
+    dot_hidden_W = tangents["hidden.W"]
+    dot_hidden_b = tangents["hidden.b"]
+    dot_logit_W = tangents["logit.W"]
+    dot_logit_b = tangents["logit.b"]
+
+    # ---- forward with tangents ----
+    # xor.nn:5  hidden = tanh(dense(x, 2))
+    hidden = xp.tanh(x @ hidden_W + hidden_b)
+    dot_hidden = (x @ dot_hidden_W + dot_hidden_b) * (1.0 - hidden * hidden)
+    # xor.nn:6  logit = dense(hidden, 1)
+    logit = hidden @ logit_W + logit_b
+    dot_logit = dot_hidden @ logit_W + hidden @ dot_logit_W + dot_logit_b
+    # xor.nn:8  loss = bce(logit, y)
+    loss = xp.sum(xp.logaddexp(0.0, logit) - y * logit) / N
+    dot_loss = xp.sum(dot_logit * (0.5 * xp.tanh(0.5 * logit) + 0.5) - y * dot_logit) / N
+    return loss, dot_loss
+
+
+def hvp(params, vector, x, y):
+    """The Hessian of the loss times `vector` (keys: hidden.W, hidden.b, logit.W, logit.b), by forward-over-reverse mode."""
+    N = _check_inputs(x, y)
+    xp = _namespace(x)
+    hidden_W = params["hidden.W"]
+    hidden_b = params["hidden.b"]
+    logit_W = params["logit.W"]
+    logit_b = params["logit.b"]
+    dot_hidden_W = vector["hidden.W"]
+    dot_hidden_b = vector["hidden.b"]
+    dot_logit_W = vector["logit.W"]
+    dot_logit_b = vector["logit.b"]
+
+    # ---- forward with tangents ----
+    # xor.nn:5  hidden = tanh(dense(x, 2))
+    hidden = xp.tanh(x @ hidden_W + hidden_b)
+    t6 = 1.0 - hidden * hidden
+    dot_hidden = (x @ dot_hidden_W + dot_hidden_b) * t6
+    # xor.nn:6  logit = dense(hidden, 1)
+    logit = hidden @ logit_W + logit_b
+    dot_logit = dot_hidden @ logit_W + hidden @ dot_logit_W + dot_logit_b
+    # xor.nn:7  prob = sigmoid(logit)
+    prob = 0.5 * xp.tanh(0.5 * logit) + 0.5
+    dot_prob = dot_logit * (prob * (1.0 - prob))
+
+    # ---- backward with tangents ----
+    # xor.nn:8  loss = bce(logit, y)
+    d_t10 = 1.0 / N
+    t33 = dot_prob / N
+    # xor.nn:6  logit = dense(hidden, 1)
+    d_logit = -d_t10 * y + prob / N
+    dot_d_logit_b = xp.sum(t33, axis=0)
+    t19 = logit_W.T
+    d_hidden = d_logit @ t19
+    dot_d_hidden = t33 @ t19 + d_logit @ dot_logit_W.T
+    dot_d_logit_W = dot_hidden.T @ d_logit + hidden.T @ t33
+    # xor.nn:5  hidden = tanh(dense(x, 2))
+    t43 = hidden * dot_hidden
+    dot_d_hidden_pre = t6 * dot_d_hidden + d_hidden * -(t43 + t43)
+    dot_d_hidden_b = xp.sum(dot_d_hidden_pre, axis=0)
+    dot_d_hidden_W = x.T @ dot_d_hidden_pre
+    return {
+        "hidden.W": dot_d_hidden_W,
+        "hidden.b": dot_d_hidden_b,
+        "logit.W": dot_d_logit_W,
+        "logit.b": dot_d_logit_b,
     }
 
 
