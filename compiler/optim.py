@@ -17,8 +17,9 @@ Settings common to all optimizers: the learning-rate schedule (`schedule`, `gamm
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .ir.builder import Builder
 from .ir.core import Atom, Eqn, Program, Var

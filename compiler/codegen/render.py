@@ -15,9 +15,10 @@ from ..ir.core import Atom, Lit, Program, Var
 from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns
-from ..runtime import initializers, kernels
+from ..runtime import initializers, kernels, weights
 from .emit import emit_body, emit_sections, result_text
 
+_WEIGHT_HELPERS = ("_to_numpy", "_check_weights", "_write_weights", "_read_weights")
 _KERNELS = {"softmax": "_softmax", "log_softmax": "_log_softmax", "onehot": "_onehot"}
 
 
@@ -175,6 +176,7 @@ def build_model(prog: Program) -> dict:
         "helpers": [inspect.getsource(getattr(kernels, k)).rstrip() for k in kernels_used],
         "init_helpers": [inspect.getsource(getattr(initializers, k)).rstrip() for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
+        "weight_helpers": [inspect.getsource(getattr(weights, k)).rstrip() for k in _WEIGHT_HELPERS],
         "input_names": [d.var.name for d in inputs_all],
     }
 
