@@ -125,6 +125,20 @@ def schedule_source(hp: dict[str, Any]) -> str | None:
     return None
 
 
+def lr_at(hp: dict[str, Any], step: int) -> float:
+    """The learning rate at `step` (from 1): the value the expression of schedule_source gives."""
+    lr, schedule = float(hp["lr"]), hp["schedule"]
+    if schedule == "step":
+        return lr * float(hp["gamma"]) ** ((step - 1) // int(hp["step_size"]))
+    if schedule == "exponential":
+        return lr * float(hp["gamma"]) ** (step - 1)
+    if schedule == "cosine":
+        low, total = float(hp["min_lr"]), int(hp["total_steps"])
+        wave = (1.0 + math.cos(math.pi * min(step - 1, total) / total)) / 2.0
+        return low + (lr - low) * wave if low else lr * wave
+    return lr
+
+
 def describe(name: str, hp: dict[str, Any]) -> str:
     """`adam(lr=0.001, ...)`: the optimizer's own settings, then the active common ones."""
     own = [k for k, _ in OPTIMIZERS[name].hyper]
