@@ -68,13 +68,15 @@ def _digits() -> Dataset:
     return Dataset("digits", images.astype(np.float64) / 16.0, labels.astype(np.int64), 10)
 
 
-def _spirals(n: int = 600, noise: float = 0.2) -> Dataset:
-    """Two interleaved spirals (n points, half per class): a classic non-linear problem."""
+def _spirals(n: int = 600, turns: float = 1.0, noise: float = 0.04) -> Dataset:
+    """Two interleaved spirals (n points, half per class), radius up to 1: a classic
+    problem no linear model solves."""
     rng = np.random.default_rng(_DATA_SEED)
     half = n // 2
-    t = np.sqrt(rng.uniform(0.0, 1.0, half)) * 3.0 * math.pi  # up to one and a half turns
-    arm = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / (3.0 * math.pi)
-    x = np.concatenate([arm, -arm]) + rng.normal(0.0, noise / (3.0 * math.pi), (2 * half, 2)) * 3.0
+    r = np.sqrt(rng.uniform(0.02, 1.0, half))  # uniform along the arm's area
+    t = r * turns * 2.0 * math.pi
+    arm = np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
+    x = np.concatenate([arm, -arm]) + rng.normal(0.0, noise, (2 * half, 2))
     y = np.concatenate([np.zeros(half, np.int64), np.ones(half, np.int64)])
     return Dataset("spirals", x, y, 2)
 

@@ -333,7 +333,8 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
     kinds = {i.name: i.kind for i in inputs}
     train_dev = Device.put(xp, train_set, kinds, opts.dtype)
     val_dev = Device.put(xp, val_set, kinds, opts.dtype) if len(val_set) else None
-    run = _loop(module, params, train_dev, val_dev, spans, epochs, kind, opts, stream)
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported once, as the nan stop
+        run = _loop(module, params, train_dev, val_dev, spans, epochs, kind, opts, stream)
     classifier = bound.labels is not None
     run.summary = Summary(spec_name, data_source, len(train_set), len(val_set), len(run.history), run.steps,
                           run.seconds, run.history[-1] if run.history else None, classifier)
