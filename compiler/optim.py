@@ -257,7 +257,7 @@ def perceptron_direction(prog: Program, b: Builder):
     defs = {e.out.name: e for e in prog.eqns}
     last = defs.get(out.name)
     if last is None or last.prim not in ("step", "sign"):
-        what = f"{last.prim}(...)" if last is not None else "not computed"
+        what = f"{last.prim}(...)" if last is not None and len(last.inputs) == 1 else "not step(...) or sign(...)"
         return f"{_NEEDS}; output '{out.name}' is {what}"
     pre = last.inputs[0]
     param_names = {p.var.name: p.name for p in prog.params}

@@ -88,3 +88,64 @@ def test_trajectory_matches_torch(tmp_path, optimizer, make_opt, make_sched, cli
     assert state["step"] == STEPS
     moved = max(float(np.max(np.abs(params[n] - mod.init_params(seed=1, dtype="float64")[n]))) for n in names)
     assert moved > 1e-4  # the comparison is not between two parameter sets that never moved
+
+
+# ---- settings are checked where they are written --------------------------------------------------
+
+def _compile_errors(optimizer_line: str, body: str | None = None) -> str:
+    from nnc.api import compile_spec
+    from nnc.errors import SpecError, SpecErrors, render_errors
+
+    text = (body or SPEC.replace("optimizer {optimizer}", "")) + optimizer_line + "\n"
+    try:
+        compile_spec(text, "m.nn")
+    except (SpecError, SpecErrors) as exc:
+        return render_errors(exc, text, "m.nn")
+    raise AssertionError("compiled without an error")
+
+
+@pytest.mark.parametrize("line, message, col", [
+    ("optimizer adam(beta1=1.5)", "'beta1' must be at least 0 and below 1, got 1.5", 22),
+    ("optimizer sgd(lr=-1)", "'lr' must be at least 0", 18),
+    ("optimizer sgd(schedule=linear)", "'schedule' must be one of constant, step, exponential, cosine", 24),
+    ("optimizer sgd(schedule=cosine)", "schedule=cosine needs total_steps", 1),
+    ("optimizer sgd(schedule=step, gamma=0.5)", "schedule=step needs step_size", 1),
+    ("optimizer sgd(nesterov=true)", "nesterov momentum needs momentum > 0", 1),
+    ("optimizer sgd(step_size=2.5, schedule=step, gamma=0.1)", "'step_size' must be an integer", 25),
+    ("optimizer adam(clip_norm=0)", "'clip_norm' must be positive", 26),
+    ("optimizer adam(momentum=0.9)", "adam() has no setting 'momentum'", 16),
+    ("optimizer sgd(lr=0.1, lr=0.2)", "got setting 'lr' twice", 23),
+    ("optimizer perceptron(lr=0.1)", "perceptron() trains a single-layer model", 1),
+])
+def test_bad_settings_are_located_errors(line, message, col):
+    text = _compile_errors(line)
+    assert f"m.nn:9:{col}: error:" in text and message in text, text
+
+
+def test_perceptron_error_says_what_is_wrong():
+    assert "output 'out' is not step(...) or sign(...)" in _compile_errors("optimizer perceptron()")
+    hidden = SPEC.replace("optimizer {optimizer}", "").replace("out    = dense(h, 2)", "out    = sign(dense(h, 2))")
+    assert "'h' applies tanh to the parameters" in _compile_errors("optimizer perceptron()", hidden)
+    sigmoid = SPEC.replace("optimizer {optimizer}", "").replace("out    = dense(h, 2)", "out    = sigmoid(dense(x, 2))")
+    assert "output 'out' is sigmoid(...)" in _compile_errors("optimizer perceptron()", sigmoid)
+
+
+@pytest.mark.parametrize("optimizer", [c[0] for c in CASES] + ["perceptron(lr=0.5)"])
+def test_generated_optimizer_code_is_ruff_clean(tmp_path, optimizer):
+    import shutil
+    import subprocess
+    import sys
+
+    from nnc.api import compile_spec
+
+    if optimizer.startswith("perceptron"):
+        text = SPEC.replace("h      = tanh(dense(x, 4))\nout    = dense(h, 2)", "out    = sign(dense(x, 2))")
+    else:
+        text = SPEC
+    path = tmp_path / "m.py"
+    path.write_text(compile_spec(text.format(optimizer=optimizer), "m.nn"))
+    cmd = [shutil.which("ruff")] if shutil.which("ruff") else [sys.executable, "-m", "ruff"]
+    done = subprocess.run([*cmd, "check", "--no-cache", "--isolated", str(path)], capture_output=True, text=True)
+    if "No module named ruff" in done.stderr:
+        pytest.skip("ruff is not installed (it is in the test extras)")
+    assert done.returncode == 0, done.stdout + done.stderr
