@@ -145,6 +145,11 @@ def _load_csv(path: Path, target_columns: int) -> Dataset:
     return Dataset(path.name, values[:, :split], values[:, split:] if target_columns else None)
 
 
+def _dims(shape) -> str:
+    """A shape as the spec writes it: [B, 784]."""
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -182,7 +187,7 @@ def _target_columns(target: InputSpec, first: InputSpec) -> int:
     batched = bool(first.shape) and isinstance(first.shape[0], str)
     item = tuple(target.shape[1:]) if batched else tuple(target.shape)
     if not all(isinstance(d, int) for d in item):
-        raise DataError(f"the target '{target.name}' has a symbolic size {list(target.shape)}; "
+        raise DataError(f"the target '{target.name}' has a symbolic size {_dims(target.shape)}; "
                         "a .csv file needs a concrete number of target columns")
     return math.prod(item)
 
@@ -230,12 +235,12 @@ def _fit(name: str, values: np.ndarray, spec: InputSpec, mode: str, source: str)
     concrete = all(isinstance(d, int) for d in item)
     if concrete and tuple(got) != tuple(item):
         if math.prod(got) != math.prod(item):
-            raise DataError(f"{source}: each example of '{name}' has shape {list(got)}, but the spec "
-                            f"declares {name} : {spec.kind}{list(spec.shape)}")
+            raise DataError(f"{source}: each example of '{name}' has shape {_dims(got)}, but the spec "
+                            f"declares {name} : {spec.kind}{_dims(spec.shape)}")
         values = values.reshape((len(values), *item))
     elif not concrete and len(got) != len(item):
         raise DataError(f"{source}: each example of '{name}' has {len(got)} axes, but the spec's "
-                        f"{list(spec.shape)} has {len(item)} per example")
+                        f"{_dims(spec.shape)} has {len(item)} per example")
     return values
 
 
@@ -295,7 +300,7 @@ def _targets(data: Dataset, target: InputSpec, first: InputSpec, mode: str, outp
     if size is not None and size >= k and len(item) == 1:
         return np.eye(size)[y], y.astype(np.int64), size
     raise DataError(f"{data.name} has {k} classes, which do not fit the target "
-                    f"{target.name} : float{list(target.shape)}; declare it int[{first.shape[0]}] "
+                    f"{target.name} : float{_dims(target.shape)}; declare it int[{first.shape[0]}] "
                     f"(class indices) or float[{first.shape[0]}, {k}] (one-hot)")
 
 

@@ -138,23 +138,21 @@ def plot_curves(history: list[EpochRecord], path: str, title: str) -> None:
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
-    epochs = [r.epoch for r in history]
     has_acc = any(r.accuracy is not None for r in history)
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 4), squeeze=False)
-    ax = axes[0][0]
-    ax.plot(epochs, [r.loss for r in history], label="train")
-    if any(r.val_loss is not None for r in history):
-        ax.plot(epochs, [r.val_loss for r in history], label="validation")
-    ax.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax.legend()
+    _panel(axes[0][0], history, "loss", "val_loss")
     if has_acc:
-        ax = axes[0][1]
-        ax.plot(epochs, [r.accuracy for r in history], label="train")
-        if any(r.val_accuracy is not None for r in history):
-            ax.plot(epochs, [r.val_accuracy for r in history], label="validation")
-        ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-        ax.legend()
+        _panel(axes[0][1], history, "accuracy", "val_accuracy")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _panel(ax, history: list[EpochRecord], train_key: str, val_key: str) -> None:
+    epochs = [r.epoch for r in history]
+    ax.plot(epochs, [getattr(r, train_key) for r in history], label="train")
+    if any(getattr(r, val_key) is not None for r in history):
+        ax.plot(epochs, [getattr(r, val_key) for r in history], label="validation")
+    ax.set(xlabel="epoch", ylabel=train_key, title=train_key)
+    ax.legend()

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import SPECS
-
 from nnc.cli import main
 from nnc.runtime import data as datamod
 
@@ -205,7 +204,7 @@ def test_bind_converts_labels_to_what_the_spec_declares():
 
 def test_split_is_seeded_and_disjoint():
     a_train, a_val = datamod.split(100, 0.2, 3)
-    b_train, b_val = datamod.split(100, 0.2, 3)
+    _, b_val = datamod.split(100, 0.2, 3)
     assert np.array_equal(a_val, b_val) and len(a_val) == 20
     assert not set(a_train) & set(a_val) and len(a_train) + len(a_val) == 100
     assert not np.array_equal(a_val, datamod.split(100, 0.2, 4)[1])

@@ -145,7 +145,7 @@ def test_generated_optimizer_code_is_ruff_clean(tmp_path, optimizer):
     path = tmp_path / "m.py"
     path.write_text(compile_spec(text.format(optimizer=optimizer), "m.nn"))
     cmd = [shutil.which("ruff")] if shutil.which("ruff") else [sys.executable, "-m", "ruff"]
-    done = subprocess.run([*cmd, "check", "--no-cache", "--isolated", str(path)], capture_output=True, text=True)
+    done = subprocess.run([*cmd, "check", "--no-cache", "--isolated", str(path)], capture_output=True, text=True, check=False)
     if "No module named ruff" in done.stderr:
         pytest.skip("ruff is not installed (it is in the test extras)")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import SPECS, compile_and_load
-
 from nnc.runtime.weights import _read_weights, _write_weights, load_weights, save_weights
 
 
@@ -54,7 +55,7 @@ def test_safetensors_layout_by_hand(mlp, tmp_path):
     raw = np.frombuffer(data[8 + n + begin:8 + n + end], dtype="<f4").reshape(2, 2)
     np.testing.assert_array_equal(raw, params["hidden.W"])
     spans = sorted(tuple(v["data_offsets"]) for k, v in header.items() if k != "__metadata__")
-    assert spans[0][0] == 0 and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert spans[0][0] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     assert spans[-1][1] == len(data) - 8 - n  # no holes, nothing after the last tensor
 
 
@@ -153,7 +154,7 @@ def test_save_refuses_bad_params_and_leaves_no_file(tmp_path):
 
 
 def test_generated_module_needs_no_nnc(mlp):
-    source = open(mlp.__file__, encoding="utf-8").read()
+    source = Path(mlp.__file__).read_text(encoding="utf-8")
     imports = [line.strip() for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
     assert imports and all("nnc" not in line for line in imports), imports
     assert "def save_params(params, path):" in source and "def load_params(path, *, xp=None" in source

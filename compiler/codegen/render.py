@@ -285,6 +285,8 @@ def _optimizer_model(prog: Program) -> dict:
     prologue += [s for blk in emit_body(host, host_used) for s in blk.statements]
     if prog.params and any("xp." in s for s in prologue + body):
         prologue.insert(0, f'xp = _namespace(params["{prog.params[0].name}"])')
+    elif any("xp." in s for s in body):  # no parameters: the loop never runs, but must be valid code
+        body.insert(0, "xp = _namespace(p)")
     if opt.direction is not None:
         gradient = ["loss_value = loss(params, *inputs)", "grads = _perceptron_direction(params, *inputs)"]
     else:
