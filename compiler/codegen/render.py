@@ -335,6 +335,8 @@ def _direction_function(prog: Program, check: Check) -> Function | None:
 
 
 def _py(v) -> str:
+    if isinstance(v, str):
+        return f'"{v}"'  # settings' strings are names such as "cosine"
     return repr(v) if isinstance(v, bool) else repr(float(v)) if isinstance(v, (int, float)) else repr(v)
 
 
