@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from helpers import SPECS
 from nnc import cli
 from nnc.cli import main, write_atomically
-
-from helpers import SPECS
 
 ERRORS = Path(__file__).resolve().parent / "errors"
 BAD = sorted(ERRORS.glob("*.nn"))

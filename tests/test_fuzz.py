@@ -18,11 +18,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 from lark import Lark
 
+from helpers import SPEC_PATHS
 from nnc.api import compile_spec
 from nnc.cli import _not_utf8
 from nnc.errors import SpecError, SpecErrors, render_errors
-
-from helpers import SPEC_PATHS
 
 EXAMPLES = int(os.environ.get("NNC_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,

@@ -6,10 +6,9 @@ import array_api_strict as xs
 import numpy as np
 import pytest
 
+from helpers import SPECS, compile_and_load
 from nnc.runtime import checks
 from nnc.runtime.checks import _check_input, _check_labels
-
-from helpers import SPECS, compile_and_load
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,11 @@ import keyword
 import numpy as np
 import pytest
 
+from helpers import load_source
 from nnc.api import compile_spec
 from nnc.errors import SpecError, SpecErrors
 from nnc.ir.naming import RESERVED
 from nnc.syntax.parser import KEYWORDS
-
-from helpers import load_source
 
 
 def errors_of(text: str) -> list[SpecError]:

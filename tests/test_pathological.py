@@ -7,11 +7,10 @@ import time
 import numpy as np
 import pytest
 
+from helpers import load_source
 from nnc.api import compile_spec
 from nnc.errors import Span, SpecError, SpecErrors, render_errors
 from nnc.syntax.parser import MAX_BRACKETS, MAX_DEPTH, MAX_TOKENS
-
-from helpers import load_source
 
 HEAD = "model m\ninput x : float[B, 2]\n"
 
