@@ -595,7 +595,7 @@ class _Lowering:
             if isinstance(side, ast.Name) and side.id in self.decl_span:
                 verb = "created" if "." in side.id else "defined" if side.id in self.defined else "declared"
                 notes.append((f"'{side.id}' is {fmt_shape(atom.shape)}, {verb} here", self.decl_span[side.id]))
-            elif not isinstance(side, (ast.Name, ast.Num)):
+            elif not isinstance(side, (ast.Name, ast.Num)) and not isinstance(atom, Lit):  # constants need no note
                 side_text = self._source_text(side.span)
                 if side_text:
                     notes.append((f"'{side_text}' is {fmt_shape(atom.shape)}", side.span))

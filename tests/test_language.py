@@ -146,3 +146,14 @@ def test_float32_stays_float32(tmp_path):
     loss, grads = m.value_and_grad(params, x, y)
     assert loss.dtype == np.float32
     assert all(g.dtype == np.float32 for g in grads.values())
+
+
+def test_math_on_constants_is_folded_at_compile_time(tmp_path):
+    import array_api_strict as xps
+
+    m = compile_and_load("model m\ninput x : float[3]\nloss = sum(x * exp(2) + tanh(1) * sqrt(4))\nwrt x\n",
+                         tmp_path, "consts")
+    x = xps.asarray([1.0, 2.0, 3.0], dtype=xps.float64)  # xp.exp(2.0) on a Python float would fail here
+    loss, grads = m.value_and_grad({}, x)
+    assert float(loss) == pytest.approx(6 * np.exp(2) + 3 * 2 * np.tanh(1), rel=1e-15)
+    np.testing.assert_allclose(np.asarray(grads["x"]), np.full(3, np.exp(2)), rtol=1e-15)
