@@ -16,7 +16,7 @@ from ..ir.naming import Namer
 from ..optim import OPTIMIZERS
 from ..passes.dce import live_eqns
 from ..runtime import initializers, kernels
-from .emit import emit_body, emit_sections, result_text
+from .emit import VIEWS, emit_body, emit_sections, result_text
 
 _KERNELS = {"softmax": "_softmax", "log_softmax": "_log_softmax", "onehot": "_onehot"}
 
@@ -186,7 +186,8 @@ def _function(prog, name, args, doc, check: Check, unpack, sections, returns, de
     else:
         call = f"{check.name}({', '.join(check.args)})" if check.args else ""
     first = decls[0].var.name if decls else None
-    source = first or (unpack[0].split(" = ")[0] if unpack else None)
+    # with no inputs, the namespace comes from a parameter, read before it is unpacked
+    source = first or (unpack[0].split(" = ", 1)[1] if unpack else None)
     fn = Function(name, args, doc, call, unpack, secs, returns)
     fn.uses_xp = _uses(statements, "xp.") or _uses(statements, "(xp,")
     if fn.uses_xp and source is None:
@@ -230,22 +231,32 @@ def _init_expr(p) -> str:
 
 
 def _optimizer_model(prog: Program) -> dict:
-    """The per-parameter update, built as IR by the optimizer's rule and emitted like the rest."""
+    """The per-parameter update, built as IR by the optimizer's rule and emitted like the rest.
+
+    Parameters and state buffers are overwritten in place (`p -= 0.1 * g`), then stored
+    back (`params[name] = p`): on NumPy, CuPy and PyTorch that store is a no-op, and on
+    immutable arrays (JAX), where `-=` rebinds `p`, it is the update. In place is skipped
+    when a gradient may share memory with a parameter (updating one would change another's
+    gradient before its own update).
+    """
     name, hyper = prog.optimizer
     hp = dict(hyper)
     opt = OPTIMIZERS[name]
     namer = Namer({"p", "g", "name"})
     b = Builder(namer)
-    p, g = Var("p", (), "float"), Var("g", (), "float")
-    bufs = {k: Var(namer.claim(k), (), "float") for k in opt.buffers(hp)}
+    shape = ("n",)  # the rule is elementwise: one symbolic shape stands for every parameter's
+    p, g = Var("p", shape, "float"), Var("g", shape, "float")
+    bufs = {k: Var(namer.claim(k), shape, "float") for k in opt.buffers(hp)}
     new_p, new_bufs = opt.update(b, p, g, bufs, hp)
     renames = {v.name: k for k, v in new_bufs.items() if isinstance(v, Var) and v.temp}
     if isinstance(new_p, Var) and new_p.temp:
-        renames[new_p.name] = "params[name]"
-    blocks = emit_body(tuple(b.eqns), [new_p, *new_bufs.values()], renames)
+        renames[new_p.name] = "p"
+    owned = frozenset() if _grads_may_alias(prog) else frozenset({"p", *(v.name for v in bufs.values())})
+    blocks = emit_body(tuple(b.eqns), [new_p, *new_bufs.values()], renames, owned)
     body = [s for blk in blocks for s in blk.statements]
-    if not (isinstance(new_p, Var) and new_p.temp):
-        body.append(f"params[name] = {result_text(new_p)}")
+    if not (isinstance(new_p, Var) and new_p.temp) and result_text(new_p) != "p":
+        body.append(f"p = {result_text(new_p)}")
+    body.append("params[name] = p")
     stores = [f'state["{k}"][name] = {renames.get(v.name, result_text(v))}' for k, v in new_bufs.items()]
     hp_text = ", ".join(f"{k}={_py(v)}" for k, v in hyper)
     return {
@@ -256,6 +267,22 @@ def _optimizer_model(prog: Program) -> dict:
         "body": body,
         "stores": stores,
     }
+
+
+def _grads_may_alias(prog: Program) -> bool:
+    """True when some gradient may be (a view of) a parameter or input array."""
+    defs = {e.out.name: e for e in prog.eqns + prog.backward}
+    external = {p.var.name for p in prog.params} | {d.var.name for d in prog.inputs}
+
+    def aliases(a: Atom) -> bool:
+        if not isinstance(a, Var):
+            return False
+        if a.name in external:
+            return True
+        eqn = defs.get(a.name)
+        return eqn is not None and eqn.prim in VIEWS and aliases(eqn.inputs[0])
+
+    return any(aliases(a) for _, a in prog.grads)
 
 
 def _py(v) -> str:
