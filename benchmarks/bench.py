@@ -49,13 +49,11 @@ if THREADS == 1:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
 
-import numpy as np  # noqa: E402
-
-import baselines as hand  # noqa: E402
-from harness import Impl, run_rounds, summary  # noqa: E402
-
-import nnc  # noqa: E402
-from nnc.api import build_program, compile_spec  # noqa: E402
+import baselines as hand
+import nnc
+import numpy as np
+from harness import Impl, run_rounds, summary
+from nnc.api import build_program, compile_spec
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -67,7 +65,7 @@ LR_A, LR_B = 0.01, 0.5
 def optional(name: str):
     try:
         return __import__(name)
-    except Exception:  # not installed, or broken: the baseline is skipped and says so
+    except Exception:  # noqa: BLE001 - not installed, or broken: the baseline is skipped
         return None
 
 
@@ -203,7 +201,8 @@ def workload_a(tmp: Path, batches, rounds: int, sample_s: float, sgemm_n: int, u
             p_t, reset_t = torch_params(torch, init)
             st_t = mod.init_optimizer(p_t)
             xt, yt = torch.asarray(x), torch.asarray(y)
-            nt = Impl("nnc (torch tensors)", lambda p=p_t, s=st_t: mod.train_step(p, s, xt, yt), reset_t)
+            nt = Impl("nnc (torch tensors)", lambda p=p_t, s=st_t, xt=xt, yt=yt: mod.train_step(p, s, xt, yt),
+                      reset_t)
             checked.append((nt, lambda p=p_t: {k: v.numpy() for k, v in p.items()}))
         jax = use.get("jax")
         if jax is not None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
-
 from helpers import SPEC_PATHS, compile_and_load, load_source, random_inputs
 from nnc.api import compile_spec
 

@@ -41,7 +41,7 @@ class Block:
 
 def _operand_counts(eqn: Eqn) -> list[int]:
     fmt = PRIMITIVES[eqn.prim].emit(eqn.inputs, dict(eqn.params)).fmt
-    return [fmt.count("{%d}" % i) for i in range(len(eqn.inputs))]
+    return [fmt.count(f"{{{i}}}") for i in range(len(eqn.inputs))]
 
 
 def _in_place_candidates(eqn: Eqn) -> tuple[int, ...]:

@@ -31,7 +31,16 @@ def _sum_emit(inputs, params):
     return Emit(f"xp.sum({{0}}{args}{', keepdims=True' if keep else ''})")
 
 
-@primitive("sum", 1, shape=_sum_shape, emit=_sum_emit, linear=(0,),
+def _fold_sum(inputs, params, defs):
+    # sum(square(v)) over a vector is the dot product v @ v: one call and no temporary
+    src = defs.get(getattr(inputs[0], "name", None))
+    if (src is not None and src.prim == "square" and len(src.inputs[0].shape) == 1
+            and not params["keepdims"] and params["axes"] in (None, (0,))):
+        return ("matmul", src.inputs[0], src.inputs[0])
+    return None
+
+
+@primitive("sum", 1, shape=_sum_shape, emit=_sum_emit, linear=(0,), fold=_fold_sum,
            examples=(Example((((3, 4), "real"),), (("axes", None), ("keepdims", False))),
                      Example((((3, 4), "real"),), (("axes", (1,)), ("keepdims", True))),
                      Example((((2, 3, 4), "real"),), (("axes", (0, 2)), ("keepdims", False)))))
@@ -130,8 +139,16 @@ def _reshape_shape(inputs, params):
     return target, x.dtype
 
 
-@primitive("reshape", 1, shape=_reshape_shape, fold=_fold_same_shape, linear=(0,),
-           emit=lambda i, p: Emit(f"xp.reshape({{0}}, {shape_text(p['shape'])})"),
+def _reshape_emit(inputs, params):
+    shape, target = tuple(inputs[0].shape), tuple(params["shape"])
+    extra = len(target) - len(shape)
+    if extra > 0 and target[:len(shape)] == shape and set(target[len(shape):]) == {1}:
+        # new trailing unit axes: indexing with None is a view, and 2x cheaper than reshape
+        return Emit("{0}[" + ", ".join([":"] * len(shape) + ["None"] * extra) + "]", POSTFIX, (POSTFIX,))
+    return Emit(f"xp.reshape({{0}}, {shape_text(target)})")
+
+
+@primitive("reshape", 1, shape=_reshape_shape, fold=_fold_same_shape, linear=(0,), emit=_reshape_emit,
            examples=(Example((((3, 4), "real"),), (("shape", (12,)),)),
                      Example((((2, 3, 2), "real"),), (("shape", (2, 6)),))))
 def reshape_vjp(b, eqn, g):
@@ -175,10 +192,12 @@ def matmul_vjp(b, eqn, g):
     rx, rw = len(x.shape), len(w.shape)
     if rx == 2 and rw == 2:
         return b.matmul(g, b.transpose(w)), b.matmul(b.transpose(x), g)
-    if rx == 2 and rw == 1:  # [n, k] @ [k] -> [n]: dX = outer(g, w)
+    if rx == 2 and rw == 1:  # [n, k] @ [k] -> [n]: dX = outer(g, w), dw = X^T g = g @ X
         n, k = x.shape
-        return b.mul(b.reshape(g, shape=(n, 1)), w), b.matmul(b.transpose(x), g)
+        return b.mul(b.reshape(g, shape=(n, 1)), w), b.matmul(g, x)
     if rx == 1 and rw == 2:  # [k] @ [k, m] -> [m]: dW = outer(x, g)
         k, m = w.shape
         return b.matmul(w, g), b.mul(b.reshape(x, shape=(k, 1)), g)
+    if x == w:  # v @ v (a sum of squares): d/dv = 2 g v, all on the first operand
+        return b.mul(b.mul(2.0, g), x), None
     return b.mul(g, w), b.mul(g, x)  # dot product
