@@ -133,28 +133,19 @@ def build_model(prog: Program) -> dict:
         [("", emit_body(loss_eqns, [prog.loss]))], prog.loss.name, inputs_all))
 
     # value_and_grad(): forward, then backward
-    eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *grads_needed])
-    fwd_part = tuple(e for e in eqns if e in set(prog.eqns))
-    bwd_part = tuple(e for e in eqns if e not in set(prog.eqns))
-    unpack, _ = reads(eqns, grads_needed)
-    fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
-    grad_items = []
-    for name, g in prog.grads:
-        ident = param_ident.get(name, name)
-        if isinstance(g, Lit) and g.value == 0.0:
-            grad_items.append(f'"{name}": xp.zeros_like({ident})')
-        else:
-            grad_items.append(f'"{name}": {result_text(g)}')
-    returns = prog.loss.name + ", {" + ", ".join(grad_items) + "}"
-    if len(returns) > 80:
-        returns = prog.loss.name + ", {\n        " + ",\n        ".join(grad_items) + ",\n    }"
-    functions.append(_function(
-        prog, "value_and_grad", ["params", *(d.var.name for d in inputs_all)],
-        "The loss and its gradient with respect to every parameter" + (
-            " and to " + ", ".join(prog.wrt) if prog.wrt else "") + ".",
-        all_check, unpack, [("forward", fwd_blocks), ("backward", bwd_blocks)], returns, inputs_all))
+    functions.append(_grad_function(
+        prog, "value_and_grad", "The loss and its gradient with respect to every parameter" + (
+            " and to " + ", ".join(prog.wrt) if prog.wrt else "") + ".", reads, all_check))
+    optimizer = _optimizer_model(prog)
+    scaled = _scaled_program(prog, optimizer)
+    if scaled is not None:
+        functions.append(_grad_function(
+            scaled, optimizer["grads_fn"], f"The loss and each parameter's plain SGD step, {optimizer['scale']!r} "
+            "times its gradient\n    (the backward starts from the learning rate, so no update multiplies).",
+            reads, all_check))
 
-    kernels_used = sorted({_KERNELS[e.prim] for e in prog.eqns + prog.backward if e.prim in _KERNELS})
+    used_eqns = prog.eqns + prog.backward + (scaled.backward if scaled is not None else ())
+    kernels_used = sorted({_KERNELS[e.prim] for e in used_eqns if e.prim in _KERNELS})
     inits_used = sorted({f"_{p.init[0]}" for p in prog.params if p.init[0] in ("glorot_uniform", "he_normal")})
     return {
         "version": __version__,
@@ -165,7 +156,7 @@ def build_model(prog: Program) -> dict:
         "params": [(p.name, _shape_literal(p.var.shape), _init_expr(p)) for p in prog.params],
         "wrt": _tuple_literal([f'"{n}"' for n in prog.wrt]),
         "outputs": _tuple_literal([f'"{o.name}"' for o in prog.outputs]),
-        "optimizer": _optimizer_model(prog),
+        "optimizer": optimizer,
         "checks": checks,
         "functions": functions,
         "helpers": [inspect.getsource(getattr(kernels, k)).rstrip() for k in kernels_used],
@@ -173,6 +164,42 @@ def build_model(prog: Program) -> dict:
         "uses_math": bool(inits_used),
         "input_names": [d.var.name for d in inputs_all],
     }
+
+
+def _grad_function(prog: Program, name: str, doc: str, reads, check: Check) -> Function:
+    """A function returning the loss and the gradients `prog.grads`: forward, then backward."""
+    param_ident = {p.name: p.var.name for p in prog.params}
+    grads_needed = [a for _, a in prog.grads]
+    eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *grads_needed])
+    forward = set(prog.eqns)
+    fwd_part = tuple(e for e in eqns if e in forward)
+    bwd_part = tuple(e for e in eqns if e not in forward)
+    unpack, _ = reads(eqns, grads_needed)
+    fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
+    grad_items = []
+    for gname, g in prog.grads:
+        ident = param_ident.get(gname, gname)
+        if isinstance(g, Lit) and g.value == 0.0:
+            grad_items.append(f'"{gname}": xp.zeros_like({ident})')
+        else:
+            grad_items.append(f'"{gname}": {result_text(g)}')
+    returns = prog.loss.name + ", {" + ", ".join(grad_items) + "}"
+    if len(returns) > 80:
+        returns = prog.loss.name + ", {\n        " + ",\n        ".join(grad_items) + ",\n    }"
+    inputs = list(prog.inputs)
+    return _function(prog, name, ["params", *(d.var.name for d in inputs)], doc, check, unpack,
+                     [("forward", fwd_blocks), ("backward", bwd_blocks)], returns, inputs)
+
+
+def _scaled_program(prog: Program, optimizer: dict) -> Program | None:
+    """The program differentiated with the loss seeded by the SGD scale (see _sgd_scale)."""
+    if optimizer.get("scale") is None:
+        return None
+    from ..autodiff import differentiate
+    from ..passes import simplify
+
+    base = prog.with_(backward=(), grads=(), wrt=())
+    return simplify(differentiate(base, seed=optimizer["scale"]))
 
 
 def _function(prog, name, args, doc, check: Check, unpack, sections, returns, decls) -> Function:
@@ -251,7 +278,14 @@ def _optimizer_model(prog: Program) -> dict:
     renames = {v.name: k for k, v in new_bufs.items() if isinstance(v, Var) and v.temp}
     if isinstance(new_p, Var) and new_p.temp:
         renames[new_p.name] = "p"
-    owned = frozenset() if _grads_may_alias(prog) else frozenset({"p", *(v.name for v in bufs.values())})
+    scale = _sgd_scale(b.eqns, p, g, new_p, new_bufs)
+    if scale is not None:  # p - lr * g: the gradients come pre-scaled (see _scaled_program)
+        new_p = b.sub(p, g)
+        b.eqns[:] = [b.defs[new_p.name]]
+        renames[new_p.name] = "p"
+    scaled_alias = scale is not None and _grads_may_alias(_scaled_program(prog, {"scale": scale}))
+    aliased = _grads_may_alias(prog) if scale is None else scaled_alias
+    owned = frozenset() if aliased else frozenset({"p", *(v.name for v in bufs.values())})
     blocks = emit_body(tuple(b.eqns), [new_p, *new_bufs.values()], renames, owned)
     body = [s for blk in blocks for s in blk.statements]
     if not (isinstance(new_p, Var) and new_p.temp) and result_text(new_p) != "p":
@@ -266,7 +300,25 @@ def _optimizer_model(prog: Program) -> dict:
         "buffers": list(bufs),
         "body": body,
         "stores": stores,
+        "scale": scale,
+        "grads_fn": "value_and_grad" if scale is None else "_loss_and_sgd_steps",
     }
+
+
+def _sgd_scale(eqns, p: Var, g: Var, new_p: Atom, new_bufs: dict) -> float | None:
+    """c when the update is exactly `p - c * g` with no state (plain SGD), else None.
+
+    Gradients are linear in the loss's seed, so starting the backward from c instead of
+    1 yields c * g directly and the update is a bare `p -= step`: one pass over every
+    parameter saved, and c usually folds into a constant the backward has anyway."""
+    if new_bufs or len(eqns) != 2 or not isinstance(new_p, Var):
+        return None
+    mul, sub = eqns
+    if sub.prim != "sub" or sub.out != new_p or sub.inputs != (p, mul.out) or mul.prim != "mul":
+        return None
+    a, b = mul.inputs
+    c, other = (a, b) if isinstance(a, Lit) else (b, a)
+    return float(c.value) if isinstance(c, Lit) and other == g and c.value != 0.0 else None
 
 
 def _grads_may_alias(prog: Program) -> bool:
