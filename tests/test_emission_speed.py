@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import SPEC_PATHS, compile_and_load, load_source, numeric_grad, random_inputs
-
 from nnc.api import compile_spec
 
 ROOT = SPEC_PATHS[0].parent.parent
@@ -65,8 +64,8 @@ def test_train_step_equals_a_reference_step(path, tmp_path):
     expected = {k: v.copy() for k, v in params.items()}
     for _ in range(3):
         _, grads = module.value_and_grad(expected, *inputs)
-        for k in expected:
-            velocity[k] = mu * velocity[k] + grads[k]
+        for k, g in grads.items():
+            velocity[k] = mu * velocity[k] + g
             expected[k] = expected[k] - lr * velocity[k]
         module.train_step(params, state, *inputs)
     for k in params:

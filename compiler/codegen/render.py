@@ -96,9 +96,7 @@ def _check_function(name: str, decls) -> Check:
 
 def build_model(prog: Program) -> dict:
     """Everything the template needs, decided here; the template only lays it out."""
-    param_ident = {p.name: p.var.name for p in prog.params}
     inputs_all = list(prog.inputs)
-    grads_needed = [a for _, a in prog.grads]
 
     def reads(eqns, extra: list[Atom]) -> tuple[list[str], list]:
         used = {a.name for e in eqns for a in e.inputs if isinstance(a, Var)} | {
