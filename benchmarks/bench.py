@@ -42,12 +42,13 @@ def _threads_from_argv(argv: list[str]) -> int:
 # One thread each by default: on a small shared machine a second BLAS thread that is
 # descheduled stalls every product (medians swing 100x), and idle pools spin against
 # the other libraries; every implementation gets the same count, shown in the report.
-THREADS = _threads_from_argv(sys.argv) if __name__ == "__main__" else 1
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = str(THREADS)
-if THREADS == 1:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+THREADS = _threads_from_argv(sys.argv) if __name__ == "__main__" else None
+if THREADS is not None:  # run as the benchmark (imported by a test, it changes nothing)
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = str(THREADS)
+    if THREADS == 1:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
 
 import baselines as hand
 import nnc
@@ -119,6 +120,30 @@ def jax_impl(name: str, jax, jstep, init: dict, *inputs) -> tuple[Impl, callable
 
     reset()
     return Impl(name, step, reset, sync), (lambda: {k: np.asarray(v) for k, v in cur["p"].items()})
+
+
+def cupy_impl(cupy, mod, init: dict, *inputs) -> tuple[Impl, callable]:
+    """The generated module on CuPy arrays (GPU): same code, the arrays' own namespace."""
+    params = {k: cupy.asarray(np.array(v)) for k, v in init.items()}
+    state = mod.init_optimizer(params)
+    args = [cupy.asarray(a) for a in inputs]
+
+    def reset():
+        for k, v in init.items():
+            params[k][...] = cupy.asarray(v)
+
+    impl = Impl("nnc (cupy)", lambda: mod.train_step(params, state, *args), reset,
+                lambda: cupy.cuda.Device().synchronize())
+    return impl, (lambda: {k: cupy.asnumpy(v) for k, v in params.items()})
+
+
+def gpu_cupy():
+    """CuPy when it is installed and sees a CUDA device, else None."""
+    cupy = optional("cupy")
+    try:
+        return cupy if cupy is not None and cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:  # noqa: BLE001 - no driver, no device: the GPU rows are skipped
+        return None
 
 
 def check_agreement(impls: list[tuple[Impl, callable]], rtol: float, atol: float) -> dict:
@@ -207,6 +232,9 @@ def workload_a(tmp: Path, batches, rounds: int, sample_s: float, sgemm_n: int, u
         jax = use.get("jax")
         if jax is not None:
             checked.append(jax_impl("jax.jit", jax, hand.jax_mlp_step(LR_A), init, x, y.astype(np.int32)))
+        cupy = use.get("cupy")
+        if cupy is not None:
+            checked.append(cupy_impl(cupy, mod, init, x, y))
         agreement = check_agreement(checked, rtol=1e-4, atol=2e-5)
         if batch == max(batches):
             a = rng.random((sgemm_n, sgemm_n), dtype=np.float32)
@@ -267,6 +295,8 @@ def workload_b(tmp: Path, rounds: int, sample_s: float, use: dict) -> dict:
     if jax is not None:
         jax.config.update("jax_enable_x64", True)
         checked.append(jax_impl("jax.jit", jax, hand.jax_mazur_step(LR_B), init, i, t))
+    if use.get("cupy") is not None:
+        checked.append(cupy_impl(use["cupy"], mod, init, i, t))
     agreement = check_agreement(checked, rtol=1e-12, atol=1e-12)
     impls = [c[0] for c in checked]
     run_rounds(impls, rounds, sample_s)
@@ -351,7 +381,7 @@ def machine() -> dict:
     if tpc is not None:
         info["blas"] = [{k: d.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
                         for d in tpc.threadpool_info()]
-    for name in ("torch", "jax", "array_api_compat"):
+    for name in ("torch", "jax", "cupy", "array_api_compat"):
         mod = sys.modules.get(name)
         if mod is not None:
             info[name] = getattr(mod, "__version__", "?")
@@ -420,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     sample_s = 0.002 if quick else 0.05
     batches = [int(b) for b in args.batches.split(",")] if args.batches else ([32] if quick else [32, 128, 1024])
     use = {"torch": None if args.no_torch else optional("torch"),
-           "jax": None if args.no_jax else optional("jax")}
+           "jax": None if args.no_jax else optional("jax"),
+           "cupy": gpu_cupy()}
     if use["torch"] is not None:
         use["torch"].set_num_threads(THREADS)
         optional("array_api_compat.torch")
@@ -436,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
             results["C"] = workload_c(tmp, 3 if quick else 15, [5, 10] if quick else [50, 100, 200, 500],
                                       20 if quick else 500)
     results["machine"] = machine()
-    results["skipped"] = {k: "not installed" for k, v in use.items() if v is None}
+    results["skipped"] = {k: "not installed" + (" or no CUDA device" if k == "cupy" else "")
+                          for k, v in use.items() if v is None}
     print(table(results))
     if results["machine"].get("OPENBLAS_CORETYPE"):
         print("note: OPENBLAS_CORETYPE is set, so OpenBLAS runs older kernels; unset it for speed figures")
