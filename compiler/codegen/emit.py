@@ -120,10 +120,6 @@ def _storage_names(sections, plan: dict[str, int], uses: dict[str, int],
     return storage
 
 
-def _is_temp(sections, name: str) -> bool:
-    return any(e.out.name == name and e.out.temp for eqns in sections for e in eqns)
-
-
 def _drop_chains(plan: dict[str, int], sections, tails: set[str]) -> dict[str, int]:
     """`plan` without the in-place chains that end in `tails`."""
     defs = {e.out.name: e for eqns in sections for e in eqns}
@@ -163,7 +159,8 @@ def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
                     last_read[a.name] = position
     plan = _plan_in_place(sections, uses, names)
     storage = _storage_names(sections, plan, uses, names)
-    unnamed = {k for k, v in storage.items() if k in plan and v == k and _is_temp(sections, k)}
+    temps = {e.out.name for eqns in sections for e in eqns if e.out.temp}
+    unnamed = {k for k, v in storage.items() if k in plan and v == k and k in temps}
     if unnamed:  # a chain with no readable name (`t7 = ...; t7 += ...`) stays one expression
         plan = _drop_chains(plan, sections, unnamed)
         storage = _storage_names(sections, plan, uses, names)

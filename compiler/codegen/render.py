@@ -135,7 +135,7 @@ def build_model(prog: Program) -> dict:
         prog, "value_and_grad", "The loss and its gradient with respect to every parameter" + (
             " and to " + ", ".join(prog.wrt) if prog.wrt else "") + ".", reads, all_check))
     optimizer = _optimizer_model(prog)
-    scaled = _scaled_program(prog, optimizer)
+    scaled = optimizer["scaled_program"]
     if scaled is not None:
         functions.append(_grad_function(
             scaled, optimizer["grads_fn"], f"The loss and each parameter's plain SGD step, {optimizer['scale']!r} "
@@ -281,8 +281,8 @@ def _optimizer_model(prog: Program) -> dict:
         new_p = b.sub(p, g)
         b.eqns[:] = [b.defs[new_p.name]]
         renames[new_p.name] = "p"
-    scaled_alias = scale is not None and _grads_may_alias(_scaled_program(prog, {"scale": scale}))
-    aliased = _grads_may_alias(prog) if scale is None else scaled_alias
+    scaled = _scaled_program(prog, {"scale": scale})
+    aliased = _grads_may_alias(prog if scaled is None else scaled)
     owned = frozenset() if aliased else frozenset({"p", *(v.name for v in bufs.values())})
     blocks = emit_body(tuple(b.eqns), [new_p, *new_bufs.values()], renames, owned)
     body = [s for blk in blocks for s in blk.statements]
@@ -299,6 +299,7 @@ def _optimizer_model(prog: Program) -> dict:
         "body": body,
         "stores": stores,
         "scale": scale,
+        "scaled_program": scaled,
         "grads_fn": "value_and_grad" if scale is None else "_loss_and_sgd_steps",
     }
 
