@@ -16,7 +16,7 @@ def cse(prog: Program) -> Program:
         seen: dict[tuple, object] = {}
         mapping: dict[str, Atom] = {}
 
-        def resolve(a: Atom) -> Atom:
+        def resolve(a: Atom, mapping: dict[str, Atom] = mapping) -> Atom:
             while getattr(a, "name", None) in mapping:
                 a = mapping[a.name]
             return a
