@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,17 @@ def test_saved_activations_counted_from_the_ir():
     # h1, h2 (B x 256 each), the log-probabilities and the one-hot labels (B x 10 each)
     assert bench.saved_activation_bytes(prog, {"B": 8}, 4) == 8 * (256 + 256 + 10 + 10) * 4
     assert bench.mlp_flops(1) == 2 * (2 * 784 * 256 + 3 * 256 * 256 + 3 * 256 * 10)
+
+
+def test_grammar_cache_is_private_and_a_bad_one_is_rebuilt(tmp_path):
+    """The analysed grammar is cached (compile time) in the user's cache folder; a
+    corrupt cache file changes nothing but speed."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    spec = str(BENCH.parent.parent / "specs" / "mazur.nn")
+    cmd = [sys.executable, "-m", "nnc", "compile", spec]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    cached = list((tmp_path / "nnc").glob("grammar-*.pickle"))
+    assert len(cached) == 1 and (tmp_path / "nnc").stat().st_mode & 0o077 == 0
+    cached[0].write_bytes(b"not a pickle\n\x00\x01")
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    assert again.stdout == first.stdout and again.stderr == ""

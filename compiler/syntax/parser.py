@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from functools import lru_cache
 from importlib import resources
 
+import lark
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
@@ -146,6 +149,23 @@ class _ToAst(Transformer):
         return ast.ListLit(tuple(x for x in c if x is not None), _span(meta))
 
 
+def _grammar_cache() -> str | bool:
+    """Where Lark keeps the analysed grammar between runs (it saves ~40 ms, a sixth of a
+    whole `nnc compile`): the user's own cache folder, never a shared temporary one, as
+    the file is a pickle. Lark checks the grammar's hash in it and rebuilds on mismatch."""
+    home = os.path.expanduser("~")
+    base = os.environ.get("XDG_CACHE_HOME") or (os.path.join(home, ".cache") if home != "~" else "")
+    if not os.path.isabs(base):
+        return False
+    folder = os.path.join(base, "nnc")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return False
+    py = "".join(map(str, sys.version_info[:2]))
+    return os.path.join(folder, f"grammar-lark{lark.__version__}-py{py}.pickle")
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = resources.files("nnc.grammar").joinpath("nn.lark").read_text(encoding="utf-8")
@@ -155,6 +175,7 @@ def _parser() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         postlex=_ContinueLines(),
+        cache=_grammar_cache(),
     )
 
 
