@@ -129,6 +129,8 @@ def _dtype_name(x) -> str:
 @pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
 def test_float32_stays_float32(spec, backend, modules):
     """No silent upcast: float32 params and inputs give float32 everything."""
+    if backend.name == "jax" and spec not in ("mlp", "mazur"):
+        pytest.skip("JAX compiles every operation per dtype (seconds a spec): two specs suffice")
     module = modules[spec]
     params, inputs = _host_case(module, dtype=np.float32)
     params = {k: backend.asarray(v.astype(np.float32)) for k, v in params.items()}
