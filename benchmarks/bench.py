@@ -389,7 +389,11 @@ def machine() -> dict:
 
 
 def table(results: dict) -> str:
-    lines = []
+    m = results["machine"]
+    blas = ", ".join(f"{b['internal_api']} {b['architecture']} x{b['num_threads']}" for b in m.get("blas", [])
+                     if b.get("architecture")) or "unknown (install threadpoolctl)"
+    lines = [f"{m.get('cpu')} ({m['cpus']} CPUs), {m['threads']} thread(s) per library; BLAS: {blas};"
+             f" numpy {m['numpy']}" + "".join(f", {k} {m[k]}" for k in ("torch", "jax", "cupy") if k in m)]
     for batch, entry in results.get("A", {}).items():
         lines.append(f"(A) MLP 784-256-256-10 train_step, float32, batch {batch}")
         lines += _rows(entry["rows"], gflops=True)
