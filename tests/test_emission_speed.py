@@ -110,3 +110,26 @@ def test_in_place_never_touches_a_value_read_later(tmp_path):
     np.testing.assert_allclose(a, h * 2.0 + 1.0)
     np.testing.assert_allclose(b, np.exp(h) - h)
     np.testing.assert_allclose(module.loss(params, x), np.sum((h * 2.0 + 1.0) * (np.exp(h) - h)))
+
+
+def test_a_buffer_read_but_not_replaced_is_never_overwritten(tmp_path):
+    """Only a buffer's own new value may be written into it: an update rule that reads a
+    buffer for the last time in `lr * m` must not turn that into `m *= lr`."""
+    from nnc.optim import OPTIMIZERS, optimizer
+
+    @optimizer("_const_push", (("lr", 0.5),), buffers=lambda hp: ("m",))
+    def _const_push(b, p, g, bufs, hp):
+        return b.sub(p, b.add(b.mul(hp["lr"], bufs["m"]), g)), {}
+
+    try:
+        text = compile_spec("model c\nparam w : float[2] = 1.0\nloss = l2(w)\noptimizer _const_push(lr=0.5)\n",
+                            "c.nn")
+    finally:
+        del OPTIMIZERS["_const_push"]
+    module = load_source(text, tmp_path, "c")
+    params = module.init_params(dtype="float64")
+    state = module.init_optimizer(params)
+    state["m"]["w"][...] = 3.0
+    module.train_step(params, state)
+    np.testing.assert_array_equal(state["m"]["w"], [3.0, 3.0])
+    np.testing.assert_allclose(params["w"], 1.0 - (0.5 * 3.0 + 2.0))

@@ -157,6 +157,9 @@ def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
                 if isinstance(a, Var):
                     uses[a.name] = uses.get(a.name, 0) + n
                     last_read[a.name] = position
+    for a in results:  # a buffer returned as it is must not be overwritten before the end
+        if isinstance(a, Var):
+            last_read[a.name] = position + 1
     plan = _plan_in_place(sections, uses, names)
     storage = _storage_names(sections, plan, uses, names)
     temps = {e.out.name for eqns in sections for e in eqns if e.out.temp}
@@ -210,16 +213,15 @@ def _in_place(eqn: Eqn, args: list[str], plan: dict[str, int], owned: frozenset[
     if i is None:
         for j in _in_place_candidates(eqn):
             a = eqn.inputs[j]
+            # the caller's buffer, read for the last time here, whose new value this is
             if (isinstance(a, Var) and a.name in owned and last_read.get(a.name) == position
+                    and _unwrap(args[j]) == target
                     and not any(a.name in refs for _, _, refs in exprs.values())):
-                i = j  # the caller's buffer, read for the last time here
+                i = j
                 break
         if i is None:
             return None
     own, other = _unwrap(args[i]), _unwrap(args[1 - i])
-    if eqn.out.name not in plan:  # an owned buffer: update it, then name the result
-        statements = [f"{own} {INPLACE_OPS[eqn.prim]} {other}"]
-        return statements if own == target else statements + [f"{target} = {own}"]
     statements = [] if own == target else [f"{target} = {own}"]
     return statements + [f"{target} {INPLACE_OPS[eqn.prim]} {other}"]
 
