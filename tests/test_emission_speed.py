@@ -32,9 +32,19 @@ def test_generated_code_shows_the_optimizations(mlp_text):
     assert "*= xp.astype(h2 > 0.0, h2.dtype)" in vg  # relu mask from the output, one pass
     assert "@ h1_W.T" not in vg and "d_x" not in vg  # no gradient for the data input
     assert "xp.where" not in vg
-    step = _function(mlp_text, "train_step")
-    assert "_loss_and_sgd_steps(params, *inputs)" in step and "p -= g\n" in step
-    assert "d_logits *= 0.01 / B" in _function(mlp_text, "_loss_and_sgd_steps")  # lr folded in
+    assert "return _sgd_step(params, state, *inputs)" in _function(mlp_text, "train_step")
+    fused = _function(mlp_text, "_sgd_step")
+    assert "d_logits *= 0.01 / B" in fused  # lr folded into the backward's constant
+    assert '    h1_W -= d_h1_W\n' in fused and '    params["h1.W"] = h1_W\n' in fused  # no lr * g pass
+    assert "grads" not in fused and "for name" not in fused
+
+
+def test_sgd_falls_back_to_a_loop_when_a_step_aliases_a_parameter():
+    text = compile_spec("model alias\nparam a : float[3] = 1.5\nparam b : float[3] = -2.0\n"
+                        "loss = sum(a * b)\noptimizer sgd(lr=1.0)\n", "alias.nn")  # steps are b and a
+    step = _function(text, "train_step")
+    assert "for name in PARAM_NAMES" in step and "p = p - g\n" in step  # out of place
+    assert "_sgd_step" not in text
 
 
 def test_momentum_updates_state_and_params_in_place():
@@ -133,3 +143,15 @@ def test_a_buffer_read_but_not_replaced_is_never_overwritten(tmp_path):
     module.train_step(params, state)
     np.testing.assert_array_equal(state["m"]["w"], [3.0, 3.0])
     np.testing.assert_allclose(params["w"], 1.0 - (0.5 * 3.0 + 2.0))
+
+
+def test_lr_seeded_steps_that_alias_a_parameter_take_the_loop(tmp_path):
+    """With lr=0.1 and loss 10 * sum(a*b) the seeded steps are b and a themselves."""
+    text = compile_spec("model alias\nparam a : float[3] = 1.5\nparam b : float[3] = -2.0\n"
+                        "loss = 10.0 * sum(a * b)\noptimizer sgd(lr=0.1)\n", "alias.nn")
+    assert "_loss_and_sgd_steps(params, *inputs)" in _function(text, "train_step")
+    module = load_source(text, tmp_path, "alias")
+    params = module.init_params(dtype="float64")
+    module.train_step(params, module.init_optimizer(params))
+    np.testing.assert_allclose(params["a"], 1.5 - 0.1 * 10.0 * -2.0)
+    np.testing.assert_allclose(params["b"], -2.0 - 0.1 * 10.0 * 1.5)

@@ -235,15 +235,16 @@ def test_value_and_grad_leaves_params_alone(modules):
         np.testing.assert_array_equal(params[k], kept[k])
 
 
-def test_gradient_that_is_another_parameter_is_not_overwritten(tmp_path):
+@pytest.mark.parametrize("lr", [1.0, 0.1, 0.5])
+def test_gradient_that_is_another_parameter_is_not_overwritten(tmp_path, lr):
     """d(sum(a*b))/da is b itself: updating b in place before a would corrupt a's step."""
     text = "model alias\nparam a : float[3] = 1.5\nparam b : float[3] = -2.0\nloss = sum(a * b)\n" \
-           "optimizer sgd(lr=0.1)\n"
+           f"optimizer sgd(lr={lr}, momentum={0.9 if lr == 0.5 else 0.0})\n"
     module = load_source(compile_spec(text, "alias.nn"), tmp_path, "alias")
     params = module.init_params(dtype="float64")
     module.train_step(params, module.init_optimizer(params))
-    np.testing.assert_allclose(params["a"], 1.5 - 0.1 * -2.0)
-    np.testing.assert_allclose(params["b"], -2.0 - 0.1 * 1.5)
+    np.testing.assert_allclose(params["a"], 1.5 - lr * -2.0)
+    np.testing.assert_allclose(params["b"], -2.0 - lr * 1.5)
 
 
 def test_init_params_on_each_backend(backend, modules):

@@ -11,12 +11,12 @@ import jinja2
 
 from .. import __version__
 from ..ir.builder import Builder
-from ..ir.core import Atom, Lit, Program, Var
+from ..ir.core import Atom, Eqn, Lit, Program, Var
 from ..ir.naming import Namer
 from ..optim import OPTIMIZERS
 from ..passes.dce import live_eqns
 from ..runtime import initializers, kernels
-from .emit import VIEWS, emit_body, emit_sections, result_text
+from .emit import VIEWS, Block, emit_body, emit_sections, result_text
 
 _KERNELS = {"softmax": "_softmax", "log_softmax": "_log_softmax", "onehot": "_onehot"}
 
@@ -136,7 +136,9 @@ def build_model(prog: Program) -> dict:
             " and to " + ", ".join(prog.wrt) if prog.wrt else "") + ".", reads, all_check))
     optimizer = _optimizer_model(prog)
     scaled = optimizer["scaled_program"]
-    if scaled is not None:
+    if optimizer["fused_step"]:
+        functions.append(_sgd_step_function(scaled, optimizer, reads, all_check))
+    elif scaled is not None:
         functions.append(_grad_function(
             scaled, optimizer["grads_fn"], f"The loss and each parameter's plain SGD step, {optimizer['scale']!r} "
             "times its gradient\n    (the backward starts from the learning rate, so no update multiplies).",
@@ -187,6 +189,37 @@ def _grad_function(prog: Program, name: str, doc: str, reads, check: Check) -> F
     inputs = list(prog.inputs)
     return _function(prog, name, ["params", *(d.var.name for d in inputs)], doc, check, unpack,
                      [("forward", fwd_blocks), ("backward", bwd_blocks)], returns, inputs)
+
+
+def _sgd_step_function(prog: Program, optimizer: dict, reads, check: Check) -> Function:
+    """One fused plain-SGD step: the lr-seeded forward and backward of `prog`, then
+    `W -= step` for every parameter (written in place; rebinding where arrays are
+    immutable, so `params[...] = W` stores it back)."""
+    params = {p.name: p.var for p in prog.params}
+    updates, names, stores = [], {}, []
+    for gname, g in prog.grads:
+        if gname not in params or (isinstance(g, Lit) and g.value == 0.0):
+            continue  # no gradient, no update
+        v = params[gname]
+        new = Var(v.name + "'", v.shape, v.dtype, temp=True)  # a name no spec can use
+        updates.append(Eqn("sub", (v, g), new))
+        names[new.name] = v.name
+        stores.append(f'params["{gname}"] = {v.name}')
+    steps = [g for _, g in prog.grads]
+    eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *steps])
+    forward = set(prog.eqns)
+    fwd_part = tuple(e for e in eqns if e in forward)
+    bwd_part = tuple(e for e in eqns if e not in forward)
+    unpack, _ = reads(eqns + tuple(updates), [])
+    owned = frozenset(v.name for v in params.values())
+    fwd, bwd, upd = emit_sections([fwd_part, bwd_part, tuple(updates)],
+                                  [prog.loss, *(Var(n, (), "float") for n in names)], names, owned)
+    upd.append(Block(0, stores + ['state["step"] += 1']))
+    inputs = list(prog.inputs)
+    doc = (f"train_step's body: one plain SGD step (lr={optimizer['scale']!r}) in one pass.\n\n"
+           "    The backward starts from the learning rate, so each d_* is already lr * gradient.")
+    return _function(prog, optimizer["fused_step"], ["params", "state", *(d.var.name for d in inputs)], doc,
+                     check, unpack, [("forward", fwd), ("backward", bwd), ("update", upd)], prog.loss.name, inputs)
 
 
 def _scaled_program(prog: Program, optimizer: dict) -> Program | None:
@@ -301,6 +334,9 @@ def _optimizer_model(prog: Program) -> dict:
         "scale": scale,
         "scaled_program": scaled,
         "grads_fn": "value_and_grad" if scale is None else "_loss_and_sgd_steps",
+        # plain SGD, no gradient aliasing a parameter: forward, backward and updates in one
+        # function, each update right where its step is known (no grads dict, no loop)
+        "fused_step": "_sgd_step" if scale is not None and not aliased else None,
     }
 
 
