@@ -216,8 +216,9 @@ def _sgd_step_function(prog: Program, optimizer: dict, reads, check: Check) -> F
                                   [prog.loss, *(Var(n, (), "float") for n in names)], names, owned)
     upd.append(Block(0, stores + ['state["step"] += 1']))
     inputs = list(prog.inputs)
-    doc = (f"train_step's body: one plain SGD step (lr={optimizer['scale']!r}) in one pass.\n\n"
-           "    The backward starts from the learning rate, so each d_* is already lr * gradient.")
+    doc = (f"One {optimizer['summary']} step: updates params and state in place, returns the loss.\n\n"
+           "    Forward, backward and update in one pass; the backward starts from the learning rate,\n"
+           "    so each d_* below is already lr * gradient.")
     return _function(prog, optimizer["fused_step"], ["params", "state", *(d.var.name for d in inputs)], doc,
                      check, unpack, [("forward", fwd), ("backward", bwd), ("update", upd)], prog.loss.name, inputs)
 
@@ -336,7 +337,7 @@ def _optimizer_model(prog: Program) -> dict:
         "grads_fn": "value_and_grad" if scale is None else "_loss_and_sgd_steps",
         # plain SGD, no gradient aliasing a parameter: forward, backward and updates in one
         # function, each update right where its step is known (no grads dict, no loop)
-        "fused_step": "_sgd_step" if scale is not None and not aliased else None,
+        "fused_step": "train_step" if scale is not None and not aliased else None,
     }
 
 
