@@ -335,8 +335,8 @@ def _optimizer_model(prog: Program) -> dict:
         "scale": scale,
         "scaled_program": scaled,
         "grads_fn": "value_and_grad" if scale is None else "_loss_and_sgd_steps",
-        # plain SGD, no gradient aliasing a parameter: forward, backward and updates in one
-        # function, each update right where its step is known (no grads dict, no loop)
+        # plain SGD, no step aliasing a parameter: train_step is one function, forward,
+        # lr-seeded backward, then `W -= d_W` per parameter (no grads dict, no loop)
         "fused_step": "train_step" if scale is not None and not aliased else None,
     }
 
