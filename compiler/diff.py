@@ -17,6 +17,7 @@ SECTIONS = ("header", "forward", "backward", "forward-mode", "optimizer", "weigh
 SECTION_OF = {
     "forward": "forward", "loss": "forward", "value_and_grad": "backward",
     "jvp": "forward-mode", "hvp": "forward-mode", "init_optimizer": "optimizer", "train_step": "optimizer",
+    "_perceptron_direction": "optimizer", "_loss_and_sgd_steps": "optimizer",
     "_to_numpy": "weights", "_check_weights": "weights", "_write_weights": "weights",
     "_read_weights": "weights", "save_params": "weights", "load_params": "weights",
 }

@@ -150,7 +150,9 @@ def _mse(lw, b, a, call):
 
 @builtin("sse", _x("pred"), _x("target"))
 def _sse(lw, b, a, call):
-    diff = b.emit("sub", a["target"], a["pred"], hint="residual")
+    # sum of 1/2 (target - pred)^2, written with pred - target: its gradient is then the
+    # residual itself, with no negation
+    diff = b.emit("sub", a["pred"], a["target"], hint="residual")
     return b.mul(0.5, b.sum(b.square(diff), axes=None, keepdims=False))
 
 

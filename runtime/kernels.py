@@ -16,5 +16,6 @@ def _log_softmax(xp, x, axis):
 
 
 def _onehot(xp, labels, classes, like):
-    hits = labels[..., None] == xp.arange(classes, device=like.device)
+    # class indices in the labels' own integer dtype: no promotion (uint64 and int64 have none)
+    hits = labels[..., None] == xp.arange(classes, dtype=labels.dtype, device=like.device)
     return xp.astype(hits, like.dtype)

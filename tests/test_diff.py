@@ -57,7 +57,7 @@ def test_hand_edits_are_detected_and_traced_to_the_spec(tmp_path):
     clean = runner.invoke(main, ["diff", str(MAZUR), str(module)])
     assert clean.exit_code == 0 and "no hand edits" in clean.output
     text = module.read_text()
-    edited = text.replace("    net_o = W2 @ out_h + b2\n", "    net_o = W2 @ out_h + 2.0 * b2\n", 1)
+    edited = text.replace("    net_o += b2\n", "    net_o += 2.0 * b2\n", 1)
     assert edited != text
     module.write_text(edited)
     result = runner.invoke(main, ["diff", str(MAZUR), str(module)])
@@ -65,12 +65,12 @@ def test_hand_edits_are_detected_and_traced_to_the_spec(tmp_path):
     out = result.output
     assert f"--- {MAZUR} (compiled) [forward]" in out and f"+++ {module} [forward]" in out
     assert "@@ " in out and " @@ mazur.nn:12  net_o = W2 @ out_h + b2" in out
-    assert "-    net_o = W2 @ out_h + b2" in out and "+    net_o = W2 @ out_h + 2.0 * b2" in out
+    assert "-    net_o += b2" in out and "+    net_o += 2.0 * b2" in out
     assert "differs from what" in out and "in: forward (hand edits" in out
     # hunk line numbers are those of the file
     hunk = next(ln for ln in out.splitlines() if ln.startswith("@@"))
     first = int(hunk.split()[2].split(",")[0].lstrip("+"))
-    changed = edited.splitlines().index("    net_o = W2 @ out_h + 2.0 * b2") + 1
+    changed = edited.splitlines().index("    net_o += 2.0 * b2") + 1
     assert first <= changed < first + 7
 
 
@@ -85,7 +85,7 @@ def test_two_specs_differ_only_where_they_changed(tmp_path):
 
 
 def test_diff_function_reports_sections():
-    old, new = _module(), _module().replace("return loss_value", "return loss_value  # edited")
+    old, new = _module(), _module().replace("def init_optimizer(params):", "def init_optimizer(params):  # edited")
     diffs = diff_sections(old, new, "a", "b")
     assert [d.section for d in diffs] == ["optimizer"]
     assert diffs[0].lines[:2] == ["--- a [optimizer]", "+++ b [optimizer]"]

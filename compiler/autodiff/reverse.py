@@ -40,8 +40,12 @@ def _fused_log_softmax_nll(b: Builder, eqn: Eqn, g: Atom, defs: dict[str, Eqn], 
     return src, b.mul(b.sub(probs, target), b.div(g, batch_size(logp)))
 
 
-def differentiate(prog: Program) -> Program:
-    """Append backward equations computing d loss / d (params and wrt inputs)."""
+def differentiate(prog: Program, seed: float = 1.0) -> Program:
+    """Append backward equations computing d loss / d (params and wrt inputs).
+
+    `seed` scales every gradient (the loss's own cotangent): `seed=lr` gives the plain
+    SGD steps directly, with lr folded into the backward's constants.
+    """
     taken = {e.out.name for e in prog.eqns} | {d.var.name for d in prog.inputs} | {
         p.var.name for p in prog.params} | set(prog.dims)  # dimensions are variables in generated code too
     namer = Namer(taken)
@@ -54,7 +58,7 @@ def differentiate(prog: Program) -> Program:
             if isinstance(a, Var):
                 uses[a.name] = uses.get(a.name, 0) + 1
 
-    contributions: dict[str, list[Atom]] = {prog.loss.name: [Lit(1.0)]}
+    contributions: dict[str, list[Atom]] = {prog.loss.name: [Lit(seed)]}
     renames: dict[str, str] = {}
     done: dict[str, Atom] = {}
     skip: set[str] = set()

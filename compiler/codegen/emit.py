@@ -8,6 +8,13 @@ from ..ir.core import Atom, Eqn, Lit, Size, Var
 from ..primitives import PRIMITIVES
 from ..primitives.core import ATOM, MUL, UNARY, size_text
 
+# Binary elementwise primitives that can update their first operand in place (`a += b`).
+INPLACE_OPS = {"add": "+=", "sub": "-=", "mul": "*=", "div": "/="}
+_COMMUTATIVE = frozenset({"add", "mul"})
+# Primitives whose result may share memory with an operand (or be read-only, as NumPy's
+# broadcast_to is): never written in place. Every other primitive returns a new array.
+VIEWS = frozenset({"transpose", "reshape", "broadcast_to"})
+
 
 def atom_text(a: Atom) -> tuple[str, int]:
     if isinstance(a, Var):
@@ -45,58 +52,216 @@ def _operand_counts(eqn: Eqn) -> list[int]:
     return [fmt.count(f"{{{i}}}") for i in range(len(eqn.inputs))]
 
 
+def _in_place_candidates(eqn: Eqn) -> tuple[int, ...]:
+    """Operand positions that `eqn` could overwrite with its result (first choice first)."""
+    if eqn.prim not in INPLACE_OPS or eqn.out.dtype != "float":
+        return ()
+    return (0, 1) if eqn.prim in _COMMUTATIVE else (0,)
+
+
+def _plan_in_place(sections, uses: dict[str, int], names: dict[str, str]) -> dict[str, int]:
+    """Which equations overwrite an operand: out name -> operand position.
+
+    The operand must be an array this function allocated (not a view, input or
+    parameter), read by nobody else, with the result's shape: then `a op= b` saves an
+    allocation and a pass over memory, and on immutable arrays (JAX) it just rebinds.
+    """
+    defs = {e.out.name: e for eqns in sections for e in eqns}
+    plan: dict[str, int] = {}
+    for eqns in sections:
+        for eqn in eqns:
+            if not eqn.out.shape:
+                continue  # scalars: nothing to save, and `a + b` reads better
+            target = names.get(eqn.out.name)
+            if target is not None and any(isinstance(a, Var) and names.get(a.name, a.name) == target
+                                          for a in eqn.inputs):
+                continue  # `v = g * g; v += v` would clobber the old `v` it reads (a buffer update)
+            for i in _in_place_candidates(eqn):
+                a = eqn.inputs[i]
+                if (isinstance(a, Var) and a.name in defs and defs[a.name].prim not in VIEWS
+                        and uses.get(a.name) == 1 and a.name not in names and a.dtype == "float"
+                        and not a.host and tuple(a.shape) == tuple(eqn.out.shape)):
+                    plan[eqn.out.name] = i
+                    break
+    return plan
+
+
+def _storage_names(sections, plan: dict[str, int], uses: dict[str, int],
+                   names: dict[str, str]) -> dict[str, str]:
+    """The Python variable holding each value that in-place updates make a statement.
+
+    A value overwritten in place lives in its overwriter's variable (one chain, one
+    name). A chain whose last value is a temporary read once takes the name of the
+    variable that reads it, when no other chain has that name, so the code reads
+    `h1 = x @ W; h1 += b; h1 = xp.maximum(h1, 0.0)`. Reusing that name early is safe:
+    single assignment means nothing reads it before its own statement.
+    """
+    reader: dict[str, Var] = {}
+    overwritten_by: dict[str, Var] = {}
+    order: list[Var] = []
+    for eqns in sections:
+        for eqn in eqns:
+            for a in eqn.inputs:
+                if isinstance(a, Var):
+                    reader[a.name] = eqn.out
+            if eqn.out.name in plan:
+                a = eqn.inputs[plan[eqn.out.name]]
+                overwritten_by[a.name] = eqn.out
+                order += [a, eqn.out]
+    storage: dict[str, str] = {}
+    taken: set[str] = set()
+
+    def name_of(v: Var) -> str:
+        if v.name not in storage:
+            if v.name in names:
+                name = names[v.name]
+            elif v.name in overwritten_by:
+                name = name_of(overwritten_by[v.name])
+            else:  # the last value of a chain
+                name = v.name
+                borrow = reader.get(v.name)
+                if (v.temp and uses.get(v.name) == 1 and borrow is not None and not borrow.temp
+                        and borrow.name not in names and borrow.name not in taken):
+                    name = borrow.name
+                taken.add(name)
+            storage[v.name] = name
+        return storage[v.name]
+
+    for v in reversed(order):  # later chains first: a name read later is kept by its owner
+        name_of(v)
+    return storage
+
+
+def _drop_chains(plan: dict[str, int], sections, tails: set[str]) -> dict[str, int]:
+    """`plan` without the in-place chains that end in `tails`."""
+    defs = {e.out.name: e for eqns in sections for e in eqns}
+    drop = set()
+    for tail in tails:
+        while tail in plan and tail not in drop:
+            drop.add(tail)
+            tail = defs[tail].inputs[plan[tail]].name
+    return {k: v for k, v in plan.items() if k not in drop}
+
+
 def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
-                  names: dict[str, str] | None = None) -> list[list[Block]]:
+                  names: dict[str, str] | None = None,
+                  owned: frozenset[str] = frozenset()) -> list[list[Block]]:
     """Statements computing `results`, section by section (e.g. forward, backward).
 
     A temporary used exactly once is folded into the expression that uses it, so the
     code reads like hand-written array code. `names` renames variables in the text: a
     variable mapped to a target such as `params[name]` is assigned there directly.
+    Arrays the function allocated itself are updated in place where that is safe (see
+    `_plan_in_place`); so are the variables in `owned` (optimizer state the caller lets
+    it overwrite), at their last read.
     """
     names = names or {}
     uses: dict[str, int] = {}
+    last_read: dict[str, int] = {}
     for a in results:
         if isinstance(a, Var) and a.name not in names:
             uses[a.name] = uses.get(a.name, 0) + 2  # returned values are never inlined
+    position = 0
     for eqns in sections:
         for eqn in eqns:
+            position += 1
             for a, n in zip(eqn.inputs, _operand_counts(eqn)):
                 if isinstance(a, Var):
                     uses[a.name] = uses.get(a.name, 0) + n
-    exprs: dict[str, tuple[str, int]] = {}
+                    last_read[a.name] = position
+    for a in results:  # a buffer returned as it is must not be overwritten before the end
+        if isinstance(a, Var):
+            last_read[a.name] = position + 1
+    plan = _plan_in_place(sections, uses, names)
+    storage = _storage_names(sections, plan, uses, names)
+    temps = {e.out.name for eqns in sections for e in eqns if e.out.temp}
+    unnamed = {k for k, v in storage.items() if k in plan and v == k and k in temps}
+    if unnamed:  # a chain with no readable name (`t7 = ...; t7 += ...`) stays one expression
+        plan = _drop_chains(plan, sections, unnamed)
+        storage = _storage_names(sections, plan, uses, names)
+    materialized = set(storage)  # values that in-place updates turn into statements
+    # pending inlined expressions: name -> (text, precedence, variables the text reads)
+    exprs: dict[str, tuple[str, int, frozenset[str]]] = {}
     depth: dict[str, int] = {}  # inlined temporary -> nesting depth of its expression
     out_sections: list[list[Block]] = []
+    position = 0
     for eqns in sections:
         blocks: list[Block] = []
         for eqn in eqns:
+            position += 1
             spec = PRIMITIVES[eqn.prim].emit(eqn.inputs, dict(eqn.params))
-            args = []
+            args, reads = [], set()
             level = 1
             for i, a in enumerate(eqn.inputs):
                 if isinstance(a, Var) and a.name in exprs:
-                    text, prec = exprs.pop(a.name)
+                    text, prec, refs = exprs.pop(a.name)
                     level = max(level, depth.pop(a.name) + 1)
-                elif isinstance(a, Var) and a.name in names:
-                    text, prec = names[a.name], ATOM
+                    reads |= refs
+                elif isinstance(a, Var):
+                    text, prec = storage.get(a.name) or names.get(a.name, a.name), ATOM
+                    reads.add(a.name)
                 else:
                     text, prec = atom_text(a)
                 need = spec.arg_prec[i] if i < len(spec.arg_prec) else 0
                 args.append(_wrap(text, prec, need))
-            code = spec.fmt.format(*args)
             out = eqn.out
-            if out.temp and uses.get(out.name, 0) == 1 and out.name not in names and level < MAX_INLINE_DEPTH:
-                exprs[out.name] = (code, spec.prec)
-                depth[out.name] = level
-                continue
+            target = storage.get(out.name) or names.get(out.name, out.name)
+            statements = _in_place(eqn, args, plan, owned, last_read, position, exprs, target)
+            if statements is None:
+                code = spec.fmt.format(*args)
+                if (out.temp and uses.get(out.name, 0) == 1 and out.name not in names
+                        and out.name not in materialized and level < MAX_INLINE_DEPTH):
+                    exprs[out.name] = (code, spec.prec, frozenset(reads))
+                    depth[out.name] = level
+                    continue
+                statements = [f"{target} = {code}"]
             if not blocks or blocks[-1].line != eqn.line:
                 blocks.append(Block(eqn.line))
-            blocks[-1].statements.append(f"{names.get(out.name, out.name)} = {code}")
+            blocks[-1].statements.extend(statements)
         out_sections.append(blocks)
     return out_sections
 
 
-def emit_body(eqns: tuple[Eqn, ...], results: list[Atom], names: dict[str, str] | None = None) -> list[Block]:
-    return emit_sections([eqns], results, names)[0]
+def _in_place(eqn: Eqn, args: list[str], plan: dict[str, int], owned: frozenset[str],
+              last_read: dict[str, int], position: int, exprs: dict, target: str) -> list[str] | None:
+    """`target op= other` statements when `eqn` overwrites an operand, else None."""
+    i = plan.get(eqn.out.name)
+    if i is None:
+        for j in _in_place_candidates(eqn):
+            a = eqn.inputs[j]
+            # the caller's buffer, read for the last time here, whose new value this is
+            if (isinstance(a, Var) and a.name in owned and last_read.get(a.name) == position
+                    and _unwrap(args[j]) == target
+                    and not any(a.name in refs for _, _, refs in exprs.values())):
+                i = j
+                break
+        if i is None:
+            return None
+    own, other = _unwrap(args[i]), _unwrap(args[1 - i])
+    statements = [] if own == target else [f"{target} = {own}"]
+    return statements + [f"{target} {INPLACE_OPS[eqn.prim]} {other}"]
+
+
+def _unwrap(text: str) -> str:
+    """`text` without the parentheses that made it an operand (an assignment needs none)."""
+    if text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+        return text[1:-1]
+    return text
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def emit_body(eqns: tuple[Eqn, ...], results: list[Atom], names: dict[str, str] | None = None,
+              owned: frozenset[str] = frozenset()) -> list[Block]:
+    return emit_sections([eqns], results, names, owned)[0]
 
 
 def result_text(a: Atom) -> str:

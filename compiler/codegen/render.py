@@ -11,13 +11,13 @@ import jinja2
 
 from .. import __version__
 from ..ir.builder import Builder
-from ..ir.core import Atom, Lit, Program, Var
+from ..ir.core import Atom, Eqn, Lit, Program, Var
 from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns
 from ..runtime import checks as input_checks
 from ..runtime import initializers, kernels, weights
-from .emit import emit_body, emit_sections, result_text
+from .emit import VIEWS, Block, emit_body, emit_sections, result_text
 from .forward_mode import forward_mode_functions
 
 _WEIGHT_HELPERS = ("_to_numpy", "_check_weights", "_write_weights", "_read_weights")
@@ -105,9 +105,8 @@ def _check_function(name: str, decls) -> Check:
             chk.dims.append(dim)
             where[dim] = v.name
         if d.classes is not None:
-            chk.lines.append(f"xp = _namespace({v.name})")
-            chk.lines.append(f"if {v.name}.shape[0] and (xp.min({v.name}) < 0 or xp.max({v.name}) >= {d.classes}):")
-            chk.lines.append(f'    _check_labels(xp, "{v.name}", {v.name}, {d.classes})')
+            chk.lines.append(f"if {v.name}.shape[0]:")
+            chk.lines.append(f'    _check_labels(_namespace({v.name}), "{v.name}", {v.name}, {d.classes})')
     return chk
 
 
@@ -126,9 +125,7 @@ def _check_helpers(checks: list[Check]) -> list[str]:
 
 def build_model(prog: Program) -> dict:
     """Everything the template needs, decided here; the template only lays it out."""
-    param_ident = {p.name: p.var.name for p in prog.params}
     inputs_all = list(prog.inputs)
-    grads_needed = [a for _, a in prog.grads]
 
     def reads(eqns, extra: list[Atom]) -> tuple[list[str], list]:
         used = {a.name for e in eqns for a in e.inputs if isinstance(a, Var)} | {
@@ -163,38 +160,27 @@ def build_model(prog: Program) -> dict:
         [("", emit_body(loss_eqns, [prog.loss]))], prog.loss.name, inputs_all))
 
     # value_and_grad(): forward, then backward
-    eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *grads_needed])
-    forward_eqns = set(prog.eqns)  # once: a set per equation made this quadratic
-    fwd_part = tuple(e for e in eqns if e in forward_eqns)
-    bwd_part = tuple(e for e in eqns if e not in forward_eqns)
-    zero_grads = [p.var for p in prog.params if isinstance(dict(prog.grads).get(p.name), Lit)]
-    unpack, _ = reads(eqns, grads_needed + zero_grads)  # xp.zeros_like(param) reads the param
-    fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
-    grad_items = []
-    declared = {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
-    for name, g in prog.grads:
-        ident = param_ident.get(name, name)
-        if isinstance(g, Lit) and g.value == 0.0:
-            grad_items.append(f'"{name}": xp.zeros_like({ident})')
-        elif isinstance(g, Var) and g.name in declared:  # never hand out an input or parameter itself
-            grad_items.append(f'"{name}": xp.asarray({g.name}, copy=True)')
-        else:
-            grad_items.append(f'"{name}": {result_text(g)}')
-    returns = prog.loss.name + ", {" + ", ".join(grad_items) + "}"
-    if len(returns) > 80:
-        returns = prog.loss.name + ", {\n        " + ",\n        ".join(grad_items) + ",\n    }"
-    functions.append(_function(
-        prog, "value_and_grad", ["params", *(d.var.name for d in inputs_all)],
-        "The loss and its gradient with respect to every parameter" + (
-            " and to " + ", ".join(prog.wrt) if prog.wrt else "") + ".",
-        all_check, unpack, [("forward", fwd_blocks), ("backward", bwd_blocks)], returns, inputs_all))
+    functions.append(_grad_function(
+        prog, "value_and_grad", "The loss and its gradient with respect to every parameter" + (
+            " and to " + ", ".join(prog.wrt) if prog.wrt else "") + ".", reads, all_check))
     functions += forward_mode_functions(prog, _function, all_check, inputs_all)  # jvp, hvp
 
+    optimizer_functions = []  # rendered after init_optimizer, in the optimizer section
     direction = _direction_function(prog, all_check)
     if direction is not None:
-        functions.append(direction)
+        optimizer_functions.append(direction)
     optimizer_model = _optimizer_model(prog)
-    kernels_used = sorted({_KERNELS[e.prim] for e in prog.eqns + prog.backward if e.prim in _KERNELS})
+    scaled = optimizer_model["scaled_program"]
+    if optimizer_model["fused_step"]:
+        optimizer_functions.append(_sgd_step_function(scaled, optimizer_model, reads, all_check))
+    elif scaled is not None:
+        optimizer_functions.append(_grad_function(
+            scaled, optimizer_model["grads_fn"], "The loss and each parameter's plain SGD step, "
+            f"{optimizer_model['scale']!r} times its gradient\n    (the backward starts from the learning rate, "
+            "so no update multiplies).", reads, all_check))
+
+    used_eqns = prog.eqns + prog.backward + (scaled.backward if scaled is not None else ())
+    kernels_used = sorted({_KERNELS[e.prim] for e in used_eqns if e.prim in _KERNELS})
     inits_used = sorted({f"_{p.init[0]}" for p in prog.params if p.init[0] in ("glorot_uniform", "he_normal")})
     return {
         "version": __version__,
@@ -208,6 +194,7 @@ def build_model(prog: Program) -> dict:
         "optimizer": optimizer_model,
         "checks": checks,
         "functions": functions,
+        "optimizer_functions": optimizer_functions,
         "helpers": [inspect.getsource(getattr(kernels, k)).rstrip() for k in kernels_used] + _check_helpers(checks),
         "init_helpers": [inspect.getsource(getattr(initializers, k)).rstrip() for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
@@ -215,6 +202,78 @@ def build_model(prog: Program) -> dict:
         "weight_helpers": [inspect.getsource(getattr(weights, k)).rstrip() for k in _WEIGHT_HELPERS],
         "input_names": [d.var.name for d in inputs_all],
     }
+
+
+def _grad_function(prog: Program, name: str, doc: str, reads, check: Check) -> Function:
+    """A function returning the loss and the gradients `prog.grads`: forward, then backward."""
+    param_ident = {p.name: p.var.name for p in prog.params}
+    grads_needed = [a for _, a in prog.grads]
+    eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *grads_needed])
+    forward = set(prog.eqns)
+    fwd_part = tuple(e for e in eqns if e in forward)
+    bwd_part = tuple(e for e in eqns if e not in forward)
+    zero_grads = [p.var for p in prog.params if isinstance(dict(prog.grads).get(p.name), Lit)]
+    unpack, _ = reads(eqns, grads_needed + zero_grads)  # xp.zeros_like(param) reads the param
+    fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
+    declared = {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
+    grad_items = []
+    for gname, g in prog.grads:
+        ident = param_ident.get(gname, gname)
+        if isinstance(g, Lit) and g.value == 0.0:
+            grad_items.append(f'"{gname}": xp.zeros_like({ident})')
+        elif isinstance(g, Var) and g.name in declared:  # never hand out an input or parameter itself
+            grad_items.append(f'"{gname}": xp.asarray({g.name}, copy=True)')
+        else:
+            grad_items.append(f'"{gname}": {result_text(g)}')
+    returns = prog.loss.name + ", {" + ", ".join(grad_items) + "}"
+    if len(returns) > 80:
+        returns = prog.loss.name + ", {\n        " + ",\n        ".join(grad_items) + ",\n    }"
+    inputs = list(prog.inputs)
+    return _function(prog, name, ["params", *(d.var.name for d in inputs)], doc, check, unpack,
+                     [("forward", fwd_blocks), ("backward", bwd_blocks)], returns, inputs)
+
+
+def _sgd_step_function(prog: Program, optimizer: dict, reads, check: Check) -> Function:
+    """One fused plain-SGD step: the lr-seeded forward and backward of `prog`, then
+    `W -= step` for every parameter (written in place; rebinding where arrays are
+    immutable, so `params[...] = W` stores it back)."""
+    params = {p.name: p.var for p in prog.params}
+    updates, names, stores = [], {}, []
+    for gname, g in prog.grads:
+        if gname not in params or (isinstance(g, Lit) and g.value == 0.0):
+            continue  # no gradient, no update
+        v = params[gname]
+        new = Var(v.name + "'", v.shape, v.dtype, temp=True)  # a name no spec can use
+        updates.append(Eqn("sub", (v, g), new))
+        names[new.name] = v.name
+        stores.append(f'params["{gname}"] = {v.name}')
+    steps = [g for _, g in prog.grads]
+    eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *steps])
+    forward = set(prog.eqns)
+    fwd_part = tuple(e for e in eqns if e in forward)
+    bwd_part = tuple(e for e in eqns if e not in forward)
+    unpack, _ = reads(eqns + tuple(updates), [])
+    owned = frozenset(v.name for v in params.values())
+    fwd, bwd, upd = emit_sections([fwd_part, bwd_part, tuple(updates)],
+                                  [prog.loss, *(Var(n, (), "float") for n in names)], names, owned)
+    upd.append(Block(0, stores + ['state["step"] += 1']))
+    inputs = list(prog.inputs)
+    doc = (f"One {optimizer['summary']} step: updates params and state in place, returns the loss.\n\n"
+           "    Forward, backward and update in one pass; the backward starts from the learning rate,\n"
+           "    so each d_* below is already lr * gradient.")
+    return _function(prog, optimizer["fused_step"], ["params", "state", *(d.var.name for d in inputs)], doc,
+                     check, unpack, [("forward", fwd), ("backward", bwd), ("update", upd)], prog.loss.name, inputs)
+
+
+def _scaled_program(prog: Program, optimizer: dict) -> Program | None:
+    """The program differentiated with the loss seeded by the SGD scale (see _sgd_scale)."""
+    if optimizer.get("scale") is None:
+        return None
+    from ..autodiff import differentiate
+    from ..passes import simplify
+
+    base = prog.with_(backward=(), grads=(), wrt=())
+    return simplify(differentiate(base, seed=optimizer["scale"]))
 
 
 def _function(prog, name, args, doc, check: Check, unpack, sections, returns, decls) -> Function:
@@ -228,7 +287,8 @@ def _function(prog, name, args, doc, check: Check, unpack, sections, returns, de
     else:
         call = f"{check.name}({', '.join(check.args)})" if check.args else ""
     first = decls[0].var.name if decls else None
-    source = first or (unpack[0].split(" = ", 1)[1] if unpack else None)  # params["W"]: xp comes before unpacking
+    # with no inputs, the namespace comes from a parameter, read before it is unpacked
+    source = first or (unpack[0].split(" = ", 1)[1] if unpack else None)
     fn = Function(name, args, doc, call, unpack, secs, returns)
     fn.uses_xp = _uses(statements, "xp.") or _uses(statements, "(xp,")
     if fn.uses_xp and source is None:
@@ -280,18 +340,24 @@ def _optimizer_model(prog: Program) -> dict:
     """The per-parameter update, built as IR by the optimizer's rule and emitted like the rest.
 
     Host-scalar equations (bias corrections, step sizes) go before the loop over
-    parameters; the learning-rate schedule and gradient clipping come first.
+    parameters; the learning-rate schedule and gradient clipping come first. Parameters
+    and state buffers are overwritten in place (`p -= 0.1 * g`), then stored back
+    (`params[name] = p`): on NumPy, CuPy and PyTorch that store is a no-op, and on
+    immutable arrays (JAX), where `-=` rebinds `p`, it is the update. In place is skipped
+    when a gradient may share memory with a parameter (updating one would change another's
+    gradient before its own update).
     """
     name, hyper = prog.optimizer
     hp = dict(hyper)
     opt = OPTIMIZERS[name]
     buffers = opt.buffers(hp)
     b = Builder(Namer(_STEP_NAMES | set(buffers)))
-    p, g = Var("p", (), "float"), Var("g", (), "float")
+    shape = ("n",)  # the rule is elementwise: one symbolic shape stands for every parameter's
+    p, g = Var("p", shape, "float"), Var("g", shape, "float")
     step = Var("step", (), "float", host=True)
     schedule = schedule_source(hp)
     rule_hp = dict(hp, lr=Var("lr", (), "float", host=True) if schedule else Lit(float(hp["lr"])))
-    bufs = {k: Var(k, (), "float") for k in buffers}
+    bufs = {k: Var(k, shape, "float") for k in buffers}
     new_p, new_bufs = opt.update(b, p, g, bufs, rule_hp, step)
 
     host = tuple(e for e in b.eqns if e.out.host)
@@ -300,10 +366,20 @@ def _optimizer_model(prog: Program) -> dict:
                                    and a.name not in ("step", "lr")))
     renames = {v.name: k for k, v in new_bufs.items() if isinstance(v, Var) and v.temp}
     if isinstance(new_p, Var) and new_p.temp:
-        renames[new_p.name] = "params[name]"
-    body = [s for blk in emit_body(loop, [new_p, *new_bufs.values()], renames) for s in blk.statements]
-    if not (isinstance(new_p, Var) and new_p.temp):
-        body.append(f"params[name] = {result_text(new_p)}")
+        renames[new_p.name] = "p"
+    plain = not schedule and not hp.get("clip_norm") and opt.direction is None
+    scale = _sgd_scale(loop, p, g, new_p, new_bufs) if plain else None
+    if scale is not None:  # p - lr * g: the gradients come pre-scaled (see _scaled_program)
+        new_p = b.sub(p, g)
+        loop = (b.defs[new_p.name],)
+        renames[new_p.name] = "p"
+    scaled = _scaled_program(prog, {"scale": scale})
+    aliased = _grads_may_alias(prog if scaled is None else scaled)
+    owned = frozenset() if aliased else frozenset({"p", *(v.name for v in bufs.values())})
+    body = [s for blk in emit_body(loop, [new_p, *new_bufs.values()], renames, owned) for s in blk.statements]
+    if not (isinstance(new_p, Var) and new_p.temp) and result_text(new_p) != "p":
+        body.append(f"p = {result_text(new_p)}")
+    body.append("params[name] = p")
     stores = [f'state["{k}"][name] = {renames.get(v.name, result_text(v))}' for k, v in new_bufs.items()]
 
     prologue = []
@@ -326,7 +402,8 @@ def _optimizer_model(prog: Program) -> dict:
     if opt.direction is not None:
         gradient = ["loss_value = loss(params, *inputs)", "grads = _perceptron_direction(params, *inputs)"]
     else:
-        gradient = ["loss_value, grads = value_and_grad(params, *inputs)"]
+        fn = "value_and_grad" if scale is None else "_loss_and_sgd_steps"
+        gradient = [f"loss_value, grads = {fn}(params, *inputs)"]
     return {
         "name": name,
         "hyper": "{" + ", ".join(f'"{k}": {_py(v)}' for k, v in hyper) + "}",
@@ -338,6 +415,12 @@ def _optimizer_model(prog: Program) -> dict:
         "body": body,
         "stores": stores,
         "uses_math": any("math." in s for s in prologue),
+        "scale": scale,
+        "scaled_program": scaled,
+        "grads_fn": "value_and_grad" if scale is None else "_loss_and_sgd_steps",  # see `gradient`
+        # plain SGD, no step aliasing a parameter: train_step is one function, forward,
+        # lr-seeded backward, then `W -= d_W` per parameter (no grads dict, no loop)
+        "fused_step": "train_step" if scale is not None and not aliased else None,
     }
 
 
@@ -368,6 +451,38 @@ def _direction_function(prog: Program, check: Check) -> Function | None:
         prog, "_perceptron_direction", ["params", *(d.var.name for d in prog.inputs)],
         "The perceptron rule's descent direction per parameter: (f(y) - t) times the layer input.",
         check, unpack, [("forward", fwd_blocks), ("perceptron rule", rule_blocks)], returns, list(prog.inputs))
+
+
+def _sgd_scale(eqns, p: Var, g: Var, new_p: Atom, new_bufs: dict) -> float | None:
+    """c when the update is exactly `p - c * g` with no state (plain SGD), else None.
+
+    Gradients are linear in the loss's seed, so starting the backward from c instead of
+    1 yields c * g directly and the update is a bare `p -= step`: one pass over every
+    parameter saved, and c usually folds into a constant the backward has anyway."""
+    if new_bufs or len(eqns) != 2 or not isinstance(new_p, Var):
+        return None
+    mul, sub = eqns
+    if sub.prim != "sub" or sub.out != new_p or sub.inputs != (p, mul.out) or mul.prim != "mul":
+        return None
+    a, b = mul.inputs
+    c, other = (a, b) if isinstance(a, Lit) else (b, a)
+    return float(c.value) if isinstance(c, Lit) and other == g and c.value != 0.0 else None
+
+
+def _grads_may_alias(prog: Program) -> bool:
+    """True when some gradient may be (a view of) a parameter or input array."""
+    defs = {e.out.name: e for e in prog.eqns + prog.backward}
+    external = {p.var.name for p in prog.params} | {d.var.name for d in prog.inputs}
+
+    def aliases(a: Atom) -> bool:
+        if not isinstance(a, Var):
+            return False
+        if a.name in external:
+            return True
+        eqn = defs.get(a.name)
+        return eqn is not None and eqn.prim in VIEWS and aliases(eqn.inputs[0])
+
+    return any(aliases(a) for _, a in prog.grads)
 
 
 def _py(v) -> str:

@@ -15,10 +15,16 @@ def cse(prog: Program) -> Program:
     while True:
         seen: dict[tuple, object] = {}
         mapping: dict[str, Atom] = {}
+
+        def resolve(a: Atom, mapping: dict[str, Atom] = mapping) -> Atom:
+            while getattr(a, "name", None) in mapping:
+                a = mapping[a.name]
+            return a
+
         for eqn in prog.eqns + prog.backward:
-            if any(getattr(a, "name", None) in mapping for a in eqn.inputs):
-                continue  # settle earlier merges first; the loop runs again
-            key = (eqn.prim, tuple(_key_atom(a) for a in eqn.inputs), eqn.params)
+            # inputs as merged so far, so a chain of duplicates merges in one sweep (the loop
+            # then runs once more, not once per link: compile time stays linear)
+            key = (eqn.prim, tuple(_key_atom(resolve(a)) for a in eqn.inputs), eqn.params)
             first = seen.get(key)
             if first is None:
                 seen[key] = eqn.out

@@ -43,7 +43,16 @@ def _sum_emit(inputs, params):
     return Emit(f"xp.sum({{0}}{args}{', keepdims=True' if keep else ''})")
 
 
-@primitive("sum", 1, shape=_sum_shape, emit=_sum_emit, linear=(0,),
+def _fold_sum(inputs, params, defs):
+    # sum(square(v)) over a vector is the dot product v @ v: one call and no temporary
+    src = defs.get(getattr(inputs[0], "name", None))
+    if (src is not None and src.prim == "square" and len(src.inputs[0].shape) == 1
+            and not params["keepdims"] and params["axes"] in (None, (0,))):
+        return ("matmul", src.inputs[0], src.inputs[0])
+    return None
+
+
+@primitive("sum", 1, shape=_sum_shape, emit=_sum_emit, linear=(0,), fold=_fold_sum,
            examples=(Example((((3, 4), "real"),), (("axes", None), ("keepdims", False))),
                      Example((((3, 4), "real"),), (("axes", (1,)), ("keepdims", True))),
                      Example((((2, 3, 4), "real"),), (("axes", (0, 2)), ("keepdims", False)))))
@@ -163,8 +172,16 @@ def _reshape_shape(inputs, params):
     return target, x.dtype
 
 
-@primitive("reshape", 1, shape=_reshape_shape, fold=_fold_same_shape, linear=(0,),
-           emit=lambda i, p: Emit(f"xp.reshape({{0}}, {shape_text(p['shape'])})"),
+def _reshape_emit(inputs, params):
+    shape, target = tuple(inputs[0].shape), tuple(params["shape"])
+    extra = len(target) - len(shape)
+    if extra > 0 and target[:len(shape)] == shape and set(target[len(shape):]) == {1}:
+        # new trailing unit axes: indexing with None is a view, and 2x cheaper than reshape
+        return Emit("{0}[" + ", ".join([":"] * len(shape) + ["None"] * extra) + "]", POSTFIX, (POSTFIX,))
+    return Emit(f"xp.reshape({{0}}, {shape_text(target)})")
+
+
+@primitive("reshape", 1, shape=_reshape_shape, fold=_fold_same_shape, linear=(0,), emit=_reshape_emit,
            examples=(Example((((3, 4), "real"),), (("shape", (12,)),)),
                      Example((((2, 3, 2), "real"),), (("shape", (2, 6)),))))
 def reshape_vjp(b, eqn, g):
@@ -232,7 +249,8 @@ def matmul_vjp(b, eqn, g):
                 b.sum_to(b.matmul(b.transpose(x), g), shape=w.shape))
     if len(w.shape) == 1 and len(x.shape) >= 2:  # [..., n, k] @ [k] -> [..., n]: dX = g w^T
         g_col = b.reshape(g, shape=g.shape + (1,))
-        dw = b.matmul(b.transpose(x), g) if len(x.shape) == 2 else b.sum_to(b.mul(x, g_col), shape=w.shape)
+        # dw = X^T g, written g @ X for a matrix (no transposed copy)
+        dw = b.matmul(g, x) if len(x.shape) == 2 else b.sum_to(b.mul(x, g_col), shape=w.shape)
         return b.mul(g_col, w), dw
     if len(x.shape) == 1 and len(w.shape) >= 2:  # [k] @ [..., k, m] -> [..., m]: dW = x g^T
         g_row = b.reshape(g, shape=g.shape[:-1] + (1,) + g.shape[-1:])
@@ -241,6 +259,8 @@ def matmul_vjp(b, eqn, g):
         else:
             dx = b.sum_to(b.sum(b.mul(w, g_row), axes=(len(w.shape) - 1,), keepdims=False), shape=x.shape)
         return dx, b.mul(b.reshape(x, shape=x.shape + (1,)), g_row)
+    if x == w:  # v @ v (a sum of squares): d/dv = 2 g v, all on the first operand
+        return b.mul(b.mul(2.0, g), x), None
     return b.mul(g, w), b.mul(g, x)  # dot product
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextvars
 import math
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
+import lark
 from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
@@ -242,6 +245,23 @@ def _short(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _grammar_cache() -> str | bool:
+    """Where Lark keeps the analysed grammar between runs (it saves ~40 ms, a sixth of a
+    whole `nnc compile`): the user's own cache folder, never a shared temporary one, as
+    the file is a pickle. Lark checks the grammar's hash in it and rebuilds on mismatch."""
+    home = os.path.expanduser("~")
+    base = os.environ.get("XDG_CACHE_HOME") or (os.path.join(home, ".cache") if home != "~" else "")
+    if not os.path.isabs(base):
+        return False
+    folder = os.path.join(base, "nnc")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return False
+    py = "".join(map(str, sys.version_info[:2]))
+    return os.path.join(folder, f"grammar-lark{lark.__version__}-py{py}.pickle")
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = resources.files("nnc.grammar").joinpath("nn.lark").read_text(encoding="utf-8")
@@ -251,6 +271,7 @@ def _parser() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         postlex=_ContinueLines(),
+        cache=_grammar_cache(),
     )
 
 

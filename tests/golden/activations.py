@@ -45,14 +45,47 @@ optimizer sgd(lr=0.01)
 """
 
 
+class _NumPy:
+    """NumPy itself, except three functions that NumPy wraps in Python code, called at
+    their C level instead (1-2 us a call: much of a small network's step)."""
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        setattr(self, name, value)  # looked up once; after that, as fast as a module's
+        return value
+
+    @staticmethod
+    def sum(x, /, *, axis=None, keepdims=False):
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def max(x, /, *, axis=None, keepdims=False):
+        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def astype(x, dtype, /, *, copy=True):
+        return x.astype(dtype, copy=copy)
+
+
+_NAMESPACES = {}
+
+
 def _namespace(x):
-    """The array-API namespace of `x`: its own when it has one, else array_api_compat's."""
+    """The array-API namespace of `x`, found once per array type: the array's own
+    `__array_namespace__()` (NumPy 2, CuPy, JAX, array_api_strict), else the
+    array_api_compat wrapper (PyTorch). Wrapping NumPy costs 5-60% per step."""
     try:
-        return x.__array_namespace__()
+        return _NAMESPACES[type(x)]
+    except KeyError:
+        pass
+    try:
+        xp = x.__array_namespace__()
     except AttributeError:
         import array_api_compat
 
-        return array_api_compat.array_namespace(x)
+        xp = array_api_compat.array_namespace(x)
+    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else xp
+    return xp
 
 
 def _log_softmax(xp, x, axis):
@@ -150,16 +183,22 @@ def forward(params, x):
     z_b = params["z.b"]
     p_alpha = params["p.alpha"]
     # activations.nn:5  z = dense(x, 4)
-    z = x @ z_W + z_b
+    z = x @ z_W
+    z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
     a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + (0.5 * xp.tanh(0.5 * z) + 0.5) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0)
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
-    b = xp.where(z >= 0.0, z, 0.1 * z) + xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0))) + xp.logaddexp(0.0, z) + z * (0.5 * xp.tanh(0.5 * z) + 0.5) + 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
+    b = xp.where(z >= 0.0, z, 0.1 * z)
+    b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
+    b += xp.logaddexp(0.0, z)
+    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
     p = xp.where(p_pre >= 0.0, p_pre, p_alpha * p_pre)
     # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
-    s = _softmax(xp, p, -1) + _log_softmax(xp, p, -1)
+    s = _softmax(xp, p, -1)
+    s += _log_softmax(xp, p, -1)
     return s
 
 
@@ -171,11 +210,16 @@ def loss(params, x, y):
     z_b = params["z.b"]
     p_alpha = params["p.alpha"]
     # activations.nn:5  z = dense(x, 4)
-    z = x @ z_W + z_b
+    z = x @ z_W
+    z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
     a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + (0.5 * xp.tanh(0.5 * z) + 0.5) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0)
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
-    b = xp.where(z >= 0.0, z, 0.1 * z) + xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0))) + xp.logaddexp(0.0, z) + z * (0.5 * xp.tanh(0.5 * z) + 0.5) + 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
+    b = xp.where(z >= 0.0, z, 0.1 * z)
+    b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
+    b += xp.logaddexp(0.0, z)
+    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
     p = xp.where(p_pre >= 0.0, p_pre, p_alpha * p_pre)
@@ -196,15 +240,20 @@ def value_and_grad(params, x, y):
 
     # ---- forward ----
     # activations.nn:5  z = dense(x, 4)
-    z = x @ z_W + z_b
+    z = x @ z_W
+    z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
     t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
     t9 = xp.tanh(z)
     t13 = xp.maximum(z, 0.0)
     a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9 + xp.atan(z) + t13
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
+    b = xp.where(z >= 0.0, z, 0.1 * z)
     t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
-    b = xp.where(z >= 0.0, z, 0.1 * z) + t16 + xp.logaddexp(0.0, z) + z * (0.5 * xp.tanh(0.5 * z) + 0.5) + 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
+    b += t16
+    b += xp.logaddexp(0.0, z)
+    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
     p = xp.where(p_pre >= 0.0, p_pre, p_alpha * p_pre)
@@ -218,18 +267,33 @@ def value_and_grad(params, x, y):
 
     # ---- backward ----
     # activations.nn:10  loss = mse(s, y)
-    d_residual = 2.0 * residual / (B * 4)
+    d_residual = 2.0 * residual
+    d_residual /= B * 4
+    # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
+    d_p = d_residual - xp.exp(t27) * xp.sum(d_residual, axis=1, keepdims=True)
     # activations.nn:8  p = prelu(a + b)
-    d_p = d_residual - xp.exp(t27) * xp.sum(d_residual, axis=1, keepdims=True) + t26 * (d_residual - xp.sum(d_residual * t26, axis=1, keepdims=True))
+    d_p += t26 * (d_residual - xp.sum(d_residual * t26, axis=1, keepdims=True))
     t41 = p_pre >= 0.0
     d_p_pre = xp.where(t41, d_p, d_p * p_alpha)
     d_p_alpha = xp.sum(xp.where(t41, 0.0, d_p * p_pre), axis=0)
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     t47 = z * z
     t52 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t47 * z)))
+    d_z = 1.0 + t52
+    d_z *= 0.5
+    d_z += 0.5 * z * ((1.0 - t52 * t52) * (0.7978845608028654 * (1.0 + 0.134145 * t47)))
+    d_z *= d_p_pre
     t66 = 1.0 - t7
     # activations.nn:5  z = dense(x, 4)
-    d_z = d_p_pre * (0.5 * (1.0 + t52) + 0.5 * z * ((1.0 - t52 * t52) * (0.7978845608028654 * (1.0 + 0.134145 * t47)))) + d_p_pre * (t7 * (1.0 + z * t66)) + d_p_pre * t7 + xp.where(z > 0.0, d_p_pre, d_p_pre * (t16 + 1.0)) + xp.where(z >= 0.0, d_p_pre, 0.1 * d_p_pre) + xp.where(t13 > 0.0, d_p_pre, 0.0) + d_p_pre / (1.0 + t47) + d_p_pre * (1.0 - t9 * t9) + d_p_pre * (t7 * t66) + d_p_pre
+    d_z += d_p_pre * (t7 * (1.0 + z * t66))
+    d_z += d_p_pre * t7
+    d_z += xp.where(z > 0.0, d_p_pre, d_p_pre * (t16 + 1.0))
+    d_z += xp.where(z >= 0.0, d_p_pre, 0.1 * d_p_pre)
+    d_z += d_p_pre * xp.astype(t13 > 0.0, t13.dtype)
+    d_z += d_p_pre / (1.0 + t47)
+    d_z += d_p_pre * (1.0 - t9 * t9)
+    d_z += d_p_pre * (t7 * t66)
+    d_z += d_p_pre
     d_z_b = xp.sum(d_z, axis=0)
     d_z_W = x.T @ d_z
     return loss, {"z.W": d_z_W, "z.b": d_z_b, "p.alpha": d_p_alpha}
@@ -248,27 +312,40 @@ def jvp(params, tangents, x, y):
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)
-    z = x @ z_W + z_b
-    dot_z = x @ dot_z_W + dot_z_b
+    z = x @ z_W
+    dot_z = x @ dot_z_W
+    z += z_b
+    dot_z += dot_z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
     t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
     t23 = 1.0 - t7
     t9 = xp.tanh(z)
     t71 = z * z
     t13 = xp.maximum(z, 0.0)
+    dot_a = xp.astype(t13 > 0.0, t13.dtype)
+    dot_a *= dot_z
     a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9 + xp.atan(z) + t13
-    dot_a = dot_z + dot_z * (t7 * t23) + dot_z * (1.0 - t9 * t9) + dot_z / (1.0 + t71) + xp.where(t13 > 0.0, dot_z, 0.0)
+    dot_a = dot_z + dot_z * (t7 * t23) + dot_z * (1.0 - t9 * t9) + dot_z / (1.0 + t71) + dot_a
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
+    b = xp.where(z >= 0.0, z, 0.1 * z)
+    dot_b = xp.where(z >= 0.0, dot_z, 0.1 * dot_z)
     t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
+    b += t16
+    dot_b += xp.where(z > 0.0, dot_z, dot_z * (t16 + 1.0))
+    b += xp.logaddexp(0.0, z)
+    dot_b += dot_z * t7
+    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    dot_b += dot_z * (t7 * (1.0 + z * t23))
     t127 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
-    b = xp.where(z >= 0.0, z, 0.1 * z) + t16 + xp.logaddexp(0.0, z) + z * (0.5 * xp.tanh(0.5 * z) + 0.5) + 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
-    dot_b = xp.where(z >= 0.0, dot_z, 0.1 * dot_z) + xp.where(z > 0.0, dot_z, dot_z * (t16 + 1.0)) + dot_z * t7 + dot_z * (t7 * (1.0 + z * t23)) + dot_z * (0.5 * (1.0 + t127) + 0.5 * z * ((1.0 - t127 * t127) * (0.7978845608028654 * (1.0 + 0.134145 * t71))))
+    b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
+    dot_b += dot_z * (0.5 * (1.0 + t127) + 0.5 * z * ((1.0 - t127 * t127) * (0.7978845608028654 * (1.0 + 0.134145 * t71))))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
     t141 = dot_a + dot_b
     p = xp.where(p_pre >= 0.0, p_pre, p_alpha * p_pre)
     t142 = p_pre >= 0.0
-    dot_p = xp.where(t142, t141, p_alpha * t141) + xp.where(t142, 0.0, p_pre * dot_p_alpha)
+    dot_p = xp.where(t142, t141, p_alpha * t141)
+    dot_p += xp.where(t142, 0.0, p_pre * dot_p_alpha)
     # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
     t26 = _softmax(xp, p, -1)
     t27 = _log_softmax(xp, p, -1)
@@ -294,8 +371,10 @@ def hvp(params, vector, x, y):
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)
-    z = x @ z_W + z_b
-    dot_z = x @ dot_z_W + dot_z_b
+    z = x @ z_W
+    dot_z = x @ dot_z_W
+    z += z_b
+    dot_z += dot_z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
     t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
     t23 = 1.0 - t7
@@ -307,63 +386,90 @@ def hvp(params, vector, x, y):
     t71 = z * z
     t82 = 1.0 + t71
     t13 = xp.maximum(z, 0.0)
-    t100 = t13 > 0.0
+    t100 = xp.astype(t13 > 0.0, t13.dtype)
     a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9 + xp.atan(z) + t13
-    dot_a = dot_z + t28 + t46 + dot_z / t82 + xp.where(t100, dot_z, 0.0)
+    dot_a = dot_z + t28 + t46 + dot_z / t82 + dot_z * t100
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
+    b = xp.where(z >= 0.0, z, 0.1 * z)
     t104 = z >= 0.0
+    dot_b = xp.where(t104, dot_z, 0.1 * dot_z)
     t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
     t107 = z > 0.0
     t108 = t16 + 1.0
     t110 = xp.where(t107, dot_z, dot_z * t108)
+    b += t16
+    dot_b += t110
+    b += xp.logaddexp(0.0, z)
+    dot_b += dot_z * t7
     t118 = 1.0 + z * t23
     t119 = t7 * t118
+    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    dot_b += dot_z * t119
     t127 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
     t130 = 0.7978845608028654 * (1.0 + 0.134145 * t71)
     t133 = 0.5 * z
     t135 = 1.0 - t127 * t127
     t136 = t135 * t130
     t138 = 0.5 * (1.0 + t127) + t133 * t136
-    b = xp.where(z >= 0.0, z, 0.1 * z) + t16 + xp.logaddexp(0.0, z) + z * (0.5 * xp.tanh(0.5 * z) + 0.5) + 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
-    dot_b = xp.where(t104, dot_z, 0.1 * dot_z) + t110 + dot_z * t7 + dot_z * t119 + dot_z * t138
+    b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
+    dot_b += dot_z * t138
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
     t141 = dot_a + dot_b
     p = xp.where(p_pre >= 0.0, p_pre, p_alpha * p_pre)
     t142 = p_pre >= 0.0
-    dot_p = xp.where(t142, t141, p_alpha * t141) + xp.where(t142, 0.0, p_pre * dot_p_alpha)
+    dot_p = xp.where(t142, t141, p_alpha * t141)
+    dot_p += xp.where(t142, 0.0, p_pre * dot_p_alpha)
     # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
     t26 = _softmax(xp, p, -1)
     t151 = t26 * (dot_p - xp.sum(dot_p * t26, axis=1, keepdims=True))
     t27 = _log_softmax(xp, p, -1)
     t152 = xp.exp(t27)
     t155 = dot_p - xp.sum(t152 * dot_p, axis=1, keepdims=True)
-    s = t26 + t27
-    dot_s = t151 + t155
+    d_residual = t26 + t27
+    dot_d_residual = t151 + t155
+    # activations.nn:10  loss = mse(s, y)
+    d_residual -= y
+    d_residual *= 2.0
 
     # ---- backward with tangents ----
     # activations.nn:10  loss = mse(s, y)
-    d_residual = 2.0 * (s - y) / (B * 4)
-    dot_d_residual = 2.0 * dot_s / (B * 4)
+    dot_d_residual *= 2.0
+    d_residual /= B * 4
+    dot_d_residual /= B * 4
     # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
     t33 = xp.sum(d_residual, axis=1, keepdims=True)
+    d_p = d_residual - t152 * t33
+    dot_d_p = dot_d_residual - (t33 * (t155 * t152) + t152 * xp.sum(dot_d_residual, axis=1, keepdims=True))
     t38 = d_residual - xp.sum(d_residual * t26, axis=1, keepdims=True)
     # activations.nn:8  p = prelu(a + b)
-    d_p = d_residual - t152 * t33 + t26 * t38
-    dot_d_p = dot_d_residual - (t33 * (t155 * t152) + t152 * xp.sum(dot_d_residual, axis=1, keepdims=True)) + (t38 * t151 + t26 * (dot_d_residual - xp.sum(t26 * dot_d_residual + d_residual * t151, axis=1, keepdims=True)))
+    d_p += t26 * t38
+    dot_d_p += t38 * t151 + t26 * (dot_d_residual - xp.sum(t26 * dot_d_residual + d_residual * t151, axis=1, keepdims=True))
+    dot_d_p_pre = p_alpha * dot_d_p
+    dot_d_p_pre += d_p * dot_p_alpha
     d_p_pre = xp.where(t142, d_p, d_p * p_alpha)
-    dot_d_p_pre = xp.where(t142, dot_d_p, p_alpha * dot_d_p + d_p * dot_p_alpha)
+    dot_d_p_pre = xp.where(t142, dot_d_p, dot_d_p_pre)
     dot_d_p_alpha = xp.sum(xp.where(t142, 0.0, p_pre * dot_d_p + d_p * t141), axis=0)
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     t187 = z * dot_z
     t189 = t187 + t187
     t198 = 0.7978845608028654 * (dot_z + 0.044715 * (z * t189 + t71 * dot_z)) * t135
     t203 = t127 * t198
+    dot_d_z = t138 * dot_d_p_pre
+    dot_d_z += d_p_pre * (0.5 * t198 + (t136 * (0.5 * dot_z) + t133 * (t130 * -(t203 + t203) + t135 * (0.10703222440890037 * t189))))
     t217 = -t28
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
     t240 = t9 * t46
     # activations.nn:5  z = dense(x, 4)
-    dot_d_z = t138 * dot_d_p_pre + d_p_pre * (0.5 * t198 + (t136 * (0.5 * dot_z) + t133 * (t130 * -(t203 + t203) + t135 * (0.10703222440890037 * t189)))) + (t119 * dot_d_p_pre + d_p_pre * (t118 * t28 + t7 * (t23 * dot_z + z * t217))) + (t7 * dot_d_p_pre + d_p_pre * t28) + xp.where(t107, dot_d_p_pre, t108 * dot_d_p_pre + d_p_pre * t110) + xp.where(t104, dot_d_p_pre, 0.1 * dot_d_p_pre) + xp.where(t100, dot_d_p_pre, 0.0) + (dot_d_p_pre - d_p_pre / t82 * t189) / t82 + (t43 * dot_d_p_pre + d_p_pre * -(t240 + t240)) + (t24 * dot_d_p_pre + d_p_pre * (t23 * t28 + t7 * t217)) + dot_d_p_pre
+    dot_d_z += t119 * dot_d_p_pre + d_p_pre * (t118 * t28 + t7 * (t23 * dot_z + z * t217))
+    dot_d_z += t7 * dot_d_p_pre + d_p_pre * t28
+    dot_d_z += xp.where(t107, dot_d_p_pre, t108 * dot_d_p_pre + d_p_pre * t110)
+    dot_d_z += xp.where(t104, dot_d_p_pre, 0.1 * dot_d_p_pre)
+    dot_d_z += t100 * dot_d_p_pre
+    dot_d_z += (dot_d_p_pre - d_p_pre / t82 * t189) / t82
+    dot_d_z += t43 * dot_d_p_pre + d_p_pre * -(t240 + t240)
+    dot_d_z += t24 * dot_d_p_pre + d_p_pre * (t23 * t28 + t7 * t217)
+    dot_d_z += dot_d_p_pre
     dot_d_z_b = xp.sum(dot_d_z, axis=0)
     dot_d_z_W = x.T @ dot_d_z
     return {"z.W": dot_d_z_W, "z.b": dot_d_z_b, "p.alpha": dot_d_p_alpha}
@@ -375,17 +481,86 @@ def init_optimizer(params):
     return state
 
 
-def train_step(params, state, *inputs):
+def train_step(params, state, x, y):
     """One sgd(lr=0.01, momentum=0, nesterov=false, weight_decay=0) step: updates params and state in place, returns the loss.
 
-    `inputs` are those of value_and_grad: x, y.
-    """
-    loss_value, grads = value_and_grad(params, *inputs)
-    for name in PARAM_NAMES:
-        p, g = params[name], grads[name]
-        params[name] = p - 0.01 * g
+    Forward, backward and update in one pass; the backward starts from the learning rate,
+    so each d_* below is already lr * gradient."""
+    B = _check_inputs(x, y)
+    xp = _namespace(x)
+    z_W = params["z.W"]
+    z_b = params["z.b"]
+    p_alpha = params["p.alpha"]
+
+    # ---- forward ----
+    # activations.nn:5  z = dense(x, 4)
+    z = x @ z_W
+    z += z_b
+    # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
+    t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
+    t9 = xp.tanh(z)
+    t13 = xp.maximum(z, 0.0)
+    a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9 + xp.atan(z) + t13
+    # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
+    b = xp.where(z >= 0.0, z, 0.1 * z)
+    t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
+    b += t16
+    b += xp.logaddexp(0.0, z)
+    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * z ** 3)))
+    # activations.nn:8  p = prelu(a + b)
+    p_pre = a + b
+    p = xp.where(p_pre >= 0.0, p_pre, p_alpha * p_pre)
+    # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
+    t26 = _softmax(xp, p, -1)
+    t27 = _log_softmax(xp, p, -1)
+    s = t26 + t27
+    # activations.nn:10  loss = mse(s, y)
+    residual = s - y
+    loss = xp.sum(xp.square(residual)) / (B * 4)
+
+    # ---- backward ----
+    # activations.nn:10  loss = mse(s, y)
+    d_t30 = 0.01 / (B * 4)
+    d_residual = 2.0 * residual
+    d_residual *= d_t30
+    # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
+    d_p = d_residual - xp.exp(t27) * xp.sum(d_residual, axis=1, keepdims=True)
+    # activations.nn:8  p = prelu(a + b)
+    d_p += t26 * (d_residual - xp.sum(d_residual * t26, axis=1, keepdims=True))
+    t42 = p_pre >= 0.0
+    d_p_pre = xp.where(t42, d_p, d_p * p_alpha)
+    d_p_alpha = xp.sum(xp.where(t42, 0.0, d_p * p_pre), axis=0)
+    # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
+    t48 = z * z
+    t53 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t48 * z)))
+    d_z = 1.0 + t53
+    d_z *= 0.5
+    d_z += 0.5 * z * ((1.0 - t53 * t53) * (0.7978845608028654 * (1.0 + 0.134145 * t48)))
+    d_z *= d_p_pre
+    t67 = 1.0 - t7
+    # activations.nn:5  z = dense(x, 4)
+    d_z += d_p_pre * (t7 * (1.0 + z * t67))
+    d_z += d_p_pre * t7
+    d_z += xp.where(z > 0.0, d_p_pre, d_p_pre * (t16 + 1.0))
+    d_z += xp.where(z >= 0.0, d_p_pre, 0.1 * d_p_pre)
+    d_z += d_p_pre * xp.astype(t13 > 0.0, t13.dtype)
+    d_z += d_p_pre / (1.0 + t48)
+    d_z += d_p_pre * (1.0 - t9 * t9)
+    d_z += d_p_pre * (t7 * t67)
+    d_z += d_p_pre
+    d_z_b = xp.sum(d_z, axis=0)
+    d_z_W = x.T @ d_z
+
+    # ---- update ----
+    z_W -= d_z_W
+    z_b -= d_z_b
+    p_alpha -= d_p_alpha
+    params["z.W"] = z_W
+    params["z.b"] = z_b
+    params["p.alpha"] = p_alpha
     state["step"] += 1
-    return loss_value
+    return loss
 
 
 def _to_numpy(x):

@@ -54,14 +54,47 @@ optimizer sgd(lr=0.01, momentum=0.5, nesterov=true, weight_decay=0.001)
 """
 
 
+class _NumPy:
+    """NumPy itself, except three functions that NumPy wraps in Python code, called at
+    their C level instead (1-2 us a call: much of a small network's step)."""
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        setattr(self, name, value)  # looked up once; after that, as fast as a module's
+        return value
+
+    @staticmethod
+    def sum(x, /, *, axis=None, keepdims=False):
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def max(x, /, *, axis=None, keepdims=False):
+        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def astype(x, dtype, /, *, copy=True):
+        return x.astype(dtype, copy=copy)
+
+
+_NAMESPACES = {}
+
+
 def _namespace(x):
-    """The array-API namespace of `x`: its own when it has one, else array_api_compat's."""
+    """The array-API namespace of `x`, found once per array type: the array's own
+    `__array_namespace__()` (NumPy 2, CuPy, JAX, array_api_strict), else the
+    array_api_compat wrapper (PyTorch). Wrapping NumPy costs 5-60% per step."""
     try:
-        return x.__array_namespace__()
+        return _NAMESPACES[type(x)]
+    except KeyError:
+        pass
+    try:
+        xp = x.__array_namespace__()
     except AttributeError:
         import array_api_compat
 
-        return array_api_compat.array_namespace(x)
+        xp = array_api_compat.array_namespace(x)
+    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else xp
+    return xp
 
 
 def _log_softmax(xp, x, axis):
@@ -157,15 +190,22 @@ def forward(params, x):
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    h = f @ h_W + h_b
+    h = f @ h_W
+    h += h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
-    a = xp.maximum(h, 0.1 * h) + xp.minimum(xp.exp(h), 3.0)
+    a = xp.maximum(h, 0.1 * h)
+    a += xp.minimum(xp.exp(h), 3.0)
     # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
-    c = xp.sqrt(xp.abs(a) + 1.0) * xp.sin(a) + xp.cos(a) / (1.0 + xp.square(a))
+    c = xp.sqrt(xp.abs(a) + 1.0)
+    c *= xp.sin(a)
+    c += xp.cos(a) / (1.0 + xp.square(a))
     # functions.nn:13  m = mean(c, axis=0)
-    m = xp.sum(c, axis=0) / B
+    m = xp.sum(c, axis=0)
+    m /= B
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
-    g = c - m + xp.log(1.0 + h * h) + (xp.abs(h) + 1.0) ** k
+    g = c - m
+    g += xp.log(1.0 + h * h)
+    g += (xp.abs(h) + 1.0) ** k
     # functions.nn:15  q = transpose(transpose(g))
     q = g.T.T
     return q, m
@@ -182,15 +222,22 @@ def loss(params, x, p, t):
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    h = f @ h_W + h_b
+    h = f @ h_W
+    h += h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
-    a = xp.maximum(h, 0.1 * h) + xp.minimum(xp.exp(h), 3.0)
+    a = xp.maximum(h, 0.1 * h)
+    a += xp.minimum(xp.exp(h), 3.0)
     # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
-    c = xp.sqrt(xp.abs(a) + 1.0) * xp.sin(a) + xp.cos(a) / (1.0 + xp.square(a))
+    c = xp.sqrt(xp.abs(a) + 1.0)
+    c *= xp.sin(a)
+    c += xp.cos(a) / (1.0 + xp.square(a))
     # functions.nn:13  m = mean(c, axis=0)
-    m = xp.sum(c, axis=0) / B
+    m = xp.sum(c, axis=0)
+    m /= B
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
-    g = c - m + xp.log(1.0 + h * h) + (xp.abs(h) + 1.0) ** k
+    g = c - m
+    g += xp.log(1.0 + h * h)
+    g += (xp.abs(h) + 1.0) ** k
     # functions.nn:15  q = transpose(transpose(g))
     q = g.T.T
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
@@ -212,25 +259,31 @@ def value_and_grad(params, x, p, t):
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    h = f @ h_W + h_b
+    h = f @ h_W
+    h += h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
     t4 = 0.1 * h
+    a = xp.maximum(h, t4)
     t6 = xp.exp(h)
-    a = xp.maximum(h, t4) + xp.minimum(t6, 3.0)
+    a += xp.minimum(t6, 3.0)
     # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
     t11 = xp.sqrt(xp.abs(a) + 1.0)
     t12 = xp.sin(a)
+    c = t11 * t12
     t14 = xp.cos(a)
     t16 = 1.0 + xp.square(a)
     t17 = t14 / t16
-    c = t11 * t12 + t17
+    c += t17
     # functions.nn:13  m = mean(c, axis=0)
-    m = xp.sum(c, axis=0) / B
+    m = xp.sum(c, axis=0)
+    m /= B
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
+    g = c - m
     t23 = 1.0 + h * h
+    g += xp.log(t23)
     t27 = xp.abs(h) + 1.0
     t28 = t27 ** k
-    g = c - m + xp.log(t23) + t28
+    g += t28
     # functions.nn:15  q = transpose(transpose(g))
     q = g.T.T
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
@@ -241,40 +294,61 @@ def value_and_grad(params, x, p, t):
 
     # ---- backward ----
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
+    d_h_W = 0.002 * h_W
+    d_t19 = xp.full_like(m, 0.01)
     d_t41 = 1.0 / (B * 4)
-    d_residual = 2.0 * residual / (B * 4)
-    d_t33 = -d_t41 * t + (0.5 * xp.tanh(0.5 * t33) + 0.5) / (B * 4)
+    d_q = 2.0 * residual
+    d_q /= B * 4
+    d_t33 = -d_t41 * t
+    d_t33 += (0.5 * xp.tanh(0.5 * t33) + 0.5) / (B * 4)
     d_s = xp.sum(d_t33 * q, axis=0)
-    d_logp_q = -p / B
+    d_logp_q = -p
+    d_logp_q /= B
     # functions.nn:15  q = transpose(transpose(g))
-    d_q = d_residual + d_t33 * s + (d_logp_q - xp.exp(logp_q) * xp.sum(d_logp_q, axis=1, keepdims=True))
+    d_q += d_t33 * s
+    d_q += d_logp_q - xp.exp(logp_q) * xp.sum(d_logp_q, axis=1, keepdims=True)
     d_t30 = d_q.T
     d_g = d_t30.T
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
-    d_t27 = d_g * (k * t27 ** (k - 1.0))
-    d_k = xp.sum(d_g * (t28 * xp.log(t27)), axis=(0, 1))
+    d_t27 = t27 ** (k - 1.0)
+    d_t27 *= k
+    d_t27 *= d_g
+    d_k = xp.log(t27)
+    d_k *= t28
+    d_k *= d_g
+    d_k = xp.sum(d_k, axis=(0, 1))
+    d_h = xp.where(h >= 0.0, d_t27, -d_t27)
     d_t23 = d_g / t23
     t94 = d_t23 * h
     # functions.nn:13  m = mean(c, axis=0)
-    d_m = xp.full_like(m, 0.01) + xp.sum(-d_g, axis=0)
-    d_t19 = d_m / B
+    d_t19 += xp.sum(-d_g, axis=0)
+    d_t19 /= B
     # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
     d_c = d_g + xp.reshape(d_t19, (1, 4))
     d_t14 = d_c / t16
-    d_t16 = -(d_c * t17 / t16)
-    d_t11 = d_c * t12
+    d_t16 = d_c * t17
+    d_t16 /= t16
+    d_a = -d_t16
+    d_a *= 2.0 * a
+    d_t10 = d_c * t12
     d_t12 = d_c * t11
-    d_t10 = d_t11 / (2.0 * t11)
+    d_t10 /= 2.0 * t11
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
-    d_a = d_t16 * (2.0 * a) + -(d_t14 * t12) + d_t12 * t14 + xp.where(a >= 0.0, d_t10, -d_t10)
+    d_a += -(d_t14 * t12)
+    d_a += d_t12 * t14
+    d_a += xp.where(a >= 0.0, d_t10, -d_t10)
     d_t6 = xp.where(3.0 >= t6, d_a, 0.0)
     t135 = h >= t4
     d_t4 = xp.where(t135, 0.0, d_a)
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    d_h = xp.where(h >= 0.0, d_t27, -d_t27) + t94 + t94 + d_t6 * t6 + xp.where(t135, d_a, 0.0) + 0.1 * d_t4
+    d_h += t94
+    d_h += t94
+    d_h += d_t6 * t6
+    d_h += xp.where(t135, d_a, 0.0)
+    d_h += 0.1 * d_t4
     d_h_b = xp.sum(d_h, axis=0)
     d_f = d_h @ h_W.T
-    d_h_W = 0.002 * h_W + f.T @ d_h
+    d_h_W += f.T @ d_h
     # functions.nn:9  f = flatten(x)
     d_x = xp.reshape(d_f, (B, 2, 3))
     return loss, {"s": d_s, "k": d_k, "h.W": d_h_W, "h.b": d_h_b, "x": d_x}
@@ -299,31 +373,47 @@ def jvp(params, tangents, x, p, t):
     f = xp.reshape(x, (B, 6))
     dot_f = xp.reshape(dot_x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    h = f @ h_W + h_b
-    dot_h = dot_f @ h_W + f @ dot_h_W + dot_h_b
+    h = f @ h_W
+    dot_h = dot_f @ h_W
+    dot_h += f @ dot_h_W
+    h += h_b
+    dot_h += dot_h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
     t4 = 0.1 * h
+    a = xp.maximum(h, t4)
+    dot_a = xp.where(h >= t4, dot_h, 0.1 * dot_h)
     t6 = xp.exp(h)
-    a = xp.maximum(h, t4) + xp.minimum(t6, 3.0)
-    dot_a = xp.where(h >= t4, dot_h, 0.1 * dot_h) + xp.where(3.0 >= t6, dot_h * t6, 0.0)
+    a += xp.minimum(t6, 3.0)
+    dot_a += xp.where(3.0 >= t6, dot_h * t6, 0.0)
     # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
+    dot_c = xp.where(a >= 0.0, dot_a, -dot_a)
     t11 = xp.sqrt(xp.abs(a) + 1.0)
+    dot_c /= 2.0 * t11
     t12 = xp.sin(a)
     t70 = xp.cos(a)
+    c = t11 * t12
+    dot_c *= t12
+    dot_c += t11 * (t70 * dot_a)
     t16 = 1.0 + xp.square(a)
     t17 = t70 / t16
-    c = t11 * t12 + t17
-    dot_c = t12 * (xp.where(a >= 0.0, dot_a, -dot_a) / (2.0 * t11)) + t11 * (t70 * dot_a) + (-(t12 * dot_a) - t17 * (dot_a * (2.0 * a))) / t16
+    c += t17
+    dot_c += (-(t12 * dot_a) - t17 * (dot_a * (2.0 * a))) / t16
     # functions.nn:13  m = mean(c, axis=0)
-    m = xp.sum(c, axis=0) / B
-    dot_m = xp.sum(dot_c, axis=0) / B
+    m = xp.sum(c, axis=0)
+    dot_m = xp.sum(dot_c, axis=0)
+    m /= B
+    dot_m /= B
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
+    g = c - m
+    dot_g = dot_c - dot_m
     t105 = h * dot_h
     t23 = 1.0 + h * h
+    g += xp.log(t23)
+    dot_g += (t105 + t105) / t23
     t27 = xp.abs(h) + 1.0
     t28 = t27 ** k
-    g = c - m + xp.log(t23) + t28
-    dot_g = dot_c - dot_m + (t105 + t105) / t23 + (k * t27 ** (k - 1.0) * xp.where(h >= 0.0, dot_h, -dot_h) + t28 * xp.log(t27) * dot_k)
+    g += t28
+    dot_g += k * t27 ** (k - 1.0) * xp.where(h >= 0.0, dot_h, -dot_h) + t28 * xp.log(t27) * dot_k
     # functions.nn:15  q = transpose(transpose(g))
     q = g.T.T
     dot_q = dot_g.T.T
@@ -356,16 +446,21 @@ def hvp(params, vector, x, p, t):
     f = xp.reshape(x, (B, 6))
     dot_f = xp.reshape(dot_x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    h = f @ h_W + h_b
-    dot_h = dot_f @ h_W + f @ dot_h_W + dot_h_b
+    h = f @ h_W
+    dot_h = dot_f @ h_W
+    dot_h += f @ dot_h_W
+    h += h_b
+    dot_h += dot_h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
     t4 = 0.1 * h
+    a = xp.maximum(h, t4)
     t52 = h >= t4
+    dot_a = xp.where(t52, dot_h, 0.1 * dot_h)
     t6 = xp.exp(h)
     t54 = dot_h * t6
     t55 = 3.0 >= t6
-    a = xp.maximum(h, t4) + xp.minimum(t6, 3.0)
-    dot_a = xp.where(t52, dot_h, 0.1 * dot_h) + xp.where(t55, t54, 0.0)
+    a += xp.minimum(t6, 3.0)
+    dot_a += xp.where(t55, t54, 0.0)
     # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
     t59 = a >= 0.0
     t11 = xp.sqrt(xp.abs(a) + 1.0)
@@ -374,21 +469,30 @@ def hvp(params, vector, x, p, t):
     t12 = xp.sin(a)
     t70 = xp.cos(a)
     t71 = t70 * dot_a
+    c = t11 * t12
+    dot_c = t12 * t69
+    dot_c += t11 * t71
     t88 = -(t12 * dot_a)
     t92 = 2.0 * a
     t93 = dot_a * t92
     t16 = 1.0 + xp.square(a)
     t17 = t70 / t16
     t99 = (t88 - t17 * t93) / t16
-    c = t11 * t12 + t17
-    dot_c = t12 * t69 + t11 * t71 + t99
+    c += t17
+    dot_c += t99
     # functions.nn:13  m = mean(c, axis=0)
-    m = xp.sum(c, axis=0) / B
-    dot_m = xp.sum(dot_c, axis=0) / B
+    m = xp.sum(c, axis=0)
+    dot_m = xp.sum(dot_c, axis=0)
+    m /= B
+    dot_m /= B
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
+    g = c - m
+    dot_g = dot_c - dot_m
     t105 = h * dot_h
     t107 = t105 + t105
     t23 = 1.0 + h * h
+    g += xp.log(t23)
+    dot_g += t107 / t23
     t114 = h >= 0.0
     t118 = xp.where(t114, dot_h, -dot_h)
     t27 = xp.abs(h) + 1.0
@@ -399,71 +503,110 @@ def hvp(params, vector, x, p, t):
     t131 = xp.log(t27)
     t132 = t28 * t131
     t137 = t123 * t118 + t132 * dot_k
-    g = c - m + xp.log(t23) + t28
-    dot_g = dot_c - dot_m + t107 / t23 + t137
+    g += t28
+    dot_g += t137
     # functions.nn:15  q = transpose(transpose(g))
     q = g.T.T
     dot_q = dot_g.T.T
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
     t146 = xp.exp(_log_softmax(xp, q, -1))
     t157 = 0.5 * xp.tanh(0.5 * q * s) + 0.5
+    d_q = q - p
+    d_q *= 2.0
 
     # ---- backward with tangents ----
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
+    dot_d_h_W = 0.002 * dot_h_W
+    d_t19 = xp.full_like(m, 0.01)
     d_t41 = 1.0 / (B * 4)
-    d_residual = 2.0 * (q - p) / (B * 4)
-    dot_d_residual = 2.0 * dot_q / (B * 4)
+    dot_d_q = 2.0 * dot_q
+    d_q /= B * 4
+    dot_d_q /= B * 4
+    d_t33 = -d_t41 * t
     t183 = (s * dot_q + q * dot_s) * (t157 * (1.0 - t157)) / (B * 4)
-    d_t33 = -d_t41 * t + t157 / (B * 4)
-    dot_d_s = xp.sum(q * t183 + d_t33 * dot_q, axis=0)
-    d_logp_q = -p / B
+    d_t33 += t157 / (B * 4)
+    dot_d_s = q * t183
+    dot_d_s += d_t33 * dot_q
+    dot_d_s = xp.sum(dot_d_s, axis=0)
+    d_logp_q = -p
+    d_logp_q /= B
     t73 = xp.sum(d_logp_q, axis=1, keepdims=True)
     # functions.nn:15  q = transpose(transpose(g))
-    d_q = d_residual + d_t33 * s + (d_logp_q - t146 * t73)
-    dot_d_q = dot_d_residual + (s * t183 + d_t33 * dot_s) + -(t73 * ((dot_q - xp.sum(t146 * dot_q, axis=1, keepdims=True)) * t146))
+    d_q += d_t33 * s
+    dot_d_q += s * t183 + d_t33 * dot_s
+    d_q += d_logp_q - t146 * t73
+    dot_d_q += -(t73 * ((dot_q - xp.sum(t146 * dot_q, axis=1, keepdims=True)) * t146))
     d_t30 = d_q.T
     dot_d_t30 = dot_d_q.T
     d_g = d_t30.T
     dot_d_g = dot_d_t30.T
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
     d_t27 = d_g * t123
-    dot_d_t27 = t123 * dot_d_g + d_g * (t122 * dot_k + k * (t119 * t27 ** (t119 - 1.0) * t118 + t122 * t131 * dot_k))
-    dot_d_k = xp.sum(t132 * dot_d_g + d_g * (t131 * t137 + t28 * (t118 / t27)), axis=(0, 1))
+    dot_d_t27 = t123 * dot_d_g
+    dot_d_t27 += d_g * (t122 * dot_k + k * (t119 * t27 ** (t119 - 1.0) * t118 + t122 * t131 * dot_k))
+    dot_d_k = t132 * dot_d_g
+    dot_d_k += d_g * (t131 * t137 + t28 * (t118 / t27))
+    dot_d_k = xp.sum(dot_d_k, axis=(0, 1))
+    d_h = xp.where(t114, d_t27, -d_t27)
+    dot_d_h = xp.where(t114, dot_d_t27, -dot_d_t27)
     d_t23 = d_g / t23
     dot_d_t23 = (dot_d_g - d_t23 * t107) / t23
     t94 = d_t23 * h
     t227 = h * dot_d_t23 + d_t23 * dot_h
+    dot_d_t19 = xp.sum(-dot_d_g, axis=0)
     # functions.nn:13  m = mean(c, axis=0)
-    d_m = xp.full_like(m, 0.01) + xp.sum(-d_g, axis=0)
-    d_t19 = d_m / B
-    dot_d_t19 = xp.sum(-dot_d_g, axis=0) / B
+    d_t19 += xp.sum(-d_g, axis=0)
+    d_t19 /= B
+    dot_d_t19 /= B
     # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
     d_c = d_g + xp.reshape(d_t19, (1, 4))
     dot_d_c = dot_d_g + xp.reshape(dot_d_t19, (1, 4))
     d_t14 = d_c / t16
     dot_d_t14 = (dot_d_c - d_t14 * t93) / t16
+    dot_d_t16 = t17 * dot_d_c
+    dot_d_t16 += d_c * t99
     t109 = d_c * t17 / t16
+    dot_d_t16 -= t109 * t93
+    dot_d_t16 /= t16
     d_t16 = -t109
-    dot_d_t16 = -((t17 * dot_d_c + d_c * t99 - t109 * t93) / t16)
-    d_t11 = d_c * t12
-    dot_d_t11 = t12 * dot_d_c + d_c * t71
+    dot_d_a = -dot_d_t16
+    d_a = d_t16 * t92
+    dot_d_a *= t92
+    dot_d_a += d_t16 * (2.0 * dot_a)
+    d_t10 = d_c * t12
+    dot_d_t10 = t12 * dot_d_c
+    dot_d_t10 += d_c * t71
     d_t12 = d_c * t11
     dot_d_t12 = t11 * dot_d_c + d_c * t69
-    d_t10 = d_t11 / t67
-    dot_d_t10 = (dot_d_t11 - d_t10 * (2.0 * t69)) / t67
+    d_t10 /= t67
+    dot_d_t10 -= d_t10 * (2.0 * t69)
+    dot_d_t10 /= t67
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
-    d_a = d_t16 * t92 + -(d_t14 * t12) + d_t12 * t70 + xp.where(t59, d_t10, -d_t10)
-    dot_d_a = t92 * dot_d_t16 + d_t16 * (2.0 * dot_a) + -(t12 * dot_d_t14 + d_t14 * t71) + (t70 * dot_d_t12 + d_t12 * t88) + xp.where(t59, dot_d_t10, -dot_d_t10)
+    d_a += -(d_t14 * t12)
+    dot_d_a += -(t12 * dot_d_t14 + d_t14 * t71)
+    d_a += d_t12 * t70
+    dot_d_a += t70 * dot_d_t12 + d_t12 * t88
+    d_a += xp.where(t59, d_t10, -d_t10)
+    dot_d_a += xp.where(t59, dot_d_t10, -dot_d_t10)
     d_t6 = xp.where(t55, d_a, 0.0)
     dot_d_t6 = xp.where(t55, dot_d_a, 0.0)
     d_t4 = xp.where(t52, 0.0, d_a)
     dot_d_t4 = xp.where(t52, 0.0, dot_d_a)
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    d_h = xp.where(t114, d_t27, -d_t27) + t94 + t94 + d_t6 * t6 + xp.where(t52, d_a, 0.0) + 0.1 * d_t4
-    dot_d_h = xp.where(t114, dot_d_t27, -dot_d_t27) + t227 + t227 + (t6 * dot_d_t6 + d_t6 * t54) + xp.where(t52, dot_d_a, 0.0) + 0.1 * dot_d_t4
+    d_h += t94
+    dot_d_h += t227
+    d_h += t94
+    dot_d_h += t227
+    d_h += d_t6 * t6
+    dot_d_h += t6 * dot_d_t6 + d_t6 * t54
+    d_h += xp.where(t52, d_a, 0.0)
+    dot_d_h += xp.where(t52, dot_d_a, 0.0)
+    d_h += 0.1 * d_t4
+    dot_d_h += 0.1 * dot_d_t4
     dot_d_h_b = xp.sum(dot_d_h, axis=0)
-    dot_d_f = dot_d_h @ h_W.T + d_h @ dot_h_W.T
-    dot_d_h_W = 0.002 * dot_h_W + (dot_f.T @ d_h + f.T @ dot_d_h)
+    dot_d_f = dot_d_h @ h_W.T
+    dot_d_f += d_h @ dot_h_W.T
+    dot_d_h_W += dot_f.T @ d_h + f.T @ dot_d_h
     # functions.nn:9  f = flatten(x)
     dot_d_x = xp.reshape(dot_d_f, (B, 2, 3))
     return {"s": dot_d_s, "k": dot_d_k, "h.W": dot_d_h_W, "h.b": dot_d_h_b, "x": dot_d_x}
@@ -486,8 +629,10 @@ def train_step(params, state, *inputs):
         p, g = params[name], grads[name]
         velocity = state["velocity"][name]
         grad = g + 0.001 * p
-        velocity = 0.5 * velocity + grad
-        params[name] = p - 0.01 * (grad + 0.5 * velocity)
+        velocity *= 0.5
+        velocity += grad
+        p -= 0.01 * (grad + 0.5 * velocity)
+        params[name] = p
         state["velocity"][name] = velocity
     state["step"] += 1
     return loss_value

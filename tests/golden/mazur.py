@@ -48,14 +48,47 @@ optimizer sgd(lr=0.5)
 """
 
 
+class _NumPy:
+    """NumPy itself, except three functions that NumPy wraps in Python code, called at
+    their C level instead (1-2 us a call: much of a small network's step)."""
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        setattr(self, name, value)  # looked up once; after that, as fast as a module's
+        return value
+
+    @staticmethod
+    def sum(x, /, *, axis=None, keepdims=False):
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def max(x, /, *, axis=None, keepdims=False):
+        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def astype(x, dtype, /, *, copy=True):
+        return x.astype(dtype, copy=copy)
+
+
+_NAMESPACES = {}
+
+
 def _namespace(x):
-    """The array-API namespace of `x`: its own when it has one, else array_api_compat's."""
+    """The array-API namespace of `x`, found once per array type: the array's own
+    `__array_namespace__()` (NumPy 2, CuPy, JAX, array_api_strict), else the
+    array_api_compat wrapper (PyTorch). Wrapping NumPy costs 5-60% per step."""
     try:
-        return x.__array_namespace__()
+        return _NAMESPACES[type(x)]
+    except KeyError:
+        pass
+    try:
+        xp = x.__array_namespace__()
     except AttributeError:
         import array_api_compat
 
-        return array_api_compat.array_namespace(x)
+        xp = array_api_compat.array_namespace(x)
+    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else xp
+    return xp
 
 
 # (dtype.__class__, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
@@ -134,11 +167,13 @@ def forward(params, i):
     W2 = params["W2"]
     b2 = params["b2"]
     # mazur.nn:10  net_h = W1 @ i + b1
-    net_h = W1 @ i + b1
+    net_h = W1 @ i
+    net_h += b1
     # mazur.nn:11  out_h = sigmoid(net_h)
     out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
     # mazur.nn:12  net_o = W2 @ out_h + b2
-    net_o = W2 @ out_h + b2
+    net_o = W2 @ out_h
+    net_o += b2
     # mazur.nn:13  out_o = sigmoid(net_o)
     out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
     return out_o
@@ -153,15 +188,18 @@ def loss(params, i, t):
     W2 = params["W2"]
     b2 = params["b2"]
     # mazur.nn:10  net_h = W1 @ i + b1
-    net_h = W1 @ i + b1
+    net_h = W1 @ i
+    net_h += b1
     # mazur.nn:11  out_h = sigmoid(net_h)
     out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
     # mazur.nn:12  net_o = W2 @ out_h + b2
-    net_o = W2 @ out_h + b2
+    net_o = W2 @ out_h
+    net_o += b2
     # mazur.nn:13  out_o = sigmoid(net_o)
     out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
     # mazur.nn:14  loss = sse(out_o, t)
-    loss = 0.5 * xp.sum(xp.square(t - out_o))
+    residual = out_o - t
+    loss = 0.5 * (residual @ residual)
     return loss
 
 
@@ -176,31 +214,33 @@ def value_and_grad(params, i, t):
 
     # ---- forward ----
     # mazur.nn:10  net_h = W1 @ i + b1
-    net_h = W1 @ i + b1
+    net_h = W1 @ i
+    net_h += b1
     # mazur.nn:11  out_h = sigmoid(net_h)
     out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
     # mazur.nn:12  net_o = W2 @ out_h + b2
-    net_o = W2 @ out_h + b2
+    net_o = W2 @ out_h
+    net_o += b2
     # mazur.nn:13  out_o = sigmoid(net_o)
     out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
     # mazur.nn:14  loss = sse(out_o, t)
-    residual = t - out_o
-    loss = 0.5 * xp.sum(xp.square(residual))
+    residual = out_o - t
+    loss = 0.5 * (residual @ residual)
 
     # ---- backward ----
-    # mazur.nn:14  loss = sse(out_o, t)
-    d_out_o = -residual
     # mazur.nn:13  out_o = sigmoid(net_o)
-    d_net_o = d_out_o * (out_o * (1.0 - out_o))
+    d_net_o = 1.0 - out_o
+    d_net_o *= out_o
+    d_net_o *= residual
     # mazur.nn:12  net_o = W2 @ out_h + b2
     d_b2 = xp.sum(d_net_o, axis=0)
-    d_out_h = W2.T @ d_net_o
-    d_W2 = xp.reshape(d_net_o, (2, 1)) * out_h
+    d_net_h = d_net_o @ W2
+    d_W2 = d_net_o[:, None] * out_h
     # mazur.nn:11  out_h = sigmoid(net_h)
-    d_net_h = d_out_h * (out_h * (1.0 - out_h))
+    d_net_h *= out_h * (1.0 - out_h)
     # mazur.nn:10  net_h = W1 @ i + b1
     d_b1 = xp.sum(d_net_h, axis=0)
-    d_W1 = xp.reshape(d_net_h, (2, 1)) * i
+    d_W1 = d_net_h[:, None] * i
     return loss, {"W1": d_W1, "b1": d_b1, "W2": d_W2, "b2": d_b2}
 
 
@@ -219,21 +259,26 @@ def jvp(params, tangents, i, t):
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
-    net_h = W1 @ i + b1
-    dot_net_h = dot_W1 @ i + dot_b1
+    net_h = W1 @ i
+    dot_out_h = dot_W1 @ i
+    net_h += b1
+    dot_out_h += dot_b1
     # mazur.nn:11  out_h = sigmoid(net_h)
     out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
-    dot_out_h = dot_net_h * (out_h * (1.0 - out_h))
+    dot_out_h *= out_h * (1.0 - out_h)
     # mazur.nn:12  net_o = W2 @ out_h + b2
-    net_o = W2 @ out_h + b2
-    dot_net_o = dot_W2 @ out_h + W2 @ dot_out_h + dot_b2
+    net_o = W2 @ out_h
+    dot_out_o = dot_W2 @ out_h
+    dot_out_o += W2 @ dot_out_h
+    net_o += b2
+    dot_out_o += dot_b2
     # mazur.nn:13  out_o = sigmoid(net_o)
     out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
-    dot_out_o = dot_net_o * (out_o * (1.0 - out_o))
+    dot_out_o *= out_o * (1.0 - out_o)
     # mazur.nn:14  loss = sse(out_o, t)
-    residual = t - out_o
-    loss = 0.5 * xp.sum(xp.square(residual))
-    dot_loss = 0.5 * xp.sum(-dot_out_o * (2.0 * residual))
+    residual = out_o - t
+    loss = 0.5 * (residual @ residual)
+    dot_loss = 0.5 * (dot_out_o @ residual + residual @ dot_out_o)
     return loss, dot_loss
 
 
@@ -252,42 +297,47 @@ def hvp(params, vector, i, t):
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
-    net_h = W1 @ i + b1
-    dot_net_h = dot_W1 @ i + dot_b1
+    net_h = W1 @ i
+    dot_out_h = dot_W1 @ i
+    net_h += b1
+    dot_out_h += dot_b1
     # mazur.nn:11  out_h = sigmoid(net_h)
     out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
-    t5 = 1.0 - out_h
-    t10 = out_h * t5
-    dot_out_h = dot_net_h * t10
+    t7 = 1.0 - out_h
+    t9 = out_h * t7
+    dot_out_h *= t9
     # mazur.nn:12  net_o = W2 @ out_h + b2
-    net_o = W2 @ out_h + b2
-    dot_net_o = dot_W2 @ out_h + W2 @ dot_out_h + dot_b2
+    net_o = W2 @ out_h
+    dot_out_o = dot_W2 @ out_h
+    dot_out_o += W2 @ dot_out_h
+    net_o += b2
+    dot_out_o += dot_b2
     # mazur.nn:13  out_o = sigmoid(net_o)
     out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
-    t21 = 1.0 - out_o
-    t22 = out_o * t21
-    dot_out_o = dot_net_o * t22
+    t19 = 1.0 - out_o
+    t20 = out_o * t19
+    dot_out_o *= t20
     # mazur.nn:14  loss = sse(out_o, t)
-    t24 = -dot_out_o
+    residual = out_o - t
 
     # ---- backward with tangents ----
-    # mazur.nn:14  loss = sse(out_o, t)
-    d_out_o = -(t - out_o)
-    dot_d_out_o = -t24
     # mazur.nn:13  out_o = sigmoid(net_o)
-    d_net_o = d_out_o * t22
-    dot_d_net_o = t22 * dot_d_out_o + d_out_o * (t21 * dot_out_o + out_o * t24)
+    d_net_o = residual * t20
+    dot_d_net_o = t20 * dot_out_o
+    dot_d_net_o += residual * (t19 * dot_out_o + out_o * -dot_out_o)
     # mazur.nn:12  net_o = W2 @ out_h + b2
     dot_d_b2 = xp.sum(dot_d_net_o, axis=0)
-    t13 = W2.T
-    d_out_h = t13 @ d_net_o
-    dot_d_out_h = dot_W2.T @ d_net_o + t13 @ dot_d_net_o
-    dot_d_W2 = out_h * xp.reshape(dot_d_net_o, (2, 1)) + xp.reshape(d_net_o, (2, 1)) * dot_out_h
+    d_out_h = d_net_o @ W2
+    dot_d_net_h = dot_d_net_o @ W2
+    dot_d_net_h += d_net_o @ dot_W2
+    dot_d_W2 = out_h * dot_d_net_o[:, None]
+    dot_d_W2 += d_net_o[:, None] * dot_out_h
     # mazur.nn:11  out_h = sigmoid(net_h)
-    dot_d_net_h = t10 * dot_d_out_h + d_out_h * (t5 * dot_out_h + out_h * -dot_out_h)
+    dot_d_net_h *= t9
+    dot_d_net_h += d_out_h * (t7 * dot_out_h + out_h * -dot_out_h)
     # mazur.nn:10  net_h = W1 @ i + b1
     dot_d_b1 = xp.sum(dot_d_net_h, axis=0)
-    dot_d_W1 = i * xp.reshape(dot_d_net_h, (2, 1))
+    dot_d_W1 = i * dot_d_net_h[:, None]
     return {"W1": dot_d_W1, "b1": dot_d_b1, "W2": dot_d_W2, "b2": dot_d_b2}
 
 
@@ -297,17 +347,59 @@ def init_optimizer(params):
     return state
 
 
-def train_step(params, state, *inputs):
+def train_step(params, state, i, t):
     """One sgd(lr=0.5, momentum=0, nesterov=false, weight_decay=0) step: updates params and state in place, returns the loss.
 
-    `inputs` are those of value_and_grad: i, t.
-    """
-    loss_value, grads = value_and_grad(params, *inputs)
-    for name in PARAM_NAMES:
-        p, g = params[name], grads[name]
-        params[name] = p - 0.5 * g
+    Forward, backward and update in one pass; the backward starts from the learning rate,
+    so each d_* below is already lr * gradient."""
+    _check_inputs(i, t)
+    xp = _namespace(i)
+    W1 = params["W1"]
+    b1 = params["b1"]
+    W2 = params["W2"]
+    b2 = params["b2"]
+
+    # ---- forward ----
+    # mazur.nn:10  net_h = W1 @ i + b1
+    net_h = W1 @ i
+    net_h += b1
+    # mazur.nn:11  out_h = sigmoid(net_h)
+    out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
+    # mazur.nn:12  net_o = W2 @ out_h + b2
+    net_o = W2 @ out_h
+    net_o += b2
+    # mazur.nn:13  out_o = sigmoid(net_o)
+    out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
+    # mazur.nn:14  loss = sse(out_o, t)
+    residual = out_o - t
+    loss = 0.5 * (residual @ residual)
+
+    # ---- backward ----
+    # mazur.nn:14  loss = sse(out_o, t)
+    d_net_o = 0.5 * residual
+    # mazur.nn:13  out_o = sigmoid(net_o)
+    d_net_o *= out_o * (1.0 - out_o)
+    # mazur.nn:12  net_o = W2 @ out_h + b2
+    d_b2 = xp.sum(d_net_o, axis=0)
+    d_net_h = d_net_o @ W2
+    d_W2 = d_net_o[:, None] * out_h
+    # mazur.nn:11  out_h = sigmoid(net_h)
+    d_net_h *= out_h * (1.0 - out_h)
+    # mazur.nn:10  net_h = W1 @ i + b1
+    d_b1 = xp.sum(d_net_h, axis=0)
+    d_W1 = d_net_h[:, None] * i
+
+    # ---- update ----
+    W1 -= d_W1
+    b1 -= d_b1
+    W2 -= d_W2
+    b2 -= d_b2
+    params["W1"] = W1
+    params["b1"] = b1
+    params["W2"] = W2
+    params["b2"] = b2
     state["step"] += 1
-    return loss_value
+    return loss
 
 
 def _to_numpy(x):

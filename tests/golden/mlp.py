@@ -46,14 +46,47 @@ optimizer sgd(lr=0.1, momentum=0.9)
 """
 
 
+class _NumPy:
+    """NumPy itself, except three functions that NumPy wraps in Python code, called at
+    their C level instead (1-2 us a call: much of a small network's step)."""
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        setattr(self, name, value)  # looked up once; after that, as fast as a module's
+        return value
+
+    @staticmethod
+    def sum(x, /, *, axis=None, keepdims=False):
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def max(x, /, *, axis=None, keepdims=False):
+        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def astype(x, dtype, /, *, copy=True):
+        return x.astype(dtype, copy=copy)
+
+
+_NAMESPACES = {}
+
+
 def _namespace(x):
-    """The array-API namespace of `x`: its own when it has one, else array_api_compat's."""
+    """The array-API namespace of `x`, found once per array type: the array's own
+    `__array_namespace__()` (NumPy 2, CuPy, JAX, array_api_strict), else the
+    array_api_compat wrapper (PyTorch). Wrapping NumPy costs 5-60% per step."""
     try:
-        return x.__array_namespace__()
+        return _NAMESPACES[type(x)]
+    except KeyError:
+        pass
+    try:
+        xp = x.__array_namespace__()
     except AttributeError:
         import array_api_compat
 
-        return array_api_compat.array_namespace(x)
+        xp = array_api_compat.array_namespace(x)
+    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else xp
+    return xp
 
 
 def _log_softmax(xp, x, axis):
@@ -62,7 +95,8 @@ def _log_softmax(xp, x, axis):
 
 
 def _onehot(xp, labels, classes, like):
-    hits = labels[..., None] == xp.arange(classes, device=like.device)
+    # class indices in the labels' own integer dtype: no promotion (uint64 and int64 have none)
+    hits = labels[..., None] == xp.arange(classes, dtype=labels.dtype, device=like.device)
     return xp.astype(hits, like.dtype)
 
 
@@ -109,6 +143,8 @@ def _check_input(xp, name, x, kind, shape, bound):
 
 def _check_labels(xp, name, y, classes):
     """Check that the class labels in `y` lie in [0, classes)."""
+    if y.dtype == xp.uint64:  # PyTorch can neither compare nor reduce uint64 tensors
+        y = xp.astype(y, xp.int64)  # (a label too large for int64 turns negative: still caught)
     low, high = int(xp.min(y)), int(xp.max(y))
     if low < 0 or high >= classes:
         raise ValueError(f"input '{name}' holds class labels in [0, {classes}), "
@@ -128,9 +164,8 @@ def _check_inputs(x, y):
     B = x.shape[0]
     if y.ndim != 1 or y.shape[0] != B or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "int":
         _check_input(_namespace(y), "y", y, "int", ("B",), {"B": (B, "x")})
-    xp = _namespace(y)
-    if y.shape[0] and (xp.min(y) < 0 or xp.max(y) >= 10):
-        _check_labels(xp, "y", y, 10)
+    if y.shape[0]:
+        _check_labels(_namespace(y), "y", y, 10)
     return B
 
 
@@ -168,11 +203,16 @@ def forward(params, x):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     # mlp.nn:5  h1 = relu(dense(x, 256))
-    h1 = xp.maximum(x @ h1_W + h1_b, 0.0)
+    h1 = x @ h1_W
+    h1 += h1_b
+    h1 = xp.maximum(h1, 0.0)
     # mlp.nn:6  h2 = relu(dense(h1, 256))
-    h2 = xp.maximum(h1 @ h2_W + h2_b, 0.0)
+    h2 = h1 @ h2_W
+    h2 += h2_b
+    h2 = xp.maximum(h2, 0.0)
     # mlp.nn:7  logits = dense(h2, 10)
-    logits = h2 @ logits_W + logits_b
+    logits = h2 @ logits_W
+    logits += logits_b
     return logits
 
 
@@ -187,11 +227,16 @@ def loss(params, x, y):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     # mlp.nn:5  h1 = relu(dense(x, 256))
-    h1 = xp.maximum(x @ h1_W + h1_b, 0.0)
+    h1 = x @ h1_W
+    h1 += h1_b
+    h1 = xp.maximum(h1, 0.0)
     # mlp.nn:6  h2 = relu(dense(h1, 256))
-    h2 = xp.maximum(h1 @ h2_W + h2_b, 0.0)
+    h2 = h1 @ h2_W
+    h2 += h2_b
+    h2 = xp.maximum(h2, 0.0)
     # mlp.nn:7  logits = dense(h2, 10)
-    logits = h2 @ logits_W + logits_b
+    logits = h2 @ logits_W
+    logits += logits_b
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
     loss = -xp.sum(_log_softmax(xp, logits, -1) * _onehot(xp, y, 10, logits)) / B + 0.0001 * (xp.sum(xp.square(h1_W)) + xp.sum(xp.square(h2_W)))
     return loss
@@ -210,11 +255,16 @@ def value_and_grad(params, x, y):
 
     # ---- forward ----
     # mlp.nn:5  h1 = relu(dense(x, 256))
-    h1 = xp.maximum(x @ h1_W + h1_b, 0.0)
+    h1 = x @ h1_W
+    h1 += h1_b
+    h1 = xp.maximum(h1, 0.0)
     # mlp.nn:6  h2 = relu(dense(h1, 256))
-    h2 = xp.maximum(h1 @ h2_W + h2_b, 0.0)
+    h2 = h1 @ h2_W
+    h2 += h2_b
+    h2 = xp.maximum(h2, 0.0)
     # mlp.nn:7  logits = dense(h2, 10)
-    logits = h2 @ logits_W + logits_b
+    logits = h2 @ logits_W
+    logits += logits_b
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
     onehot_y = _onehot(xp, y, 10, logits)
     logp_logits = _log_softmax(xp, logits, -1)
@@ -222,20 +272,24 @@ def value_and_grad(params, x, y):
 
     # ---- backward ----
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
-    d_logits = (xp.exp(logp_logits) - onehot_y) / B
+    d_h2_W = 0.0002 * h2_W
+    d_h1_W = 0.0002 * h1_W
+    d_logits = xp.exp(logp_logits)
+    d_logits -= onehot_y
+    d_logits /= B
     # mlp.nn:7  logits = dense(h2, 10)
     d_logits_b = xp.sum(d_logits, axis=0)
-    d_h2 = d_logits @ logits_W.T
+    d_h2_pre = d_logits @ logits_W.T
     d_logits_W = h2.T @ d_logits
     # mlp.nn:6  h2 = relu(dense(h1, 256))
-    d_h2_pre = xp.where(h2 > 0.0, d_h2, 0.0)
+    d_h2_pre *= xp.astype(h2 > 0.0, h2.dtype)
     d_h2_b = xp.sum(d_h2_pre, axis=0)
-    d_h1 = d_h2_pre @ h2_W.T
-    d_h2_W = 0.0002 * h2_W + h1.T @ d_h2_pre
+    d_h1_pre = d_h2_pre @ h2_W.T
+    d_h2_W += h1.T @ d_h2_pre
     # mlp.nn:5  h1 = relu(dense(x, 256))
-    d_h1_pre = xp.where(h1 > 0.0, d_h1, 0.0)
+    d_h1_pre *= xp.astype(h1 > 0.0, h1.dtype)
     d_h1_b = xp.sum(d_h1_pre, axis=0)
-    d_h1_W = 0.0002 * h1_W + x.T @ d_h1_pre
+    d_h1_W += x.T @ d_h1_pre
     return loss, {
         "h1.W": d_h1_W,
         "h1.b": d_h1_b,
@@ -265,14 +319,26 @@ def jvp(params, tangents, x, y):
 
     # ---- forward with tangents ----
     # mlp.nn:5  h1 = relu(dense(x, 256))
-    h1 = xp.maximum(x @ h1_W + h1_b, 0.0)
-    dot_h1 = xp.where(h1 > 0.0, x @ dot_h1_W + dot_h1_b, 0.0)
+    h1 = x @ h1_W
+    dot_h1 = x @ dot_h1_W
+    h1 += h1_b
+    dot_h1 += dot_h1_b
+    h1 = xp.maximum(h1, 0.0)
+    dot_h1 *= xp.astype(h1 > 0.0, h1.dtype)
     # mlp.nn:6  h2 = relu(dense(h1, 256))
-    h2 = xp.maximum(h1 @ h2_W + h2_b, 0.0)
-    dot_h2 = xp.where(h2 > 0.0, dot_h1 @ h2_W + h1 @ dot_h2_W + dot_h2_b, 0.0)
+    h2 = h1 @ h2_W
+    dot_h2 = dot_h1 @ h2_W
+    dot_h2 += h1 @ dot_h2_W
+    h2 += h2_b
+    dot_h2 += dot_h2_b
+    h2 = xp.maximum(h2, 0.0)
+    dot_h2 *= xp.astype(h2 > 0.0, h2.dtype)
     # mlp.nn:7  logits = dense(h2, 10)
-    logits = h2 @ logits_W + logits_b
-    dot_logits = dot_h2 @ logits_W + h2 @ dot_logits_W + dot_logits_b
+    logits = h2 @ logits_W
+    dot_logits = dot_h2 @ logits_W
+    dot_logits += h2 @ dot_logits_W
+    logits += logits_b
+    dot_logits += dot_logits_b
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
     onehot_y = _onehot(xp, y, 10, logits)
     logp_logits = _log_softmax(xp, logits, -1)
@@ -300,39 +366,59 @@ def hvp(params, vector, x, y):
 
     # ---- forward with tangents ----
     # mlp.nn:5  h1 = relu(dense(x, 256))
-    h1 = xp.maximum(x @ h1_W + h1_b, 0.0)
-    t6 = h1 > 0.0
-    dot_h1 = xp.where(t6, x @ dot_h1_W + dot_h1_b, 0.0)
+    h1 = x @ h1_W
+    dot_h1 = x @ dot_h1_W
+    h1 += h1_b
+    dot_h1 += dot_h1_b
+    h1 = xp.maximum(h1, 0.0)
+    t6 = xp.astype(h1 > 0.0, h1.dtype)
+    dot_h1 *= t6
     # mlp.nn:6  h2 = relu(dense(h1, 256))
-    h2 = xp.maximum(h1 @ h2_W + h2_b, 0.0)
-    t25 = h2 > 0.0
-    dot_h2 = xp.where(t25, dot_h1 @ h2_W + h1 @ dot_h2_W + dot_h2_b, 0.0)
+    h2 = h1 @ h2_W
+    dot_h2 = dot_h1 @ h2_W
+    dot_h2 += h1 @ dot_h2_W
+    h2 += h2_b
+    dot_h2 += dot_h2_b
+    h2 = xp.maximum(h2, 0.0)
+    t25 = xp.astype(h2 > 0.0, h2.dtype)
+    dot_h2 *= t25
     # mlp.nn:7  logits = dense(h2, 10)
-    logits = h2 @ logits_W + logits_b
-    dot_logits = dot_h2 @ logits_W + h2 @ dot_logits_W + dot_logits_b
+    logits = h2 @ logits_W
+    dot_logits = dot_h2 @ logits_W
+    dot_logits += h2 @ dot_logits_W
+    logits += logits_b
+    dot_logits += dot_logits_b
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
     t36 = xp.exp(_log_softmax(xp, logits, -1))
+    dot_d_logits = dot_logits - xp.sum(t36 * dot_logits, axis=1, keepdims=True)
 
     # ---- backward with tangents ----
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
-    d_logits = (t36 - _onehot(xp, y, 10, logits)) / B
-    dot_d_logits = (dot_logits - xp.sum(t36 * dot_logits, axis=1, keepdims=True)) * t36 / B
+    dot_d_h2_W = 0.0002 * dot_h2_W
+    dot_d_h1_W = 0.0002 * dot_h1_W
+    dot_d_logits *= t36
+    d_logits = t36 - _onehot(xp, y, 10, logits)
+    d_logits /= B
+    dot_d_logits /= B
     # mlp.nn:7  logits = dense(h2, 10)
     dot_d_logits_b = xp.sum(dot_d_logits, axis=0)
     t22 = logits_W.T
-    d_h2 = d_logits @ t22
-    dot_d_h2 = dot_d_logits @ t22 + d_logits @ dot_logits_W.T
-    dot_d_logits_W = dot_h2.T @ d_logits + h2.T @ dot_d_logits
+    d_h2_pre = d_logits @ t22
+    dot_d_h2_pre = dot_d_logits @ t22
+    dot_d_h2_pre += d_logits @ dot_logits_W.T
+    dot_d_logits_W = dot_h2.T @ d_logits
+    dot_d_logits_W += h2.T @ dot_d_logits
     # mlp.nn:6  h2 = relu(dense(h1, 256))
-    d_h2_pre = xp.where(t25, d_h2, 0.0)
-    dot_d_h2_pre = xp.where(t25, dot_d_h2, 0.0)
+    d_h2_pre *= t25
+    dot_d_h2_pre *= t25
     dot_d_h2_b = xp.sum(dot_d_h2_pre, axis=0)
-    dot_d_h1 = dot_d_h2_pre @ h2_W.T + d_h2_pre @ dot_h2_W.T
-    dot_d_h2_W = 0.0002 * dot_h2_W + (dot_h1.T @ d_h2_pre + h1.T @ dot_d_h2_pre)
+    dot_d_h1_pre = dot_d_h2_pre @ h2_W.T
+    dot_d_h1_pre += d_h2_pre @ dot_h2_W.T
+    dot_d_h2_W += dot_h1.T @ d_h2_pre + h1.T @ dot_d_h2_pre
     # mlp.nn:5  h1 = relu(dense(x, 256))
-    dot_d_h1_pre = xp.where(t6, dot_d_h1, 0.0)
+    dot_d_h1_pre *= t6
     dot_d_h1_b = xp.sum(dot_d_h1_pre, axis=0)
-    dot_d_h1_W = 0.0002 * dot_h1_W + x.T @ dot_d_h1_pre
+    dot_d_h1_W += x.T @ dot_d_h1_pre
     return {
         "h1.W": dot_d_h1_W,
         "h1.b": dot_d_h1_b,
@@ -359,8 +445,10 @@ def train_step(params, state, *inputs):
     for name in PARAM_NAMES:
         p, g = params[name], grads[name]
         velocity = state["velocity"][name]
-        velocity = 0.9 * velocity + g
-        params[name] = p - 0.1 * velocity
+        velocity *= 0.9
+        velocity += g
+        p -= 0.1 * velocity
+        params[name] = p
         state["velocity"][name] = velocity
     state["step"] += 1
     return loss_value

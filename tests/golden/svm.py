@@ -40,18 +40,52 @@ optimizer sgd(lr=0.05)
 """
 
 
+class _NumPy:
+    """NumPy itself, except three functions that NumPy wraps in Python code, called at
+    their C level instead (1-2 us a call: much of a small network's step)."""
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        setattr(self, name, value)  # looked up once; after that, as fast as a module's
+        return value
+
+    @staticmethod
+    def sum(x, /, *, axis=None, keepdims=False):
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def max(x, /, *, axis=None, keepdims=False):
+        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def astype(x, dtype, /, *, copy=True):
+        return x.astype(dtype, copy=copy)
+
+
+_NAMESPACES = {}
+
+
 def _namespace(x):
-    """The array-API namespace of `x`: its own when it has one, else array_api_compat's."""
+    """The array-API namespace of `x`, found once per array type: the array's own
+    `__array_namespace__()` (NumPy 2, CuPy, JAX, array_api_strict), else the
+    array_api_compat wrapper (PyTorch). Wrapping NumPy costs 5-60% per step."""
     try:
-        return x.__array_namespace__()
+        return _NAMESPACES[type(x)]
+    except KeyError:
+        pass
+    try:
+        xp = x.__array_namespace__()
     except AttributeError:
         import array_api_compat
 
-        return array_api_compat.array_namespace(x)
+        xp = array_api_compat.array_namespace(x)
+    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else xp
+    return xp
 
 
 def _onehot(xp, labels, classes, like):
-    hits = labels[..., None] == xp.arange(classes, device=like.device)
+    # class indices in the labels' own integer dtype: no promotion (uint64 and int64 have none)
+    hits = labels[..., None] == xp.arange(classes, dtype=labels.dtype, device=like.device)
     return xp.astype(hits, like.dtype)
 
 
@@ -98,6 +132,8 @@ def _check_input(xp, name, x, kind, shape, bound):
 
 def _check_labels(xp, name, y, classes):
     """Check that the class labels in `y` lie in [0, classes)."""
+    if y.dtype == xp.uint64:  # PyTorch can neither compare nor reduce uint64 tensors
+        y = xp.astype(y, xp.int64)  # (a label too large for int64 turns negative: still caught)
     low, high = int(xp.min(y)), int(xp.max(y))
     if low < 0 or high >= classes:
         raise ValueError(f"input '{name}' holds class labels in [0, {classes}), "
@@ -117,9 +153,8 @@ def _check_inputs(x, y):
     N = x.shape[0]
     if y.ndim != 1 or y.shape[0] != N or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "int":
         _check_input(_namespace(y), "y", y, "int", ("N",), {"N": (N, "x")})
-    xp = _namespace(y)
-    if y.shape[0] and (xp.min(y) < 0 or xp.max(y) >= 3):
-        _check_labels(xp, "y", y, 3)
+    if y.shape[0]:
+        _check_labels(_namespace(y), "y", y, 3)
     return N
 
 
@@ -148,7 +183,8 @@ def forward(params, x):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     # svm.nn:5  scores = dense(x, 3)
-    scores = x @ scores_W + scores_b
+    scores = x @ scores_W
+    scores += scores_b
     return scores
 
 
@@ -159,7 +195,8 @@ def loss(params, x, y):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     # svm.nn:5  scores = dense(x, 3)
-    scores = x @ scores_W + scores_b
+    scores = x @ scores_W
+    scores += scores_b
     # svm.nn:6  loss = hinge(scores, y)
     onehot_y = _onehot(xp, y, 3, scores)
     loss = xp.sum(xp.maximum(scores - xp.sum(onehot_y * scores, axis=1, keepdims=True) + 1.0, 0.0) * (1.0 - onehot_y)) / N
@@ -175,7 +212,8 @@ def value_and_grad(params, x, y):
 
     # ---- forward ----
     # svm.nn:5  scores = dense(x, 3)
-    scores = x @ scores_W + scores_b
+    scores = x @ scores_W
+    scores += scores_b
     # svm.nn:6  loss = hinge(scores, y)
     onehot_y = _onehot(xp, y, 3, scores)
     margins = xp.maximum(scores - xp.sum(onehot_y * scores, axis=1, keepdims=True) + 1.0, 0.0)
@@ -184,11 +222,12 @@ def value_and_grad(params, x, y):
 
     # ---- backward ----
     # svm.nn:6  loss = hinge(scores, y)
-    d_margins = other_classes / N
-    d_t5 = xp.where(margins > 0.0, d_margins, 0.0)
+    d_t5 = other_classes / N
+    d_t5 *= xp.astype(margins > 0.0, margins.dtype)
     d_correct_score = xp.sum(-d_t5, axis=1, keepdims=True)
+    d_scores = d_correct_score * onehot_y
     # svm.nn:5  scores = dense(x, 3)
-    d_scores = d_t5 + d_correct_score * onehot_y
+    d_scores += d_t5
     d_scores_b = xp.sum(d_scores, axis=0)
     d_scores_W = x.T @ d_scores
     return loss, {"scores.W": d_scores_W, "scores.b": d_scores_b}
@@ -205,14 +244,16 @@ def jvp(params, tangents, x, y):
 
     # ---- forward with tangents ----
     # svm.nn:5  scores = dense(x, 3)
-    scores = x @ scores_W + scores_b
-    dot_scores = x @ dot_scores_W + dot_scores_b
+    scores = x @ scores_W
+    dot_scores = x @ dot_scores_W
+    scores += scores_b
+    dot_scores += dot_scores_b
     # svm.nn:6  loss = hinge(scores, y)
     onehot_y = _onehot(xp, y, 3, scores)
     margins = xp.maximum(scores - xp.sum(onehot_y * scores, axis=1, keepdims=True) + 1.0, 0.0)
     other_classes = 1.0 - onehot_y
     loss = xp.sum(margins * other_classes) / N
-    dot_loss = xp.sum(other_classes * xp.where(margins > 0.0, dot_scores - xp.sum(onehot_y * dot_scores, axis=1, keepdims=True), 0.0)) / N
+    dot_loss = xp.sum(other_classes * ((dot_scores - xp.sum(onehot_y * dot_scores, axis=1, keepdims=True)) * xp.astype(margins > 0.0, margins.dtype))) / N
     return loss, dot_loss
 
 
@@ -231,17 +272,45 @@ def init_optimizer(params):
     return state
 
 
-def train_step(params, state, *inputs):
+def train_step(params, state, x, y):
     """One sgd(lr=0.05, momentum=0, nesterov=false, weight_decay=0) step: updates params and state in place, returns the loss.
 
-    `inputs` are those of value_and_grad: x, y.
-    """
-    loss_value, grads = value_and_grad(params, *inputs)
-    for name in PARAM_NAMES:
-        p, g = params[name], grads[name]
-        params[name] = p - 0.05 * g
+    Forward, backward and update in one pass; the backward starts from the learning rate,
+    so each d_* below is already lr * gradient."""
+    N = _check_inputs(x, y)
+    xp = _namespace(x)
+    scores_W = params["scores.W"]
+    scores_b = params["scores.b"]
+
+    # ---- forward ----
+    # svm.nn:5  scores = dense(x, 3)
+    scores = x @ scores_W
+    scores += scores_b
+    # svm.nn:6  loss = hinge(scores, y)
+    onehot_y = _onehot(xp, y, 3, scores)
+    margins = xp.maximum(scores - xp.sum(onehot_y * scores, axis=1, keepdims=True) + 1.0, 0.0)
+    other_classes = 1.0 - onehot_y
+    loss = xp.sum(margins * other_classes) / N
+
+    # ---- backward ----
+    # svm.nn:6  loss = hinge(scores, y)
+    d_t7 = 0.05 / N
+    d_t5 = d_t7 * other_classes
+    d_t5 *= xp.astype(margins > 0.0, margins.dtype)
+    d_correct_score = xp.sum(-d_t5, axis=1, keepdims=True)
+    d_scores = d_correct_score * onehot_y
+    # svm.nn:5  scores = dense(x, 3)
+    d_scores += d_t5
+    d_scores_b = xp.sum(d_scores, axis=0)
+    d_scores_W = x.T @ d_scores
+
+    # ---- update ----
+    scores_W -= d_scores_W
+    scores_b -= d_scores_b
+    params["scores.W"] = scores_W
+    params["scores.b"] = scores_b
     state["step"] += 1
-    return loss_value
+    return loss
 
 
 def _to_numpy(x):

@@ -1,0 +1,77 @@
+"""The benchmark runs end to end in its quick mode (CI proves it works; figures come from full runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_quick_benchmark_reports_every_workload(quick_run):
+    results, table = quick_run
+    assert results["quick"] is True
+    a = results["A"]["32"]
+    for name in ("hand-written numpy", "nnc (numpy)"):
+        row = a["rows"][name]
+        assert row["check"]["agrees"] and row["median_s"] > 0 and row["gflops"] > 0
+        assert row["min_s"] <= row["median_s"] <= row["max_s"]
+    assert a["rows"]["hand-written numpy"]["ratio"] == 1.0
+    assert a["sgemm_gflops"] > 0 and 0 < a["nnc_fraction_of_sgemm"]
+    assert a["saved_activation_bytes"]["nnc"] > 0
+    assert results["B"]["rows"]["nnc (numpy)"]["check"]["agrees"]
+    c = results["C"]
+    assert c["mlp_process"]["median_s"] > 0 and c["growth"] > 0
+    assert "blas" in results["machine"] or "threadpoolctl" not in sys.modules
+    for line in ("(A) MLP", "(B) 2-2-2", "(C) compile time"):
+        assert line in table
+
+
+def test_optional_baselines_run_or_say_why(quick_run):
+    results, _ = quick_run
+    for name, row_name in (("torch", "torch eager"), ("jax", "jax.jit")):
+        if name in results["skipped"]:
+            assert results["skipped"][name].startswith("not installed")
+        else:
+            assert results["A"]["32"]["rows"][row_name]["check"]["agrees"]
+            assert results["B"]["rows"][row_name]["check"]["agrees"]
+
+
+def test_saved_activations_counted_from_the_ir():
+    sys.path.insert(0, str(BENCH.parent))
+    import bench
+
+    from nnc.api import build_program
+
+    prog = build_program(bench.MLP_SPEC.read_text(), "mlp_sgd.nn")
+    # h1, h2 (B x 256 each), the log-probabilities and the one-hot labels (B x 10 each)
+    assert bench.saved_activation_bytes(prog, {"B": 8}, 4) == 8 * (256 + 256 + 10 + 10) * 4
+    assert bench.mlp_flops(1) == 2 * (2 * 784 * 256 + 3 * 256 * 256 + 3 * 256 * 10)
+
+
+def test_grammar_cache_is_private_and_a_bad_one_is_rebuilt(tmp_path):
+    """The analysed grammar is cached (compile time) in the user's cache folder; a
+    corrupt cache file changes nothing but speed."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    spec = str(BENCH.parent.parent / "specs" / "mazur.nn")
+    cmd = [sys.executable, "-m", "nnc", "compile", spec]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    cached = list((tmp_path / "nnc").glob("grammar-*.pickle"))
+    assert len(cached) == 1 and (tmp_path / "nnc").stat().st_mode & 0o077 == 0
+    cached[0].write_bytes(b"not a pickle\n\x00\x01")
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    assert again.stdout == first.stdout and again.stderr == ""

@@ -1,0 +1,256 @@
+"""One generated module, every array-API backend: same results, dtypes kept, devices respected.
+
+NumPy float64 is the reference; each backend runs every spec in specs/ (forward, loss,
+value_and_grad, two train_steps) on the same values. Optional backends (PyTorch through
+array_api_compat, JAX, CuPy) skip with the reason when they cannot run here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from helpers import SPEC_PATHS, compile_and_load, load_source, random_inputs
+from nnc.api import compile_spec
+
+
+@dataclass
+class Backend:
+    name: str
+    asarray: Callable[[np.ndarray], Any]  # host array -> backend array (dtype kept)
+    to_numpy: Callable[[Any], np.ndarray]
+    xp: Any = None  # the namespace generated code should find for this backend's arrays
+
+
+def _numpy() -> Backend:
+    return Backend("numpy", np.array, np.asarray, np)
+
+
+def _strict() -> Backend:
+    xs = pytest.importorskip("array_api_strict")
+    return Backend("array_api_strict", xs.asarray, np.from_dlpack, xs)
+
+
+def _torch() -> Backend:
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    compat = pytest.importorskip("array_api_compat")
+    return Backend("torch", lambda a: torch.asarray(np.array(a)), lambda t: t.detach().cpu().numpy(),
+                   compat.array_namespace(torch.zeros(1)))
+
+
+def _jax() -> Backend:
+    jax = pytest.importorskip("jax", reason="JAX is not installed")
+    jax.config.update("jax_enable_x64", True)  # float64 reference comparisons
+    import jax.numpy as jnp
+
+    return Backend("jax", jnp.asarray, np.asarray, jnp)
+
+
+def _cupy() -> Backend:
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (GPU tests: benchmarks/gpu.sh)")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("CuPy is installed but sees no CUDA device")
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        pytest.skip(f"CuPy is installed but CUDA is unusable: {exc}")
+    return Backend("cupy", cupy.asarray, cupy.asnumpy, cupy)
+
+
+LABELS = re.compile(r"^\s*input\s+\w+\s*:\s*int\b", re.MULTILINE)  # specs with class labels
+BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "torch": _torch, "jax": _jax, "cupy": _cupy}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request) -> Backend:
+    return BACKENDS[request.param]()
+
+
+@pytest.fixture(scope="module")
+def modules(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("portability")
+    return {p.stem: compile_and_load(p, tmp) for p in SPEC_PATHS}
+
+
+def _forward_args(module, inputs: dict) -> list:
+    names = [n for n in inspect.signature(module.forward).parameters if n != "params"]
+    return [inputs[n] for n in names]
+
+
+def _run_all(module, params: dict, inputs: dict) -> dict:
+    """Everything a module computes, as host arrays: outputs, loss, grads, two steps."""
+    args = list(inputs.values())
+    out = module.forward(params, *_forward_args(module, inputs))
+    out = out if isinstance(out, tuple) else (out,)
+    result = {f"out{k}": o for k, o in enumerate(out)}
+    result["loss"] = module.loss(params, *args)
+    value, grads = module.value_and_grad(params, *args)
+    result["value"] = value
+    result.update({f"grad {k}": g for k, g in grads.items()})
+    state = module.init_optimizer(params)
+    for step in range(2):
+        result[f"step{step} loss"] = module.train_step(params, state, *args)
+    result.update({f"param {k}": p for k, p in params.items()})
+    for buf, per_param in state.items():
+        if isinstance(per_param, dict):
+            result.update({f"state {buf} {k}": v for k, v in per_param.items()})
+    return result
+
+
+def _host_case(module, dtype=np.float64, seed: int = 0) -> tuple[dict, dict]:
+    rng = np.random.default_rng(seed)
+    values = random_inputs(module, rng, size=3, dtype=dtype)
+    inputs = dict(zip(module.INPUTS, values))
+    params = {k: np.asarray(v, dtype=dtype) for k, v in module.init_params(seed=seed, dtype="float64").items()}
+    return params, inputs
+
+
+@pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
+def test_same_results_on_every_backend(spec, backend, modules):
+    module = modules[spec]
+    params, inputs = _host_case(module)
+    expected = _run_all(module, {k: v.copy() for k, v in params.items()}, dict(inputs))
+    got = _run_all(module, {k: backend.asarray(v) for k, v in params.items()},
+                   {k: backend.asarray(v) for k, v in inputs.items()})
+    assert got.keys() == expected.keys()
+    for key, want in expected.items():
+        np.testing.assert_allclose(backend.to_numpy(got[key]), np.asarray(want), rtol=1e-9, atol=1e-12,
+                                   err_msg=f"{spec} on {backend.name}: {key}")
+
+
+def _dtype_name(x) -> str:
+    return str(x.dtype).rsplit(".", 1)[-1]
+
+
+@pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
+def test_float32_stays_float32(spec, backend, modules):
+    """No silent upcast: float32 params and inputs give float32 everything."""
+    if backend.name == "jax" and spec not in ("mlp", "mazur"):
+        pytest.skip("JAX compiles every operation per dtype (seconds a spec): two specs suffice")
+    module = modules[spec]
+    params, inputs = _host_case(module, dtype=np.float32)
+    params = {k: backend.asarray(v.astype(np.float32)) for k, v in params.items()}
+    got = _run_all(module, params, {k: backend.asarray(v) for k, v in inputs.items()})
+    wrong = {k: _dtype_name(v) for k, v in got.items() if _dtype_name(v) != "float32"}
+    assert not wrong, f"{spec} on {backend.name} upcast: {wrong}"
+
+
+@pytest.mark.parametrize("int_dtype", ["int8", "int16", "int32", "int64", "uint8", "uint64"])
+@pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS if LABELS.search(p.read_text())])
+def test_labels_in_any_integer_dtype(spec, int_dtype, backend, modules):
+    module = modules[spec]
+    params, inputs = _host_case(module)
+    expected = _run_all(module, {k: v.copy() for k, v in params.items()}, dict(inputs))
+    cast = {k: (v.astype(int_dtype) if module.INPUTS[k]["kind"] == "int" else v) for k, v in inputs.items()}
+    got = _run_all(module, {k: backend.asarray(v) for k, v in params.items()},
+                   {k: backend.asarray(v) for k, v in cast.items()})
+    for key, want in expected.items():
+        np.testing.assert_allclose(backend.to_numpy(got[key]), np.asarray(want), rtol=1e-9, atol=1e-12,
+                                   err_msg=f"{spec}, {int_dtype} labels on {backend.name}: {key}")
+
+
+@pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
+def test_arrays_made_inside_stay_on_the_inputs_device(spec, modules):
+    """array_api_strict refuses to mix devices, so any array the module creates on the
+    default device (a one-hot, a constant) fails here unless it follows the inputs."""
+    xs = pytest.importorskip("array_api_strict")
+    module = modules[spec]
+    device = xs.Device("device1")
+    params, inputs = _host_case(module)
+    params = {k: xs.asarray(v, device=device) for k, v in params.items()}
+    got = _run_all(module, params, {k: xs.asarray(v, device=device) for k, v in inputs.items()})
+    assert {k: v.device for k, v in got.items() if v.device != device} == {}
+
+
+def test_namespace_lookup_uses_the_arrays_own_namespace(modules, backend):
+    """NumPy, CuPy, JAX and array_api_strict arrays name their own namespace (no wrapper);
+    PyTorch's comes from array_api_compat. Found once per array type, then cached."""
+    module = modules["mlp"]
+    x = backend.asarray(np.zeros((2, 784)))
+    xp = module._namespace(x)
+    assert module._namespace(x) is xp and module._NAMESPACES[type(x)] is xp
+    if backend.name == "numpy":  # NumPy's own functions, three of them called at the C level
+        assert xp.tanh is np.tanh and xp.matmul is np.matmul
+        y = np.arange(12.0).reshape(3, 4)
+        for axis, keep in ((None, False), (0, False), (1, True), ((0, 1), True)):
+            np.testing.assert_array_equal(xp.sum(y, axis=axis, keepdims=keep), np.sum(y, axis=axis, keepdims=keep))
+            np.testing.assert_array_equal(xp.max(y, axis=axis, keepdims=keep), np.max(y, axis=axis, keepdims=keep))
+        assert xp.astype(y, np.float32).dtype == np.float32
+    else:
+        assert xp is backend.xp
+
+
+def test_train_step_updates_numpy_params_in_place(modules):
+    module = modules["mlp"]
+    params, inputs = _host_case(module)
+    before = {k: v.copy() for k, v in params.items()}
+    ids = {k: id(v) for k, v in params.items()}
+    state = module.init_optimizer(params)
+    velocity_ids = {k: id(v) for k, v in state["velocity"].items()}
+    module.train_step(params, state, *inputs.values())
+    assert {k: id(v) for k, v in params.items()} == ids
+    assert {k: id(v) for k, v in state["velocity"].items()} == velocity_ids
+    assert all(not np.array_equal(params[k], before[k]) for k in params if k.endswith(".W"))
+
+
+def test_train_step_rebinds_immutable_jax_params(modules):
+    """JAX arrays cannot be written: train_step must rebind params entries, and agree."""
+    _jax()
+    import jax.numpy as jnp
+
+    module = modules["mlp"]
+    params, inputs = _host_case(module)
+    jparams = {k: jnp.asarray(v) for k, v in params.items()}
+    originals = dict(jparams)
+    state = module.init_optimizer(jparams)
+    module.train_step(jparams, state, *(jnp.asarray(v) for v in inputs.values()))
+    module.train_step(params, module.init_optimizer(params), *inputs.values())
+    for k in params:
+        assert jparams[k] is not originals[k]
+        np.testing.assert_allclose(np.asarray(jparams[k]), params[k], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
+def test_inputs_are_never_written(spec, modules):
+    """In-place updates touch only arrays the module allocated (and params in train_step)."""
+    module = modules[spec]
+    params, inputs = _host_case(module)
+    kept = {k: v.copy() for k, v in inputs.items()}
+    _run_all(module, params, inputs)
+    for k in inputs:
+        np.testing.assert_array_equal(inputs[k], kept[k])
+
+
+def test_value_and_grad_leaves_params_alone(modules):
+    module = modules["mlp"]
+    params, inputs = _host_case(module)
+    kept = {k: v.copy() for k, v in params.items()}
+    module.value_and_grad(params, *inputs.values())
+    module.forward(params, inputs["x"])
+    for k in params:
+        np.testing.assert_array_equal(params[k], kept[k])
+
+
+@pytest.mark.parametrize("lr", [1.0, 0.1, 0.5])
+def test_gradient_that_is_another_parameter_is_not_overwritten(tmp_path, lr):
+    """d(sum(a*b))/da is b itself: updating b in place before a would corrupt a's step."""
+    text = "model alias\nparam a : float[3] = 1.5\nparam b : float[3] = -2.0\nloss = sum(a * b)\n" \
+           f"optimizer sgd(lr={lr}, momentum={0.9 if lr == 0.5 else 0.0})\n"
+    module = load_source(compile_spec(text, "alias.nn"), tmp_path, "alias")
+    params = module.init_params(dtype="float64")
+    module.train_step(params, module.init_optimizer(params))
+    np.testing.assert_allclose(params["a"], 1.5 - lr * -2.0)
+    np.testing.assert_allclose(params["b"], -2.0 - lr * 1.5)
+
+
+def test_init_params_on_each_backend(backend, modules):
+    module = modules["mlp"]
+    ref = module.init_params(seed=3, dtype="float32")
+    got = module.init_params(seed=3, xp=backend.xp, dtype="float32")
+    for k in ref:
+        np.testing.assert_array_equal(backend.to_numpy(got[k]), ref[k])
