@@ -112,5 +112,65 @@ def ir_cmd(spec: str, debug: bool) -> None:
     click.echo(print_program(prog))
 
 
+def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
+    dims: dict[str, int] = {}
+    for item in values:
+        name, sep, size = item.partition("=")
+        if not sep or not name.strip() or not size.strip().isdigit() or int(size) < 1:
+            raise click.BadParameter(f"expected NAME=SIZE with a positive size, got {item!r}",
+                                     param_hint="--dim")
+        dims[name.strip()] = int(size)
+    return dims
+
+
+@main.command("check")
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
+              help="Size of a symbolic dimension (repeatable; default: small distinct sizes).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random point.")
+@click.option("--eps", type=float, default=None, help="Relative step h = eps * max(1, |x|) [1e-6; float32: 1e-2].")
+@click.option("--rtol", type=float, default=None, help="Relative tolerance [1e-5; float32: 5e-2].")
+@click.option("--atol", type=float, default=None,
+              help="Absolute tolerance, times max(1, |loss|) [1e-8; float32: 1e-3].")
+@click.option("--max-entries", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Larger arrays are checked on this many entries plus random directions.")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_debug
+def check_cmd(target: str, dims: tuple[str, ...], seed: int, eps: float | None, rtol: float | None,
+              atol: float | None, max_entries: int, dtype: str, as_json: bool, debug: bool) -> None:
+    """Compare every gradient of TARGET (a spec .nn or a generated .py) with finite differences.
+
+    Exit status: 0 all gradients pass, 1 one fails, 2 a bad spec, module or argument.
+    """
+    from .api import compile_spec, load_module, load_module_file
+    from .runtime.gradcheck import NotAModuleError, check_module
+
+    sizes = _parse_dims(dims)
+    if target.endswith(".py"):
+        if not Path(target).is_file():
+            raise click.UsageError(f"cannot read {target}: no such file")
+        try:
+            module = load_module_file(target)
+        except Exception as exc:  # noqa: BLE001 - the user's module failed to import
+            if debug:
+                raise
+            click.echo(f"{target}: error: cannot import the module: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+    else:
+        _, text = _run(compile_spec, target, debug)
+        module = load_module(text, Path(target).stem)
+    try:
+        report = check_module(module, dims=sizes, seed=seed, eps=eps, rtol=rtol, atol=atol,
+                              max_entries=max_entries, dtype=dtype, target=target)
+    except NotAModuleError as exc:
+        click.echo(f"{target}: error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except ValueError as exc:  # a --dim the model does not have
+        raise click.UsageError(str(exc)) from None
+    click.echo(report.to_json() if as_json else report.format())
+    sys.exit(EXIT_OK if report.passed else EXIT_CHECK_FAILED)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -136,7 +136,8 @@ def build_model(prog: Program) -> dict:
     eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *grads_needed])
     fwd_part = tuple(e for e in eqns if e in set(prog.eqns))
     bwd_part = tuple(e for e in eqns if e not in set(prog.eqns))
-    unpack, _ = reads(eqns, grads_needed)
+    # a parameter the loss ignores still gets `xp.zeros_like(p)`, so it is read too
+    unpack, _ = reads(eqns, grads_needed + [p.var for p in prog.params])
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
     grad_items = []
     for name, g in prog.grads:
