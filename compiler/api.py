@@ -53,7 +53,7 @@ def load_module_file(path: str | Path) -> ModuleType:
     return module
 
 
-def check(target: str | Path | ModuleType, **options: Any) -> "Report":
+def check(target: str | Path | ModuleType, **options: Any) -> Report:
     """Finite-difference check of every gradient of a spec (.nn), module file (.py) or module.
 
     Options are those of `nnc.runtime.gradcheck.check_module`: dims, seed, eps, rtol, atol,

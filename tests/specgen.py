@@ -10,8 +10,8 @@ patterns (), (n,), (1, n), (m, 1) and (m, n).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
