@@ -265,6 +265,10 @@ def _check_array(row: Row, f, x: np.ndarray, grad, dtype: str, *, rng, eps: floa
     if grad is None:
         row.status, row.message = "FAIL", "value_and_grad returned no gradient for it"
         return
+    if not hasattr(grad, "dtype"):
+        row.status = "FAIL"
+        row.message = f"gradient is a {type(grad).__name__}, not an array of shape {tuple(x.shape)}"
+        return
     grad = np.array(grad, copy=True)  # it may alias an array that the probes perturb
     if tuple(grad.shape) != tuple(x.shape):
         row.status = "FAIL"

@@ -11,7 +11,7 @@ import jinja2
 
 from .. import __version__
 from ..ir.builder import Builder
-from ..ir.core import Atom, Lit, Program, Var
+from ..ir.core import Atom, Lit, Program, Var, is_host
 from ..ir.naming import Namer
 from ..optim import OPTIMIZERS
 from ..passes.dce import live_eqns
@@ -144,6 +144,8 @@ def build_model(prog: Program) -> dict:
         ident = param_ident.get(name, name)
         if isinstance(g, Lit) and g.value == 0.0:
             grad_items.append(f'"{name}": xp.zeros_like({ident})')
+        elif is_host(g):  # a constant such as d(0.5 * p)/dp: an array of p's shape and dtype
+            grad_items.append(f'"{name}": xp.full_like({ident}, {result_text(g)})')
         else:
             grad_items.append(f'"{name}": {result_text(g)}')
     returns = prog.loss.name + ", {" + ", ".join(grad_items) + "}"
@@ -187,7 +189,8 @@ def _function(prog, name, args, doc, check: Check, unpack, sections, returns, de
     else:
         call = f"{check.name}({', '.join(check.args)})" if check.args else ""
     first = decls[0].var.name if decls else None
-    source = first or (unpack[0].split(" = ")[0] if unpack else None)
+    # without inputs, the namespace comes from a parameter (read before it is unpacked)
+    source = first or (unpack[0].split(" = ", 1)[1] if unpack else None)
     fn = Function(name, args, doc, call, unpack, secs, returns)
     fn.uses_xp = _uses(statements, "xp.") or _uses(statements, "(xp,")
     if fn.uses_xp and source is None:
