@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -64,7 +64,7 @@ class Row:
     directions: int = 0  # directional derivatives compared
     skipped: int = 0  # comparisons whose finite difference straddled a kink
     max_abs_err: float = 0.0
-    max_rel_err: float = 0.0
+    max_rel_err: float = 0.0  # over entries where rtol, not atol, dominates the tolerance
     worst: str = ""  # where the worst comparison was: "[2, 3]" or "direction 1"
     analytic: float | None = None
     numeric: float | None = None
@@ -130,7 +130,11 @@ def bind_dims(inputs: dict, given: dict[str, int] | None) -> dict[str, int]:
 
 def draw_point(module: ModuleType, sizes: dict[str, int], rng: np.random.Generator, dtype: str = "float64",
                positive: bool = False) -> tuple[dict, list]:
-    """Parameters (init_params plus jitter) and inputs; `positive` keeps floats in [0.5, 1.5]."""
+    """Parameters (init_params plus jitter) and inputs for one check.
+
+    `positive` draws float inputs in [0.5, 1.5] and takes |parameter| + 0.5, for models
+    that apply log, sqrt or fractional powers to them.
+    """
     params = {}
     for name, p in module.init_params(int(rng.integers(2**31)), dtype=dtype).items():
         p = np.asarray(p, dtype=dtype)
@@ -249,7 +253,7 @@ def _judge(row: Row, probes, tol: _Tolerance) -> None:
         judged += 1
         scale = max(abs(p.analytic), abs(p.numeric))
         row.max_abs_err = max(row.max_abs_err, err)
-        if scale > tol.atol:  # below the absolute floor a relative error means nothing
+        if tol.rtol * scale > tol.atol:  # smaller entries are judged by the absolute floor
             row.max_rel_err = max(row.max_rel_err, err / scale)
         if not ratio <= worst_ratio:  # also takes NaN
             worst_ratio = ratio
@@ -368,38 +372,38 @@ def _attempt(module: ModuleType, template: Report, draw: int, positive: bool) ->
                             "gave a non-finite loss or gradient")
     rng = np.random.default_rng([report.seed, draw])
     params, inputs = draw_point(module, report.dims, rng, report.dtype, positive)
+
+    def f() -> float:  # the loss at the current (possibly perturbed) point
+        return float(module.loss(params, *inputs))
+
     try:
         loss0, grads = module.value_and_grad(params, *inputs)
-        loss0 = float(loss0)
-        plain = float(module.loss(params, *inputs))
-    except Exception as exc:  # noqa: BLE001 - any failure of user-visible code is reported
+        loss0, plain = float(loss0), f()
+        if not isinstance(grads, dict):
+            raise TypeError(f"value_and_grad returned {type(grads).__name__} gradients, not a dict")
+        report.loss = loss0
+        if not (math.isfinite(loss0) and math.isfinite(plain)):
+            report.error = f"non-finite loss ({loss0}) at every point tried"
+            return report, True
+        if not all(np.all(np.isfinite(np.asarray(g, dtype=float))) for g in grads.values()):
+            report.error = "non-finite gradient at every point tried"
+            return report, True
+        tol = _Tolerance(report.rtol, report.atol, loss0)
+        if abs(plain - loss0) > tol.atol + tol.rtol * abs(loss0):
+            report.notes.append(f"loss() gives {plain!r} but value_and_grad() gives {loss0!r}")
+            report.error = "loss() and value_and_grad() disagree on the loss value"
+            return report, False
+        names = list(module.INPUTS)
+        targets = [(n, "param", params[n]) for n in module.PARAMS]
+        targets += [(n, "input", inputs[names.index(n)]) for n in module.WRT]
+        for name, kind, x in targets:  # each x is perturbed in place, then restored
+            row = Row(name, kind, tuple(x.shape))
+            _check_array(row, f, x, grads.get(name), report.dtype, rng=rng, eps=report.eps, tol=tol,
+                         max_entries=report.max_entries, loss0=loss0)
+            report.rows.append(row)
+    except Exception as exc:  # noqa: BLE001 - what the module under test does wrong is reported
         report.error = f"the module raised {type(exc).__name__}: {exc}"
         return report, False
-    report.loss = loss0
-    if not (math.isfinite(loss0) and math.isfinite(plain)):
-        report.error = f"non-finite loss ({loss0}) at every point tried"
-        return report, True
-    if not all(np.all(np.isfinite(np.asarray(g))) for g in grads.values()):
-        report.error = "non-finite gradient at every point tried"
-        return report, True
-    tol = _Tolerance(report.rtol, report.atol, loss0)
-    if abs(plain - loss0) > tol.atol + tol.rtol * abs(loss0):
-        report.notes.append(f"loss() gives {plain!r} but value_and_grad() gives {loss0!r}")
-        report.error = "loss() and value_and_grad() disagree on the loss value"
-        return report, False
-    names = list(module.INPUTS)
-    targets = [(n, "param", params, n) for n in module.PARAMS]
-    targets += [(n, "input", inputs, names.index(n)) for n in module.WRT]
-    for name, kind, holder, key in targets:
-        x = holder[key]
-        row = Row(name, kind, tuple(x.shape))
-
-        def f(params=params, inputs=inputs):
-            return float(module.loss(params, *inputs))
-
-        _check_array(row, f, x, grads.get(name), report.dtype, rng=rng, eps=report.eps, tol=tol,
-                     max_entries=report.max_entries, loss0=loss0)
-        report.rows.append(row)
     extra = sorted(set(grads) - set(module.PARAMS) - set(module.WRT))
     if extra:
         report.notes.append(f"value_and_grad also returned {', '.join(extra)} (not checked)")

@@ -7,15 +7,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nnc
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import SPEC_PATHS, SPECS
-
-import nnc
 from nnc.api import compile_spec, load_module
 from nnc.cli import main
-from nnc.runtime.gradcheck import Report, Row, _entry_probes, _judge, _Probe, _Tolerance, check_module
+from nnc.runtime.gradcheck import (
+    Report,
+    Row,
+    _entry_probes,
+    _judge,
+    _Probe,
+    _Tolerance,
+    check_module,
+)
 
 
 def run_cli(*args: str):

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from helpers import SPECS
-
 from nnc.api import compile_spec, load_module
 from nnc.cli import main
 from nnc.runtime.gradcheck import check_module

@@ -9,10 +9,9 @@ import pytest
 from helpers import SPEC_PATHS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from specgen import generate
-
 from nnc.api import compile_spec, load_module
 from nnc.runtime.gradcheck import bind_dims, check_module, draw_point
+from specgen import generate
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -84,3 +83,18 @@ def test_bundled_gradients_have_their_parameters_shape_and_dtype(path, dtype: st
 @given(spec_texts(), st.sampled_from(["float32", "float64"]))
 def test_random_gradients_have_their_parameters_shape_and_dtype(text: str, dtype: str):
     _check_shapes_and_dtypes(_load(text), dtype)
+
+
+def test_unused_constant_and_input_free_cases():
+    # Regressions found by the random specs: a parameter the loss ignores (its zeros_like
+    # read an unbound name), a constant gradient (returned as a Python float), and a
+    # forward() with no inputs (took its namespace from a parameter before reading it).
+    spec = ("model edge\ninput x : float[3, 4]\nparam unused : float[2] = 0.3\nparam c : float = 0.3\n"
+            "param w : float[4] = 0.5\nv = tanh(w)\nloss = sum(v * x) + 0.5 * c\noutput v\n")
+    module = _load(spec)
+    for dtype in ("float32", "float64"):
+        _check_shapes_and_dtypes(module, dtype)
+    params = module.init_params(0, dtype="float64")
+    _, grads = module.value_and_grad(params, np.ones((3, 4)))
+    assert np.all(grads["unused"] == 0.0) and grads["c"] == 0.5
+    np.testing.assert_allclose(module.forward(params), np.tanh(np.full(4, 0.5)))

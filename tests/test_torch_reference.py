@@ -16,13 +16,12 @@ import pytest
 from helpers import SPEC_PATHS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from specgen import generate
-
 from nnc.api import compile_spec, load_module
 from nnc.runtime.gradcheck import bind_dims, draw_point
+from specgen import generate
 
 torch = pytest.importorskip("torch", reason="PyTorch is a test dependency: python -m pip install torch==2.13.0")
-from torch_ref import TorchModel  # noqa: E402  (needs torch, imported above)
+from torch_ref import TorchModel  # needs torch, so after the importorskip above
 
 RTOL = 1e-10
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
 from nnc.syntax import ast
 from nnc.syntax.parser import parse_spec
 
