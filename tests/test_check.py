@@ -176,7 +176,7 @@ def test_a_module_that_raises_fails_with_its_error(tmp_path: Path):
     path.write_text(_edited("d_t8 = -d_t9", "d_t8 = -d_t9_typo"))
     result = run_cli(str(path))
     assert result.exit_code == 1
-    assert "error: the module raised NameError: name 'd_t9_typo' is not defined" in result.output
+    assert "FAIL: the module raised NameError: name 'd_t9_typo' is not defined" in result.output
     assert "Traceback" not in result.output
 
 
@@ -186,6 +186,9 @@ def test_loss_and_value_and_grad_must_agree():
                                  "loss = xp.sum(xp.logaddexp(0.0, logit) - y * logit)"))
     report = check_module(module)
     assert not report.passed and "disagree on the loss value" in report.error
+    # the gradients are still compared with loss(), which lost its 1/N
+    assert {r.status for r in report.rows} == {"FAIL"} and len(report.rows) == 4
+    assert "error: loss() gives" in report.format()
 
 
 # ---- kinks ----------------------------------------------------------------------------------
