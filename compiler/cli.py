@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .diff import SECTIONS
 from .errors import NncError, SpecError, SpecErrors, render_errors
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -83,14 +84,21 @@ _debug = click.option("--debug", is_flag=True, help="Show Python tracebacks (for
 @main.command("compile")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the module here (default: stdout).")
+@click.option("--section", type=click.Choice(SECTIONS),
+              help="Only this part of the module: forward (forward, loss), backward (value_and_grad), "
+                   "forward-mode (jvp, hvp), optimizer (init_optimizer, train_step) or header (the rest).")
 @_debug
-def compile_cmd(spec: str, out: str | None, debug: bool) -> None:
+def compile_cmd(spec: str, out: str | None, section: str | None, debug: bool) -> None:
     """Compile SPEC into a standalone Python module."""
     from .api import compile_spec
 
     if out is not None and Path(out).resolve() == Path(spec).resolve():
         raise click.UsageError("-o must not be the spec itself (that would overwrite your spec)")
     _, text = _run(compile_spec, spec, debug)
+    if section is not None:
+        from .diff import section_text
+
+        text = section_text(text, section)
     if out is None:
         click.echo(text, nl=False)
         return
@@ -112,15 +120,151 @@ def ir_cmd(spec: str, debug: bool) -> None:
     click.echo(print_program(prog))
 
 
-def _parse_dims(values: tuple[str, ...]) -> dict[str, int]:
-    dims: dict[str, int] = {}
-    for item in values:
-        name, sep, size = item.partition("=")
-        if not sep or not name.strip() or not size.strip().isdigit() or int(size) < 1:
-            raise click.BadParameter(f"expected NAME=SIZE with a positive size, got {item!r}",
-                                     param_hint="--dim")
-        dims[name.strip()] = int(size)
-    return dims
+@main.command("graph")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
+              help="graph.svg / .png / .pdf (rendered by Graphviz's dot) or graph.dot (DOT text); "
+                   "default: DOT text on stdout.")
+@click.option("--backward", is_flag=True, help="Add the backward (adjoint) equations in red.")
+@click.option("--values", is_flag=True, help="Label edges with forward values and gradients (needs inputs).")
+@click.option("--input", "assigns", multiple=True, metavar="NAME=VALUE",
+              help="An input value for --values: a number or a JSON list (repeatable).")
+@click.option("--data", type=click.Path(dir_okay=False), help="Input values for --values from a .npz or .json file.")
+@click.option("--seed", default=0, show_default=True, help="Seed of init_params for parameters without values.")
+@click.option("--digits", default=4, show_default=True, type=click.IntRange(1, 17),
+              help="Significant digits of values in labels.")
+@_debug
+def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns: tuple[str, ...],
+              data: str | None, seed: int, digits: int, debug: bool) -> None:
+    """Draw the computational graph of SPEC (Graphviz DOT, SVG or PNG)."""
+    from .api import build_program, compile_spec
+    from .graph import (
+        DOT_SUFFIXES,
+        RENDERED,
+        GraphvizError,
+        concrete_inputs,
+        graph_values,
+        initial_params,
+        load_data,
+        render,
+        to_dot,
+    )
+
+    if out is not None and Path(out).suffix.lower() not in (*RENDERED, *DOT_SUFFIXES):
+        raise click.UsageError(f"-o {out}: the file name must end in .svg, .png, .pdf, .dot or .gv")
+    if (assigns or data) and not values:
+        values = True
+    _, prog = _run(build_program, spec, debug)
+    annotations = None
+    if values:
+        try:
+            given = load_data(Path(data)) if data else None
+            inputs = concrete_inputs(prog, list(assigns), given)
+        except (OSError, ValueError) as exc:
+            raise click.UsageError(str(exc)) from None
+        _, source = _run(compile_spec, spec, debug)
+        annotations = graph_values(prog, initial_params(source, seed), inputs)
+    text = to_dot(prog, backward=backward, values=annotations, digits=digits)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        render(text, Path(out))
+    except GraphvizError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+
+
+def _parse_dims(dims: tuple[str, ...]) -> dict[str, int]:
+    bound = {}
+    for text in dims:
+        name, sep, value = text.partition("=")
+        if not sep or not value.strip().isdigit() or int(value) <= 0:
+            raise click.UsageError(f"--dim {text!r}: expected NAME=SIZE with a positive integer size, e.g. B=128")
+        bound[name.strip()] = int(value)
+    return bound
+
+
+@main.command("summary")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
+              help="Bind a symbolic dimension (repeatable); unbound ones stay symbolic in the counts.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
+              help="Float dtype for activation bytes.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for tools instead of the table.")
+@_debug
+def summary_cmd(spec: str, dims: tuple[str, ...], dtype: str, as_json: bool, debug: bool) -> None:
+    """Print a table of SPEC: shapes, parameters, FLOPs and activation memory."""
+    import json
+
+    from .summary import format_table, summarize, to_json
+
+    bound = _parse_dims(dims)
+
+    def run(text: str, path: str):
+        try:
+            return summarize(text, path, bound, dtype)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    _, result = _run(run, spec, debug)
+    if as_json:
+        click.echo(json.dumps(to_json(result), indent=2))
+    else:
+        click.echo(format_table(result), nl=False)
+
+
+@main.command("diff")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option("--section", "sections", multiple=True,
+              type=click.Choice(SECTIONS),
+              help="Only these sections (repeatable).")
+@click.option("-U", "--context", default=3, show_default=True, type=click.IntRange(0, 1000),
+              help="Lines of context around each change.")
+@click.option("--color/--no-color", default=None, help="Colour the diff (default: when writing to a terminal).")
+@_debug
+def diff_cmd(old: str, new: str, sections: tuple[str, ...], context: int, color: bool | None, debug: bool) -> None:
+    """Diff the generated code of OLD and NEW, section by section.
+
+    Each is a spec (.nn, compiled first) or a generated module (.py): a spec against the
+    module it was compiled to shows hand edits. Exit status 0: same; 1: different.
+    """
+    from . import __version__
+    from .api import compile_spec
+    from .diff import diff_sections, generator_note
+
+    texts, labels = [], []
+    for path in (old, new):
+        if path.endswith(".nn"):
+            texts.append(_run(compile_spec, path, debug)[1])
+            labels.append(f"{path} (compiled)")
+            continue
+        try:
+            texts.append(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        labels.append(path)
+    diffs = [d for d in diff_sections(texts[0], texts[1], labels[0], labels[1], context)
+             if not sections or d.section in sections]
+    styles = {"+": {"fg": "green"}, "-": {"fg": "red"}, "@": {"fg": "cyan"}}
+    for d in diffs:
+        for i, line in enumerate(d.lines):
+            style = {"bold": True} if i < 2 else styles.get(line[:1], {})
+            click.echo(click.style(line, **style) if style else line, color=color)
+    kinds = [p.endswith(".nn") for p in (old, new)]
+    if kinds[0] != kinds[1]:
+        spec, module = (old, new) if kinds[0] else (new, old)
+        if diffs:
+            click.echo(f"{module} differs from what {spec} compiles to in: "
+                       + ", ".join(d.section for d in diffs) + " (hand edits, or a changed spec)", err=True)
+        else:
+            click.echo(f"{module} is exactly what {spec} compiles to: no hand edits", err=True)
+        note = generator_note(texts[1] if kinds[0] else texts[0], __version__)
+        if note and diffs:
+            click.echo(f"note: {note}", err=True)
+    sys.exit(EXIT_CHECK_FAILED if diffs else EXIT_OK)
 
 
 @main.command("check")

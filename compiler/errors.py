@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 
 @dataclass(frozen=True, order=True)
@@ -17,7 +17,7 @@ class Span:
     end_col: int
 
     @staticmethod
-    def point(line: int, col: int) -> "Span":
+    def point(line: int, col: int) -> Span:
         return Span(line, col, line, col + 1)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .errors import Span, SpecError, SpecErrors, did_you_mean
 from .ir.builder import Builder
@@ -189,9 +190,9 @@ def _hinge(lw, b, a, call):
     # L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + margin); mean over the batch
     s = a["scores"]
     onehot = _class_targets(lw, b, s, a["labels"], call)
-    correct = b.sum(b.mul(onehot, s), axes=(1,), keepdims=True)
-    margins = b.relu(b.add(b.sub(s, correct), a["margin"]))
-    wrong = b.mul(margins, b.sub(1.0, onehot))
+    correct = b.emit("sum", b.mul(onehot, s), axes=(1,), keepdims=True, hint="correct_score")
+    margins = b.emit("relu", b.add(b.sub(s, correct), a["margin"]), hint="margins")
+    wrong = b.mul(margins, b.emit("sub", 1.0, onehot, hint="other_classes"))
     return b.div(b.sum(wrong, axes=None, keepdims=False), lw.size(s.shape[:1]))
 
 

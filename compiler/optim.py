@@ -7,8 +7,9 @@ The shapes are left symbolic (scalars), since the same rule applies to every par
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,29 @@ def numeric_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
         flat[j] = old
         gflat[j] = (up - down) / (2 * h)
     return grad
+
+
+def assert_gradients_match(module: ModuleType, params: dict, inputs: list, rng: np.random.Generator,
+                           max_entries: int = 40) -> None:
+    """value_and_grad against central differences of loss(), on a sample of entries of each gradient."""
+    _, grads = module.value_and_grad(params, *inputs)
+    named = dict(params)
+    for name in module.WRT:
+        named[name] = inputs[list(module.INPUTS).index(name)]
+    assert set(grads) == set(named)
+    for name, value in named.items():
+        g = grads[name]
+        assert g.shape == value.shape and g.dtype == value.dtype, name
+        flat = value.reshape(-1)
+        assert np.shares_memory(flat, value), "the value must be perturbed in place"
+        for j in rng.choice(flat.size, size=min(flat.size, max_entries), replace=False):
+            old = flat[j]
+            h = 1e-6 * max(1.0, abs(old))
+            flat[j] = old + h
+            up = float(module.loss(params, *inputs))
+            flat[j] = old - h
+            down = float(module.loss(params, *inputs))
+            flat[j] = old
+            numeric = (up - down) / (2 * h)
+            analytic = g.reshape(-1)[j]
+            assert abs(analytic - numeric) <= 1e-6 + 1e-5 * abs(numeric), (name, int(j), analytic, numeric)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import SPEC_PATHS, SPECS
+from mutate import becomes, generated, mutate
 from nnc.api import compile_spec, load_module
 from nnc.cli import main
 from nnc.runtime.gradcheck import (
@@ -152,41 +154,40 @@ def test_missing_file_exits_2():
 
 # ---- the module misbehaves: FAIL (exit 1), never a traceback --------------------------------
 
-def _xor_source() -> str:
-    return compile_spec((SPECS / "xor.nn").read_text(), "xor.nn")
-
-
-def _edited(old: str, new: str) -> str:
-    text = _xor_source()
-    assert text.count(old) == 1
-    return text.replace(old, new)
+def _edited(function: str, pattern: str, repl: str) -> str:
+    """The xor module with the one match of `pattern` in `function` rewritten."""
+    text = generated("xor")
+    start = text.index(f"\ndef {function}(")
+    end = text.index("\ndef ", start + 1)
+    body, n = re.subn(pattern, repl, text[start:end])
+    assert n == 1, f"{pattern!r} matches {n} times in {function}(); update this test"
+    return text[:start] + body + text[end:]
 
 
 def test_wrong_gradient_dtype_and_missing_gradient_fail():
-    module = load_module(_edited('"logit.b": d_logit_b,', '"logit.b": xp.astype(d_logit_b, xp.float32),'))
+    module = load_module(_edited("value_and_grad", r'"logit\.b": ([^,}\n]+)', r'"logit.b": xp.astype(\1, xp.float32)'))
     row = next(r for r in check_module(module).rows if r.name == "logit.b")
     assert row.status == "FAIL" and row.message == "gradient has dtype float32, expected float64"
-    module = load_module(_edited('"logit.b": d_logit_b,', ""))
+    module = load_module(_edited("value_and_grad", r'\s*"logit\.b": [^,}\n]+,?', ""))
     row = next(r for r in check_module(module).rows if r.name == "logit.b")
     assert row.status == "FAIL" and "no gradient" in row.message
 
 
 def test_a_module_that_raises_fails_with_its_error(tmp_path: Path):
     path = tmp_path / "raises.py"
-    path.write_text(_edited("d_t8 = -d_t9", "d_t8 = -d_t9_typo"))
+    path.write_text(mutate("xor", "d_logit", becomes("d_typo_name")))
     result = run_cli(str(path))
     assert result.exit_code == 1
-    assert "FAIL: the module raised NameError: name 'd_t9_typo' is not defined" in result.output
+    assert "FAIL: the module raised NameError: name 'd_typo_name' is not defined" in result.output
     assert "Traceback" not in result.output
 
 
 def test_loss_and_value_and_grad_must_agree():
-    # loss() drops the 1/N that value_and_grad() keeps
-    module = load_module(_edited("loss = xp.sum(xp.logaddexp(0.0, logit) - y * logit) / N",
-                                 "loss = xp.sum(xp.logaddexp(0.0, logit) - y * logit)"))
+    # loss() returns twice the loss that value_and_grad() returns
+    module = load_module(_edited("loss", r"\n    return loss\n", r"\n    return 2.0 * loss\n"))
     report = check_module(module)
     assert not report.passed and "disagree on the loss value" in report.error
-    # the gradients are still compared with loss(), which lost its 1/N
+    # the gradients are still compared with loss(), which doubled
     assert {r.status for r in report.rows} == {"FAIL"} and len(report.rows) == 4
     assert "error: loss() gives" in report.format()
 

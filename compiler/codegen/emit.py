@@ -34,7 +34,7 @@ class Block:
 
 def _operand_counts(eqn: Eqn) -> list[int]:
     fmt = PRIMITIVES[eqn.prim].emit(eqn.inputs, dict(eqn.params)).fmt
-    return [fmt.count("{%d}" % i) for i in range(len(eqn.inputs))]
+    return [fmt.count(f"{{{i}}}") for i in range(len(eqn.inputs))]
 
 
 def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],

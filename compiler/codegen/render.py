@@ -17,6 +17,7 @@ from ..optim import OPTIMIZERS
 from ..passes.dce import live_eqns
 from ..runtime import initializers, kernels
 from .emit import emit_body, emit_sections, result_text
+from .forward_mode import forward_mode_functions
 
 _KERNELS = {"softmax": "_softmax", "log_softmax": "_log_softmax", "onehot": "_onehot"}
 
@@ -136,16 +137,20 @@ def build_model(prog: Program) -> dict:
     eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *grads_needed])
     fwd_part = tuple(e for e in eqns if e in set(prog.eqns))
     bwd_part = tuple(e for e in eqns if e not in set(prog.eqns))
-    # a parameter the loss ignores still gets `xp.zeros_like(p)`, so it is read too
-    unpack, _ = reads(eqns, grads_needed + [p.var for p in prog.params])
+    # a parameter with a constant gradient (zero or not) is read by zeros_like / full_like
+    const_grads = [p.var for p in prog.params if is_host(dict(prog.grads).get(p.name, Lit(0.0)))]
+    unpack, _ = reads(eqns, grads_needed + const_grads)
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
     grad_items = []
+    declared = {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
     for name, g in prog.grads:
         ident = param_ident.get(name, name)
         if isinstance(g, Lit) and g.value == 0.0:
             grad_items.append(f'"{name}": xp.zeros_like({ident})')
         elif is_host(g):  # a constant such as d(0.5 * p)/dp: an array of p's shape and dtype
             grad_items.append(f'"{name}": xp.full_like({ident}, {result_text(g)})')
+        elif isinstance(g, Var) and g.name in declared:  # never hand out an input or parameter itself
+            grad_items.append(f'"{name}": xp.asarray({g.name}, copy=True)')
         else:
             grad_items.append(f'"{name}": {result_text(g)}')
     returns = prog.loss.name + ", {" + ", ".join(grad_items) + "}"
@@ -156,6 +161,7 @@ def build_model(prog: Program) -> dict:
         "The loss and its gradient with respect to every parameter" + (
             " and to " + ", ".join(prog.wrt) if prog.wrt else "") + ".",
         all_check, unpack, [("forward", fwd_blocks), ("backward", bwd_blocks)], returns, inputs_all))
+    functions += forward_mode_functions(prog, _function, all_check, inputs_all)  # jvp, hvp
 
     kernels_used = sorted({_KERNELS[e.prim] for e in prog.eqns + prog.backward if e.prim in _KERNELS})
     inits_used = sorted({f"_{p.init[0]}" for p in prog.params if p.init[0] in ("glorot_uniform", "he_normal")})
@@ -174,6 +180,7 @@ def build_model(prog: Program) -> dict:
         "helpers": [inspect.getsource(getattr(kernels, k)).rstrip() for k in kernels_used],
         "init_helpers": [inspect.getsource(getattr(initializers, k)).rstrip() for k in inits_used],
         "uses_math": bool(inits_used),
+        "uses_rng": any("rng" in _init_expr(p) for p in prog.params),
         "input_names": [d.var.name for d in inputs_all],
     }
 

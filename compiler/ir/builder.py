@@ -35,8 +35,10 @@ class Builder:
             raise TypeError(f"{prim} takes {p.arity} operands, got {len(atoms)}")
         if p.fold is not None:
             folded = p.fold(atoms, params, self.defs)
+            if isinstance(folded, tuple):  # a simpler expression, possibly nested
+                return self.emit(folded[0], *(self.emit(*a) if isinstance(a, tuple) else a for a in folded[1:]))
             if folded is not None:
-                return folded if isinstance(folded, (Var, Lit)) or hasattr(folded, "dims") else self.emit(*folded)
+                return folded
         shape, dtype = p.shape(atoms, params)
         host = all(is_host(a) for a in atoms)
         out = Var(self.namer.fresh(hint), shape, dtype, temp=True, host=host)

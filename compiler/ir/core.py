@@ -56,7 +56,7 @@ class Size:
 Atom = Var | Lit | Size
 
 
-def is_host(a: "Atom") -> bool:
+def is_host(a: Atom) -> bool:
     """True for values known without any array: literals, sizes, and arithmetic on them."""
     return not isinstance(a, Var) or a.host
 
@@ -108,5 +108,5 @@ class Program:
     grads: tuple[tuple[str, Atom], ...] = ()  # (param or wrt-input name, gradient)
     dims: tuple[str, ...] = field(default=())  # symbolic dimensions, in order of first use
 
-    def with_(self, **changes: Any) -> "Program":
+    def with_(self, **changes: Any) -> Program:
         return replace(self, **changes)

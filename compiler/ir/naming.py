@@ -1,7 +1,8 @@
 """Every naming convention of generated code, in one place.
 
 Forward values keep their spec names (`h1`); dotted parameter names become
-identifiers (`h1.W` -> `h1_W`); the adjoint of `v` is `d_v`; compiler temporaries
+identifiers (`h1.W` -> `h1_W`); the adjoint of `v` is `d_v` and its tangent (forward
+mode, Newton's dot notation) `dot_v`; compiler temporaries
 are `t1`, `t2`, ... in creation order, or a readable hint (`log_p`) made unique.
 """
 
@@ -11,7 +12,8 @@ import keyword
 
 # Names that generated function bodies use themselves; a spec name may not shadow them.
 # (Module-level helpers start with "_", which spec names may not.)
-RESERVED = frozenset({"xp", "np", "math", "params", "grads", "state", "inputs", "array_api_compat"})
+RESERVED = frozenset({"xp", "np", "math", "params", "grads", "state", "inputs", "array_api_compat",
+                      "tangents", "vector"})
 
 
 def identifier(spec_name: str) -> str:
@@ -21,6 +23,10 @@ def identifier(spec_name: str) -> str:
 
 def adjoint(name: str) -> str:
     return f"d_{name}"
+
+
+def tangent(name: str) -> str:
+    return f"dot_{name}"
 
 
 def is_reserved(name: str) -> bool:

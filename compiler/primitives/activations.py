@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from .core import (ADD, MUL, POSTFIX, UNARY_EXAMPLES, Emit, Example, call, primitive, same_shape)
+from .core import (  # tangent (JVP) rules
+    ADD,
+    MUL,
+    POSTFIX,
+    UNARY_EXAMPLES,
+    Emit,
+    Example,
+    add_tangents,
+    call,
+    primitive,
+    same_shape,
+    symmetric_jvp,
+    tangent,
+    zero_jvp,
+)
 
 _GELU_C = 0.7978845608028654  # sqrt(2 / pi)
 _GELU_A = 0.044715
@@ -18,6 +32,9 @@ def tanh_vjp(b, eqn, g):
     return (b.mul(g, b.sub(1.0, b.mul(y, y))),)
 
 
+tangent("tanh")(symmetric_jvp)
+
+
 # sigmoid(x) = (1 + tanh(x / 2)) / 2 exactly; tanh never overflows, so this is stable
 # at any |x| and costs three array operations.
 @primitive("sigmoid", 1, shape=same_shape, emit=_fmt("0.5 * xp.tanh(0.5 * {{0}}) + 0.5", ADD, MUL),
@@ -27,10 +44,16 @@ def sigmoid_vjp(b, eqn, g):
     return (b.mul(g, b.mul(y, b.sub(1.0, y))),)
 
 
+tangent("sigmoid")(symmetric_jvp)
+
+
 @primitive("arctan", 1, shape=same_shape, emit=call("atan"), examples=UNARY_EXAMPLES)
 def arctan_vjp(b, eqn, g):
     x = eqn.inputs[0]
     return (b.div(g, b.add(1.0, b.mul(x, x))),)
+
+
+tangent("arctan")(symmetric_jvp)
 
 
 @primitive("relu", 1, shape=same_shape, emit=call("maximum", "0.0"), examples=UNARY_EXAMPLES,
@@ -40,11 +63,17 @@ def relu_vjp(b, eqn, g):
     return (b.where(b.gt(eqn.out, 0.0), g, 0.0),)
 
 
+tangent("relu")(symmetric_jvp)
+
+
 @primitive("step", 1, shape=same_shape,
            emit=_fmt("xp.astype({{0}} >= 0.0, {{0}}.dtype)", arg=POSTFIX), examples=UNARY_EXAMPLES,
            kink=True)
 def step_vjp(b, eqn, g):
     return (None,)  # zero almost everywhere
+
+
+tangent("step")(zero_jvp)
 
 
 @primitive("sign", 1, shape=same_shape,
@@ -54,10 +83,16 @@ def sign_vjp(b, eqn, g):
     return (None,)  # zero almost everywhere
 
 
+tangent("sign")(zero_jvp)
+
+
 @primitive("softplus", 1, shape=same_shape, emit=_fmt("xp.logaddexp(0.0, {{0}})"),
            examples=UNARY_EXAMPLES)
 def softplus_vjp(b, eqn, g):
     return (b.mul(g, b.sigmoid(eqn.inputs[0])),)
+
+
+tangent("softplus")(symmetric_jvp)
 
 
 @primitive("silu", 1, shape=same_shape,
@@ -67,6 +102,9 @@ def silu_vjp(b, eqn, g):
     x = eqn.inputs[0]
     s = b.sigmoid(x)
     return (b.mul(g, b.mul(s, b.add(1.0, b.mul(x, b.sub(1.0, s))))),)
+
+
+tangent("silu")(symmetric_jvp)
 
 
 @primitive("gelu", 1, shape=same_shape,
@@ -83,12 +121,18 @@ def gelu_vjp(b, eqn, g):
     return (b.mul(g, d),)
 
 
+tangent("gelu")(symmetric_jvp)
+
+
 @primitive("leaky_relu", 1, shape=same_shape,
            emit=_fmt("xp.where({{0}} >= 0.0, {{0}}, {alpha!r} * {{0}})"),
            examples=(Example((((3, 4), "real"),), (("alpha", 0.01),)),), kink=True)
 def leaky_relu_vjp(b, eqn, g):
     x = eqn.inputs[0]
     return (b.where(b.ge(x, 0.0), g, b.mul(eqn.param("alpha"), g)),)
+
+
+tangent("leaky_relu")(symmetric_jvp)
 
 
 @primitive("elu", 1, shape=same_shape,
@@ -99,6 +143,9 @@ def leaky_relu_vjp(b, eqn, g):
 def elu_vjp(b, eqn, g):
     x, y = eqn.inputs[0], eqn.out
     return (b.where(b.gt(x, 0.0), g, b.mul(g, b.add(y, eqn.param("alpha")))),)
+
+
+tangent("elu")(symmetric_jvp)
 
 
 def _prelu_shape(inputs, params):
@@ -119,3 +166,13 @@ def prelu_vjp(b, eqn, g):
     nonneg = b.ge(x, 0.0)
     return (b.where(nonneg, g, b.mul(g, alpha)),
             b.sum_to(b.where(nonneg, 0.0, b.mul(g, x)), shape=alpha.shape))
+
+
+@tangent("prelu")
+def prelu_jvp(b, eqn, dots):
+    # d prelu = where(x >= 0, dx, alpha dx) + where(x >= 0, 0, x dalpha)
+    (x, alpha), (dx, dalpha) = eqn.inputs, dots
+    nonneg = b.ge(x, 0.0)
+    return add_tangents(b, eqn.out.shape,
+                        None if dx is None else b.where(nonneg, dx, b.mul(alpha, dx)),
+                        None if dalpha is None else b.where(nonneg, 0.0, b.mul(x, dalpha)))

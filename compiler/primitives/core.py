@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 from ..ir.core import Atom, Lit, Shape
 
@@ -49,24 +50,70 @@ class Primitive:
     linear: tuple[int, ...] = ()  # operands in which the primitive is linear
     kink: bool = False  # has points where it is not differentiable
     differentiable: bool = True  # False: output is bool/int or a constant (no gradient flows)
+    jvp: Callable[..., Atom | None] | None = None  # tangent rule `(b, eqn, dots) -> tangent of out`
 
 
 PRIMITIVES: dict[str, Primitive] = {}
 
 
 def primitive(name: str, arity: int, *, shape, emit, examples, fold=None, linear=(), kink=False,
-              differentiable=True):
+              differentiable=True, jvp=None):
     """Register a primitive; decorates its VJP rule `(b, eqn, g) -> cotangents per input`."""
 
     def register(vjp):
         if name in PRIMITIVES:
             raise ValueError(f"primitive {name!r} registered twice")
         PRIMITIVES[name] = Primitive(
-            name, arity, shape, emit, vjp, tuple(examples), fold, tuple(linear), kink, differentiable
+            name, arity, shape, emit, vjp, tuple(examples), fold, tuple(linear), kink, differentiable, jvp
         )
         return vjp
 
     return register
+
+
+def tangent(name: str):
+    """Register the JVP (tangent) rule of primitive `name`, declared just after its VJP rule.
+
+    The rule is `(b, eqn, dots) -> tangent of eqn.out`: `dots[i]` is the tangent of
+    operand i, or None where it is symbolically zero (at least one is not None); the
+    result has exactly the output's shape, or is None for a zero tangent.
+    """
+
+    def register(rule):
+        if PRIMITIVES[name].jvp is not None:
+            raise ValueError(f"primitive {name!r} has two tangent rules")
+        PRIMITIVES[name] = replace(PRIMITIVES[name], jvp=rule)
+        return rule
+
+    return register
+
+
+def symmetric_jvp(b, eqn, dots):
+    """Tangent rule of a unary primitive whose Jacobian is symmetric (diagonal for an
+    elementwise function; diag(y) - y y^T for softmax): J v = J^T v, so the primitive's
+    own VJP rule applied to the tangent is the JVP."""
+    return PRIMITIVES[eqn.prim].vjp(b, eqn, dots[0])[0]
+
+
+def zero_jvp(b, eqn, dots):
+    """Tangent rule of a piecewise-constant or non-float primitive: zero almost everywhere."""
+    return None
+
+
+def scaled(b, factor, dot):
+    """`factor * dot` for a tangent `dot` (None when the tangent is zero)."""
+    return None if dot is None else b.mul(factor, dot)
+
+
+def add_tangents(b, shape: Shape, *terms):
+    """The sum of the non-zero `terms` (None is zero), broadcast to `shape`; None if all zero."""
+    present = [t for t in terms if t is not None]
+    if not present:
+        return None
+    acc = present[0]
+    for t in present[1:]:
+        acc = b.add(acc, t)
+    return b.broadcast_to(acc, shape=shape)
 
 
 # ---- shape rules -------------------------------------------------------------------------

@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
-from ..ir.core import Lit, Size
-from .core import (ADD, CMP, MUL, POW, UNARY, BINARY_EXAMPLES, POSITIVE_EXAMPLES,
-                   UNARY_EXAMPLES, Emit, Example, ShapeError, binary, broadcast_shapes, call,
-                   elementwise_shape, lit_value, primitive, same_shape)
-
-
+from ..ir.core import Lit, Size, Var
+from .core import (  # tangent (JVP) rules
+    ADD,
+    BINARY_EXAMPLES,
+    CMP,
+    MUL,
+    POSITIVE_EXAMPLES,
+    POW,
+    UNARY,
+    UNARY_EXAMPLES,
+    Emit,
+    Example,
+    ShapeError,
+    add_tangents,
+    binary,
+    broadcast_shapes,
+    call,
+    elementwise_shape,
+    lit_value,
+    primitive,
+    same_shape,
+    scaled,
+    symmetric_jvp,
+    tangent,
+    zero_jvp,
+)
 
 # ---- arithmetic ---------------------------------------------------------------------------
+
+def _defined_as(a, prim, defs):
+    eqn = defs.get(getattr(a, "name", None))
+    return eqn if eqn is not None and eqn.prim == prim else None
+
+
+def _drop_broadcast(prim, inputs, defs):
+    """`op(broadcast_to(z), y)` is `op(z, y)` when y alone already has the result's shape."""
+    out = broadcast_shapes(*(a.shape for a in inputs))
+    for i, a in enumerate(inputs):
+        bc = _defined_as(a, "broadcast_to", defs)
+        others = [x for j, x in enumerate(inputs) if j != i]
+        if bc is not None and broadcast_shapes(bc.inputs[0].shape, *(x.shape for x in others)) == out:
+            return (prim, *inputs[:i], bc.inputs[0], *inputs[i + 1:])
+    return None
+
 
 def _fold_add(inputs, params, defs):
     a, b = inputs
@@ -19,7 +55,9 @@ def _fold_add(inputs, params, defs):
         return a
     if lit_value(a) == 0.0 and b.shape == broadcast_shapes(a.shape, b.shape):
         return b
-    return None
+    if isinstance(a, Var) and a == b:
+        return ("mul", Lit(2.0), a)  # x + x -> 2 x
+    return _drop_broadcast("add", inputs, defs)
 
 
 @primitive("add", 2, shape=elementwise_shape, emit=binary("+", ADD), examples=BINARY_EXAMPLES,
@@ -29,13 +67,18 @@ def add_vjp(b, eqn, g):
     return b.sum_to(g, shape=x.shape), b.sum_to(g, shape=y.shape)
 
 
+@tangent("add")
+def add_jvp(b, eqn, dots):
+    return add_tangents(b, eqn.out.shape, *dots)
+
+
 def _fold_sub(inputs, params, defs):
     a, b = inputs
     if isinstance(a, Lit) and isinstance(b, Lit):
         return Lit(a.value - b.value)
     if lit_value(b) == 0.0 and a.shape == broadcast_shapes(a.shape, b.shape):
         return a
-    return None
+    return _drop_broadcast("sub", inputs, defs)
 
 
 @primitive("sub", 2, shape=elementwise_shape, emit=binary("-", ADD), examples=BINARY_EXAMPLES,
@@ -43,6 +86,14 @@ def _fold_sub(inputs, params, defs):
 def sub_vjp(b, eqn, g):
     x, y = eqn.inputs
     return b.sum_to(g, shape=x.shape), b.sum_to(b.neg(g), shape=y.shape)
+
+
+@tangent("sub")
+def sub_jvp(b, eqn, dots):
+    dx, dy = dots
+    if dx is not None and dy is not None:
+        return add_tangents(b, eqn.out.shape, b.sub(dx, dy))
+    return add_tangents(b, eqn.out.shape, dx, dy if dy is None else b.neg(dy))
 
 
 def _defined_as(a, prim, defs):
@@ -59,6 +110,8 @@ def _fold_mul(inputs, params, defs):
     out = broadcast_shapes(a.shape, b.shape)
     if lit_value(a) == 1.0 and b.shape == out:
         return b
+    if lit_value(a) == -1.0 and b.shape == out:
+        return ("neg", b)
     for x, y in ((a, b), (b, a)):  # full_like(_, c) * y -> c * y when y already has the full shape
         full = _defined_as(x, "full_like", defs)
         if full is not None and y.shape == out:
@@ -70,7 +123,7 @@ def _fold_mul(inputs, params, defs):
     inner = _defined_as(b, "mul", defs)
     if isinstance(a, Lit) and inner is not None and isinstance(inner.inputs[0], Lit):
         return ("mul", Lit(a.value * inner.inputs[0].value), inner.inputs[1])  # c1 * (c2 * y)
-    return None
+    return _drop_broadcast("mul", (a, b), defs)
 
 
 def _emit_mul(inputs, params):
@@ -85,6 +138,13 @@ def _emit_mul(inputs, params):
 def mul_vjp(b, eqn, g):
     x, y = eqn.inputs
     return b.sum_to(b.mul(g, y), shape=x.shape), b.sum_to(b.mul(g, x), shape=y.shape)
+
+
+@tangent("mul")
+def mul_jvp(b, eqn, dots):
+    # d(x y) = y dx + x dy
+    (x, y), (dx, dy) = eqn.inputs, dots
+    return add_tangents(b, eqn.out.shape, scaled(b, y, dx), scaled(b, x, dy))
 
 
 def _fold_div(inputs, params, defs):
@@ -108,15 +168,34 @@ def div_vjp(b, eqn, g):
             b.sum_to(b.neg(b.div(b.mul(g, eqn.out), y)), shape=y.shape))
 
 
+@tangent("div")
+def div_jvp(b, eqn, dots):
+    # d(x / y) = (dx - out dy) / y
+    y, (dx, dy) = eqn.inputs[1], dots
+    if dy is None:
+        return add_tangents(b, eqn.out.shape, b.div(dx, y))
+    shift = b.mul(eqn.out, dy)
+    return add_tangents(b, eqn.out.shape, b.div(b.neg(shift) if dx is None else b.sub(dx, shift), y))
+
+
 def _fold_neg(inputs, params, defs):
     (a,) = inputs
-    return Lit(-a.value) if isinstance(a, Lit) else None
+    if isinstance(a, Lit):
+        return Lit(-a.value)
+    full = _defined_as(a, "full_like", defs)
+    if full is not None:  # -full_like(x, c) -> full_like(x, -c), so it can fold on
+        return ("full_like", full.inputs[0], ("neg", full.inputs[1]))
+    inner = _defined_as(a, "neg", defs)
+    return inner.inputs[0] if inner is not None else None
 
 
 @primitive("neg", 1, shape=same_shape, emit=lambda i, p: Emit("-{0}", UNARY, (UNARY,)),
            examples=UNARY_EXAMPLES, fold=_fold_neg, linear=(0,))
 def neg_vjp(b, eqn, g):
     return (b.neg(g),)
+
+
+tangent("neg")(symmetric_jvp)
 
 
 def _fold_pow(inputs, params, defs):
@@ -142,9 +221,22 @@ def pow_vjp(b, eqn, g):
     return b.sum_to(dx, shape=x.shape), b.sum_to(dc, shape=c.shape)
 
 
+@tangent("pow")
+def pow_jvp(b, eqn, dots):
+    # d(x^c) = c x^(c-1) dx + x^c log(x) dc
+    (x, c), (dx, dc) = eqn.inputs, dots
+    if isinstance(c, Lit):
+        return scaled(b, b.mul(c.value, b.pow(x, c.value - 1.0)), dx)
+    slope = b.mul(c, b.pow(x, b.sub(c, 1.0)))
+    return add_tangents(b, eqn.out.shape, scaled(b, slope, dx), scaled(b, b.mul(eqn.out, b.log(x)), dc))
+
+
 @primitive("square", 1, shape=same_shape, emit=call("square"), examples=UNARY_EXAMPLES)
 def square_vjp(b, eqn, g):
     return (b.mul(g, b.mul(2.0, eqn.inputs[0])),)
+
+
+tangent("square")(symmetric_jvp)
 
 
 # ---- math functions -------------------------------------------------------------------------
@@ -154,14 +246,23 @@ def exp_vjp(b, eqn, g):
     return (b.mul(g, eqn.out),)
 
 
+tangent("exp")(symmetric_jvp)
+
+
 @primitive("log", 1, shape=same_shape, emit=call("log"), examples=POSITIVE_EXAMPLES)
 def log_vjp(b, eqn, g):
     return (b.div(g, eqn.inputs[0]),)
 
 
+tangent("log")(symmetric_jvp)
+
+
 @primitive("sqrt", 1, shape=same_shape, emit=call("sqrt"), examples=POSITIVE_EXAMPLES)
 def sqrt_vjp(b, eqn, g):
     return (b.div(g, b.mul(2.0, eqn.out)),)
+
+
+tangent("sqrt")(symmetric_jvp)
 
 
 @primitive("abs", 1, shape=same_shape, emit=call("abs"), examples=UNARY_EXAMPLES, kink=True)
@@ -171,14 +272,27 @@ def abs_vjp(b, eqn, g):
     return (b.where(b.ge(x, 0.0), g, b.neg(g)),)
 
 
+tangent("abs")(symmetric_jvp)
+
+
 @primitive("sin", 1, shape=same_shape, emit=call("sin"), examples=UNARY_EXAMPLES)
 def sin_vjp(b, eqn, g):
     return (b.mul(g, b.cos(eqn.inputs[0])),)
 
 
+@tangent("sin")
+def sin_jvp(b, eqn, dots):
+    return b.mul(b.cos(eqn.inputs[0]), dots[0])
+
+
 @primitive("cos", 1, shape=same_shape, emit=call("cos"), examples=UNARY_EXAMPLES)
 def cos_vjp(b, eqn, g):
     return (b.neg(b.mul(g, b.sin(eqn.inputs[0]))),)
+
+
+@tangent("cos")
+def cos_jvp(b, eqn, dots):
+    return b.neg(b.mul(b.sin(eqn.inputs[0]), dots[0]))
 
 
 def _max_min_vjp(b, eqn, g, first_wins):
@@ -188,16 +302,32 @@ def _max_min_vjp(b, eqn, g, first_wins):
             b.sum_to(b.where(mask, 0.0, g), shape=y.shape))
 
 
+def _max_min_jvp(b, eqn, dots, first_wins):
+    (x, y), (dx, dy) = eqn.inputs, dots
+    picked = b.where(first_wins(x, y), 0.0 if dx is None else dx, 0.0 if dy is None else dy)
+    return add_tangents(b, eqn.out.shape, picked)
+
+
 @primitive("maximum", 2, shape=elementwise_shape, emit=lambda i, p: Emit("xp.maximum({0}, {1})"),
            examples=BINARY_EXAMPLES, kink=True)
 def maximum_vjp(b, eqn, g):
     return _max_min_vjp(b, eqn, g, lambda x, y: b.ge(x, y))
 
 
+@tangent("maximum")
+def maximum_jvp(b, eqn, dots):
+    return _max_min_jvp(b, eqn, dots, lambda x, y: b.ge(x, y))
+
+
 @primitive("minimum", 2, shape=elementwise_shape, emit=lambda i, p: Emit("xp.minimum({0}, {1})"),
            examples=BINARY_EXAMPLES, kink=True)
 def minimum_vjp(b, eqn, g):
     return _max_min_vjp(b, eqn, g, lambda x, y: b.ge(y, x))
+
+
+@tangent("minimum")
+def minimum_jvp(b, eqn, dots):
+    return _max_min_jvp(b, eqn, dots, lambda x, y: b.ge(y, x))
 
 
 # ---- comparisons and selection (used by derivative rules) -------------------------------------
@@ -212,10 +342,16 @@ def gt_vjp(b, eqn, g):
     return None, None
 
 
+tangent("gt")(zero_jvp)
+
+
 @primitive("ge", 2, shape=_compare_shape, emit=binary(">=", CMP), examples=BINARY_EXAMPLES,
            differentiable=False)
 def ge_vjp(b, eqn, g):
     return None, None
+
+
+tangent("ge")(zero_jvp)
 
 
 def _where_shape(inputs, params):
@@ -234,3 +370,12 @@ def where_vjp(b, eqn, g):
     return (None,
             b.sum_to(b.where(cond, g, 0.0), shape=x.shape),
             b.sum_to(b.where(cond, 0.0, g), shape=y.shape))
+
+
+@tangent("where")
+def where_jvp(b, eqn, dots):
+    _, dx, dy = dots
+    if dx is None and dy is None:
+        return None
+    picked = b.where(eqn.inputs[0], 0.0 if dx is None else dx, 0.0 if dy is None else dy)
+    return add_tangents(b, eqn.out.shape, picked)

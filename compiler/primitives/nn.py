@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 from ..ir.core import Size
-from .core import (MUL, Emit, size_text, Example, ShapeError, fmt_shape, normalize_axis, primitive, require_float,
-                   same_shape)
+from .core import (  # tangent (JVP) rules
+    MUL,
+    Emit,
+    Example,
+    ShapeError,
+    add_tangents,
+    fmt_shape,
+    normalize_axis,
+    primitive,
+    require_float,
+    same_shape,
+    size_text,
+    symmetric_jvp,
+    tangent,
+    zero_jvp,
+)
 
 
 def _axis_shape(inputs, params):
@@ -23,6 +37,9 @@ def softmax_vjp(b, eqn, g):
     return (b.mul(y, b.sub(g, b.sum(b.mul(g, y), axes=ax, keepdims=True))),)
 
 
+tangent("softmax")(symmetric_jvp)  # J = diag(y) - y y^T is symmetric
+
+
 @primitive("log_softmax", 1, shape=_axis_shape,
            emit=lambda i, p: Emit(f"_log_softmax(xp, {{0}}, {p['axis']})"),
            examples=(Example((((3, 4), "real"),), (("axis", -1),)),
@@ -32,6 +49,14 @@ def log_softmax_vjp(b, eqn, g):
     y, axis = eqn.out, eqn.param("axis")
     ax = (normalize_axis(axis, len(y.shape)),)
     return (b.sub(g, b.mul(b.exp(y), b.sum(g, axes=ax, keepdims=True))),)
+
+
+@tangent("log_softmax")
+def log_softmax_jvp(b, eqn, dots):
+    # J v = v - sum(softmax(x) * v),  softmax(x) = exp(log_softmax(x))
+    y, dx = eqn.out, dots[0]
+    ax = (normalize_axis(eqn.param("axis"), len(y.shape)),)
+    return b.sub(dx, b.sum(b.mul(b.exp(y), dx), axes=ax, keepdims=True))
 
 
 def _onehot_shape(inputs, params):
@@ -48,6 +73,9 @@ def _onehot_shape(inputs, params):
            differentiable=False)
 def onehot_vjp(b, eqn, g):
     return None, None
+
+
+tangent("onehot")(zero_jvp)
 
 
 def _nll_shape(inputs, params):
@@ -71,5 +99,13 @@ def batch_size(x) -> Size:
                      Example((((4,), "real"), ((4,), "probs")))))
 def nll_vjp(b, eqn, g):
     logp, target = eqn.inputs
-    scale = b.neg(b.div(g, batch_size(logp)))
-    return b.mul(target, scale), b.mul(logp, scale)
+    n = batch_size(logp)
+    return b.div(b.mul(target, b.neg(g)), n), b.div(b.mul(logp, b.neg(g)), n)
+
+
+@tangent("nll")
+def nll_jvp(b, eqn, dots):
+    # nll is bilinear: d nll(logp, t) = nll(dlogp, t) + nll(logp, dt)
+    (logp, target), (dlogp, dtarget) = eqn.inputs, dots
+    return add_tangents(b, (), None if dlogp is None else b.nll(dlogp, target),
+                        None if dtarget is None else b.nll(logp, dtarget))

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from ..ir.core import is_host
-from .core import (MUL, POSTFIX, Emit, Example, ShapeError, broadcast_shapes, fmt_shape, primitive,
-                   require_float, shape_text)
+from .core import (  # tangent (JVP) rules
+    MUL,
+    POSTFIX,
+    Emit,
+    Example,
+    ShapeError,
+    add_tangents,
+    broadcast_shapes,
+    fmt_shape,
+    primitive,
+    require_float,
+    shape_text,
+    tangent,
+)
 
 
 def _axis_text(axes: tuple[int, ...]) -> str:
@@ -46,6 +58,11 @@ def sum_vjp(b, eqn, g):
     return (b.broadcast_to(g, shape=x.shape),)
 
 
+@tangent("sum")
+def sum_jvp(b, eqn, dots):
+    return b.sum(dots[0], **dict(eqn.params))
+
+
 def _full_like_shape(inputs, params):
     return inputs[0].shape, "float"
 
@@ -54,6 +71,12 @@ def _full_like_shape(inputs, params):
            examples=(Example((((3, 4), "real"), ((), "host"))),), linear=(1,))
 def full_like_vjp(b, eqn, g):
     return None, b.sum(g, axes=None, keepdims=False)
+
+
+@tangent("full_like")
+def full_like_jvp(b, eqn, dots):
+    # only the fill value carries a tangent; the first operand gives just the shape
+    return None if dots[1] is None else b.broadcast_to(dots[1], shape=eqn.out.shape)
 
 
 # ---- broadcast_to / sum_to: each the other's adjoint --------------------------------------------
@@ -76,6 +99,11 @@ def _fold_same_shape(inputs, params, defs):
                      Example((((3, 1), "real"),), (("shape", (3, 4)),))))
 def broadcast_to_vjp(b, eqn, g):
     return (b.sum_to(g, shape=eqn.inputs[0].shape),)
+
+
+@tangent("broadcast_to")
+def broadcast_to_jvp(b, eqn, dots):
+    return b.broadcast_to(dots[0], shape=eqn.param("shape"))
 
 
 def sum_to_axes(src: tuple, target: tuple) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -112,6 +140,11 @@ def sum_to_vjp(b, eqn, g):
     return (b.broadcast_to(g, shape=eqn.inputs[0].shape),)
 
 
+@tangent("sum_to")
+def sum_to_jvp(b, eqn, dots):
+    return b.sum_to(dots[0], shape=eqn.param("shape"))
+
+
 # ---- reshape, transpose ---------------------------------------------------------------------
 
 def _element_count(shape) -> tuple[int, list[str]]:
@@ -138,18 +171,34 @@ def reshape_vjp(b, eqn, g):
     return (b.reshape(g, shape=eqn.inputs[0].shape),)
 
 
+@tangent("reshape")
+def reshape_jvp(b, eqn, dots):
+    return b.reshape(dots[0], shape=eqn.param("shape"))
+
+
 def _transpose_shape(inputs, params):
     (x,) = inputs
-    if len(x.shape) != 2:
+    if len(x.shape) < 2:
         raise ShapeError(f"transpose needs a matrix, got {fmt_shape(x.shape)}")
-    return (x.shape[1], x.shape[0]), x.dtype
+    return x.shape[:-2] + (x.shape[-1], x.shape[-2]), x.dtype
 
 
-@primitive("transpose", 1, shape=_transpose_shape, linear=(0,),
-           emit=lambda i, p: Emit("{0}.T", POSTFIX, (POSTFIX,)),
-           examples=(Example((((3, 4), "real"),)),))
+def _transpose_emit(inputs, params):
+    if len(inputs[0].shape) == 2:
+        return Emit("{0}.T", POSTFIX, (POSTFIX,))
+    return Emit("xp.matrix_transpose({0})")
+
+
+# Swaps the last two axes (a stack of matrices is transposed matrix by matrix).
+@primitive("transpose", 1, shape=_transpose_shape, linear=(0,), emit=_transpose_emit,
+           examples=(Example((((3, 4), "real"),)), Example((((2, 3, 4), "real"),))))
 def transpose_vjp(b, eqn, g):
     return (b.transpose(g),)
+
+
+@tangent("transpose")
+def transpose_jvp(b, eqn, dots):
+    return b.transpose(dots[0])
 
 
 # ---- matmul ---------------------------------------------------------------------------------
@@ -157,28 +206,47 @@ def transpose_vjp(b, eqn, g):
 def _matmul_shape(inputs, params):
     a, b = inputs
     require_float(a, b)
-    if not (1 <= len(a.shape) <= 2 and 1 <= len(b.shape) <= 2):
-        raise ShapeError(f"@ takes vectors or matrices, got {fmt_shape(a.shape)} @ {fmt_shape(b.shape)}")
-    k1, k2 = a.shape[-1], b.shape[0]
+    if not a.shape or not b.shape:
+        raise ShapeError(f"@ needs arrays with at least one axis, got {fmt_shape(a.shape)} @ {fmt_shape(b.shape)}")
+    k1 = a.shape[-1]
+    k2 = b.shape[-2] if len(b.shape) >= 2 else b.shape[0]
     if k1 != k2:
         raise ShapeError(f"{fmt_shape(a.shape)} @ {fmt_shape(b.shape)}: inner dimensions {k1} and {k2} differ")
-    return a.shape[:-1] + b.shape[1:], "float"
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])  # stacks of matrices broadcast
+    return batch + a.shape[-2:-1] + b.shape[-1:] * (len(b.shape) >= 2), "float"
 
 
 @primitive("matmul", 2, shape=_matmul_shape, emit=lambda i, p: Emit("{0} @ {1}", MUL, (MUL, MUL + 1)),
            examples=(Example((((3, 4), "real"), ((4, 2), "real"))),
                      Example((((3, 4), "real"), ((4,), "real"))),
                      Example((((4,), "real"), ((4, 2), "real"))),
-                     Example((((4,), "real"), ((4,), "real")))))
+                     Example((((4,), "real"), ((4,), "real"))),
+                     Example((((2, 3, 4), "real"), ((4, 2), "real"))),
+                     Example((((2, 3, 4), "real"), ((2, 4, 5), "real"))),
+                     Example((((2, 3, 4), "real"), ((4,), "real"))),
+                     Example((((4,), "real"), ((2, 4, 3), "real")))))
 def matmul_vjp(b, eqn, g):
     x, w = eqn.inputs
-    rx, rw = len(x.shape), len(w.shape)
-    if rx == 2 and rw == 2:
-        return b.matmul(g, b.transpose(w)), b.matmul(b.transpose(x), g)
-    if rx == 2 and rw == 1:  # [n, k] @ [k] -> [n]: dX = outer(g, w)
-        n, k = x.shape
-        return b.mul(b.reshape(g, shape=(n, 1)), w), b.matmul(b.transpose(x), g)
-    if rx == 1 and rw == 2:  # [k] @ [k, m] -> [m]: dW = outer(x, g)
-        k, m = w.shape
-        return b.matmul(w, g), b.mul(b.reshape(x, shape=(k, 1)), g)
+    if len(x.shape) >= 2 and len(w.shape) >= 2:  # dX = g W^T, dW = X^T g (summed over stacked batches)
+        return (b.sum_to(b.matmul(g, b.transpose(w)), shape=x.shape),
+                b.sum_to(b.matmul(b.transpose(x), g), shape=w.shape))
+    if len(w.shape) == 1 and len(x.shape) >= 2:  # [..., n, k] @ [k] -> [..., n]: dX = g w^T
+        g_col = b.reshape(g, shape=g.shape + (1,))
+        dw = b.matmul(b.transpose(x), g) if len(x.shape) == 2 else b.sum_to(b.mul(x, g_col), shape=w.shape)
+        return b.mul(g_col, w), dw
+    if len(x.shape) == 1 and len(w.shape) >= 2:  # [k] @ [..., k, m] -> [..., m]: dW = x g^T
+        g_row = b.reshape(g, shape=g.shape[:-1] + (1,) + g.shape[-1:])
+        if len(w.shape) == 2:
+            dx = b.matmul(w, g)
+        else:
+            dx = b.sum_to(b.sum(b.mul(w, g_row), axes=(len(w.shape) - 1,), keepdims=False), shape=x.shape)
+        return dx, b.mul(b.reshape(x, shape=x.shape + (1,)), g_row)
     return b.mul(g, w), b.mul(g, x)  # dot product
+
+
+@tangent("matmul")
+def matmul_jvp(b, eqn, dots):
+    # d(x @ w) = dx @ w + x @ dw
+    (x, w), (dx, dw) = eqn.inputs, dots
+    return add_tangents(b, eqn.out.shape, None if dx is None else b.matmul(dx, w),
+                        None if dw is None else b.matmul(x, dw))

@@ -23,28 +23,28 @@ class Name:
 @dataclass(frozen=True)
 class BinOp:
     op: str  # "+", "-", "*", "/", "@", "^"
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
     span: Span
 
 
 @dataclass(frozen=True)
 class Neg:
-    operand: "Expr"
+    operand: Expr
     span: Span
 
 
 @dataclass(frozen=True)
 class Kwarg:
     name: str
-    value: "Expr"
+    value: Expr
     span: Span
 
 
 @dataclass(frozen=True)
 class Call:
     func: str
-    args: tuple["Expr", ...]
+    args: tuple[Expr, ...]
     kwargs: tuple[Kwarg, ...]
     span: Span
     func_span: Span
@@ -52,7 +52,7 @@ class Call:
 
 @dataclass(frozen=True)
 class ListLit:
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
     span: Span
 
 

@@ -1,0 +1,71 @@
+"""Render models of the generated `jvp` and `hvp` functions (forward mode, second order)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..autodiff.forward import Linearized, hvp_program, jvp_program
+from ..ir.core import Atom, Lit, Program, Var
+from ..passes.dce import live_eqns
+from .emit import emit_sections, result_text
+
+
+def _unpack(lin: Linearized, eqns, results: list[Atom], arg: str) -> list[str]:
+    """Reads of the parameters and tangent seeds that `eqns` and `results` use (a zero
+    result is `xp.zeros_like(param)`, so it reads its parameter too)."""
+    used = {a.name for e in eqns for a in e.inputs if isinstance(a, Var)}
+    used |= {a.name for a in results if isinstance(a, Var)}
+    used |= {v.name for (name, a), v in zip(lin.results, _result_vars(lin)) if _is_zero(a)}
+    lines = [f'{p.var.name} = params["{p.name}"]' for p in lin.prog.params if p.var.name in used]
+    lines += [f'{v.name} = {arg}["{name}"]' for name, v in lin.seeds if v.name in used]
+    return lines
+
+
+def _is_zero(a: Atom) -> bool:
+    return isinstance(a, Lit) and a.value == 0.0
+
+
+def _result_vars(lin: Linearized) -> list[Var]:
+    """The variable each result is shaped like: the loss, or the parameter / input differentiated."""
+    by_name = {p.name: p.var for p in lin.prog.params} | {d.var.name: d.var for d in lin.prog.inputs}
+    return [by_name.get(name, lin.prog.loss) for name, _ in lin.results]
+
+
+def _zero_or(a: Atom, like: str) -> str:
+    return f"xp.zeros_like({like})" if _is_zero(a) else result_text(a)
+
+
+def forward_mode_functions(prog: Program, make_function: Callable, check, decls) -> list:
+    """`jvp(params, tangents, *inputs)` and `hvp(params, vector, *inputs)` for a differentiated
+    program; `make_function` is render's Function builder, `check` its input check."""
+    names = [d.var.name for d in decls]
+    keys = ", ".join(n for n, _ in prog.grads)
+    out = []
+
+    lin = jvp_program(prog)
+    (_, dot_loss), loss = lin.results[0], lin.prog.loss
+    eqns = live_eqns(lin.prog.eqns, [loss, dot_loss])
+    [blocks] = emit_sections([eqns], [loss, dot_loss])
+    out.append(make_function(
+        prog, "jvp", ["params", "tangents", *names],
+        f"The loss and its directional derivative along `tangents` (keys: {keys}), by forward mode.",
+        check, _unpack(lin, eqns, [dot_loss], "tangents"), [("forward with tangents", blocks)],
+        f"{loss.name}, {_zero_or(dot_loss, loss.name)}", decls))
+
+    lin = hvp_program(prog)
+    results = [a for _, a in lin.results]
+    eqns = live_eqns(lin.prog.eqns + lin.prog.backward, results)
+    fwd = tuple(e for e in eqns if e in set(lin.prog.eqns))
+    bwd = tuple(e for e in eqns if e not in set(lin.prog.eqns))
+    fwd_blocks, bwd_blocks = emit_sections([fwd, bwd], results)
+    idents = {p.name: p.var.name for p in prog.params}
+    items = [f'"{name}": {_zero_or(a, idents.get(name, name))}' for name, a in lin.results]
+    returns = "{" + ", ".join(items) + "}"
+    if len(returns) > 80:
+        returns = "{\n        " + ",\n        ".join(items) + ",\n    }"
+    out.append(make_function(
+        prog, "hvp", ["params", "vector", *names],
+        f"The Hessian of the loss times `vector` (keys: {keys}), by forward-over-reverse mode.",
+        check, _unpack(lin, eqns, results, "vector"),
+        [("forward with tangents", fwd_blocks), ("backward with tangents", bwd_blocks)], returns, decls))
+    return out

@@ -1,0 +1,161 @@
+"""`nnc graph`: the DOT text's structure, textbook values on worked example 1, rendering."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from helpers import SPECS
+from nnc.api import build_program
+from nnc.cli import main
+from nnc.graph import to_dot
+
+NODE = re.compile(r'^\s*"([^"]+)" \[label=')
+EDGE = re.compile(r'^\s*"([^"]+)" -> "([^"]+)" \[label=(.*)\];$')
+MAZUR_INPUTS = ["--input", "i=[0.05, 0.10]", "--input", "t=[0.01, 0.99]"]
+
+
+def _parse(text: str):
+    nodes = [m.group(1) for m in map(NODE.match, text.splitlines()) if m]
+    edges = [m.groups() for m in map(EDGE.match, text.splitlines()) if m]
+    return nodes, edges
+
+
+def _prog(name: str):
+    path = SPECS / f"{name}.nn"
+    return build_program(path.read_text(), str(path))
+
+
+def test_forward_graph_structure():
+    prog = _prog("mlp")
+    text = to_dot(prog)
+    assert text.startswith('digraph "mlp" {') and text.rstrip().endswith("}")
+    nodes, edges = _parse(text)
+    assert len(nodes) == len(set(nodes)), "node ids are unique"
+    consts = [n for n in nodes if n.startswith("const")]
+    expected = {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params} | {
+        e.out.name for e in prog.eqns}
+    assert set(nodes) - set(consts) == expected
+    for e in prog.eqns:  # one in-edge per operand, from its producer
+        into = [src for src, dst, _ in edges if dst == e.out.name]
+        assert len(into) == len(e.inputs)
+        assert [s for s in into if not s.startswith("const")] == [a.name for a in e.inputs if hasattr(a, "name")]
+    assert len(edges) == sum(len(e.inputs) for e in prog.eqns)
+    labels = {(src, dst): label for src, dst, label in edges}
+    first = prog.eqns[0]  # x @ h1.W
+    assert labels[("x", first.out.name)] == '"[B, 784]"'
+    assert labels[("h1_W", first.out.name)] == '"[784, 256]"'
+    assert 'label="mlp.nn:5  h1 = relu(dense(x, 256))"' in text
+    assert "peripheries=2" in text  # the loss
+
+
+def test_backward_graph_adds_adjoint_nodes_and_gradients():
+    prog = _prog("mazur")
+    nodes, edges = _parse(to_dot(prog, backward=True))
+    for e in prog.backward:
+        assert e.out.name in nodes
+    for name, _ in prog.grads:
+        assert f"grad:{name}" in nodes
+        assert sum(1 for _, dst, _ in edges if dst == f"grad:{name}") == 1
+    assert len(edges) == sum(len(e.inputs) for e in prog.eqns + prog.backward) + len(prog.grads)
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"-?\d+\.\d+(?:e-?\d+)?|-?\d+(?:e-?\d+)?", text)]
+
+
+def _annotation(edges, src: str, dst_prefix: str = "") -> tuple[list[float], list[float]]:
+    for s, d, label in edges:
+        if s == src and d.startswith(dst_prefix):
+            value = re.search(r'<font color="#1a7f37">(.*?)</font>', label).group(1)
+            grad = re.search(r'<font color="#cf222e">grad (.*?)</font>', label)
+            return _numbers(value), _numbers(grad.group(1)) if grad else []
+    raise AssertionError(f"no edge from {src}")
+
+
+def _textbook(v: float):
+    return pytest.approx(v, abs=2e-9)  # the textbook prints 9 decimals
+
+
+def test_values_reproduce_worked_example_1():
+    """Every textbook figure of the 2-2-2 sigmoid network appears on its edge."""
+    result = CliRunner().invoke(main, ["graph", str(SPECS / "mazur.nn"), "--values", "--digits", "10",
+                                       *MAZUR_INPUTS])
+    assert result.exit_code == 0, result.output
+    edges = _parse(result.output)[1]
+    approx = _textbook
+    value, grad = _annotation(edges, "net_h")
+    assert value[0] == approx(0.3775)
+    value, grad = _annotation(edges, "out_h")
+    assert value == [approx(0.593269992), approx(0.596884378)]
+    assert grad[0] == approx(0.036350306)  # dE/dout_h1
+    value, grad = _annotation(edges, "out_o")
+    assert value == [approx(0.75136507), approx(0.772928465)]
+    assert grad[0] == approx(0.74136507)  # dE/dout_o1
+    _, grad = _annotation(edges, "W2")
+    assert grad[0] == approx(0.082167041)  # dE/dw5
+    _, grad = _annotation(edges, "W1")
+    assert grad[0] == approx(0.000438568)  # dE/dw1
+    loss_line = next(ln for ln in result.output.splitlines() if ln.strip().startswith('"loss" [label='))
+    assert _numbers(re.search(r'label="(.*?)"', loss_line).group(1))[-1] == approx(0.298371109)
+
+
+def test_values_from_a_data_file(tmp_path):
+    import numpy as np
+
+    data = tmp_path / "pair.npz"
+    np.savez(data, i=np.array([0.05, 0.10]), t=np.array([0.01, 0.99]))
+    result = CliRunner().invoke(main, ["graph", str(SPECS / "mazur.nn"), "--data", str(data), "--digits", "9"])
+    assert result.exit_code == 0, result.output
+    assert _annotation(_parse(result.output)[1], "out_h")[0][0] == pytest.approx(0.593269992, abs=1e-9)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--values"], "missing a value for input 'i'"),
+    (["--input", "i=[1, 2, 3]", "--input", "t=[0, 1]"], "input 'i' must have shape [2], got [3]"),
+    (["--input", "i=oops", "--input", "t=[0, 1]"], "must be a number or a list"),
+    (["--input", "q=1", "--input", "i=[1, 2]", "--input", "t=[0, 1]"], "q: not an input of model mazur"),
+    (["-o", "graph.jpg"], "must end in .svg, .png, .pdf, .dot or .gv"),
+    (["--input", "x=[[1, 2, 3, 4]]", "--input", "y=[0.5]"], "input 'y' holds class labels"),
+])
+def test_bad_arguments_exit_2(args, message, tmp_path):
+    spec = "svm.nn" if "y=[0.5]" in args else "mazur.nn"
+    result = CliRunner().invoke(main, ["graph", str(SPECS / spec), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_missing_dot_program_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    out = tmp_path / "g.svg"
+    result = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "-o", str(out)])
+    assert result.exit_code == 1
+    assert "Graphviz 'dot' program is not installed" in result.output and "apt-get install graphviz" in result.output
+    assert not out.exists()
+    dot_file = tmp_path / "g.dot"  # DOT text needs no Graphviz
+    assert CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "-o", str(dot_file)]).exit_code == 0
+    assert dot_file.read_text().startswith('digraph "xor"')
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed (apt-get install graphviz)")
+@pytest.mark.parametrize("suffix,magic", [(".svg", b"<svg"), (".png", b"\x89PNG")])
+def test_renders_pictures_with_dot(suffix, magic, tmp_path):
+    out = tmp_path / f"mazur{suffix}"
+    args = ["graph", str(SPECS / "mazur.nn"), "--backward", *MAZUR_INPUTS, "-o", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    assert magic in data[:400]
+    if suffix == ".svg":
+        assert "0.5933" in data.decode() and "gradient of W1" in data.decode()
+
+
+def test_bad_spec_is_a_located_error(tmp_path):
+    bad = tmp_path / "bad.nn"
+    bad.write_text("model bad\ninput x : float[2]\nloss = sum(y)\n")
+    result = CliRunner().invoke(main, ["graph", str(bad)])
+    assert result.exit_code == 2
+    assert "bad.nn:3:" in result.output and "Traceback" not in result.output

@@ -1,0 +1,147 @@
+"""Small specs exercising corners of the language: each compiles, runs and has exact gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import assert_gradients_match, compile_and_load, random_inputs
+
+SPECS = {
+    "scalar_params_broadcast": """
+model m
+input x : float[N, 3]
+input y : float[N]
+param w : float[3]
+param c : float = 0.5
+loss = mean((x @ w + c - y) ^ 2)
+""",
+    "one_dimensional_dense": """
+model m
+input x : float[5]
+input y : float[2]
+h = tanh(dense(x, 4))
+o = dense(h, 2, bias=false, init=normal(0.3))
+loss = sse(o, y)
+""",
+    "stacked_matmul": """
+model m
+input x : float[B, T, 4]
+input y : float[B, T, 2]
+h = relu(dense(x, 3))
+o = dense(h, 2)
+loss = mse(o, y)
+""",
+    "softmax_on_axis_0": """
+model m
+input x : float[4, 3]
+param W : float[3, 3]
+s = softmax(x @ W, axis=0)
+loss = sum(s * s) + sum(log_softmax(x @ W, axis=0))
+""",
+    "reductions_and_reuse": """
+model m
+input x : float[B, 4]
+param W : float[4, 4] = uniform(-0.5, 0.5)
+h = x @ W
+r = sum(h, axis=1)
+q = mean(h * h, axis=-1)
+loss = sum(r * q) / 10 + sum(h) + l2(W)
+""",
+    "probability_labels_and_wrt": """
+model m
+input x : float[B, 3]
+input p : float[B, 5]
+logits = dense(x, 5)
+loss = cross_entropy(logits, p)
+wrt x, p
+""",
+    "unused_parameter_gets_zero_gradient": """
+model m
+input x : float[2]
+param a : float[2]
+param unused : float[3] = ones
+loss = sum(a * x)
+""",
+    "division_power_and_minimum": """
+model m
+input x : float[B, 2]
+param a : float[2] = uniform(0.5, 1.0)
+param e : float = 1.5
+z = (abs(x) + 1) ^ e / (a + 2) - minimum(x, a) * maximum(x, -a)
+loss = sum(z) + sum(sqrt(a))
+""",
+    "prelu_layer_and_leaky": """
+model m
+input x : float[B, 3]
+input y : int[B]
+h = prelu(dense(x, 4))
+k = leaky_relu(dense(h, 4), 0.2)
+logits = dense(k, 3)
+loss = cross_entropy(logits, y) + hinge(logits, y, margin=0.5)
+""",
+    "alias_definitions_and_outputs": """
+model m
+input x : float[B, 2]
+input t : float[B, 1]
+h = dense(x, 1)
+g = h
+loss = bce(g, t)
+output g, h
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_spec_compiles_runs_and_has_exact_gradients(name, tmp_path):
+    m = compile_and_load(SPECS[name], tmp_path, name)
+    rng = np.random.default_rng(7)
+    params = m.init_params(seed=1, dtype="float64")
+    inputs = random_inputs(m, rng, size=3)
+    assert_gradients_match(m, params, inputs, rng)
+    state = m.init_optimizer(params)
+    loss = m.train_step(params, state, *inputs)
+    assert np.isfinite(float(loss))
+
+
+def test_unused_parameter_gradient_is_zero(tmp_path):
+    m = compile_and_load(SPECS["unused_parameter_gets_zero_gradient"], tmp_path, "unused")
+    params = m.init_params(dtype="float64")
+    _, grads = m.value_and_grad(params, np.array([1.0, 2.0]))
+    np.testing.assert_array_equal(grads["unused"], np.zeros(3))
+    np.testing.assert_array_equal(grads["a"], np.array([1.0, 2.0]))
+
+
+def test_forward_takes_only_the_inputs_its_outputs_need(tmp_path):
+    m = compile_and_load(SPECS["alias_definitions_and_outputs"], tmp_path, "alias")
+    params = m.init_params(dtype="float64")
+    g, h = m.forward(params, np.ones((2, 2)))
+    np.testing.assert_array_equal(g, h)
+    assert m.OUTPUTS == ("h", "h")  # an alias names the same value
+
+
+def test_default_output_is_the_last_definition_before_the_loss(tmp_path):
+    m = compile_and_load(SPECS["one_dimensional_dense"], tmp_path, "default_output")
+    assert m.OUTPUTS == ("o",)
+    assert m.forward(m.init_params(), np.ones(5, dtype=np.float32)).shape == (2,)
+
+
+def test_init_params_is_deterministic_and_uses_the_requested_dtype(tmp_path):
+    m = compile_and_load(SPECS["prelu_layer_and_leaky"], tmp_path, "init")
+    a, b = m.init_params(seed=5), m.init_params(seed=5)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert all(v.dtype == np.float32 for v in a.values())
+    assert not np.array_equal(a["h.W"], m.init_params(seed=6)["h.W"])
+    assert m.init_params(dtype="float64")["h.W"].dtype == np.float64
+    np.testing.assert_array_equal(a["h.alpha"], np.full(4, 0.25, dtype=np.float32))
+
+
+def test_float32_stays_float32(tmp_path):
+    m = compile_and_load(SPECS["prelu_layer_and_leaky"], tmp_path, "f32")
+    params = m.init_params()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    y = rng.integers(0, 3, size=4)
+    loss, grads = m.value_and_grad(params, x, y)
+    assert loss.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads.values())
