@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 from helpers import SPECS
-
 from nnc.api import compile_spec
 
 

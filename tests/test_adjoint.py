@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from nnc.ir.builder import Builder
 from nnc.ir.core import Var
 from nnc.ir.interpret import evaluate

@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nnc
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import SPEC_PATHS, SPECS
 from mutate import becomes, generated, mutate
+
+import nnc
+from helpers import SPEC_PATHS, SPECS
 from nnc.api import compile_spec, load_module
 from nnc.cli import main
 from nnc.runtime.gradcheck import (

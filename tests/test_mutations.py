@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import SPECS
 from mutate import becomes, generated, mutate, negate, sub, times, transpose
 
 from nnc.api import load_module

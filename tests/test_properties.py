@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import SPEC_PATHS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from specgen import generate
+
+from helpers import SPEC_PATHS
 from nnc.api import compile_spec, load_module
 from nnc.runtime.gradcheck import bind_dims, check_module, draw_point
-from specgen import generate
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -13,15 +13,16 @@ import inspect
 
 import numpy as np
 import pytest
-from helpers import SPEC_PATHS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nnc.api import compile_spec, load_module
-from nnc.runtime.gradcheck import bind_dims, draw_point
 from specgen import generate
 
+from helpers import SPEC_PATHS
+from nnc.api import compile_spec, load_module
+from nnc.runtime.gradcheck import bind_dims, draw_point
+
 torch = pytest.importorskip("torch", reason="PyTorch is a test dependency: python -m pip install torch==2.13.0")
-from torch_ref import TorchModel  # needs torch, so after the importorskip above
+from torch_ref import TorchModel  # noqa: E402  (needs torch: after the importorskip)
 
 RTOL = 1e-10
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from nnc.syntax import ast
 from nnc.syntax.parser import parse_spec
 
