@@ -1,42 +1,19 @@
-"""Planted derivative bugs: edits of the backward code of generated modules.
+"""Planted derivative bugs, two ways: wrong VJP rules, and hand edits of generated modules.
 
-An edit finds its line by the adjoint's name (d_W2, d_h1_pre: fixed by the naming
-convention) and rewrites the right-hand side as a whole or by a small pattern, so it
-survives changes to how expressions are printed; an edit that no longer applies fails
-loudly instead of silently testing nothing.
+A wrong rule (`planted`) goes through the whole pipeline, so the bug lands in the
+backward code wherever and however code generation prints it. A hand edit (`edit_grad`)
+rewrites one entry of the dict that value_and_grad returns, which every generated
+module has whatever its body looks like. Both fail loudly when they no longer apply.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from helpers import SPECS
 from nnc.api import compile_spec
-
-
-def negate(rhs: str) -> str:
-    return f"-({rhs})"
-
-
-def transpose(rhs: str) -> str:
-    return f"({rhs}).T"
-
-
-def times(factor: str):
-    return lambda rhs: f"({rhs}) * {factor}"
-
-
-def becomes(text: str):
-    return lambda rhs: text
-
-
-def sub(pattern: str, repl: str):
-    """Rewrite the one match of `pattern` in the right-hand side."""
-    def rewrite(rhs: str) -> str:
-        new, n = re.subn(pattern, repl, rhs)
-        assert n == 1, f"{pattern!r} matches {n} times in {rhs!r}; update this mutation"
-        return new
-    return rewrite
+from nnc.primitives import PRIMITIVES
 
 
 def generated(spec: str) -> str:
@@ -47,16 +24,19 @@ def generated(spec: str) -> str:
     return compile_spec(path.read_text(), str(path))
 
 
-def mutate(spec: str, var: str | None, edit) -> str:
-    """The generated module with the backward assignment `var = RHS` rewritten to `edit(RHS)`
-    (or, for var None, the whole backward section of value_and_grad rewritten by `edit`)."""
+def planted(monkeypatch, prim: str, wrong_vjp) -> None:
+    """Replace `prim`'s VJP rule for the rest of the test; wrong_vjp(original, b, eqn, g)."""
+    original = PRIMITIVES[prim].vjp
+    replaced = dataclasses.replace(PRIMITIVES[prim], vjp=lambda b, eqn, g: wrong_vjp(original, b, eqn, g))
+    monkeypatch.setitem(PRIMITIVES, prim, replaced)
+
+
+def edit_grad(spec: str, name: str, edit) -> str:
+    """The module with value_and_grad's returned gradient `"name": d_x` replaced by edit("d_x")."""
     text = generated(spec)
-    start = text.index("# ---- backward ----")
-    end = text.index("\ndef ", start)
-    section = text[start:end]
-    if var is None:
-        return text[:start] + edit(section) + text[end:]
-    line = re.compile(rf"^(\s+{re.escape(var)} = )(.*)$", re.M).search(section)
-    assert line, f"no assignment to {var} in the backward code; update this mutation"
-    section = section[:line.start(2)] + edit(line.group(2)) + section[line.end(2):]
-    return text[:start] + section + text[end:]
+    start = text.index("\ndef value_and_grad(")
+    end = text.index("\ndef ", start + 1)
+    body, n = re.subn(rf'("{re.escape(name)}": )([A-Za-z_]\w*)\b', lambda m: m[1] + edit(m[2]),
+                      text[start:end])
+    assert n == 1, f"value_and_grad returns {name!r} {n} times as a plain name; update this edit"
+    return text[:start] + body + text[end:]
