@@ -267,6 +267,202 @@ def diff_cmd(old: str, new: str, sections: tuple[str, ...], context: int, color:
     sys.exit(EXIT_CHECK_FAILED if diffs else EXIT_OK)
 
 
+# ---- training, evaluation, prediction (runtime/train.py does the work) -------------------------
+
+_DATA_HELP = "An .npz file (arrays named after the spec's inputs), a .csv file, or a built-in set: " \
+    "xor, and, or, digits, spirals, moons."
+
+
+def _fail_run(command: str, message: str) -> None:
+    click.echo(f"nnc {command}: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _limit_threads(threads: int | None) -> None:
+    """Set the BLAS thread count before NumPy loads: with the small matrices of minibatch
+    training, extra threads only add synchronisation (and stall when cores are shared)."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if threads is not None:
+            os.environ[var] = str(threads)
+        else:
+            os.environ.setdefault(var, "1")
+
+
+def _weights_path(value: str | None, option: str) -> None:
+    if value is not None and not value.endswith((".npz", ".safetensors")):
+        raise click.BadParameter("weights files end in .npz or .safetensors", param_hint=option)
+
+
+@main.command("train")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--data", required=True, metavar="FILE|NAME", help=_DATA_HELP)
+@click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training data "
+              "(default: enough for about 1,000 steps, at least 10).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate (overrides the spec).")
+@click.option("--schedule", metavar="NAME[:K=V,...]", help="Learning-rate schedule (overrides the spec): "
+              "constant, cosine, step:step_size=N,gamma=G, exponential:gamma=G.")
+@click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True),
+              help="Clip the gradient to this global norm (overrides the spec).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds initialization, shuffling, the split.")
+@click.option("--val-split", type=click.FloatRange(0, 1, max_open=True),
+              help="Share of examples held out for validation (default: 0.2; 0 below 100 examples).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Save the weights: .npz or .safetensors.")
+@click.option("--init-from", type=click.Path(dir_okay=False), help="Start from these weights.")
+@click.option("--backend", default="numpy", show_default=True, help="numpy, cupy, torch, or an array-API module.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="BLAS threads (default: 1, or the "
+              "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS you set): small batches run fastest on one.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Draw the training curves to an image (matplotlib).")
+@click.option("--log", type=click.Path(dir_okay=False), help="Write one JSON line of metrics per epoch.")
+@_debug
+def train_cmd(spec: str, data: str, out: str | None, init_from: str | None, plot: str | None,
+              threads: int | None, debug: bool, **options) -> None:
+    """Train SPEC with the spec's optimizer, then print a summary (exit 1 if the loss diverged)."""
+    import importlib.util
+
+    _limit_threads(threads)
+    from .api import build_program
+    from .runtime import train as tr
+
+    _weights_path(out, "--out")
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        _fail_run("train", "--plot needs matplotlib, which is not installed: python -m pip install 'nnc[plot]'")
+    _, prog = _run(build_program, spec, debug)
+    opts = tr.Options(init_from=init_from, **options)
+    try:
+        run = tr.train(prog, Path(spec).name, data, opts)
+        click.echo(run.summary.text())
+        if out is not None:
+            tr.save(run, out, Path(spec).name)
+            click.echo(f"weights saved to {out}" + (" (the last finite ones)" if run.stopped else ""))
+    except (tr.TrainError, ValueError) as exc:
+        if debug:
+            raise
+        _fail_run("train", str(exc))
+    if plot is not None and run.history:
+        tr.plot(run, plot, f"{Path(spec).name} on {data}")
+        click.echo(f"curves drawn to {plot}")
+    if run.stopped:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str, dtype: str | None,
+                  debug: bool, features_only: bool = False):
+    """Compile SPEC, load its weights and bind the data: what eval and predict share."""
+    from .api import build_program
+    from .codegen import render_module
+    from .runtime import data as datamod
+    from .runtime import train as tr
+    from .runtime.weights import load_weights
+
+    _weights_path(weights, "--weights")
+    _, prog = _run(build_program, spec, debug)
+    try:
+        module = tr.load_module(render_module(prog), prog.name)
+        xp = tr.namespace(backend)
+        arrays = load_weights(weights, dict(module.PARAMS))
+        if dtype is None:
+            dtype = next(iter(arrays.values())).dtype.name if arrays else "float32"
+        params = {k: xp.asarray(v, dtype=getattr(xp, dtype)) for k, v in arrays.items()}
+        inputs = tr.input_specs(prog)
+        if features_only:
+            inputs = [i for i in inputs if i.name in tr.forward_inputs(module)]
+        kind = tr.output_kind(prog)
+        bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)
+    except (tr.TrainError, ValueError) as exc:
+        if debug:
+            raise
+        _fail_run(command, str(exc))
+    return prog, module, xp, params, bound, kind, dtype
+
+
+@main.command("eval")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--weights", required=True, type=click.Path(dir_okay=False), help=".npz or .safetensors weights.")
+@click.option("--data", required=True, metavar="FILE|NAME", help=_DATA_HELP)
+@click.option("--split", type=click.Choice(["all", "train", "val"]), default="all", show_default=True,
+              help="Evaluate on all examples, or on the part `nnc train` trained or validated on "
+                   "(with the same --seed and --val-split).")
+@click.option("--val-split", type=click.FloatRange(0, 1, max_open=True),
+              help="As for nnc train (default: 0.2; 0 below 100 examples).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--backend", default="numpy", show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Default: the weights' dtype.")
+@_debug
+def eval_cmd(spec: str, weights: str, data: str, split: str, val_split: float | None, seed: int, backend: str,
+             dtype: str | None, debug: bool) -> None:
+    """Evaluate SPEC with WEIGHTS: loss, accuracy and confusion matrix for classifiers."""
+    from .runtime import data as datamod
+    from .runtime import train as tr
+
+    prog, module, xp, params, bound, kind, dtype = _load_for_use("eval", spec, weights, data, backend, dtype,
+                                                                 debug)
+    try:
+        if split != "all":
+            share = tr.default_val_split(len(bound)) if val_split is None else val_split
+            train_idx, val_idx = datamod.split(len(bound), share, seed)
+            bound = bound.take(train_idx if split == "train" else val_idx)
+        kinds = {i.name: i.kind for i in tr.input_specs(prog)}
+        result = tr.evaluate(module, params, tr.Device.put(xp, bound, kinds, dtype), kind)
+    except (tr.TrainError, ValueError) as exc:
+        if debug:
+            raise
+        _fail_run("eval", str(exc))
+    click.echo(f"{Path(spec).name} with {weights} on {data} ({split}: {len(bound)} examples)")
+    click.echo(f"loss      {result.loss:.6g}")
+    if result.accuracy is not None:
+        right = round(result.accuracy * len(result.classes))
+        click.echo(f"accuracy  {result.accuracy:.4f} ({right}/{len(result.classes)})")
+        classes = max(bound.classes or 0, int(result.classes.max()) + 1, int(bound.labels.max()) + 1)
+        m = tr.confusion_matrix(bound.labels[:len(result.classes)], result.classes, classes)
+        width = max(3, len(str(int(m.max()))) + 1)
+        click.echo("confusion matrix (rows: true class, columns: predicted class)")
+        click.echo(" " * 4 + "".join(f"{c:>{width}}" for c in range(classes)))
+        for c in range(classes):
+            click.echo(f"{c:>3} " + "".join(f"{v:>{width}}" for v in m[c]))
+
+
+@main.command("predict")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--weights", required=True, type=click.Path(dir_okay=False), help=".npz or .safetensors weights.")
+@click.option("--data", required=True, metavar="FILE|NAME", help=_DATA_HELP)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to .npy or .csv instead of stdout.")
+@click.option("--raw", is_flag=True, help="Print the output values, not predicted classes.")
+@click.option("--backend", default="numpy", show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Default: the weights' dtype.")
+@_debug
+def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, backend: str, dtype: str | None,
+                debug: bool) -> None:
+    """Run SPEC's forward pass on the data: one line per example (the class, or the output values)."""
+    import numpy as np
+
+    from .runtime import train as tr
+
+    if out is not None and not out.endswith((".npy", ".csv")):
+        raise click.BadParameter("predictions are written to .npy or .csv", param_hint="--out")
+    prog, module, xp, params, bound, kind, dtype = _load_for_use("predict", spec, weights, data, backend, dtype,
+                                                                 debug, features_only=True)
+    labels_kind = prog.inputs and prog.inputs[-1].var.dtype == "int"
+    try:
+        kinds = {i.name: i.kind for i in tr.input_specs(prog)}
+        result = tr.evaluate_outputs(module, params, tr.Device.put(xp, bound, kinds, dtype))
+    except (tr.TrainError, ValueError) as exc:
+        if debug:
+            raise
+        _fail_run("predict", str(exc))
+    values = result if raw or not (labels_kind or kind != "score") else tr.predict_classes(result, kind, bound.mode)
+    table = values.reshape(len(values), -1)
+    if out is not None and out.endswith(".npy"):
+        np.save(out, values)
+    elif out is not None:
+        np.savetxt(out, table, delimiter=",", fmt="%d" if table.dtype.kind == "i" else "%.9g")
+    else:
+        for row in table:
+            click.echo(",".join(str(int(v)) if table.dtype.kind == "i" else f"{v:.6g}" for v in row))
+
+
 @main.command("check")
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 # Sections in module order; a top-level function belongs to the section its name maps to,
 # everything else (docstring, metadata, helpers, input checks, init_params) to "header".
-SECTIONS = ("header", "forward", "backward", "forward-mode", "optimizer")
+SECTIONS = ("header", "forward", "backward", "forward-mode", "optimizer", "weights")
 SECTION_OF = {
     "forward": "forward", "loss": "forward", "value_and_grad": "backward",
     "jvp": "forward-mode", "hvp": "forward-mode", "init_optimizer": "optimizer", "train_step": "optimizer",
+    "_to_numpy": "weights", "_check_weights": "weights", "_write_weights": "weights",
+    "_read_weights": "weights", "save_params": "weights", "load_params": "weights",
 }
 _DEF = re.compile(r"def (\w+)\s*\(")
 _TRACE = re.compile(r"^\s*# (\S+:\d+)  (.*)$")

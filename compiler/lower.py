@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import optim
 from .errors import Span, SpecError, SpecErrors, did_you_mean
 from .ir.builder import Builder
 from .ir.core import Atom, Eqn, InputDecl, Lit, ParamDecl, Program, Size, Var
@@ -306,12 +307,15 @@ class _Lowering:
         if self.errors:
             raise SpecErrors(self.errors)
         inputs = tuple(InputDecl(d.var, self.classes.get(d.var.name), d.line) for d in self.inputs)
-        return Program(
+        prog = Program(
             name=model_name or "model", source_name=self.spec.path.rsplit("/", 1)[-1],
             source_lines=tuple(self.spec.source.splitlines()), inputs=inputs, params=tuple(self.params),
             eqns=tuple(self.eqns), loss=loss_var, outputs=out_vars, wrt=wrt_names,
-            optimizer=opt or ("sgd", tuple(OPTIMIZERS["sgd"].hyper)), dims=tuple(self.dims),
+            optimizer=opt or ("sgd", tuple(optim.settings("sgd").items())), dims=tuple(self.dims),
         )
+        if opt is not None:
+            self._check_optimizer(prog)
+        return prog
 
     def _check_new_name(self, name: str, span: Span) -> None:
         if name in self.env:
@@ -562,19 +566,46 @@ class _Lowering:
         if opt is None:
             raise SpecError(f"unknown optimizer '{st.name}'", st.name_span,
                             help=did_you_mean(st.name, OPTIMIZERS) or "available: " + ", ".join(sorted(OPTIMIZERS)))
-        hyper = dict(opt.hyper)
+        hyper = optim.settings(st.name)
+        given = set()
         for kw in st.kwargs:
             if kw.name not in hyper:
                 raise SpecError(f"{st.name}() has no setting '{kw.name}'", kw.span,
                                 help=did_you_mean(kw.name, hyper) or "settings: " + ", ".join(hyper))
-            default = hyper[kw.name]
-            if isinstance(default, bool):
-                hyper[kw.name] = self._arg(None, st.name, kw.name, _BOOL, kw.value)
-            else:
-                hyper[kw.name] = self._number(kw.value)
-                if hyper[kw.name] < 0:
-                    raise SpecError(f"{st.name}(): '{kw.name}' must not be negative", kw.value.span)
+            if kw.name in given:
+                raise SpecError(f"{st.name}() got setting '{kw.name}' twice", kw.span)
+            given.add(kw.name)
+            hyper[kw.name] = self._setting(st.name, kw)
+        problem = optim.check_settings(hyper)
+        if problem:
+            raise SpecError(f"{st.name}(): {problem}", st.span)
+        self.optimizer_span = st.span
         return (st.name, tuple(hyper.items()))
+
+    def _setting(self, opt: str, kw: ast.Kwarg):
+        kind = optim.setting_kind(kw.name)
+        if kind == "bool":
+            return self._arg(None, opt, kw.name, _BOOL, kw.value)
+        if kind == "choice":
+            choices = optim.CHOICES[kw.name]
+            name = kw.value.id if isinstance(kw.value, ast.Name) else None
+            if name not in choices:
+                raise SpecError(f"{opt}(): '{kw.name}' must be one of {', '.join(choices)}", kw.value.span,
+                                help=did_you_mean(name, choices) if name else None)
+            return name
+        value = self._arg(None, opt, kw.name, _INT if kind == "int" else _NUM, kw.value)
+        problem = optim.check_value(kw.name, value)
+        if problem:
+            raise SpecError(f"{opt}(): {problem}", kw.value.span)
+        return value
+
+    def _check_optimizer(self, prog: Program) -> None:
+        """Optimizers with requirements on the model (the perceptron rule) check them here."""
+        opt = OPTIMIZERS[prog.optimizer[0]]
+        if opt.direction is not None:
+            found = opt.direction(prog, Builder(Namer({e.out.name for e in prog.eqns})))
+            if isinstance(found, str):
+                raise SpecErrors([SpecError(found, self.optimizer_span)])
 
     def _outputs(self, outputs) -> tuple[Var, ...]:
         if outputs is None:

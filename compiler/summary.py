@@ -16,7 +16,7 @@ from typing import Any
 
 from .autodiff import differentiate
 from .ir.builder import Builder
-from .ir.core import Eqn, Program, Var, is_host
+from .ir.core import Eqn, Lit, Program, Var, is_host
 from .ir.naming import Namer, identifier
 from .lower import lower
 from .optim import OPTIMIZERS
@@ -163,7 +163,9 @@ def _optimizer_flops_per_element(prog: Program) -> int:
     b = Builder(Namer({"p", "g"}))
     p, g = Var("p", (), "float"), Var("g", (), "float")
     bufs = {k: Var(k, (), "float") for k in opt.buffers(dict(hyper))}
-    opt.update(b, p, g, bufs, dict(hyper))
+    hp = dict(hyper)
+    step = Var("step", (), "float", host=True)  # as in codegen: host scalars cost no array work
+    opt.update(b, p, g, bufs, dict(hp, lr=Lit(float(hp["lr"]))), step)
     return sum(1 for e in b.eqns if e.prim not in FREE and not all(is_host(a) for a in e.inputs))
 
 

@@ -72,7 +72,8 @@ def test_mazur_generated_module_gradients(mazur):
 
 
 def test_mazur_one_sgd_step_with_lr_half(mazur):
-    assert mazur.OPTIMIZER == ("sgd", {"lr": 0.5, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0})
+    name, settings = mazur.OPTIMIZER
+    assert name == "sgd" and settings["lr"] == 0.5 and settings["momentum"] == 0.0
     params = mazur.init_params(dtype="float64")
     state = mazur.init_optimizer(params)
     loss = mazur.train_step(params, state, INPUT, T)

@@ -12,13 +12,14 @@ import jinja2
 from .. import __version__
 from ..ir.builder import Builder
 from ..ir.core import Atom, Lit, Program, Var, is_host
-from ..ir.naming import Namer
-from ..optim import OPTIMIZERS
+from ..ir.naming import RESERVED, Namer
+from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns
-from ..runtime import initializers, kernels
+from ..runtime import initializers, kernels, weights
 from .emit import emit_body, emit_sections, result_text
 from .forward_mode import forward_mode_functions
 
+_WEIGHT_HELPERS = ("_to_numpy", "_check_weights", "_write_weights", "_read_weights")
 _KERNELS = {"softmax": "_softmax", "log_softmax": "_log_softmax", "onehot": "_onehot"}
 
 
@@ -163,6 +164,10 @@ def build_model(prog: Program) -> dict:
         all_check, unpack, [("forward", fwd_blocks), ("backward", bwd_blocks)], returns, inputs_all))
     functions += forward_mode_functions(prog, _function, all_check, inputs_all)  # jvp, hvp
 
+    direction = _direction_function(prog, all_check)
+    if direction is not None:
+        functions.append(direction)
+    optimizer_model = _optimizer_model(prog)
     kernels_used = sorted({_KERNELS[e.prim] for e in prog.eqns + prog.backward if e.prim in _KERNELS})
     inits_used = sorted({f"_{p.init[0]}" for p in prog.params if p.init[0] in ("glorot_uniform", "he_normal")})
     return {
@@ -174,13 +179,14 @@ def build_model(prog: Program) -> dict:
         "params": [(p.name, _shape_literal(p.var.shape), _init_expr(p)) for p in prog.params],
         "wrt": _tuple_literal([f'"{n}"' for n in prog.wrt]),
         "outputs": _tuple_literal([f'"{o.name}"' for o in prog.outputs]),
-        "optimizer": _optimizer_model(prog),
+        "optimizer": optimizer_model,
         "checks": checks,
         "functions": functions,
         "helpers": [inspect.getsource(getattr(kernels, k)).rstrip() for k in kernels_used],
         "init_helpers": [inspect.getsource(getattr(initializers, k)).rstrip() for k in inits_used],
-        "uses_math": bool(inits_used),
+        "uses_math": bool(inits_used) or optimizer_model["uses_math"],
         "uses_rng": any("rng" in _init_expr(p) for p in prog.params),
+        "weight_helpers": [inspect.getsource(getattr(weights, k)).rstrip() for k in _WEIGHT_HELPERS],
         "input_names": [d.var.name for d in inputs_all],
     }
 
@@ -240,36 +246,108 @@ def _init_expr(p) -> str:
     return f"_{kind}(rng, {shape})"
 
 
+# Names train_step uses itself; optimizer temporaries are named around them.
+_STEP_NAMES = {"p", "g", "name", "step", "lr", "clip", "grad_norm", "xp", "math", "params", "state",
+               "grads", "loss_value", "inputs"}
+
+
 def _optimizer_model(prog: Program) -> dict:
-    """The per-parameter update, built as IR by the optimizer's rule and emitted like the rest."""
+    """The per-parameter update, built as IR by the optimizer's rule and emitted like the rest.
+
+    Host-scalar equations (bias corrections, step sizes) go before the loop over
+    parameters; the learning-rate schedule and gradient clipping come first.
+    """
     name, hyper = prog.optimizer
     hp = dict(hyper)
     opt = OPTIMIZERS[name]
-    namer = Namer({"p", "g", "name"})
-    b = Builder(namer)
+    buffers = opt.buffers(hp)
+    b = Builder(Namer(_STEP_NAMES | set(buffers)))
     p, g = Var("p", (), "float"), Var("g", (), "float")
-    bufs = {k: Var(namer.claim(k), (), "float") for k in opt.buffers(hp)}
-    new_p, new_bufs = opt.update(b, p, g, bufs, hp)
+    step = Var("step", (), "float", host=True)
+    schedule = schedule_source(hp)
+    rule_hp = dict(hp, lr=Var("lr", (), "float", host=True) if schedule else Lit(float(hp["lr"])))
+    bufs = {k: Var(k, (), "float") for k in buffers}
+    new_p, new_bufs = opt.update(b, p, g, bufs, rule_hp, step)
+
+    host = tuple(e for e in b.eqns if e.out.host)
+    loop = tuple(e for e in b.eqns if not e.out.host)
+    host_used = list(dict.fromkeys(a for e in loop for a in e.inputs if isinstance(a, Var) and a.host
+                                   and a.name not in ("step", "lr")))
     renames = {v.name: k for k, v in new_bufs.items() if isinstance(v, Var) and v.temp}
     if isinstance(new_p, Var) and new_p.temp:
         renames[new_p.name] = "params[name]"
-    blocks = emit_body(tuple(b.eqns), [new_p, *new_bufs.values()], renames)
-    body = [s for blk in blocks for s in blk.statements]
+    body = [s for blk in emit_body(loop, [new_p, *new_bufs.values()], renames) for s in blk.statements]
     if not (isinstance(new_p, Var) and new_p.temp):
         body.append(f"params[name] = {result_text(new_p)}")
     stores = [f'state["{k}"][name] = {renames.get(v.name, result_text(v))}' for k, v in new_bufs.items()]
-    hp_text = ", ".join(f"{k}={_py(v)}" for k, v in hyper)
+
+    prologue = []
+    if schedule or any(step in e.inputs for e in b.eqns):
+        prologue.append('step = state["step"] + 1  # the number of this update, from 1')
+    if schedule:
+        prologue.append(f"lr = {schedule}")
+    grad = "grads[name]"
+    if hp.get("clip_norm") and prog.params:
+        # torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1
+        prologue.append("grad_norm = math.sqrt(sum(float(xp.sum(grads[name] * grads[name])) "
+                        "for name in PARAM_NAMES))")
+        prologue.append(f"clip = min(1.0, {float(hp['clip_norm'])!r} / (grad_norm + 1e-06))")
+        grad = "clip * grads[name]"
+    prologue += [s for blk in emit_body(host, host_used) for s in blk.statements]
+    if prog.params and any("xp." in s for s in prologue + body):
+        prologue.insert(0, f'xp = _namespace(params["{prog.params[0].name}"])')
+    elif any("xp." in s for s in body):  # no parameters: the loop never runs, but must be valid code
+        body.insert(0, "xp = _namespace(p)")
+    if opt.direction is not None:
+        gradient = ["loss_value = loss(params, *inputs)", "grads = _perceptron_direction(params, *inputs)"]
+    else:
+        gradient = ["loss_value, grads = value_and_grad(params, *inputs)"]
     return {
         "name": name,
         "hyper": "{" + ", ".join(f'"{k}": {_py(v)}' for k, v in hyper) + "}",
-        "summary": f"{name}({hp_text})",
+        "summary": describe(name, hp),
         "buffers": list(bufs),
+        "gradient": gradient,
+        "prologue": prologue,
+        "grad": grad,
         "body": body,
         "stores": stores,
+        "uses_math": any("math." in s for s in prologue),
     }
 
 
+def _direction_function(prog: Program, check: Check) -> Function | None:
+    """`_perceptron_direction`: the step direction of an optimizer that replaces the gradient."""
+    opt = OPTIMIZERS[prog.optimizer[0]]
+    if opt.direction is None:
+        return None
+    taken = {e.out.name for e in prog.eqns + prog.backward} | {d.var.name for d in prog.inputs} | {
+        p.var.name for p in prog.params} | RESERVED
+    namer = Namer(taken)
+    eqns, directions = opt.direction(prog, Builder(namer))
+    results = list(directions.values())
+    live = live_eqns(prog.eqns + eqns, results)
+    fwd = tuple(e for e in live if e in set(prog.eqns))
+    rule = tuple(e for e in live if e not in set(prog.eqns))
+    used = {a.name for e in live for a in e.inputs if isinstance(a, Var)} | {
+        a.name for a in results if isinstance(a, Var)}
+    unpack = [f'{p.var.name} = params["{p.name}"]' for p in prog.params if p.var.name in used]
+    ident = {p.name: p.var.name for p in prog.params}
+    names = {a.name: namer.fresh(f"d_{ident[n]}") for n, a in directions.items() if isinstance(a, Var) and a.temp}
+    fwd_blocks, rule_blocks = emit_sections([fwd, rule], results, names)
+    items = [f'"{n}": {names.get(getattr(a, "name", None)) or result_text(a)}' for n, a in directions.items()]
+    returns = "{" + ", ".join(items) + "}"
+    if len(returns) > 80:
+        returns = "{\n        " + ",\n        ".join(items) + ",\n    }"
+    return _function(
+        prog, "_perceptron_direction", ["params", *(d.var.name for d in prog.inputs)],
+        "The perceptron rule's descent direction per parameter: (f(y) - t) times the layer input.",
+        check, unpack, [("forward", fwd_blocks), ("perceptron rule", rule_blocks)], returns, list(prog.inputs))
+
+
 def _py(v) -> str:
+    if isinstance(v, str):
+        return f'"{v}"'  # settings' strings are names such as "cosine"
     return repr(v) if isinstance(v, bool) else repr(float(v)) if isinstance(v, (int, float)) else repr(v)
 
 

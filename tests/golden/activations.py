@@ -28,7 +28,7 @@ PARAMS = {
 PARAM_NAMES = tuple(PARAMS)
 WRT = ()
 OUTPUTS = ("s",)
-OPTIMIZER = ("sgd", {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0})
+OPTIMIZER = ("sgd", {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None, "min_lr": 0.0, "clip_norm": None})
 SOURCE = """\
 # Every activation function of the language, in one small regression model.
 model activations
@@ -329,13 +329,13 @@ def hvp(params, vector, x, y):
 
 
 def init_optimizer(params):
-    """Optimizer state for sgd(lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0)."""
+    """Optimizer state for sgd(lr=0.01, momentum=0, nesterov=false, weight_decay=0)."""
     state = {"step": 0}
     return state
 
 
 def train_step(params, state, *inputs):
-    """One sgd(lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0) step: updates params and state in place, returns the loss.
+    """One sgd(lr=0.01, momentum=0, nesterov=false, weight_decay=0) step: updates params and state in place, returns the loss.
 
     `inputs` are those of value_and_grad: x, y.
     """
@@ -345,3 +345,157 @@ def train_step(params, state, *inputs):
         params[name] = p - 0.01 * g
     state["step"] += 1
     return loss_value
+
+
+def _to_numpy(x):
+    """A host NumPy copy of an array from any namespace (NumPy, CuPy, torch, ...)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
+        return x.get()  # CuPy: copy from the device
+    try:
+        return np.from_dlpack(x)
+    except (AttributeError, TypeError, BufferError, RuntimeError, ValueError):
+        return np.asarray(x)
+
+
+def _check_weights(arrays, shapes, where):
+    """Raise ValueError naming the first parameter whose name, shape, dtype or values are wrong."""
+    missing = [name for name in shapes if name not in arrays]
+    if missing:
+        raise ValueError(f"{where}: parameter '{missing[0]}' is missing (the file has "
+                         f"{', '.join(sorted(arrays)) or 'no arrays'})")
+    extra = [name for name in arrays if name not in shapes]
+    if extra:
+        raise ValueError(f"{where}: '{extra[0]}' is not a parameter of this model (it has "
+                         f"{', '.join(shapes)})")
+    for name, shape in shapes.items():
+        a = arrays[name]
+        if tuple(a.shape) != tuple(shape):
+            raise ValueError(f"{where}: parameter '{name}' has shape {list(a.shape)}, "
+                             f"but the spec says {list(shape)}")
+        if a.dtype.kind != "f":
+            raise ValueError(f"{where}: parameter '{name}' has dtype {a.dtype}; parameters are floats")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{where}: parameter '{name}' has non-finite values (nan or inf)")
+
+
+def _write_weights(arrays, path, metadata=None):
+    """Write NumPy arrays keyed by name to `path` (.npz or .safetensors), atomically."""
+    import json
+    import os
+    import struct
+    import tempfile
+
+    path = os.fspath(path)
+    if path.endswith(".npz"):
+        def write(f):
+            np.savez(f, **arrays)
+    elif path.endswith(".safetensors"):
+        codes = {"float16": "F16", "float32": "F32", "float64": "F64"}
+        header, chunks, offset = {}, [], 0
+        for name, a in arrays.items():
+            a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+            header[name] = {"dtype": codes[a.dtype.name], "shape": list(a.shape),
+                            "data_offsets": [offset, offset + a.nbytes]}
+            chunks.append(a.tobytes())
+            offset += a.nbytes
+        if metadata:
+            header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+        text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        text += b" " * (-len(text) % 8)  # pad so that the data starts 8-byte aligned
+
+        def write(f):
+            f.write(struct.pack("<Q", len(text)))
+            f.write(text)
+            for chunk in chunks:
+                f.write(chunk)
+    else:
+        raise ValueError(f"{path}: weights files end in .npz or .safetensors")
+    fd, tmp = tempfile.mkstemp(prefix=".weights.", suffix=".tmp", dir=os.path.dirname(path) or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _read_weights(path):
+    """NumPy arrays keyed by name from a .npz (no pickles) or .safetensors file."""
+    import json
+    import os
+    import struct
+    import zipfile
+
+    path = os.fspath(path)
+    if path.endswith(".npz"):
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: not a readable .npz archive ({exc})") from None
+        if not hasattr(archive, "files"):
+            raise ValueError(f"{path}: not an .npz archive (one bare .npy array?)")
+        with archive:
+            arrays = {}
+            for name in archive.files:
+                try:
+                    arrays[name] = archive[name]
+                except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+                    raise ValueError(f"{path}: '{name}' cannot be read ({exc})") from None
+            return arrays
+    if not path.endswith(".safetensors"):
+        raise ValueError(f"{path}: weights files end in .npz or .safetensors")
+    dtypes = {"F16": "<f2", "F32": "<f4", "F64": "<f8", "I8": "i1", "I16": "<i2", "I32": "<i4",
+              "I64": "<i8", "U8": "u1", "U16": "<u2", "U32": "<u4", "U64": "<u8", "BOOL": "?"}
+    with open(path, "rb") as f:
+        data = f.read()
+    (size,) = struct.unpack("<Q", data[:8]) if len(data) >= 8 else (-1,)
+    if not 0 < size <= len(data) - 8:
+        raise ValueError(f"{path}: not a safetensors file (bad header length)")
+    try:
+        entries = list(json.loads(data[8:8 + size].decode("utf-8")).items())
+    except (ValueError, AttributeError):
+        raise ValueError(f"{path}: not a safetensors file (the header is not a JSON object)") from None
+    buffer = memoryview(data)[8 + size:]
+    arrays = {}
+    for name, info in entries:
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = np.dtype(dtypes[info["dtype"]])
+            shape = tuple(int(d) for d in info["shape"])
+            begin, end = (int(o) for o in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            code = info.get("dtype") if isinstance(info, dict) else None
+            raise ValueError(f"{path}: '{name}' has an unsupported or malformed entry "
+                             f"(dtype {code!r})") from None
+        count = 1
+        for d in shape:
+            count *= d
+        if min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer) or end - begin != count * dtype.itemsize:
+            raise ValueError(f"{path}: '{name}' has data offsets that do not match its shape and dtype")
+        arrays[name] = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    return arrays
+
+
+def save_params(params, path):
+    """Write params to `path` (.npz or .safetensors) keyed by spec name, after checking them."""
+    arrays = {name: _to_numpy(value) for name, value in params.items()}
+    _check_weights(arrays, PARAMS, str(path))
+    _write_weights(arrays, path, {"model": MODEL, "spec": SPEC})
+
+
+def load_params(path, *, xp=None, dtype=None):
+    """Parameters saved by save_params or `nnc train`; names, shapes, dtypes and values are checked.
+
+    `xp` is the array namespace to load into (NumPy by default); `dtype` ("float32",
+    "float64") converts, otherwise the stored dtype is kept.
+    """
+    arrays = _read_weights(path)
+    _check_weights(arrays, PARAMS, str(path))
+    xp = np if xp is None else xp
+    if dtype is None:
+        return {name: xp.asarray(arrays[name]) for name in PARAM_NAMES}
+    return {name: xp.asarray(arrays[name], dtype=getattr(xp, dtype)) for name in PARAM_NAMES}

@@ -1,0 +1,412 @@
+"""The training loop behind `nnc train`, `nnc eval` and `nnc predict`.
+
+It compiles the spec (with command-line overrides of the optimizer), imports the
+generated module, and drives its init_params / train_step / loss / forward; the
+optimizer arithmetic itself is the generated code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import inspect
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import numpy as np
+
+from .. import optim
+from ..codegen import render_module
+from ..ir.core import Program
+from . import data as datamod
+from .progress import EpochRecord, Progress, Summary, plot_curves
+from .weights import _to_numpy, load_weights, save_weights
+
+
+class TrainError(ValueError):
+    """A problem with the arguments of a run, reported without a traceback."""
+
+
+# ---- the model: spec facts, optimizer overrides, the generated module ---------------------------
+
+def input_specs(prog: Program) -> list[datamod.InputSpec]:
+    return [datamod.InputSpec(d.var.name, d.var.dtype, tuple(d.var.shape), d.classes) for d in prog.inputs]
+
+
+def output_kind(prog: Program) -> str:
+    """What the first output produces: "probability" (sigmoid, step, softmax: classes by 0.5 or
+    argmax), "signed" (sign, tanh: -1/+1), "logit" (fed to bce: classes by 0) or "score"."""
+    if not prog.outputs:
+        return "score"
+    out = prog.outputs[0]
+    defs = {e.out.name: e for e in prog.eqns}
+    prim = defs[out.name].prim if out.name in defs else None
+    if prim in ("sigmoid", "step", "softmax"):
+        return "probability"
+    if prim in ("sign", "tanh"):
+        return "signed"
+    if any(e.prim == "softplus" and out in e.inputs for e in prog.eqns):
+        return "logit"
+    return "score"
+
+
+def parse_schedule(text: str) -> dict:
+    """`cosine`, `step:step_size=100,gamma=0.5`, `exponential:gamma=0.99` -> settings."""
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if name not in optim.SCHEDULES:
+        raise TrainError(f"--schedule: unknown schedule '{name}' (choose from {', '.join(optim.SCHEDULES)})")
+    out: dict = {"schedule": name}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or key not in ("gamma", "step_size", "total_steps", "min_lr"):
+            raise TrainError(f"--schedule: expected KEY=VALUE with KEY one of gamma, step_size, total_steps, "
+                             f"min_lr; got '{item}'")
+        try:
+            out[key] = int(value) if key in optim.INTEGER_SETTINGS else float(value)
+        except ValueError:
+            raise TrainError(f"--schedule: '{value.strip()}' is not a number") from None
+    return out
+
+
+def configure(prog: Program, *, lr: float | None = None, schedule: dict | None = None,
+              clip_norm: float | None = None, total_steps: int | None = None) -> Program:
+    """The program with optimizer settings overridden from the command line, checked."""
+    name, hyper = prog.optimizer
+    hp = dict(hyper)
+    changes: dict = {}
+    if lr is not None:
+        changes["lr"] = lr
+    if schedule:
+        changes.update({"gamma": None} if schedule["schedule"] in ("constant", "cosine") else {})
+        changes.update(schedule)
+    if clip_norm is not None:
+        changes["clip_norm"] = clip_norm
+    hp.update(changes)
+    if hp["schedule"] == "cosine" and hp["total_steps"] is None and total_steps:
+        hp["total_steps"] = total_steps  # decay over the whole run
+    for key, value in changes.items():
+        problem = optim.check_value(key, value) if value is not None else None
+        if problem:
+            raise TrainError(problem)
+    problem = optim.check_settings(hp)
+    if problem:
+        raise TrainError(f"{name}(): {problem}")
+    return prog.with_(optimizer=(name, tuple(hp.items())))
+
+
+class _TextLoader(importlib.abc.SourceLoader):
+    """Imports generated module text from memory; tracebacks still show its lines."""
+
+    def __init__(self, source: str, filename: str):
+        self.source, self.filename = source, filename
+
+    def get_filename(self, fullname: str) -> str:
+        return self.filename
+
+    def get_data(self, path: str) -> bytes:
+        return self.source.encode("utf-8")
+
+
+def load_module(source: str, name: str) -> ModuleType:
+    """Import generated module text as a fresh module."""
+    mod_name = f"nnc_generated_{re.sub(r'[^0-9A-Za-z_]', '_', name)}"
+    loader = _TextLoader(source, f"<nnc {name}>")
+    spec = importlib.util.spec_from_loader(mod_name, loader, origin=loader.filename)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module  # dataclasses and pickling look modules up by name
+    loader.exec_module(module)
+    return module
+
+
+def namespace(backend: str):
+    """The array namespace for --backend: numpy, cupy, torch, or any array-API module by name."""
+    if backend == "numpy":
+        return np
+    try:
+        importlib.import_module(backend)
+    except ImportError as exc:
+        raise TrainError(f"--backend {backend}: cannot import it ({exc})") from None
+    try:  # libraries that are not array-API namespaces themselves go through array_api_compat
+        return importlib.import_module(f"array_api_compat.{backend}")
+    except ImportError:
+        pass
+    xp = importlib.import_module(backend)
+    missing = [f for f in ("asarray", "take", "float32", "int64") if not hasattr(xp, f)]
+    if missing:
+        raise TrainError(f"--backend {backend}: not an array-API namespace (it has no {missing[0]})")
+    return xp
+
+
+# ---- batches and evaluation --------------------------------------------------------------------
+
+@dataclass
+class Device:
+    """A bound data set moved to the array namespace once; batches are taken there."""
+
+    xp: object
+    arrays: dict  # input name -> device array
+    host: datamod.Bound
+
+    @classmethod
+    def put(cls, xp, bound: datamod.Bound, kinds: dict[str, str], dtype: str) -> Device:
+        arrays = {name: xp.asarray(a, dtype=getattr(xp, dtype) if kinds[name] == "float" else xp.int64)
+                  for name, a in bound.arrays.items()}
+        return cls(xp, arrays, bound)
+
+    def __len__(self) -> int:
+        return len(self.host)
+
+    def batch(self, index: np.ndarray) -> dict:
+        if self.host.mode == "single":
+            return {name: a[int(index[0])] for name, a in self.arrays.items()}
+        idx = self.xp.asarray(index)
+        return {name: self.xp.take(a, idx, axis=0) for name, a in self.arrays.items()}
+
+
+def _batches(n: int, size: int, mode: str) -> list[tuple[int, int]]:
+    if mode == "single":
+        return [(i, i + 1) for i in range(n)]
+    if mode == "fixed":
+        return [(i, i + size) for i in range(0, n - size + 1, size)]
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def forward_inputs(module: ModuleType) -> list[str]:
+    """The inputs the generated forward() takes (those the outputs need)."""
+    return list(inspect.signature(module.forward).parameters)[1:]
+
+
+def _call(fn, params, batch: dict):
+    names = list(inspect.signature(fn).parameters)[1:]
+    return fn(params, *(batch[n] for n in names))
+
+
+def predict_classes(outputs: np.ndarray, kind: str, mode: str) -> np.ndarray:
+    """The class each example is given: argmax over several columns, else a threshold."""
+    out = outputs.reshape(outputs.shape[0], -1) if mode != "single" else outputs.reshape(1, -1)
+    if out.shape[1] > 1:
+        return np.argmax(out, axis=1)
+    threshold = 0.5 if kind in ("probability", "score") else 0.0
+    return (out[:, 0] >= threshold).astype(np.int64) if kind != "score" else (out[:, 0] > threshold).astype(np.int64)
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    accuracy: float | None
+    predictions: np.ndarray  # first output, host copy, examples on the first axis
+    classes: np.ndarray | None  # predicted class per example (classifiers)
+
+
+def _spans(module: ModuleType, dev: Device, chunk: int) -> list[tuple[int, int]]:
+    """Evaluation batches; a spec with a fixed batch size gets that size (a remainder is left out)."""
+    if dev.host.mode == "fixed":
+        chunk = int(next(iter(module.INPUTS.values()))["shape"][0])
+    return _batches(len(dev), chunk, dev.host.mode)
+
+
+def _first_output(module: ModuleType, params: dict, batch: dict) -> np.ndarray:
+    out = _call(module.forward, params, batch)
+    return _to_numpy(out[0] if isinstance(out, tuple) else out)
+
+
+def evaluate_outputs(module: ModuleType, params: dict, dev: Device, chunk: int = 4096) -> np.ndarray:
+    """The first output for every example of `dev` (a host array, examples on the first axis)."""
+    outs = [_first_output(module, params, dev.batch(np.arange(lo, hi))) for lo, hi in _spans(module, dev, chunk)]
+    if not outs:
+        return np.zeros((0,))
+    return np.stack(outs) if dev.host.mode == "single" else np.concatenate(outs)
+
+
+def evaluate(module: ModuleType, params: dict, dev: Device, kind: str, chunk: int = 4096) -> Evaluation:
+    """The spec's loss (averaged over chunks, weighted by size), the outputs and the accuracy."""
+    total, count, outs = 0.0, 0, []
+    for lo, hi in _spans(module, dev, chunk):
+        batch = dev.batch(np.arange(lo, hi))
+        total += float(_call(module.loss, params, batch)) * (hi - lo)
+        count += hi - lo
+        outs.append(_first_output(module, params, batch))
+    if not outs:
+        return Evaluation(math.nan, None, np.zeros((0,)), None)
+    mode = dev.host.mode
+    outputs = np.stack(outs) if mode == "single" else np.concatenate(outs)
+    classes = accuracy = None
+    if dev.host.labels is not None:
+        classes = np.concatenate([predict_classes(o, kind, mode) for o in outs])
+        accuracy = float(np.mean(classes == dev.host.labels[:count]))
+    return Evaluation(total / count, accuracy, outputs, classes)
+
+
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    m = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(m, (truth, predicted), 1)
+    return m
+
+
+# ---- training ------------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    epochs: int | None = None
+    batch_size: int = 32
+    seed: int = 0
+    val_split: float | None = None
+    lr: float | None = None
+    schedule: str | None = None
+    clip_norm: float | None = None
+    backend: str = "numpy"
+    dtype: str = "float32"
+    init_from: str | None = None
+    quiet: bool = False
+    log: str | None = None
+
+
+@dataclass
+class Run:
+    module: ModuleType
+    params: dict
+    history: list[EpochRecord] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    stopped: str | None = None  # why training stopped early (a non-finite loss)
+    summary: Summary | None = None
+
+
+def default_epochs(steps_per_epoch: int) -> int:
+    """Enough epochs for about 1,000 optimizer steps, and at least 10."""
+    return max(10, math.ceil(1000 / max(1, steps_per_epoch)))
+
+
+def default_val_split(n: int) -> float:
+    """Hold out 20% of data sets of 100 examples or more; tiny ones (xor) train on everything."""
+    return 0.2 if n >= 100 else 0.0
+
+
+def _copy(xp, params: dict) -> dict:
+    return {k: xp.asarray(v, copy=True) for k, v in params.items()}
+
+
+def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream=None) -> Run:
+    """Train the model of `prog` on `data_source`; returns the trained run (also on a nan stop)."""
+    inputs = input_specs(prog)
+    kind = output_kind(prog)
+    try:
+        bound = datamod.bind(datamod.load(data_source, inputs), inputs, kind)
+    except datamod.DataError as exc:
+        raise TrainError(str(exc)) from None
+    n = len(bound)
+    val_split = default_val_split(n) if opts.val_split is None else opts.val_split
+    try:
+        train_idx, val_idx = datamod.split(n, val_split, opts.seed)
+    except datamod.DataError as exc:
+        raise TrainError(str(exc)) from None
+    train_set, val_set = bound.take(train_idx), bound.take(val_idx)
+    batch_size = opts.batch_size
+    if bound.mode == "fixed":
+        batch_size = int(inputs[0].shape[0])
+        if len(train_set) < batch_size:
+            raise TrainError(f"the spec's batch size is {batch_size}, but there are only {len(train_set)} "
+                             "training examples")
+    spans = _batches(len(train_set), batch_size, bound.mode)
+    epochs = opts.epochs or default_epochs(len(spans))
+    schedule = parse_schedule(opts.schedule) if opts.schedule else None
+    prog = configure(prog, lr=opts.lr, schedule=schedule, clip_norm=opts.clip_norm,
+                     total_steps=epochs * len(spans))
+    module = load_module(render_module(prog), prog.name)
+    xp = namespace(opts.backend)
+    if opts.init_from:
+        try:
+            loaded = load_weights(opts.init_from, dict(module.PARAMS))
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
+        params = {k: xp.asarray(v, dtype=getattr(xp, opts.dtype)) for k, v in loaded.items()}
+    else:
+        params = module.init_params(opts.seed, xp=xp, dtype=opts.dtype)
+    kinds = {i.name: i.kind for i in inputs}
+    train_dev = Device.put(xp, train_set, kinds, opts.dtype)
+    val_dev = Device.put(xp, val_set, kinds, opts.dtype) if len(val_set) else None
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported once, as the nan stop
+        run = _loop(module, params, train_dev, val_dev, spans, epochs, kind, opts, stream)
+    classifier = bound.labels is not None
+    run.summary = Summary(spec_name, data_source, len(train_set), len(val_set), len(run.history), run.steps,
+                          run.seconds, run.history[-1] if run.history else None, classifier)
+    return run
+
+
+def _loop(module, params, train_dev, val_dev, spans, epochs, kind, opts: Options, stream) -> Run:
+    xp = train_dev.xp
+    state = module.init_optimizer(params)
+    rng = np.random.default_rng([opts.seed, 2])  # shuffling: its own stream, fixed by --seed
+    run = Run(module, params)
+    progress = Progress(epochs, len(spans), quiet=opts.quiet, stream=stream)
+    log = open(opts.log, "w", encoding="utf-8") if opts.log else None  # noqa: SIM115 (closed below)
+    classifier = train_dev.host.labels is not None
+    start = time.perf_counter()
+    try:
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(len(train_dev))
+            total, seen = 0.0, 0
+            for k, (lo, hi) in enumerate(spans, 1):
+                good = _copy(xp, params)  # the last weights whose loss was finite
+                loss = float(module.train_step(params, state, *_ordered(module, train_dev.batch(order[lo:hi]))))
+                if not math.isfinite(loss):
+                    params.clear()
+                    params.update(good)
+                    run.stopped = (f"loss became {loss} at epoch {epoch} step {run.steps + 1} (batch {k} of "
+                                   f"{len(spans)}); kept the weights from before that step; try a smaller --lr")
+                    progress.message(f"nnc train: {run.stopped}")
+                    break
+                run.steps += 1
+                total += loss * (hi - lo)
+                seen += hi - lo
+                progress.step(epoch, k, total / seen)
+            if run.stopped:
+                break
+            record = _record(module, params, train_dev, val_dev, kind, epoch, run.steps, total / max(seen, 1),
+                             state, time.perf_counter() - start)
+            run.history.append(record)
+            progress.epoch(record, classifier)
+            if log:
+                log.write(json.dumps(record.as_dict()) + "\n")
+                log.flush()
+    finally:
+        run.seconds = time.perf_counter() - start
+        progress.close()
+        if log:
+            log.close()
+    return run
+
+
+def _ordered(module: ModuleType, batch: dict) -> list:
+    return [batch[name] for name in module.INPUTS]
+
+
+def _record(module, params, train_dev, val_dev, kind, epoch, steps, loss, state, seconds) -> EpochRecord:
+    acc = evaluate(module, params, train_dev, kind).accuracy if train_dev.host.labels is not None else None
+    val = evaluate(module, params, val_dev, kind) if val_dev is not None else None
+    return EpochRecord(epoch, steps, loss, acc, val.loss if val else None, val.accuracy if val else None,
+                       current_lr(module, state), seconds)
+
+
+def current_lr(module: ModuleType, state: dict) -> float:
+    """The learning rate of the last step, from the module's OPTIMIZER settings and the schedule."""
+    return optim.lr_at(module.OPTIMIZER[1], max(1, state["step"]))
+
+
+def save(run: Run, path: str, spec_name: str) -> None:
+    try:
+        save_weights(run.params, path, dict(run.module.PARAMS), {"model": run.module.MODEL, "spec": spec_name})
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"cannot save weights to {path}: {exc}") from None
+
+
+def plot(run: Run, path: str, title: str) -> None:
+    plot_curves(run.history, path, title)

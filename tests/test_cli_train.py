@@ -1,0 +1,211 @@
+"""`nnc train`, `nnc eval`, `nnc predict` through click's test runner; data files and sets."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from helpers import SPECS
+from nnc.cli import main
+from nnc.runtime import data as datamod
+
+XOR = str(SPECS / "xor.nn")
+CLASSIFIER = """\
+model clf
+input  x : float[B, 2]
+input  y : int[B]
+h      = tanh(dense(x, 16))
+logits = dense(h, 2)
+loss   = cross_entropy(logits, y)
+output logits
+optimizer adam(lr=0.01)
+"""
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture
+def clf(tmp_path):
+    path = tmp_path / "clf.nn"
+    path.write_text(CLASSIFIER)
+    return str(path)
+
+
+def test_train_writes_weights_log_and_summary(tmp_path):
+    out, log = tmp_path / "w.safetensors", tmp_path / "m.jsonl"
+    r = run("train", XOR, "--data", "xor", "--epochs", "300", "--out", str(out), "--log", str(log))
+    assert r.exit_code == 0, r.output
+    assert "300 epochs, 300 steps" in r.output and "steps/s" in r.output
+    assert "train" in r.output and "accuracy" in r.output
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [rec["epoch"] for rec in lines] == list(range(1, 301))
+    assert set(lines[0]) >= {"epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"}
+    assert out.exists()
+    ev = run("eval", XOR, "--weights", str(out), "--data", "xor")
+    assert ev.exit_code == 0, ev.output
+    assert "accuracy  1.0000 (4/4)" in ev.output
+    assert "confusion matrix" in ev.output
+    pred = run("predict", XOR, "--weights", str(out), "--data", "xor")
+    assert pred.exit_code == 0, pred.output
+    assert pred.output.split() == ["0", "1", "1", "0"]
+    raw = run("predict", XOR, "--weights", str(out), "--data", "xor", "--raw")
+    values = [float(v) for v in raw.output.split()]
+    assert values[0] < 0.5 < values[1]
+
+
+def test_init_from_continues_training(tmp_path):
+    first = tmp_path / "a.npz"
+    assert run("train", XOR, "--data", "xor", "--epochs", "5", "--out", str(first), "-q").exit_code == 0
+    r = run("train", XOR, "--data", "xor", "--epochs", "1", "--init-from", str(first), "--lr", "1e-12")
+    assert r.exit_code == 0, r.output
+    bad = run("train", XOR, "--data", "xor", "--init-from", str(tmp_path / "none.npz"))
+    assert bad.exit_code == 2 and "cannot read" in bad.output
+
+
+def test_progress_lines_and_quiet(tmp_path, clf):
+    r = run("train", clf, "--data", "moons", "--epochs", "3")
+    assert r.exit_code == 0
+    assert "epoch 1/3" in r.output and "val_acc" in r.output
+    q = run("train", clf, "--data", "moons", "--epochs", "3", "--quiet")
+    assert "epoch 1/3" not in q.output and "validation" in q.output
+
+
+def test_lr_and_schedule_overrides_reach_the_generated_step(tmp_path, clf):
+    log = tmp_path / "m.jsonl"
+    r = run("train", clf, "--data", "moons", "--epochs", "4", "--lr", "0.05", "--schedule", "step:step_size=15,gamma=0.5",
+            "--log", str(log), "-q")
+    assert r.exit_code == 0, r.output
+    lrs = [json.loads(line)["lr"] for line in log.read_text().splitlines()]
+    # 480 training examples in batches of 32: 15 steps per epoch, so lr halves every epoch
+    assert lrs == pytest.approx([0.05 * 0.5 ** k for k in range(4)])
+    r = run("train", clf, "--data", "moons", "--epochs", "2", "--schedule", "cosine", "--clip-norm", "1",
+            "--log", str(log), "-q")
+    assert r.exit_code == 0, r.output
+    # cosine over the whole run (30 steps): the last step, number 30, is at (1 + cos(29 pi / 30)) / 2
+    last = json.loads(log.read_text().splitlines()[-1])["lr"]
+    assert last == pytest.approx(0.01 * (1 + math.cos(29 * math.pi / 30)) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--schedule", "linear"], "unknown schedule 'linear'"),
+    (["--schedule", "step"], "needs step_size"),
+    (["--schedule", "exponential:gamma=x"], "'x' is not a number"),
+    (["--out", "w.pt"], ".npz or .safetensors"),
+    (["--data", "nosuch"], "unknown data 'nosuch'"),
+    (["--data", "missing.csv"], "no such file"),
+    (["--data", "digits"], "each example of 'x' has shape [64]"),
+    (["--backend", "no_such_module_xyz"], "cannot import"),
+])
+def test_bad_arguments_exit_2_without_traceback(tmp_path, clf, args, message):
+    base = ["train", clf, "--data", "moons", "--epochs", "1"]
+    if args[0] == "--data":
+        base = base[:2] + args + base[4:]
+    else:
+        base += args
+    r = CliRunner().invoke(main, base)
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+
+
+def test_plot_draws_curves_or_says_what_is_missing(tmp_path, clf):
+    png = tmp_path / "curves.png"
+    r = run("train", clf, "--data", "moons", "--epochs", "3", "--plot", str(png), "-q")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert r.exit_code == 2 and "needs matplotlib" in r.output
+        return
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_npz_data_named_after_inputs(tmp_path, clf):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    r = run("train", clf, "--data", str(tmp_path / "d.npz"), "--epochs", "40", "-q", "--out", str(tmp_path / "w.npz"))
+    assert r.exit_code == 0, r.output
+    assert "160 training and 40 validation examples" in r.output
+    np.savez(tmp_path / "bad.npz", features=x, y=y)
+    r = run("train", clf, "--data", str(tmp_path / "bad.npz"))
+    assert r.exit_code == 2 and "has no array 'x'" in r.output
+
+
+def test_csv_data_features_then_label(tmp_path, clf):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 2))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    lines = ["a,b,label"] + [f"{u:.6f},{v:.6f},{c}" for (u, v), c in zip(x, y)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    r = run("train", clf, "--data", str(tmp_path / "d.csv"), "--epochs", "30", "-q", "--out", str(tmp_path / "w.npz"))
+    assert r.exit_code == 0, r.output
+    acc = float(next(ln for ln in r.output.splitlines() if ln.startswith("validation")).split()[2])
+    assert acc >= 0.9
+    pred = run("predict", clf, "--weights", str(tmp_path / "w.npz"), "--data", str(tmp_path / "d.csv"),
+               "--out", str(tmp_path / "p.csv"))
+    assert pred.exit_code == 0, pred.output
+    assert len((tmp_path / "p.csv").read_text().split()) == 120
+    (tmp_path / "bad.csv").write_text("1,2,0\n1,oops,1\n")
+    r = run("train", clf, "--data", str(tmp_path / "bad.csv"))
+    assert r.exit_code == 2 and "'oops', which is not a number" in r.output
+
+
+def test_float64_and_array_api_strict_backend(tmp_path):
+    pytest.importorskip("array_api_strict", reason="array_api_strict is the strict backend under test")
+    r = run("train", XOR, "--data", "xor", "--epochs", "20", "--backend", "array_api_strict", "--dtype", "float64",
+            "-q", "--out", str(tmp_path / "w.npz"))
+    assert r.exit_code == 0, r.output
+    assert np.load(tmp_path / "w.npz")["hidden.W"].dtype == np.float64
+
+
+def test_torch_backend(tmp_path):
+    pytest.importorskip("torch", reason="torch is an optional backend")
+    r = run("train", XOR, "--data", "xor", "--epochs", "20", "--backend", "torch", "-q")
+    assert r.exit_code == 0, r.output
+
+
+# ---- data sets ----------------------------------------------------------------------------------
+
+def test_digits_is_the_real_data_set():
+    d = datamod.builtin("digits")
+    assert d.features.shape == (1797, 64) and d.classes == 10
+    assert np.bincount(d.targets).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    assert d.features.min() == 0.0 and d.features.max() == 1.0
+    assert np.all(d.features * 16 == np.round(d.features * 16))  # integer pixels 0..16
+
+
+def test_bind_converts_labels_to_what_the_spec_declares():
+    data = datamod.builtin("xor")
+    x = datamod.InputSpec("x", "float", ("N", 2))
+    as_int = datamod.bind(data, [x, datamod.InputSpec("y", "int", ("N",))])
+    assert as_int.arrays["y"].dtype == np.int64
+    column = datamod.bind(data, [x, datamod.InputSpec("y", "float", ("N", 1))], "probability")
+    assert column.arrays["y"].ravel().tolist() == [0, 1, 1, 0]
+    signed = datamod.bind(data, [x, datamod.InputSpec("y", "float", ("N", 1))], "signed")
+    assert signed.arrays["y"].ravel().tolist() == [-1, 1, 1, -1]
+    onehot = datamod.bind(data, [x, datamod.InputSpec("y", "float", ("N", 2))])
+    assert onehot.arrays["y"].tolist() == [[1, 0], [0, 1], [0, 1], [1, 0]]
+    single = datamod.bind(data, [datamod.InputSpec("x", "float", (2,)), datamod.InputSpec("y", "float", (1,))])
+    assert single.mode == "single"
+    image = datamod.bind(datamod.builtin("digits"), [datamod.InputSpec("x", "float", ("B", 8, 8)),
+                                                     datamod.InputSpec("y", "int", ("B",))])
+    assert image.arrays["x"].shape == (1797, 8, 8)
+    with pytest.raises(datamod.DataError, match="10 classes"):
+        datamod.bind(datamod.builtin("digits"), [datamod.InputSpec("x", "float", ("B", 64)),
+                                                 datamod.InputSpec("y", "float", ("B", 3))])
+
+
+def test_split_is_seeded_and_disjoint():
+    a_train, a_val = datamod.split(100, 0.2, 3)
+    _, b_val = datamod.split(100, 0.2, 3)
+    assert np.array_equal(a_val, b_val) and len(a_val) == 20
+    assert not set(a_train) & set(a_val) and len(a_train) + len(a_val) == 100
+    assert not np.array_equal(a_val, datamod.split(100, 0.2, 4)[1])

@@ -1,0 +1,186 @@
+"""Training results the project promises: XOR, the perceptron rule, digits, worked example 1."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from helpers import SPECS, compile_and_load
+from nnc.api import build_program
+from nnc.runtime import train as tr
+
+
+def _train(spec_text: str, data: str, **options):
+    prog = build_program(spec_text, "t.nn")
+    return tr.train(prog, "t.nn", data, tr.Options(quiet=True, **options), stream=io.StringIO())
+
+
+SINGLE_LAYER = """\
+model linear
+input  x : float[N, 2]
+input  y : float[N, 1]
+logit  = dense(x, 1)
+prob   = sigmoid(logit)
+loss   = bce(logit, y)
+output prob
+optimizer sgd(lr=0.5, momentum=0.9)
+"""
+
+PERCEPTRON = """\
+model perceptron
+input  x : float[N, 2]
+input  t : float[N, 1]
+out    = {f}(dense(x, 1))
+loss   = mse(out, t)
+output out
+optimizer perceptron(lr=0.1)
+"""
+
+
+def test_xor_spec_learns_xor():
+    run = _train((SPECS / "xor.nn").read_text(), "xor", seed=0)
+    assert run.history[-1].accuracy == 1.0
+    assert run.stopped is None
+
+
+def test_a_single_layer_cannot_learn_xor():
+    for seed in range(3):
+        run = _train(SINGLE_LAYER, "xor", seed=seed, epochs=2000)
+        assert run.history[-1].accuracy <= 0.75  # no line separates XOR: one point is always wrong
+        assert max(r.accuracy for r in run.history) <= 0.75
+
+
+@pytest.mark.parametrize("f", ["step", "sign"])
+@pytest.mark.parametrize("gate, learns", [("and", True), ("or", True), ("xor", False)])
+def test_perceptron_rule_learns_and_or_not_xor(f, gate, learns):
+    run = _train(PERCEPTRON.format(f=f), gate, seed=0, epochs=200, batch_size=1)
+    best = max(r.accuracy for r in run.history)
+    if learns:
+        assert run.history[-1].accuracy == 1.0
+        assert run.history[-1].loss == 0.0  # converged: no example updates the weights any more
+    else:
+        assert best <= 0.75
+
+
+def test_perceptron_rule_is_rosenblatts_update(tmp_path):
+    mod = compile_and_load(PERCEPTRON.format(f="step"), tmp_path, "perceptron")
+    params = {"out.W": np.array([[0.2], [-0.5]]), "out.b": np.array([0.1])}
+    state = mod.init_optimizer(params)
+    x, t = np.array([[1.0, 1.0]]), np.array([[1.0]])  # y = -0.2 < 0, so f(y) = 0, error t - f = 1
+    mod.train_step(params, state, x, t)
+    np.testing.assert_allclose(params["out.W"], [[0.2 + 0.1 * 1.0], [-0.5 + 0.1 * 1.0]])
+    np.testing.assert_allclose(params["out.b"], [0.1 + 0.1])
+    before = {k: v.copy() for k, v in params.items()}
+    mod.train_step(params, state, x, t)  # now y = 0.1 >= 0: classified right, nothing changes
+    for k, value in params.items():
+        np.testing.assert_array_equal(value, before[k])
+
+
+def test_digits_reaches_97_percent_from_the_command_line(tmp_path):
+    # The README's main command, as a user runs it (a fresh process, default options).
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "nnc", "train", str(SPECS / "digits.nn"), "--data", "digits",
+                             "--out", str(tmp_path / "w.npz")], capture_output=True, text=True, timeout=120, check=False)
+    seconds = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("validation"))
+    assert float(line.split()[2]) >= 0.97, result.stdout
+    assert "1438 training and 359 validation examples" in result.stdout  # a held-out 20% of 1,797
+    assert seconds < 60, f"took {seconds:.1f} s"
+    from click.testing import CliRunner
+
+    from nnc.cli import main
+
+    ev = CliRunner().invoke(main, ["eval", str(SPECS / "digits.nn"), "--weights", str(tmp_path / "w.npz"),
+                                   "--data", "digits", "--split", "val"])
+    assert ev.exit_code == 0, ev.output
+    assert "(val: 359 examples)" in ev.output
+    acc = float(next(ln for ln in ev.output.splitlines() if ln.startswith("accuracy")).split()[1])
+    assert acc == pytest.approx(float(line.split()[2]), abs=1e-4)  # the same held-out split
+
+
+def test_mazur_one_step_matches_worked_example_1(tmp_path):
+    mod = compile_and_load(SPECS / "mazur.nn", tmp_path)
+    params = mod.init_params(dtype="float64")
+    state = mod.init_optimizer(params)
+    loss = mod.train_step(params, state, np.array([0.05, 0.10]), np.array([0.01, 0.99]))
+    assert float(loss) == pytest.approx(0.298371109, abs=1e-9)
+    np.testing.assert_allclose(params["W1"].ravel(), [0.149780716, 0.19956143, 0.24975114, 0.29950229], atol=1e-8)
+    np.testing.assert_allclose(params["W2"].ravel(), [0.35891648, 0.408666186, 0.511301270, 0.561370121],
+                               atol=1e-8)
+
+
+def test_mazur_through_nnc_train_with_one_example(tmp_path):
+    data = tmp_path / "mazur.npz"
+    np.savez(data, i=np.array([[0.05, 0.10]]), t=np.array([[0.01, 0.99]]))
+    run = _train((SPECS / "mazur.nn").read_text(), str(data), epochs=1, lr=0.5, dtype="float64")
+    assert run.steps == 1
+    np.testing.assert_allclose(np.asarray(run.params["W2"]).ravel(),
+                               [0.35891648, 0.408666186, 0.511301270, 0.561370121], atol=1e-8)
+
+
+def test_same_seed_gives_bit_identical_weights():
+    text = (SPECS / "digits.nn").read_text()
+    a = _train(text, "digits", seed=7, epochs=2)
+    b = _train(text, "digits", seed=7, epochs=2)
+    c = _train(text, "digits", seed=8, epochs=2)
+    for name in a.params:
+        assert np.asarray(a.params[name]).tobytes() == np.asarray(b.params[name]).tobytes()
+    assert any(not np.array_equal(a.params[n], c.params[n]) for n in a.params)
+
+
+DIVERGES = """\
+model lin
+input  x : float[N, 2]
+input  y : float[N, 1]
+pred   = dense(x, 1)
+loss   = mse(pred, y)
+output pred
+optimizer sgd(lr=10.0)
+"""
+
+
+def test_nan_loss_stops_and_keeps_the_last_finite_weights():
+    run = _train(DIVERGES, "xor", seed=0, epochs=500)
+    assert run.stopped is not None and run.stopped.endswith("try a smaller --lr")
+    assert run.stopped.startswith(("loss became nan at epoch", "loss became inf at epoch"))
+    assert f"step {run.steps + 1} " in run.stopped
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in run.params.values())
+    # the kept weights are those of the last step whose loss was finite
+    assert np.isfinite(float(run.module.loss(run.params, np.eye(2), np.ones((2, 1)))))
+
+
+def test_nan_stop_from_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from nnc.cli import main
+
+    spec = tmp_path / "lin.nn"
+    spec.write_text(DIVERGES)
+    result = CliRunner().invoke(main, ["train", str(spec), "--data", "xor", "--epochs", "500",
+                                       "--out", str(tmp_path / "w.safetensors")])
+    assert result.exit_code == 1
+    assert "try a smaller --lr" in result.output
+    assert "(the last finite ones)" in result.output
+    assert (tmp_path / "w.safetensors").exists()
+
+
+@pytest.mark.parametrize("data", ["spirals", "moons"])
+def test_synthetic_sets_are_learnable(data):
+    spec = """\
+model net
+input  x : float[N, 2]
+input  y : int[N]
+h      = tanh(dense(x, 32))
+logits = dense(h, 2)
+loss   = cross_entropy(logits, y)
+output logits
+optimizer adam(lr=0.01)
+"""
+    run = _train(spec, data, seed=0, epochs=60)
+    assert run.history[-1].val_accuracy >= 0.95
