@@ -101,3 +101,13 @@ def test_unused_constant_and_input_free_cases():
     _, grads = module.value_and_grad(params, np.ones((3, 4)))
     assert np.all(grads["unused"] == 0.0) and grads["c"] == 0.5
     np.testing.assert_allclose(module.forward(params), np.tanh(np.full(4, 0.5)))
+
+
+def test_kinked_primitive_with_a_constant_cotangent_keeps_the_dtype():
+    # relu's mask over the constant cotangent 0.5 was xp.where(m, 0.5, 0.0): float64 even
+    # for a float32 model (found by nnc check --dtype float32 on a random spec)
+    spec = ("model scalar\ninput x : float[3]\nparam p : float = -0.7\nparam q : float = 0.2\n"
+            "loss = sum(x * x) + 0.5 * relu(p + p) + 0.5 * abs(q) + 0.5 * maximum(p, q)\n")
+    for dtype in ("float32", "float64"):
+        _check_shapes_and_dtypes(_load(spec), dtype)
+    assert check_module(_load(spec), dtype="float32").passed
