@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -27,7 +28,11 @@ class NncError(Exception):
 
 @dataclass
 class SpecError(NncError):
-    """One located problem in a spec."""
+    """One located problem in a spec: a message, an optional help text and notes.
+
+    Each note is (text, span or None); a located note is shown with its own source line
+    (e.g. "'W' was declared here").
+    """
 
     message: str
     span: Span | None = None
@@ -35,11 +40,13 @@ class SpecError(NncError):
     notes: tuple[tuple[str, Span | None], ...] = field(default_factory=tuple)
 
     def __str__(self) -> str:
-        return self.message
+        if self.span is None:
+            return self.message
+        return f"{self.span.line}:{self.span.col}: {self.message}"
 
 
 class SpecErrors(NncError):
-    """Several independent problems found in one spec, reported together."""
+    """Several independent problems found in one spec, reported together (sorted, deduplicated)."""
 
     MAX_REPORTED = 20
 
@@ -49,7 +56,7 @@ class SpecErrors(NncError):
             key = (err.span or Span(0, 0, 0, 0), err.message)
             unique.setdefault(key, err)
         self.errors = [unique[k] for k in sorted(unique)]
-        super().__init__("; ".join(e.message for e in self.errors))
+        super().__init__("; ".join(str(e) for e in self.errors))
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
@@ -58,20 +65,54 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean '{close[0]}'?" if close else None
 
 
+# ---- rendering ----------------------------------------------------------------------------
+
+MAX_SHOWN = 100  # characters of a source line shown around the span (specs can be one huge line)
+
+
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _printable(ch: str) -> str:
+    """A source character as shown: tabs as one space, control characters as U+FFFD."""
+    if ch == "\t":
+        return " "
+    return ch if ch.isprintable() else "\ufffd"
+
+
 def _caret_lines(source_lines: list[str], span: Span) -> list[str]:
+    """The source line of `span` and a line with `^~~~` under the span.
+
+    Columns count characters (as Lark does); the display pads by each character's
+    terminal width, so the caret stays under the span even after wide characters.
+    """
     if not 1 <= span.line <= len(source_lines):
         return []
-    text = source_lines[span.line - 1].rstrip("\r\n").expandtabs(1)
+    text = source_lines[span.line - 1].rstrip("\r\n")
     col = max(1, min(span.col, len(text) + 1))
     end = span.end_col if span.end_line == span.line else len(text) + 1
-    width = max(1, min(end, len(text) + 1) - col)
+    end = max(col + 1, min(end, len(text) + 1))
+    start = 0
+    if len(text) > MAX_SHOWN:  # a window around the span
+        start = max(0, min(col - 1 - MAX_SHOWN // 2, len(text) - MAX_SHOWN))
+        end = min(end, start + MAX_SHOWN + 1)
+    shown = text[start: start + MAX_SHOWN] if len(text) > MAX_SHOWN else text
+    prefix = "..." if start > 0 else ""
+    suffix = "..." if start + len(shown) < len(text) else ""
+    display = "".join(_printable(c) for c in shown)
+    lead = sum(_char_width(_printable(c)) for c in shown[: col - 1 - start])
+    width = sum(_char_width(_printable(c)) for c in shown[col - 1 - start: end - 1 - start])
     gutter = f"{span.line:>4} | "
-    return [gutter + text, " " * (len(gutter) + col - 1) + "^" + "~" * (width - 1)]
+    pad = " " * (len(gutter) + len(prefix) + lead)
+    return [gutter + prefix + display + suffix, pad + "^" + "~" * (max(1, width) - 1)]
 
 
 def render_diagnostic(err: SpecError, source: str, path: str) -> str:
-    """Render `FILE:LINE:COL: error: MESSAGE`, the source line and a caret."""
-    lines = source.splitlines()
+    """Render `FILE:LINE:COL: error: MESSAGE`, the source line, a caret, notes and help."""
+    lines = source.split("\n")  # as Lark counts lines: only "\n" ends one
     span = err.span
     where = f"{path}:{span.line}:{span.col}" if span else path
     out = [f"{where}: error: {err.message}"]
@@ -84,11 +125,12 @@ def render_diagnostic(err: SpecError, source: str, path: str) -> str:
         else:
             out.append(f"note: {note}")
     if err.help:
-        out.append(f"help: {err.help}")
+        out += [f"help: {h}" for h in err.help.splitlines()]
     return "\n".join(out)
 
 
 def render_errors(exc: SpecError | SpecErrors, source: str, path: str) -> str:
+    """Every diagnostic of `exc`, at most SpecErrors.MAX_REPORTED, and a count when several."""
     errors = exc.errors if isinstance(exc, SpecErrors) else [exc]
     shown = errors[: SpecErrors.MAX_REPORTED]
     text = "\n".join(render_diagnostic(e, source, path) for e in shown)

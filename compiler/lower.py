@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,11 +18,13 @@ from .optim import OPTIMIZERS
 from .primitives import ShapeError
 from .primitives.core import fmt_shape, normalize_axis
 from .syntax import ast
+from .syntax.parser import KEYWORDS, MAX_SIZE
 
-INITIALIZERS = {  # name -> number of numeric arguments
-    "zeros": 0, "ones": 0, "glorot_uniform": 0, "he_normal": 0,
-    "constant": 1, "normal": 1, "uniform": 2,
+INIT_ARGS = {  # initializer -> its numeric arguments
+    "zeros": (), "ones": (), "glorot_uniform": (), "he_normal": (),
+    "constant": ("value",), "normal": ("std",), "uniform": ("low", "high"),
 }
+INITIALIZERS = {name: len(args) for name, args in INIT_ARGS.items()}  # name -> number of arguments
 _ARRAY, _LABELS, _NUM, _INT, _BOOL, _INIT, _AXIS = "array", "labels", "num", "int", "bool", "init", "axis"
 _NONE = object()  # "no default": the argument is required
 
@@ -119,7 +124,7 @@ def _features(x: Atom, fn: str) -> int:
 def _dense(lw, b, a, call):
     x, units = a["x"], a["units"]
     if units <= 0:
-        raise SpecError(f"dense: units must be positive, got {units}", call.span)
+        raise SpecError(f"dense: units must be positive, got {units}", _arg_span(call, 1, "units"))
     n_in = _features(x, "dense")
     w = lw.new_param("W", (n_in, units), a["init"] or ("glorot_uniform", ()), call)
     h = b.matmul(x, w)
@@ -199,7 +204,6 @@ def _hinge(lw, b, a, call):
 
 _ACTIVATION = {p: True for p in (*_UNARY.values(), "leaky_relu", "elu", "prelu", "softmax", "log_softmax")}
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow"}
-_KEYWORDS = ("model", "input", "param", "loss", "output", "wrt", "optimizer", "float", "int")
 
 
 class _Lowering:
@@ -215,16 +219,27 @@ class _Lowering:
         self.eqns: list[Eqn] = []
         self.classes: dict[str, int] = {}
         self.dims: list[str] = []
-        taken = {identifier(n) for n in self._all_names()}
+        taken = {identifier(n) for n in self._all_names()} | set(self._all_dims())
         self.namer = Namer(taken)
         self.current: ast.DefineStmt | ast.LossStmt | None = None
-        self.created: list[str] = []
+        self.creating_call: ast.Call | None = None  # the parameter-creating call of this statement
         self.failed: set[str] = set()
+        self.idents: dict[str, str] = {}  # Python identifier -> the spec name that claimed it
+        self.defined: set[str] = set()  # names given by 'NAME = ...' (for wording of notes)
+
+    @functools.cached_property
+    def lines(self) -> list[str]:
+        return self.spec.source.split("\n")
 
     def _all_names(self):
         for st in self.spec.statements:
             if isinstance(st, (ast.InputStmt, ast.ParamStmt, ast.DefineStmt)):
                 yield st.name
+
+    def _all_dims(self):
+        for st in self.spec.statements:
+            if isinstance(st, ast.InputStmt):
+                yield from (d.value for d in st.type.dims if isinstance(d.value, str))
 
     # -- helpers used by builtins --
     def size(self, dims) -> Atom:
@@ -243,10 +258,7 @@ class _Lowering:
     def new_param(self, suffix: str, shape, init, call) -> Var:
         owner = self.current.name if isinstance(self.current, ast.DefineStmt) else "loss"
         name = f"{owner}.{suffix}"
-        if self.created and self.created[0].split(".")[0] == owner and name in self.created:
-            raise SpecError(f"only one parameter-creating call is allowed per definition ('{owner}')",
-                            call.span, help="give each layer its own definition")
-        self.created.append(name)
+        self._claim_identifier(name, call.span)
         var = Var(identifier(name), tuple(shape), "float")
         self.params.append(ParamDecl(name, var, init, call.span.line))
         self.env[name] = var
@@ -260,11 +272,13 @@ class _Lowering:
     def run(self) -> Program:
         sts = self.spec.statements
         model_name = None
-        if not sts or not isinstance(sts[0], ast.ModelStmt):
-            where = sts[0].span if sts else Span.point(1, 1)
-            self.error("a spec must start with 'model NAME'", where, help="add a first line such as 'model mlp'")
-        loss_var = None
-        outputs, wrt, opt = None, None, None
+        if not sts:
+            raise SpecErrors([SpecError("the spec is empty", Span.point(1, 1),
+                                        help="a spec starts with 'model NAME'; see docs/language.md")])
+        if not isinstance(sts[0], ast.ModelStmt):
+            self.error("a spec must start with 'model NAME'", sts[0].span, help="add a first line such as 'model mlp'")
+        loss_var, loss_span = None, None
+        outputs, wrt, opt, opt_span = None, None, None, None
         last_def: str | None = None
         for st in sts:
             try:
@@ -280,19 +294,25 @@ class _Lowering:
                     self._define(st)
                     last_def = st.name
                 elif isinstance(st, ast.LossStmt):
-                    if loss_var is not None:
-                        self.error("the loss is defined twice; a model has exactly one 'loss'", st.span)
+                    if loss_span is not None:
+                        self._twice("loss", st, loss_span)
                         continue
+                    loss_span = st.span
                     loss_var = self._loss(st)
                     if outputs is None and last_def is not None:
                         outputs = ("default", last_def, st.span)
                 elif isinstance(st, ast.NameListStmt) and st.keyword == "output":
+                    if outputs is not None and outputs[0] == "given":
+                        self._twice("output", st, outputs[2])
                     outputs = ("given", st.names, st.span)
                 elif isinstance(st, ast.NameListStmt):
+                    if wrt is not None:
+                        self._twice("wrt", st, wrt.span)
                     wrt = st
                 elif isinstance(st, ast.OptimizerStmt):
-                    if opt is not None:
-                        self.error("the optimizer is given twice", st.span)
+                    if opt_span is not None:
+                        self._twice("optimizer", st, opt_span)
+                    opt_span = st.span
                     opt = self._optimizer(st)
             except SpecError as err:
                 if not isinstance(err, _Silent):
@@ -300,15 +320,16 @@ class _Lowering:
                 if isinstance(st, (ast.DefineStmt, ast.InputStmt, ast.ParamStmt)) and st.name not in self.env:
                     self.failed.add(st.name)  # later uses are not reported again
         if loss_var is None and not any(isinstance(s, ast.LossStmt) for s in sts):
-            self.error("the spec defines no loss", Span.point(len(self.spec.source.splitlines()) or 1, 1),
-                       help="add a line such as 'loss = mse(pred, y)'")
+            where = sts[0].span if isinstance(sts[0], ast.ModelStmt) else Span.point(1, 1)
+            self.error(f"model '{model_name or '?'}' defines no loss", where,
+                       help="add a line such as 'loss = mse(pred, y)'; a model has exactly one loss")
         out_vars = self._outputs(outputs)
         wrt_names = self._wrt(wrt)
         if self.errors:
             raise SpecErrors(self.errors)
         inputs = tuple(InputDecl(d.var, self.classes.get(d.var.name), d.line) for d in self.inputs)
         prog = Program(
-            name=model_name or "model", source_name=self.spec.path.rsplit("/", 1)[-1],
+            name=model_name or "model", source_name=_source_name(self.spec.path),
             source_lines=tuple(self.spec.source.splitlines()), inputs=inputs, params=tuple(self.params),
             eqns=tuple(self.eqns), loss=loss_var, outputs=out_vars, wrt=wrt_names,
             optimizer=opt or ("sgd", tuple(optim.settings("sgd").items())), dims=tuple(self.dims),
@@ -317,16 +338,37 @@ class _Lowering:
             self._check_optimizer(prog)
         return prog
 
+    def _twice(self, keyword: str, st, first: Span) -> None:
+        err = SpecError(f"'{keyword}' is given twice", st.span, help=f"a model has one '{keyword}' statement")
+        err.notes = ((f"the first '{keyword}' is here", first),)
+        self.errors.append(err)
+
     def _check_new_name(self, name: str, span: Span) -> None:
-        if name in self.env:
+        if name in self.env or name in self.failed:
             prev = self.decl_span.get(name)
             err = SpecError(f"'{name}' is already defined", span, help="each name is defined once; pick a new name")
             if prev:
                 err.notes = ((f"'{name}' was first defined here", prev),)
             raise err
+        if name in KEYWORDS:
+            raise SpecError(f"'{name}' is a keyword and cannot be used as a name", span,
+                            help=f"rename it, for example to '{name}_'")
         if is_reserved(name):
             raise SpecError(f"'{name}' is reserved in generated Python code", span,
-                            help=f"rename it, for example to '{name.strip('_')}_' ")
+                            help=f"rename it, for example to '{name.strip('_') or 'v'}_'")
+        self._claim_identifier(name, span)
+
+    def _claim_identifier(self, name: str, span: Span) -> None:
+        """Two spec names may not become one Python identifier ('h1.W' and 'h1_W')."""
+        ident = identifier(name)
+        other = self.idents.get(ident)
+        if other is not None and other != name:
+            err = SpecError(f"'{name}' and '{other}' would both be '{ident}' in the generated code", span,
+                            help="rename one of them")
+            if other in self.decl_span:
+                err.notes = ((f"'{other}' is defined here", self.decl_span[other]),)
+            raise err
+        self.idents[ident] = name
 
     def _type(self, t: ast.Type, allow_symbolic: bool) -> tuple:
         dims = []
@@ -337,10 +379,36 @@ class _Lowering:
                 if not allow_symbolic:
                     raise SpecError(f"parameter shapes must be concrete; '{d.value}' is symbolic", d.span,
                                     help="write the size as a number")
-                if d.value not in self.dims:
-                    self.dims.append(d.value)
+                self._check_dim_name(d)
             dims.append(d.value)
+        for d in t.dims:
+            if isinstance(d.value, str) and d.value not in self.dims:
+                self.dims.append(d.value)
         return tuple(dims)
+
+    def _check_dim_name(self, d: ast.Dim) -> None:
+        """A symbolic dimension becomes a Python variable in generated code: no clashes."""
+        name = d.value
+        if name in KEYWORDS:
+            raise SpecError(f"'{name}' is a keyword and cannot be used as a dimension", d.span)
+        if is_reserved(name):
+            raise SpecError(f"'{name}' is reserved in generated Python code and cannot name a dimension",
+                            d.span, help=f"rename it, for example to '{name.strip('_').upper() or 'N'}'")
+        clash = self.value_statements.get(name)
+        if clash is not None:
+            err = SpecError(f"dimension '{name}' has the same name as a value", d.span,
+                            help="dimensions and values need different names; sizes are usually upper case (B, N)")
+            err.notes = ((f"'{clash.name}' is defined here", clash.span),)
+            raise err
+
+    @functools.cached_property
+    def value_statements(self) -> dict[str, ast.Statement]:
+        """Python identifier -> the first input, param or definition that names it."""
+        found: dict[str, ast.Statement] = {}
+        for st in self.spec.statements:
+            if isinstance(st, (ast.InputStmt, ast.ParamStmt, ast.DefineStmt)):
+                found.setdefault(identifier(st.name), st)
+        return found
 
     def _declare_input(self, st: ast.InputStmt) -> None:
         self._check_new_name(st.name, st.name_span)
@@ -361,43 +429,74 @@ class _Lowering:
         self.env[st.name] = var
         self.decl_span[st.name] = st.span
 
-    def _init(self, e: ast.Expr, shape: tuple) -> tuple[str, tuple]:
-        if isinstance(e, (ast.Num, ast.Neg)) or (isinstance(e, ast.ListLit)):
-            value = self._literal(e)
-            got = _literal_shape(value, e)
-            if got != shape and not (got == () and True):
+    def _init(self, e: ast.Expr, shape: tuple | None) -> tuple[str, tuple]:
+        """A parameter's initializer; `shape` None: a layer's weights (shape decided later)."""
+        if isinstance(e, (ast.Num, ast.Neg, ast.ListLit)):
+            value, got = self._literal(e)
+            if got != shape and got != ():  # a single number fills the whole parameter
                 raise SpecError(f"initial value has shape {fmt_shape(got)}, but the parameter is {fmt_shape(shape)}",
-                                e.span)
+                                e.span, help="give one number, or a nested list of exactly the parameter's shape")
             return ("value", (value,))
-        if isinstance(e, ast.Name) and e.id in INITIALIZERS:
-            if INITIALIZERS[e.id]:
-                raise SpecError(f"initializer '{e.id}' takes {INITIALIZERS[e.id]} argument(s)", e.span)
-            return (e.id, ())
-        if isinstance(e, ast.Call) and e.func in INITIALIZERS:
-            if len(e.args) != INITIALIZERS[e.func] or e.kwargs:
-                raise SpecError(f"initializer '{e.func}' takes {INITIALIZERS[e.func]} number argument(s)", e.span)
-            return (e.func, tuple(self._number(a) for a in e.args))
         name = e.id if isinstance(e, ast.Name) else e.func if isinstance(e, ast.Call) else None
-        raise SpecError(f"unknown initializer '{name}'" if name else "expected a number, a list or an initializer",
-                        e.span, help=did_you_mean(name, INITIALIZERS) if name else
-                        "use a number, a list such as [[1, 2], [3, 4]], or one of " + ", ".join(INITIALIZERS))
+        if name not in INITIALIZERS:
+            raise SpecError(f"unknown initializer '{name}'" if name else "expected a number, a list or an initializer",
+                            e.span, help=did_you_mean(name, INITIALIZERS) if name else
+                            "use a number, a list such as [[1, 2], [3, 4]], or one of " + ", ".join(INITIALIZERS))
+        arg_names = INIT_ARGS[name]
+        if isinstance(e, ast.Name):
+            if arg_names:
+                raise SpecError(f"initializer '{name}' needs arguments: {name}({', '.join(arg_names)})", e.span)
+            args: tuple = ()
+        else:
+            args = self._init_args(e, arg_names)
+        if name in ("glorot_uniform", "he_normal") and shape == ():
+            raise SpecError(f"'{name}' needs a parameter with at least one axis", e.span,
+                            help="use a number or normal(std) for a scalar parameter")
+        if name == "normal" and args[0] < 0:
+            raise SpecError(f"normal(std): std must not be negative, got {args[0]:g}", e.args[0].span
+                            if e.args else e.span)
+        if name == "uniform" and args[0] > args[1]:
+            raise SpecError(f"uniform(low, high): low {args[0]:g} is greater than high {args[1]:g}", e.span)
+        return (name, args)
 
-    def _literal(self, e: ast.Expr):
-        if isinstance(e, ast.ListLit):
-            if not e.items:
-                raise SpecError("empty list", e.span)
-            return [self._literal(i) for i in e.items]
-        return self._number(e)
+    def _init_args(self, call: ast.Call, names: tuple[str, ...]) -> tuple[float, ...]:
+        sig = f"{call.func}({', '.join(names)})"
+        given = _match_args(call, list(names), sig, True)
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise SpecError(f"{call.func}() is missing argument '{missing[0]}'", call.span, help=f"signature: {sig}")
+        return tuple(self._number(given[n]) for n in names)
 
-    def _number(self, e: ast.Expr) -> float:
+    def _literal(self, e: ast.Expr) -> tuple[Any, tuple]:
+        """A number or nested list literal and its shape; ragged lists are located by row.
+
+        Iterative over the rows of each level, so a long list costs no recursion.
+        """
+        if not isinstance(e, ast.ListLit):
+            return self._number(e), ()
+        if not e.items:
+            raise SpecError("empty list", e.span, help="a list literal needs at least one number")
+        rows = [self._literal(item) for item in e.items]
+        first = rows[0][1]
+        for item, (_, shape) in zip(e.items, rows):
+            if shape != first:
+                raise SpecError(f"ragged list: this row has shape {fmt_shape(shape)}, the first has {fmt_shape(first)}",
+                                item.span, help="every row of a list literal has the same length")
+        return [v for v, _ in rows], (len(rows),) + first
+
+    def _number(self, e: ast.Expr, what: str | None = None) -> float:
         if isinstance(e, ast.Num):
             return e.value
         if isinstance(e, ast.Neg) and isinstance(e.operand, ast.Num):
             return -e.operand.value
-        raise SpecError("expected a number", e.span)
+        text = self._source_text(e.span, 20)
+        got = f", got '{text}'" if text else ""
+        raise SpecError(f"{what} must be a number{got}" if what else f"expected a number{got}", e.span,
+                        help="write a constant such as 0.5 or -1e-3" if isinstance(e, (ast.Name, ast.Call)) else None)
 
     def _define(self, st: ast.DefineStmt) -> None:
         self._check_new_name(st.name, st.name_span)
+        self.defined.add(st.name)
         self.env[st.name] = self._lower_statement(st, st.expr, identifier(st.name))
         self.decl_span[st.name] = st.span
 
@@ -411,7 +510,7 @@ class _Lowering:
         return value
 
     def _lower_statement(self, st, expr: ast.Expr, name: str) -> Atom:
-        self.current, self.created = st, []
+        self.current, self.creating_call = st, None
         b = Builder(self.namer, st.span.line)
         value = self._expr(b, expr)
         eqns = b.eqns
@@ -445,29 +544,71 @@ class _Lowering:
             return self._name(e)
         if isinstance(e, ast.Neg):
             return b.neg(self._float(b, e.operand))
+        if isinstance(e, ast.BinOp) and e.op != "^":
+            # `a + b + c + ...` nests to the left: walk that spine with a loop, so chains of
+            # any length need no recursion (the parser bounds every other kind of nesting)
+            spine = []
+            while isinstance(e, ast.BinOp) and e.op != "^":
+                spine.append(e)
+                e = e.left
+            acc = self._float(b, e)
+            for node in reversed(spine):
+                acc = self._binop(b, node, acc, self._float(b, node.right))
+            return acc
         if isinstance(e, ast.BinOp):
-            left, right = self._float(b, e.left), self._float(b, e.right)
-            if e.op == "^" and isinstance(right, Lit) and right.value == 2.0:
-                return b.square(left)
-            try:
-                return b.emit(_BINOPS[e.op], left, right)
-            except ShapeError as exc:
-                raise self._shape_error(exc, e) from None
+            return self._binop(b, e, self._float(b, e.left), self._float(b, e.right))
         if isinstance(e, ast.Call):
             return self._call(b, e)
         if isinstance(e, ast.ListLit):
             raise SpecError("list literals are only allowed as initial values of parameters", e.span)
         raise AssertionError(e)
 
-    def _shape_error(self, exc: ShapeError, e: ast.BinOp) -> SpecError:
-        err = SpecError(str(exc), e.span)
-        notes = []
-        for side in (e.left, e.right):
-            if isinstance(side, ast.Name) and side.id in self.decl_span:
-                atom = self.env[side.id]
-                notes.append((f"'{side.id}' is {fmt_shape(atom.shape)}, declared here", self.decl_span[side.id]))
-        err.notes = tuple(notes)
+    def _binop(self, b: Builder, e: ast.BinOp, left: Atom, right: Atom) -> Atom:
+        if e.op == "^" and isinstance(right, Lit) and right.value == 2.0:
+            return b.square(left)
+        try:
+            out = b.emit(_BINOPS[e.op], left, right)
+        except ShapeError as exc:
+            raise self._shape_error(exc, e, left, right) from None
+        except (OverflowError, ZeroDivisionError) as exc:  # constant folding, e.g. 3 ^ 1e308
+            reason = "it overflows" if isinstance(exc, OverflowError) else str(exc)
+            raise SpecError(f"this constant expression cannot be computed: {reason}", e.span) from None
+        if isinstance(out, Lit) and not (isinstance(out.value, float) and math.isfinite(out.value)):
+            what = "has no real value" if isinstance(out.value, complex) else "is not a finite number"
+            raise SpecError(f"this constant expression {what}", e.span,
+                            help="constants must be finite real numbers")
+        return out
+
+    def _shape_error(self, exc: ShapeError, e: ast.BinOp, left: Atom, right: Atom) -> SpecError:
+        """`x @ W: [B, 4] @ [3, 2]: ...`, with a note saying where each operand's shape came from."""
+        text = self._source_text(e.span)
+        err = SpecError(f"{text}: {exc}" if text else str(exc), e.span)
+        err.notes = self._operand_notes((e.left, e.right), (left, right))
         return err
+
+    def _operand_notes(self, exprs, atoms) -> tuple:
+        """Where each operand's shape came from: its declaration, or the subexpression itself."""
+        notes = []
+        for side, atom in zip(exprs, atoms):
+            if not hasattr(atom, "shape"):
+                continue
+            if isinstance(side, ast.Name) and side.id in self.decl_span:
+                verb = "created" if "." in side.id else "defined" if side.id in self.defined else "declared"
+                notes.append((f"'{side.id}' is {fmt_shape(atom.shape)}, {verb} here", self.decl_span[side.id]))
+            elif not isinstance(side, (ast.Name, ast.Num)) and not isinstance(atom, Lit):  # constants need no note
+                side_text = self._source_text(side.span)
+                if side_text:
+                    notes.append((f"'{side_text}' is {fmt_shape(atom.shape)}", side.span))
+        return tuple(notes)
+
+    def _source_text(self, span: Span, limit: int = 40) -> str | None:
+        """The spec text under a one-line span, if short enough to quote in a message."""
+        if span.line != span.end_line or span.end_col - span.col > limit:
+            return None
+        lines = self.lines
+        if not 1 <= span.line <= len(lines):
+            return None
+        return lines[span.line - 1][span.col - 1: span.end_col - 1] or None
 
     def _name(self, e: ast.Name) -> Atom:
         if e.id in self.env:
@@ -476,20 +617,41 @@ class _Lowering:
             raise _Silent("")
         if e.id in ("true", "false"):
             raise SpecError(f"'{e.id}' is only allowed as a keyword argument value", e.span)
+        if e.id == "loss":
+            raise SpecError("'loss' cannot be used in an expression; it is the model's objective", e.span,
+                            help="give the shared part its own name and use that")
+        if e.id in KEYWORDS:
+            raise SpecError(f"'{e.id}' is a keyword, not a value", e.span)
         if e.id in BUILTINS:
             raise SpecError(f"'{e.id}' is a function; call it with arguments", e.span, help=f"write {e.id}(...)")
         if "." in e.id:
             owner = e.id.split(".")[0]
-            known = [k for k in self.env if k.startswith(owner + ".")]
+            busy = len(self.errors) > SpecErrors.MAX_REPORTED  # not shown: skip the scan
+            known = [] if busy else [p.name for p in self.params if p.name.startswith(owner + ".")]
             raise SpecError(f"'{e.id}' is not a parameter" + (
                 f"; '{owner}' creates {', '.join(known)}" if known else ""), e.span,
                 help=did_you_mean(e.id, known) or (f"'{owner}' must be defined by a layer call such as dense(...)"))
-        later = [st for st in self.spec.statements if isinstance(st, (ast.DefineStmt, ast.InputStmt, ast.ParamStmt))
-                 and st.name == e.id]
-        if later:
-            raise SpecError(f"'{e.id}' is used before it is defined (on line {later[0].span.line})", e.span,
+        later = self.first_definition.get(e.id)
+        if later is not None:
+            raise SpecError(f"'{e.id}' is used before it is defined (on line {later})", e.span,
                             help="move the definition above this line")
-        raise SpecError(f"undefined name '{e.id}'", e.span, help=did_you_mean(e.id, self.env))
+        raise SpecError(f"undefined name '{e.id}'", e.span, help=self._suggest(e.id, self.env))
+
+    def _suggest(self, name: str, candidates) -> str | None:
+        """did_you_mean, but only while the errors collected so far will all be shown: it costs
+        a comparison with every candidate, which a file full of errors must not multiply."""
+        if len(self.errors) > SpecErrors.MAX_REPORTED:
+            return None
+        return did_you_mean(name, candidates)
+
+    @functools.cached_property
+    def first_definition(self) -> dict[str, int]:
+        """Each name's first defining line (for 'used before it is defined')."""
+        lines: dict[str, int] = {}
+        for st in self.spec.statements:
+            if isinstance(st, (ast.DefineStmt, ast.InputStmt, ast.ParamStmt)):
+                lines.setdefault(st.name, st.span.line)
+        return lines
 
     def _float(self, b: Builder, e: ast.Expr) -> Atom:
         atom = self._expr(b, e)
@@ -505,36 +667,36 @@ class _Lowering:
                 raise SpecError(f"'{call.func}' is an initializer, not a function", call.func_span)
             raise SpecError(f"unknown function '{call.func}'", call.func_span,
                             help=did_you_mean(call.func, BUILTINS))
-        if fn.creates_params and not isinstance(self.current, ast.DefineStmt):
-            raise SpecError(f"'{call.func}' creates parameters and must be used in a definition 'NAME = ...'",
-                            call.func_span)
+        if fn.creates_params:
+            if not isinstance(self.current, ast.DefineStmt):
+                raise SpecError(f"'{call.func}' creates parameters and must be used in a definition 'NAME = ...'",
+                                call.func_span, help=f"define it first, e.g. 'h = {call.func}(...)', then use h")
+            first = self.creating_call
+            if first is not None:
+                owner = self.current.name
+                err = SpecError(f"'{owner}' already creates parameters with {first.func}(); "
+                                "only one parameter-creating call is allowed per definition", call.func_span,
+                                help="one layer per definition: 'h = dense(x, 8)', then 'y = dense(h, 2)'")
+                err.notes = ((f"the first parameter-creating call in '{owner}'", first.func_span),)
+                raise err
+            self.creating_call = call
         args = self._bind(b, fn, call)
         try:
             return fn.lower(self, b, args, call)
         except ShapeError as exc:
-            raise SpecError(f"{call.func}: {exc}", call.span) from None
+            text = str(exc)
+            err = SpecError(text if text.startswith(call.func) else f"{call.func}: {text}", call.span)
+            err.notes = self._operand_notes(call.args, [args[p[0]] for p in fn.params[: len(call.args)]])
+            raise err from None
 
     def _bind(self, b: Builder, fn: Builtin, call: ast.Call) -> dict:
-        names = [p[0] for p in fn.params]
-        given: dict[str, ast.Expr] = {}
-        if len(call.args) > len(fn.params):
-            raise SpecError(f"{call.func}() takes at most {len(fn.params)} argument(s), got {len(call.args)}",
-                            call.span, help=f"signature: {_signature(call.func, fn)}")
-        for p, a in zip(fn.params, call.args):
-            given[p[0]] = a
-        for kw in call.kwargs:
-            if kw.name not in names:
-                raise SpecError(f"{call.func}() has no argument '{kw.name}'", kw.span,
-                                help=did_you_mean(kw.name, names) or f"signature: {_signature(call.func, fn)}")
-            if kw.name in given:
-                raise SpecError(f"{call.func}() got argument '{kw.name}' twice", kw.span)
-            given[kw.name] = kw.value
+        sig = _signature(call.func, fn)
+        given = _match_args(call, [p[0] for p in fn.params], sig, all(p[2] is _NONE for p in fn.params))
         out = {}
         for name, kind, default in fn.params:
             if name not in given:
                 if default is _NONE:
-                    raise SpecError(f"{call.func}() is missing argument '{name}'", call.span,
-                                    help=f"signature: {_signature(call.func, fn)}")
+                    raise SpecError(f"{call.func}() is missing argument '{name}'", call.span, help=f"signature: {sig}")
                 out[name] = default
                 continue
             out[name] = self._arg(b, call.func, name, kind, given[name])
@@ -550,14 +712,17 @@ class _Lowering:
                 return e.id == "true"
             raise SpecError(f"{func}(): '{name}' must be true or false", e.span)
         if kind == _INIT:
-            init = self._init(e, ())
-            if init[0] == "value":
-                raise SpecError(f"{func}(): '{name}' must be an initializer name such as he_normal", e.span)
-            return init
-        value = self._number(e)
+            if isinstance(e, (ast.Num, ast.Neg, ast.ListLit)):
+                raise SpecError(f"{func}(): '{name}' must be an initializer such as he_normal or normal(0.1)", e.span,
+                                help="initializers: " + ", ".join(INIT_ARGS))
+            return self._init(e, None)
+        value = self._number(e, f"{func}(): '{name}'")
         if kind in (_INT, _AXIS):
             if value != int(value):
-                raise SpecError(f"{func}(): '{name}' must be an integer, got {value}", e.span)
+                raise SpecError(f"{func}(): '{name}' must be an integer, got {value:g}", e.span)
+            if abs(value) > MAX_SIZE:
+                raise SpecError(f"{func}(): '{name}' is too large ({value:g})", e.span,
+                                help=f"sizes must be at most {MAX_SIZE}")
             return int(value)
         return value
 
@@ -618,8 +783,11 @@ class _Lowering:
             atom = self.env.get(n.id)
             if atom is None and n.id in self.failed:
                 continue
-            if atom is None:
-                self.error(f"undefined name '{n.id}' in output", n.span, did_you_mean(n.id, self.env))
+            if atom is None and n.id == "loss":
+                self.error("'loss' cannot be an output: loss() and value_and_grad() return it", n.span,
+                           help="'output' lists the other values forward() should return")
+            elif atom is None:
+                self.error(f"undefined name '{n.id}' in output", n.span, self._suggest(n.id, self.env))
             elif not isinstance(atom, Var):
                 self.error(f"output '{n.id}' is a constant", n.span)
             else:
@@ -639,9 +807,41 @@ class _Lowering:
             elif n.id in self.env:
                 self.error(f"'wrt' names inputs; '{n.id}' is not an input", n.span,
                            help="parameters always get gradients")
-            else:
-                self.error(f"undefined input '{n.id}' in wrt", n.span, did_you_mean(n.id, input_names))
+            elif n.id not in self.failed:
+                self.error(f"undefined input '{n.id}' in wrt", n.span, self._suggest(n.id, input_names))
         return tuple(names)
+
+
+def _match_args(call: ast.Call, names: list[str], sig: str, all_required: bool) -> dict[str, ast.Expr]:
+    """Pair a call's positional and keyword arguments with parameter `names` (Python's rules)."""
+    if len(call.args) > len(names):
+        most = "" if all_required else "at most "
+        raise SpecError(f"{call.func}() takes {most}{_count(len(names), 'argument')}, got {len(call.args)}",
+                        call.span, help=f"signature: {sig}")
+    given = dict(zip(names, call.args))
+    if call.kwargs and call.args and call.args[-1].span > call.kwargs[0].span:
+        late = next(a for a in call.args if a.span > call.kwargs[0].span)
+        raise SpecError(f"{call.func}(): a positional argument follows a keyword argument", late.span,
+                        help=f"signature: {sig}")
+    for kw in call.kwargs:
+        if kw.name not in names:
+            raise SpecError(f"{call.func}() has no argument '{kw.name}'", kw.span,
+                            help=did_you_mean(kw.name, names) or f"signature: {sig}")
+        if kw.name in given:
+            raise SpecError(f"{call.func}() got argument '{kw.name}' twice", kw.span)
+        given[kw.name] = kw.value
+    return given
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _arg_span(call: ast.Call, index: int, name: str) -> Span:
+    """The span of argument `name` (position `index`) of a call, or the call's."""
+    if len(call.args) > index:
+        return call.args[index].span
+    return next((k.span for k in call.kwargs if k.name == name), call.span)
 
 
 def _signature(name: str, fn: Builtin) -> str:
@@ -659,13 +859,11 @@ def _text(e: ast.Expr) -> str:
     return e.id if isinstance(e, ast.Name) else "this value"
 
 
-def _literal_shape(value, e: ast.Expr) -> tuple:
-    if not isinstance(value, list):
-        return ()
-    shapes = {_literal_shape(v, e) for v in value}
-    if len(shapes) != 1:
-        raise SpecError("ragged list: rows have different lengths", e.span)
-    return (len(value),) + shapes.pop()
+def _source_name(path: str) -> str:
+    """The spec's file name as generated code quotes it: no folders, no characters that could
+    end a string or a comment (a file may be called anything; generated code must stay valid)."""
+    name = re.split(r"[/\\]", path)[-1]
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name) or "spec"
 
 
 class _Silent(SpecError):

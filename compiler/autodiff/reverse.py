@@ -43,7 +43,7 @@ def _fused_log_softmax_nll(b: Builder, eqn: Eqn, g: Atom, defs: dict[str, Eqn], 
 def differentiate(prog: Program) -> Program:
     """Append backward equations computing d loss / d (params and wrt inputs)."""
     taken = {e.out.name for e in prog.eqns} | {d.var.name for d in prog.inputs} | {
-        p.var.name for p in prog.params}
+        p.var.name for p in prog.params} | set(prog.dims)  # dimensions are variables in generated code too
     namer = Namer(taken)
     b = Builder(namer)
     active = _active(prog)

@@ -14,10 +14,18 @@ def atom_text(a: Atom) -> tuple[str, int]:
         return a.name, ATOM
     if isinstance(a, Lit):
         text = repr(float(a.value))
+        if text in ("inf", "-inf", "nan"):  # not Python literals (a folded constant can overflow)
+            return f'float("{text}")', ATOM
         return text, (UNARY if text.startswith("-") else ATOM)
     assert isinstance(a, Size)
     text = size_text(a.dims)
     return text, (MUL if " " in text else ATOM)
+
+
+# A temporary is inlined into its single use only up to this many levels of nesting: deeper
+# expressions are unreadable, and Python's own parser gives up on very deep ones (a spec
+# summing 100,000 terms must still give an importable module).
+MAX_INLINE_DEPTH = 24
 
 
 def _wrap(text: str, prec: int, min_prec: int) -> str:
@@ -56,15 +64,18 @@ def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
                 if isinstance(a, Var):
                     uses[a.name] = uses.get(a.name, 0) + n
     exprs: dict[str, tuple[str, int]] = {}
+    depth: dict[str, int] = {}  # inlined temporary -> nesting depth of its expression
     out_sections: list[list[Block]] = []
     for eqns in sections:
         blocks: list[Block] = []
         for eqn in eqns:
             spec = PRIMITIVES[eqn.prim].emit(eqn.inputs, dict(eqn.params))
             args = []
+            level = 1
             for i, a in enumerate(eqn.inputs):
                 if isinstance(a, Var) and a.name in exprs:
                     text, prec = exprs.pop(a.name)
+                    level = max(level, depth.pop(a.name) + 1)
                 elif isinstance(a, Var) and a.name in names:
                     text, prec = names[a.name], ATOM
                 else:
@@ -73,8 +84,9 @@ def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
                 args.append(_wrap(text, prec, need))
             code = spec.fmt.format(*args)
             out = eqn.out
-            if out.temp and uses.get(out.name, 0) == 1 and out.name not in names:
+            if out.temp and uses.get(out.name, 0) == 1 and out.name not in names and level < MAX_INLINE_DEPTH:
                 exprs[out.name] = (code, spec.prec)
+                depth[out.name] = level
                 continue
             if not blocks or blocks[-1].line != eqn.line:
                 blocks.append(Block(eqn.line))

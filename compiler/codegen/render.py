@@ -15,6 +15,7 @@ from ..ir.core import Atom, Lit, Program, Var, is_host
 from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns
+from ..runtime import checks as input_checks
 from ..runtime import initializers, kernels, weights
 from .emit import emit_body, emit_sections, result_text
 from .forward_mode import forward_mode_functions
@@ -72,8 +73,16 @@ def _shape_words(shape) -> str:
 
 
 def _check_function(name: str, decls) -> Check:
-    """Cheap validation of rank and sizes; binds each symbolic dimension at its first use."""
+    """Validation of every input at an entry point, cheap enough to run on every step.
+
+    Per input, one `if` filters on rank, sizes (binding each symbolic dimension at its
+    first use) and the dtype kind looked up in a cache; only when it fails (or sees a
+    dtype for the first time) does the inlined `_check_input` run, which checks in full
+    and raises a ValueError naming the input, the expected and the actual shape. Label
+    inputs are also checked for range (two reductions).
+    """
     chk = Check(name, [d.var.name for d in decls], [])
+    where: dict[str, str] = {}  # dimension -> the input that bound it
     for d in decls:
         v = d.var
         conds = [f"{v.name}.ndim != {len(v.shape)}"]  # first, so shape[i] below is safe
@@ -85,15 +94,34 @@ def _check_function(name: str, decls) -> Check:
                 conds.append(f"{v.name}.shape[{i}] != {v.name}.shape[{new[dim]}]")
             else:
                 new[dim] = i
-        known = [dim for dim in dict.fromkeys(v.shape) if isinstance(dim, str) and dim in chk.dims]
-        where = " (" + ", ".join(f"{dim}={{{dim}}}" for dim in known) + ")" if known else ""
+        # `__class__`, not type(): a spec input may be called `type`
+        conds.append(f'_DTYPE_KINDS.get(({v.name}.dtype.__class__, {v.name}.dtype)) != "{v.dtype}"')
+        bound = ", ".join(f'"{dim}": ({dim}, "{where[dim]}")' for dim in dict.fromkeys(v.shape) if dim in where)
         chk.lines.append(f"if {' or '.join(conds)}:")
-        chk.lines.append(f"    raise ValueError(f\"input '{v.name}' must have shape {_shape_words(v.shape)}"
-                         f"{where}, got {{tuple({v.name}.shape)}}\")")
+        chk.lines.append(f'    _check_input(_namespace({v.name}), "{v.name}", {v.name}, "{v.dtype}", '
+                         f"{_shape_literal(v.shape)}, {{{bound}}})")
         for dim, i in new.items():
             chk.lines.append(f"{dim} = {v.name}.shape[{i}]")
             chk.dims.append(dim)
+            where[dim] = v.name
+        if d.classes is not None:
+            chk.lines.append(f"xp = _namespace({v.name})")
+            chk.lines.append(f"if {v.name}.shape[0] and (xp.min({v.name}) < 0 or xp.max({v.name}) >= {d.classes}):")
+            chk.lines.append(f'    _check_labels(xp, "{v.name}", {v.name}, {d.classes})')
     return chk
+
+
+def _check_helpers(checks: list[Check]) -> list[str]:
+    """The inlined sources the input checks call (none when no entry point takes inputs)."""
+    text = "\n".join(line for c in checks for line in c.lines)
+    if not text:
+        return []
+    module = inspect.getsource(input_checks)
+    cache = module[module.index("# (dtype.__class__"): module.index("\n\n\ndef ")]  # the cache, its comment
+    out = [cache, inspect.getsource(input_checks._check_input).rstrip()]
+    if "_check_labels(" in text:
+        out.append(inspect.getsource(input_checks._check_labels).rstrip())
+    return out
 
 
 def build_model(prog: Program) -> dict:
@@ -136,8 +164,9 @@ def build_model(prog: Program) -> dict:
 
     # value_and_grad(): forward, then backward
     eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *grads_needed])
-    fwd_part = tuple(e for e in eqns if e in set(prog.eqns))
-    bwd_part = tuple(e for e in eqns if e not in set(prog.eqns))
+    forward_eqns = set(prog.eqns)  # once: a set per equation made this quadratic
+    fwd_part = tuple(e for e in eqns if e in forward_eqns)
+    bwd_part = tuple(e for e in eqns if e not in forward_eqns)
     # a parameter with a constant gradient (zero or not) is read by zeros_like / full_like
     const_grads = [p.var for p in prog.params if is_host(dict(prog.grads).get(p.name, Lit(0.0)))]
     unpack, _ = reads(eqns, grads_needed + const_grads)
@@ -182,7 +211,7 @@ def build_model(prog: Program) -> dict:
         "optimizer": optimizer_model,
         "checks": checks,
         "functions": functions,
-        "helpers": [inspect.getsource(getattr(kernels, k)).rstrip() for k in kernels_used],
+        "helpers": [inspect.getsource(getattr(kernels, k)).rstrip() for k in kernels_used] + _check_helpers(checks),
         "init_helpers": [inspect.getsource(getattr(initializers, k)).rstrip() for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
         "uses_rng": any("rng" in _init_expr(p) for p in prog.params),
@@ -202,8 +231,7 @@ def _function(prog, name, args, doc, check: Check, unpack, sections, returns, de
     else:
         call = f"{check.name}({', '.join(check.args)})" if check.args else ""
     first = decls[0].var.name if decls else None
-    # without inputs, the namespace comes from a parameter (read before it is unpacked)
-    source = first or (unpack[0].split(" = ", 1)[1] if unpack else None)
+    source = first or (unpack[0].split(" = ", 1)[1] if unpack else None)  # params["W"]: xp comes before unpacking
     fn = Function(name, args, doc, call, unpack, secs, returns)
     fn.uses_xp = _uses(statements, "xp.") or _uses(statements, "(xp,")
     if fn.uses_xp and source is None:

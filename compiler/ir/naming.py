@@ -30,7 +30,8 @@ def tangent(name: str) -> str:
 
 
 def is_reserved(name: str) -> bool:
-    return keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in RESERVED or name.startswith("_")
+    # Soft keywords (match, case, type) are valid identifiers and vary between Python versions.
+    return keyword.iskeyword(name) or name in RESERVED or name.startswith("_")
 
 
 class Namer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .core import (  # tangent (JVP) rules
     ADD,
     MUL,
@@ -11,6 +13,7 @@ from .core import (  # tangent (JVP) rules
     Example,
     add_tangents,
     call,
+    fold_constant,
     primitive,
     same_shape,
     symmetric_jvp,
@@ -26,7 +29,7 @@ def _fmt(text: str, prec: int = 100, arg: int = 0):
     return lambda inputs, params: Emit(text.format(**params), prec, (arg,) * len(inputs))
 
 
-@primitive("tanh", 1, shape=same_shape, emit=call("tanh"), examples=UNARY_EXAMPLES)
+@primitive("tanh", 1, shape=same_shape, emit=call("tanh"), fold=fold_constant(math.tanh, "tanh"), examples=UNARY_EXAMPLES)
 def tanh_vjp(b, eqn, g):
     y = eqn.out
     return (b.mul(g, b.sub(1.0, b.mul(y, y))),)
@@ -47,7 +50,7 @@ def sigmoid_vjp(b, eqn, g):
 tangent("sigmoid")(symmetric_jvp)
 
 
-@primitive("arctan", 1, shape=same_shape, emit=call("atan"), examples=UNARY_EXAMPLES)
+@primitive("arctan", 1, shape=same_shape, emit=call("atan"), fold=fold_constant(math.atan, "arctan"), examples=UNARY_EXAMPLES)
 def arctan_vjp(b, eqn, g):
     x = eqn.inputs[0]
     return (b.div(g, b.add(1.0, b.mul(x, x))),)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -174,6 +175,24 @@ def shape_text(shape: Shape) -> str:
     if len(shape) == 1:
         return f"({shape[0]},)"
     return "(" + ", ".join(map(str, shape)) + ")"
+
+
+def fold_constant(fn: Callable[[float], float], name: str):
+    """A fold that evaluates `fn` on a literal at compile time (so `exp(2)` is a number)."""
+
+    def fold(inputs, params, defs):
+        (x,) = inputs
+        if not isinstance(x, Lit):
+            return None
+        try:
+            value = fn(float(x.value))
+        except (ValueError, OverflowError):
+            value = float("nan")
+        if not math.isfinite(value):
+            raise ShapeError(f"{name}({float(x.value)!r}) has no finite real value")
+        return Lit(value)
+
+    return fold
 
 
 def size_text(dims: tuple, min_prec: int = 0) -> str:

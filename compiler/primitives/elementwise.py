@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..ir.core import Lit, Size, Var
 from .core import (  # tangent (JVP) rules
     ADD,
@@ -20,6 +22,7 @@ from .core import (  # tangent (JVP) rules
     broadcast_shapes,
     call,
     elementwise_shape,
+    fold_constant,
     lit_value,
     primitive,
     same_shape,
@@ -241,7 +244,7 @@ tangent("square")(symmetric_jvp)
 
 # ---- math functions -------------------------------------------------------------------------
 
-@primitive("exp", 1, shape=same_shape, emit=call("exp"), examples=UNARY_EXAMPLES)
+@primitive("exp", 1, shape=same_shape, emit=call("exp"), fold=fold_constant(math.exp, "exp"), examples=UNARY_EXAMPLES)
 def exp_vjp(b, eqn, g):
     return (b.mul(g, eqn.out),)
 
@@ -249,7 +252,7 @@ def exp_vjp(b, eqn, g):
 tangent("exp")(symmetric_jvp)
 
 
-@primitive("log", 1, shape=same_shape, emit=call("log"), examples=POSITIVE_EXAMPLES)
+@primitive("log", 1, shape=same_shape, emit=call("log"), fold=fold_constant(math.log, "log"), examples=POSITIVE_EXAMPLES)
 def log_vjp(b, eqn, g):
     return (b.div(g, eqn.inputs[0]),)
 
@@ -257,7 +260,7 @@ def log_vjp(b, eqn, g):
 tangent("log")(symmetric_jvp)
 
 
-@primitive("sqrt", 1, shape=same_shape, emit=call("sqrt"), examples=POSITIVE_EXAMPLES)
+@primitive("sqrt", 1, shape=same_shape, emit=call("sqrt"), fold=fold_constant(math.sqrt, "sqrt"), examples=POSITIVE_EXAMPLES)
 def sqrt_vjp(b, eqn, g):
     return (b.div(g, b.mul(2.0, eqn.out)),)
 
@@ -265,7 +268,7 @@ def sqrt_vjp(b, eqn, g):
 tangent("sqrt")(symmetric_jvp)
 
 
-@primitive("abs", 1, shape=same_shape, emit=call("abs"), examples=UNARY_EXAMPLES, kink=True)
+@primitive("abs", 1, shape=same_shape, emit=call("abs"), fold=fold_constant(abs, "abs"), examples=UNARY_EXAMPLES, kink=True)
 def abs_vjp(b, eqn, g):
     # Convention at the kink: abs'(0) = 1 (the subgradient of x >= 0).
     x = eqn.inputs[0]
@@ -275,7 +278,7 @@ def abs_vjp(b, eqn, g):
 tangent("abs")(symmetric_jvp)
 
 
-@primitive("sin", 1, shape=same_shape, emit=call("sin"), examples=UNARY_EXAMPLES)
+@primitive("sin", 1, shape=same_shape, emit=call("sin"), fold=fold_constant(math.sin, "sin"), examples=UNARY_EXAMPLES)
 def sin_vjp(b, eqn, g):
     return (b.mul(g, b.cos(eqn.inputs[0])),)
 
@@ -285,7 +288,7 @@ def sin_jvp(b, eqn, dots):
     return b.mul(b.cos(eqn.inputs[0]), dots[0])
 
 
-@primitive("cos", 1, shape=same_shape, emit=call("cos"), examples=UNARY_EXAMPLES)
+@primitive("cos", 1, shape=same_shape, emit=call("cos"), fold=fold_constant(math.cos, "cos"), examples=UNARY_EXAMPLES)
 def cos_vjp(b, eqn, g):
     return (b.neg(b.mul(g, b.sin(eqn.inputs[0]))),)
 

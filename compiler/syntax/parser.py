@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import contextvars
+import math
+import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from ..errors import Span, SpecError
 from . import ast
 
-MAX_NESTING = 200  # deeper nesting is an error, so the tree walk can never overflow the stack
+# Limits that keep compilation fast and its recursion shallow, far beyond what a person
+# writes. A left-to-right chain of operators (`a + b + c + ...`) is flat for these
+# purposes, so a sum of 20,000 terms is fine; `-(-(-x))` or f(g(h(x))) nest. Compile
+# time grows linearly, at roughly 20-40 microseconds a token.
+MAX_TOKENS = 50_000  # about 5,000 lines of dense layers
+MAX_BRACKETS = 200  # brackets open at once
+MAX_DEPTH = 100  # nested calls, unary minus, `^` and right-hand operands
+MAX_SIZE = 2**31 - 1  # the largest dimension or integer written in a spec
+
+KEYWORDS = frozenset({"model", "input", "param", "loss", "output", "wrt", "optimizer", "float", "int",
+                      "true", "false"})
 
 _OPEN = {"LPAR": "RPAR", "LSQB": "RSQB"}
-_CLOSE = {"RPAR", "RSQB"}
+_CLOSE = {"RPAR": "LPAR", "RSQB": "LSQB"}
+_CHAR = {"LPAR": "(", "RPAR": ")", "LSQB": "[", "RSQB": "]"}
+_OPERATORS = frozenset({"PLUS", "MINUS", "STAR", "SLASH", "AT", "POW"})
+_EXPR_START = frozenset({"NAME", "NUMBER", "LPAR", "MINUS"})
 
 _TOKEN_WORDS = {
     "NAME": "a name", "NUMBER": "a number", "INT": "an integer", "_NL": "end of line",
@@ -25,39 +42,77 @@ _TOKEN_WORDS = {
 }
 
 
+@dataclass
+class _ParseState:
+    """What the post-lexer saw, so a syntax error can be reported where the user must edit."""
+
+    open: list[Token] = field(default_factory=list)  # brackets open right now
+    last: Token | None = None  # the last token before end of line / end of file
+    after_break: dict[tuple[int, int], Token] = field(default_factory=dict)  # first token of a
+    # continuation line -> the innermost bracket that was open when the line began
+    pending: Token | None = None  # that bracket, while the line's first token is being lexed
+    # (the contextual lexer raises for a token the parser cannot take before we see it)
+    count: int = 0  # tokens so far
+
+
+_STATE: contextvars.ContextVar[_ParseState] = contextvars.ContextVar("nnc_parse_state")
+
+
 class _ContinueLines:
-    """Post-lexer: drops newlines while a bracket is open; tracks nesting depth."""
+    """Post-lexer: drops newlines while a bracket is open; checks bracket pairs and nesting."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
-        stack: list[Token] = []
+        state = _STATE.get()
+        stack = state.open
         for tok in stream:
+            if tok.type == "_NL":
+                if stack:
+                    state.pending = stack[-1]
+                    continue
+                yield tok
+                continue
+            if state.pending is not None:
+                state.after_break[(tok.line, tok.column)] = state.pending
+                state.pending = None
+            state.count += 1
+            if state.count > MAX_TOKENS:
+                raise SpecError(f"the spec is too long (more than {MAX_TOKENS} tokens)", _tok_span(tok),
+                                help="nnc compiles specs of up to about 5,000 lines; split the model")
             if tok.type in _OPEN:
                 stack.append(tok)
-                if len(stack) > MAX_NESTING:
-                    raise SpecError(
-                        f"expression nested too deeply (more than {MAX_NESTING} levels)",
-                        _tok_span(tok),
-                        help="split the expression into several definitions",
-                    )
+                if len(stack) > MAX_BRACKETS:
+                    raise SpecError(f"brackets nested too deeply (more than {MAX_BRACKETS} levels)",
+                                    _tok_span(tok), help="split the expression into several definitions")
             elif tok.type in _CLOSE:
-                if stack:
-                    stack.pop()
-            elif tok.type == "_NL" and stack:
-                continue
+                if not stack:
+                    raise SpecError(f"'{tok.value}' has no matching '{_CHAR[_CLOSE[tok.type]]}'",
+                                    _tok_span(tok), help=f"remove this '{tok.value}'")
+                opener = stack.pop()
+                if _CLOSE[tok.type] != opener.type:
+                    err = SpecError(f"'{tok.value}' does not match '{opener.value}'", _tok_span(tok),
+                                    help=f"close it with '{_CHAR[_OPEN[opener.type]]}'")
+                    err.notes = ((f"'{opener.value}' opened here", _tok_span(opener)),)
+                    raise err
+            state.last = tok
             yield tok
         if stack:
-            opener = stack[-1]
-            raise SpecError(
-                f"'{opener.value}' is never closed",
-                _tok_span(opener),
-                help=f"add the matching '{')' if opener.value == '(' else ']'}'",
-            )
+            raise _never_closed(stack[-1])
+
+
+def _never_closed(opener: Token) -> SpecError:
+    closer = _CHAR[_OPEN[opener.type]]
+    return SpecError(f"'{opener.value}' is never closed", _tok_span(opener),
+                     help=f"add the matching '{closer}'")
 
 
 def _tok_span(tok: Token) -> Span:
-    return Span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
+    line = max(1, tok.line or 1)
+    col = max(1, tok.column or 1)
+    end_line = tok.end_line if tok.end_line and tok.end_line >= line else line
+    end_col = tok.end_column if tok.end_column and (end_line > line or tok.end_column > col) else col + 1
+    return Span(line, col, end_line, end_col)
 
 
 def _span(meta) -> Span:
@@ -66,14 +121,33 @@ def _span(meta) -> Span:
 
 def _binop(op: str):
     def build(self, meta, c):
-        return ast.BinOp(op, c[0], c[1], _span(meta))
+        node = ast.BinOp(op, c[0], c[1], _span(meta))
+        # the left operand of a left-associative chain is lowered by a loop, not a recursion
+        return self._track(node, max(self._depth(c[0]), self._depth(c[1]) + 1))
 
     return build
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
-    """Builds AST nodes only; every check lives in later passes."""
+class _ToAst(Transformer_NonRecursive):
+    """Builds AST nodes, bottom-up without recursion; checks only numbers and nesting depth."""
+
+    def __init__(self):
+        super().__init__()
+        self.depths: dict[int, int] = {}  # id(node) -> nesting depth, for expression nodes
+
+    def _depth(self, node) -> int:
+        return self.depths.get(id(node), 0)
+
+    def _track(self, node, depth: int):
+        if depth > MAX_DEPTH:
+            raise SpecError(f"expression nested too deeply (more than {MAX_DEPTH} levels)", node.span,
+                            help="split the expression into several definitions")
+        self.depths[id(node)] = depth
+        return node
+
+    def _nested(self, node, children):
+        return self._track(node, 1 + max((self._depth(c) for c in children), default=0))
 
     def start(self, meta, children):
         return tuple(children)
@@ -109,8 +183,9 @@ class _ToAst(Transformer):
 
     def dim(self, meta, c):
         tok = c[0]
-        value = int(tok) if tok.type == "INT" else str(tok)
-        return ast.Dim(value, _tok_span(tok))
+        if tok.type != "INT":
+            return ast.Dim(str(tok), _tok_span(tok))
+        return ast.Dim(_size(tok), _tok_span(tok))
 
     add = _binop("+")
     sub = _binop("-")
@@ -119,13 +194,18 @@ class _ToAst(Transformer):
     matmul = _binop("@")
 
     def pow(self, meta, c):
-        return ast.BinOp("^", c[0], c[2], _span(meta))
+        return self._nested(ast.BinOp("^", c[0], c[2], _span(meta)), (c[0], c[2]))
 
     def neg(self, meta, c):
-        return ast.Neg(c[0], _span(meta))
+        return self._nested(ast.Neg(c[0], _span(meta)), c)
 
     def number(self, meta, c):
-        return ast.Num(float(c[0]), str(c[0]), _tok_span(c[0]))
+        tok = c[0]
+        value = float(tok)
+        if not math.isfinite(value):
+            raise SpecError(f"number too large: {_short(str(tok))}", _tok_span(tok),
+                            help="numbers must fit in a 64-bit float (at most about 1.8e308)")
+        return ast.Num(value, str(tok), _tok_span(tok))
 
     def name(self, meta, c):
         return ast.Name(str(c[0]), _tok_span(c[0]))
@@ -137,13 +217,29 @@ class _ToAst(Transformer):
         items = [x for x in c[1:] if x is not None]
         args = tuple(x for x in items if not isinstance(x, ast.Kwarg))
         kwargs = tuple(x for x in items if isinstance(x, ast.Kwarg))
-        return ast.Call(str(c[0]), args, kwargs, _span(meta), _tok_span(c[0]))
+        node = ast.Call(str(c[0]), args, kwargs, _span(meta), _tok_span(c[0]))
+        return self._nested(node, [*args, *(k.value for k in kwargs)])
 
     def kwarg(self, meta, c):
-        return ast.Kwarg(str(c[0]), c[1], _span(meta))
+        node = ast.Kwarg(str(c[0]), c[1], _span(meta))
+        self.depths[id(node)] = self._depth(c[1])
+        return node
 
     def list(self, meta, c):
-        return ast.ListLit(tuple(x for x in c if x is not None), _span(meta))
+        items = tuple(x for x in c if x is not None)
+        return self._nested(ast.ListLit(items, _span(meta)), items)
+
+
+def _size(tok: Token) -> int:
+    """An integer literal used as a size, bounded so later arithmetic stays cheap."""
+    digits = str(tok).lstrip("0") or "0"
+    if len(digits) > len(str(MAX_SIZE)) or int(digits) > MAX_SIZE:
+        raise SpecError(f"size too large: {_short(str(tok))}", _tok_span(tok), help=f"sizes must be at most {MAX_SIZE}")
+    return int(digits)
+
+
+def _short(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @lru_cache(maxsize=1)
@@ -158,45 +254,133 @@ def _parser() -> Lark:
     )
 
 
+# ---- syntax error messages ----------------------------------------------------------------
+
 def _describe(tok_type: str, value: str | None = None) -> str:
+    if value is not None and value in KEYWORDS and tok_type in ("NAME", "TYPE_KIND", value.upper()):
+        return f"'{value}'"
+    if tok_type.lower() in KEYWORDS and tok_type not in _TOKEN_WORDS:  # MODEL, LOSS, ... (not INT)
+        return f"'{tok_type.lower()}'"
     if tok_type.startswith("__ANON") or tok_type not in _TOKEN_WORDS:
         return f"'{value}'" if value else tok_type.lower()
     if tok_type in ("NAME", "NUMBER", "INT") and value:
-        return f"{_TOKEN_WORDS[tok_type]} '{value}'"
+        return f"{_TOKEN_WORDS[tok_type].split(' ', 1)[1]} '{_short(value)}'"  # "name 'x'"
     return _TOKEN_WORDS[tok_type]
 
 
-def _expected(expected: set[str]) -> str:
-    words = sorted({_describe(t) for t in expected if not t.startswith("__ANON")})
+def _expected(expected: set[str], open_brackets: list[Token]) -> str:
+    """`expected X, Y or Z`, from the LALR state's acceptable tokens, pruned and grouped."""
+    exp = {t for t in expected if not t.startswith("__ANON")}
+    closer = _OPEN[open_brackets[-1].type] if open_brackets else None
+    exp -= {c for c in _CLOSE if c != closer}  # LALR states merge: only the open bracket's closer fits
+    if open_brackets:
+        exp.discard("_NL")  # newlines are dropped inside brackets
+    words = []
+    if _OPERATORS <= exp:
+        exp -= _OPERATORS | {"DOT", "LPAR"}  # a name may be followed by '.', '(': not worth listing
+        if not open_brackets:
+            exp.discard("COMMA")
+        words.append("an operator")
+    if _EXPR_START <= exp:
+        exp -= _EXPR_START | {"LSQB"}
+        words.append("an expression")
+    words += sorted(_describe(t) for t in exp)
     if not words:
         return ""
-    return "expected " + (", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0])
+    order = sorted(set(words), key=lambda w: (w == "end of line", w))
+    return "expected " + (", ".join(order[:-1]) + " or " + order[-1] if len(order) > 1 else order[0])
 
 
-def _syntax_error(exc: UnexpectedInput, source: str) -> SpecError:
-    lines = source.splitlines() or [""]
+def _after(tok: Token) -> Span:
+    """The position just after `tok` (where a missing token would go)."""
+    span = _tok_span(tok)
+    return Span.point(span.end_line, span.end_col)
+
+
+def _syntax_error(exc: UnexpectedInput, source: str, state: _ParseState) -> SpecError:
     if isinstance(exc, UnexpectedCharacters):
-        ch = source[exc.pos_in_stream] if exc.pos_in_stream < len(source) else ""
-        return SpecError(f"unexpected character {ch!r}", Span.point(exc.line, exc.column))
+        return _bad_character(exc, source)
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        last = len(lines)
-        col = len(lines[-1].rstrip()) + 1 if lines else 1
-        exp = _expected(set(getattr(exc, "expected", ()) or ()))
-        return SpecError("unexpected end of file" + (f"; {exp}" if exp else ""), Span.point(last, max(col, 1)))
+        exp = _expected(set(getattr(exc, "expected", ()) or ()), state.open)
+        if state.open:
+            return _never_closed(state.open[-1])
+        last = state.last
+        where = _tok_span(last) if last is not None else Span.point(1, 1)
+        where = Span.point(where.end_line, max(1, where.end_col - 1))  # the file's last character
+        return SpecError("unexpected end of file" + (f"; {exp}" if exp else ""), where,
+                         help="the file ends in the middle of a statement")
     assert isinstance(exc, UnexpectedToken)
     tok = exc.token
+    exp = _expected(set(exc.expected), state.open)
     if tok.type == "_NL":
-        line = tok.line
-        col = len(lines[line - 1].rstrip()) + 1 if line <= len(lines) else 1
-        exp = _expected(exc.expected)
-        return SpecError("unexpected end of line" + (f"; {exp}" if exp else ""), Span.point(line, col))
-    exp = _expected(exc.expected)
-    msg = f"unexpected {_describe(tok.type, str(tok))}" + (f"; {exp}" if exp else "")
-    return SpecError(msg, _tok_span(tok))
+        where = _after(state.last) if state.last is not None else _tok_span(tok)
+        return SpecError("unexpected end of line" + (f"; {exp}" if exp else ""), where)
+    opener = state.after_break.get((tok.line, tok.column)) or state.pending
+    if opener is not None:
+        # A new line began while a bracket was open and the parser choked on its first
+        # token: almost always a bracket left unclosed on an earlier line.
+        err = _never_closed(opener)
+        err.notes = ((f"so line {tok.line} was read as a continuation of line {opener.line}", _tok_span(tok)),)
+        return err
+    return SpecError(f"unexpected {_describe(tok.type, str(tok))}" + (f"; {exp}" if exp else ""),
+                     _tok_span(tok), help=_syntax_help(tok, exc.expected))
+
+
+def _syntax_help(tok: Token, expected) -> str | None:
+    if tok.type == "NAME" and str(tok) in KEYWORDS and "NAME" in expected:
+        return f"'{tok}' is a keyword and cannot be used here"
+    if tok.type == "NUMBER" and "NAME" in expected and "EQUAL" not in expected and "RPAR" in expected:
+        return "settings are written name=value, for example sgd(lr=0.1)"
+    if tok.type == "EQUAL" and "EQUAL" not in expected:
+        return "'=' defines a name on its own line ('h = ...') or passes a keyword argument ('f(x, key=1)')"
+    return None
+
+
+def _bad_character(exc: UnexpectedCharacters, source: str) -> SpecError:
+    ch = source[exc.pos_in_stream] if exc.pos_in_stream < len(source) else ""
+    where = Span.point(max(1, exc.line), max(1, exc.column))
+    code = f" (U+{ord(ch):04X})" if ch and (not ch.isprintable() or not ch.isascii()) else ""
+    shown = f"'{ch}'" if ch.isprintable() and ch not in "'\\" else repr(ch)
+    help = None
+    if ch.isalpha():
+        help = "names use only ASCII letters, digits and '_'"
+    elif ch == ";":
+        help = "write one statement per line"
+    elif ch in "\"'":
+        help = "the language has no strings"
+    elif ch == "\\":
+        help = "a backslash continues a statement only as the last character of a line"
+    elif ch in "{}":
+        help = "use '(' and ')' for grouping, '[' and ']' for shapes and lists"
+    return SpecError(f"unexpected character {shown}{code}", where, help=help)
+
+
+# Control characters (even in comments) would corrupt the generated module, which quotes
+# the spec; a lone carriage return would make editors and nnc disagree on line numbers.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\u2028\u2029]|\r(?!\n)")
+
+
+def _check_characters(source: str) -> None:
+    bad = _FORBIDDEN.search(source)
+    if bad is None:
+        return
+    pos = bad.start()
+    line = source.count("\n", 0, pos) + 1
+    col = pos - (source.rfind("\n", 0, pos) + 1) + 1
+    ch = source[pos]
+    if ch == "\r":
+        raise SpecError("carriage return without a line feed", Span.point(line, col),
+                        help="end lines with \\n or \\r\\n")
+    raise SpecError(f"unexpected control character U+{ord(ch):04X}", Span.point(line, col),
+                    help="a spec is plain text; is this a binary file?")
 
 
 def parse_spec(source: str, path: str = "<spec>") -> ast.Spec:
     """Parse spec text into an AST; raises SpecError at the first syntax error."""
+    source = source.removeprefix("\ufeff")  # a byte-order mark is not part of the text
+    _check_characters(source)
+    state = _ParseState()
+    token = _STATE.set(state)
     try:
         tree = _parser().parse(source)
         statements = _ToAst().transform(tree)
@@ -209,5 +393,7 @@ def parse_spec(source: str, path: str = "<spec>") -> ast.Spec:
     except UnexpectedInput as exc:
         if isinstance(getattr(exc, "orig_exc", None), SpecError):
             raise exc.orig_exc from None
-        raise _syntax_error(exc, source) from None
+        raise _syntax_error(exc, source, state) from None
+    finally:
+        _STATE.reset(token)
     return ast.Spec(tuple(statements), source, path)

@@ -65,6 +65,47 @@ def _softmax(xp, x, axis):
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
+# (dtype.__class__, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
+# filter. The type in the key keeps dtypes of different libraries from being compared
+# (array_api_strict warns when its dtypes meet NumPy's).
+_DTYPE_KINDS = {}
+
+
+def _check_input(xp, name, x, kind, shape, bound):
+    """Check input `name` against `kind[shape]`; return quietly if it is fine.
+
+    `shape` holds ints and dimension names; `bound` maps the names already bound by
+    earlier inputs to (size, input that bound it).
+    """
+    expected = kind + "[" + ", ".join(map(str, shape)) + "]"
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
+    dtype = x.dtype
+    key = (dtype.__class__, dtype)
+    if key not in _DTYPE_KINDS:
+        _DTYPE_KINDS[key] = ("float" if xp.isdtype(dtype, "real floating")
+                             else "int" if xp.isdtype(dtype, "integral") else "other")
+    actual = tuple(x.shape)
+    got = f"got {dtype} of shape {actual}"
+    if len(actual) != len(shape):
+        axes = "1 axis" if len(actual) == 1 else f"{len(actual)} axes"
+        raise ValueError(f"input '{name}' must be {expected}, {got}: {axes} instead of {len(shape)}")
+    seen = dict(bound)
+    for axis, (want, size) in enumerate(zip(shape, actual)):
+        if isinstance(want, int) and size != want:
+            raise ValueError(f"input '{name}' must be {expected}, {got}: axis {axis} has size {size}, not {want}")
+        if isinstance(want, str) and want in seen and size != seen[want][0]:
+            value, source = seen[want]
+            where = "an earlier axis of this input" if source == name else f"input '{source}'"
+            raise ValueError(f"input '{name}' must be {expected}, {got}: "
+                             f"{want} is {size} here but {value} in {where}")
+        if isinstance(want, str):
+            seen.setdefault(want, (size, name))
+    if _DTYPE_KINDS[key] != kind:
+        hint = "class labels must be integers" if kind == "int" else "convert it with xp.astype"
+        raise ValueError(f"input '{name}' must be {expected}, {got}: {dtype} is not {kind} ({hint})")
+
+
 def _glorot_uniform(rng, shape):
     fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -72,19 +113,19 @@ def _glorot_uniform(rng, shape):
 
 
 def _check_inputs(x, y):
-    """Check shapes against the spec; return the symbolic dimensions (B)."""
-    if x.ndim != 2 or x.shape[1] != 4:
-        raise ValueError(f"input 'x' must have shape [B, 4], got {tuple(x.shape)}")
+    """Check the inputs against the spec; return the symbolic dimensions (B)."""
+    if x.ndim != 2 or x.shape[1] != 4 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+        _check_input(_namespace(x), "x", x, "float", ("B", 4), {})
     B = x.shape[0]
-    if y.ndim != 2 or y.shape[0] != B or y.shape[1] != 4:
-        raise ValueError(f"input 'y' must have shape [B, 4] (B={B}), got {tuple(y.shape)}")
+    if y.ndim != 2 or y.shape[0] != B or y.shape[1] != 4 or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float":
+        _check_input(_namespace(y), "y", y, "float", ("B", 4), {"B": (B, "x")})
     return B
 
 
 def _check_forward_inputs(x):
-    """Check shapes against the spec; return the symbolic dimensions (B)."""
-    if x.ndim != 2 or x.shape[1] != 4:
-        raise ValueError(f"input 'x' must have shape [B, 4], got {tuple(x.shape)}")
+    """Check the inputs against the spec; return the symbolic dimensions (B)."""
+    if x.ndim != 2 or x.shape[1] != 4 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+        _check_input(_namespace(x), "x", x, "float", ("B", 4), {})
     B = x.shape[0]
     return B
 

@@ -1,0 +1,55 @@
+"""Input validation that generated modules carry inline (copied from here, tested here).
+
+A generated entry point first runs a cheap filter per input (rank, sizes, a cached dtype
+kind); only when that filter fails, or meets a dtype for the first time, does it call
+`_check_input`, which checks the input in full and raises an error that names the input,
+the expected type and shape and what was passed. Each helper takes the namespace `xp`.
+"""
+
+# (dtype.__class__, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
+# filter. The type in the key keeps dtypes of different libraries from being compared
+# (array_api_strict warns when its dtypes meet NumPy's).
+_DTYPE_KINDS = {}
+
+
+def _check_input(xp, name, x, kind, shape, bound):
+    """Check input `name` against `kind[shape]`; return quietly if it is fine.
+
+    `shape` holds ints and dimension names; `bound` maps the names already bound by
+    earlier inputs to (size, input that bound it).
+    """
+    expected = kind + "[" + ", ".join(map(str, shape)) + "]"
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
+    dtype = x.dtype
+    key = (dtype.__class__, dtype)
+    if key not in _DTYPE_KINDS:
+        _DTYPE_KINDS[key] = ("float" if xp.isdtype(dtype, "real floating")
+                             else "int" if xp.isdtype(dtype, "integral") else "other")
+    actual = tuple(x.shape)
+    got = f"got {dtype} of shape {actual}"
+    if len(actual) != len(shape):
+        axes = "1 axis" if len(actual) == 1 else f"{len(actual)} axes"
+        raise ValueError(f"input '{name}' must be {expected}, {got}: {axes} instead of {len(shape)}")
+    seen = dict(bound)
+    for axis, (want, size) in enumerate(zip(shape, actual)):
+        if isinstance(want, int) and size != want:
+            raise ValueError(f"input '{name}' must be {expected}, {got}: axis {axis} has size {size}, not {want}")
+        if isinstance(want, str) and want in seen and size != seen[want][0]:
+            value, source = seen[want]
+            where = "an earlier axis of this input" if source == name else f"input '{source}'"
+            raise ValueError(f"input '{name}' must be {expected}, {got}: "
+                             f"{want} is {size} here but {value} in {where}")
+        if isinstance(want, str):
+            seen.setdefault(want, (size, name))
+    if _DTYPE_KINDS[key] != kind:
+        hint = "class labels must be integers" if kind == "int" else "convert it with xp.astype"
+        raise ValueError(f"input '{name}' must be {expected}, {got}: {dtype} is not {kind} ({hint})")
+
+
+def _check_labels(xp, name, y, classes):
+    """Check that the class labels in `y` lie in [0, classes)."""
+    low, high = int(xp.min(y)), int(xp.max(y))
+    if low < 0 or high >= classes:
+        raise ValueError(f"input '{name}' holds class labels in [0, {classes}), "
+                         f"got values from {low} to {high}")

@@ -1,0 +1,177 @@
+"""The command line on bad input: exit status, no tracebacks, and -o never damaging files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from helpers import SPECS
+from nnc import cli
+from nnc.cli import main, write_atomically
+
+ERRORS = Path(__file__).resolve().parent / "errors"
+BAD = sorted(ERRORS.glob("*.nn"))
+GOOD = SPECS / "xor.nn"
+
+
+def invoke(args: list[str], cwd: Path, monkeypatch):
+    monkeypatch.chdir(cwd)
+    return CliRunner().invoke(main, args, catch_exceptions=True)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c.stem for c in BAD])
+def test_error_leaves_existing_output_untouched(case: Path, tmp_path: Path, monkeypatch):
+    out = tmp_path / "model.py"
+    before = b"# precious\x00 bytes\n"
+    out.write_bytes(before)
+    os.chmod(out, 0o640)
+    result = invoke(["compile", str(case), "-o", str(out)], tmp_path, monkeypatch)
+    assert result.exit_code == 2
+    assert out.read_bytes() == before
+    assert (out.stat().st_mode & 0o777) == 0o640
+    assert _leftovers(tmp_path) == []
+
+
+def test_success_replaces_output_and_keeps_its_mode(tmp_path: Path, monkeypatch):
+    out = tmp_path / "xor.py"
+    out.write_text("old\n")
+    os.chmod(out, 0o600)
+    result = invoke(["compile", str(GOOD), "-o", str(out)], tmp_path, monkeypatch)
+    assert result.exit_code == 0, result.stderr
+    assert out.read_text().startswith('"""Model \'xor\'')
+    assert (out.stat().st_mode & 0o777) == 0o600
+    assert _leftovers(tmp_path) == []
+
+
+def test_failed_write_leaves_no_temporary(tmp_path: Path, monkeypatch):
+    """A failure between creating the temporary file and the rename cleans up."""
+    out = tmp_path / "m.py"
+    out.write_text("keep\n")
+
+    def boom(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli.os, "replace", boom)
+    result = invoke(["compile", str(GOOD), "-o", str(out)], tmp_path, monkeypatch)
+    assert result.exit_code == 2
+    assert "cannot write" in result.stderr and "No space left" in result.stderr
+    assert out.read_text() == "keep\n"
+    assert _leftovers(tmp_path) == []
+
+
+def test_interrupted_write_leaves_no_temporary(tmp_path: Path, monkeypatch):
+    """Ctrl-C during the write: the old file stays, the temporary goes."""
+    out = tmp_path / "m.py"
+    out.write_text("keep\n")
+
+    def interrupt(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.os, "replace", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(out, "new text")
+    assert out.read_text() == "keep\n"
+    assert _leftovers(tmp_path) == []
+
+
+def test_output_equal_to_spec_is_refused(tmp_path: Path, monkeypatch):
+    spec = tmp_path / "xor.nn"
+    spec.write_bytes(GOOD.read_bytes())
+    for target in ["xor.nn", str(spec), "./sub/../xor.nn"]:
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        result = invoke(["compile", "xor.nn", "-o", target], tmp_path, monkeypatch)
+        assert result.exit_code == 2, target
+        assert "is the spec itself" in result.stderr
+        assert spec.read_bytes() == GOOD.read_bytes()
+
+
+def test_output_through_a_link_to_the_spec_is_refused(tmp_path: Path, monkeypatch):
+    spec = tmp_path / "xor.nn"
+    spec.write_bytes(GOOD.read_bytes())
+    os.symlink(spec, tmp_path / "soft.py")
+    os.link(spec, tmp_path / "hard.py")
+    for target in ["soft.py", "hard.py"]:
+        result = invoke(["compile", "xor.nn", "-o", target], tmp_path, monkeypatch)
+        assert result.exit_code == 2, target
+        assert spec.read_bytes() == GOOD.read_bytes()
+
+
+def test_output_in_missing_folder(tmp_path: Path, monkeypatch):
+    result = invoke(["compile", str(GOOD), "-o", "no/such/dir/m.py"], tmp_path, monkeypatch)
+    assert result.exit_code == 2
+    assert "cannot write no/such/dir/m.py" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_spec_and_folder_spec(tmp_path: Path, monkeypatch):
+    for args in (["compile", "missing.nn"], ["compile", str(tmp_path)], ["ir", "missing.nn"]):
+        result = invoke(args, tmp_path, monkeypatch)
+        assert result.exit_code == 2, args
+        assert "Traceback" not in result.stderr
+
+
+def test_internal_error_is_one_line_without_debug(tmp_path: Path, monkeypatch):
+    import nnc.api
+
+    def broken(text, path):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(nnc.api, "compile_spec", broken)
+    result = invoke(["compile", str(GOOD)], tmp_path, monkeypatch)
+    assert result.exit_code == 3
+    assert "internal error: RuntimeError: simulated bug" in result.stderr
+    assert "--debug" in result.stderr and "Traceback" not in result.stderr
+    result = invoke(["compile", "--debug", str(GOOD)], tmp_path, monkeypatch)
+    assert isinstance(result.exception, RuntimeError)
+
+
+def test_debug_shows_spec_errors_as_exceptions(tmp_path: Path, monkeypatch):
+    from nnc.errors import SpecError, SpecErrors
+
+    result = invoke(["compile", "--debug", str(ERRORS / "name_undefined.nn")], tmp_path, monkeypatch)
+    assert isinstance(result.exception, (SpecError, SpecErrors))
+
+
+def test_error_count_is_capped(tmp_path: Path, monkeypatch):
+    lines = ["model m", "input x : float[B, 2]"] + [f"h{i} = nosuch{i}(x)" for i in range(30)] + ["loss = l2(x)"]
+    (tmp_path / "many.nn").write_text("\n".join(lines) + "\n")
+    result = invoke(["compile", "many.nn"], tmp_path, monkeypatch)
+    assert result.exit_code == 2
+    assert result.stderr.count(": error: ") == 20
+    assert "... and 10 more errors" in result.stderr
+    assert result.stderr.rstrip().endswith("30 errors")
+    # sorted by position
+    lines_reported = [int(line.split(":")[1]) for line in result.stderr.splitlines() if ": error: " in line]
+    assert lines_reported == sorted(lines_reported)
+
+
+@pytest.mark.parametrize("name", ["syntax_unclosed_paren_next_line", "sem_many_errors", "syntax_binary",
+                                  "syntax_invalid_utf8", "syntax_empty"])
+def test_real_process(name: str, tmp_path: Path):
+    """End to end through `python -m nnc`: exit status 2, a located message, no traceback."""
+    out = tmp_path / "out.py"
+    out.write_text("keep\n")
+    proc = subprocess.run([sys.executable, "-m", "nnc", "compile", f"{name}.nn", "-o", str(out)],
+                          cwd=ERRORS, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr == (ERRORS / f"{name}.stderr").read_text(encoding="utf-8")
+    assert out.read_text() == "keep\n"
+
+
+def test_oversized_file_is_refused_before_parsing(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(cli, "MAX_SPEC_BYTES", 1000)
+    (tmp_path / "big.nn").write_text("model m\n" + "# padding\n" * 200)
+    result = invoke(["compile", "big.nn"], tmp_path, monkeypatch)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("big.nn:1:1: error: the spec is too large")

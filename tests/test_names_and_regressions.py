@@ -1,0 +1,144 @@
+"""Names that would break generated code are rejected; bugs found by fuzzing stay fixed."""
+
+from __future__ import annotations
+
+import keyword
+
+import numpy as np
+import pytest
+
+from helpers import load_source
+from nnc.api import compile_spec
+from nnc.errors import SpecError, SpecErrors
+from nnc.ir.naming import RESERVED
+from nnc.syntax.parser import KEYWORDS
+
+
+def errors_of(text: str) -> list[SpecError]:
+    with pytest.raises((SpecError, SpecErrors)) as info:
+        compile_spec(text, "n.nn")
+    return info.value.errors if isinstance(info.value, SpecErrors) else [info.value]
+
+
+def _as_input(name):
+    return f"model m\ninput {name} : float[B, 2]\nloss = l2({name})\n"
+
+
+def _as_param(name):
+    return f"model m\ninput x : float[B, 2]\nparam {name} : float[2]\nloss = l2(x * {name})\n"
+
+
+def _as_definition(name):
+    return f"model m\ninput x : float[B, 2]\n{name} = tanh(x)\nloss = l2({name})\n"
+
+
+def _as_dimension(name):
+    return f"model m\ninput x : float[{name}, 2]\nloss = l2(x)\n"
+
+
+PLACES = [_as_input, _as_param, _as_definition, _as_dimension]
+PYTHON_WORDS = sorted(set(keyword.kwlist) - {"True", "False", "None"}) + ["True", "None"]
+
+
+@pytest.mark.parametrize("place", PLACES, ids=lambda p: p.__name__)
+@pytest.mark.parametrize("name", sorted(RESERVED) + PYTHON_WORDS + ["_x", "__init__"])
+def test_python_and_module_names_rejected(place, name):
+    errs = errors_of(place(name))
+    assert any("reserved in generated Python code" in e.message for e in errs), errs
+
+
+@pytest.mark.parametrize("place", PLACES, ids=lambda p: p.__name__)
+@pytest.mark.parametrize("name", sorted(KEYWORDS))
+def test_language_keywords_rejected(place, name):
+    errs = errors_of(place(name))
+    assert errs[0].span.line >= 2
+
+
+@pytest.mark.parametrize("place", PLACES, ids=lambda p: p.__name__)
+@pytest.mark.parametrize("name", ["match", "case", "type", "forward", "value_and_grad", "SPEC", "rng", "name"])
+def test_harmless_names_allowed(place, name, tmp_path):
+    """Soft keywords and the module's public names never clash with locals of generated code."""
+    mod = load_source(compile_spec(place(name), "n.nn"), tmp_path, "ok")
+    params = mod.init_params(dtype="float64")
+    value, _ = mod.value_and_grad(params, np.ones((3, 2)))
+    assert np.isfinite(value)
+
+
+def test_dimension_may_not_share_a_name_with_a_value():
+    errs = errors_of("model m\ninput x : float[h, 2]\nh = tanh(x)\nloss = l2(h)\n")
+    assert errs[0].message == "dimension 'h' has the same name as a value"
+    assert errs[0].notes[0][1].line == 3
+
+
+def test_dotted_parameter_and_definition_with_one_identifier():
+    errs = errors_of("model m\ninput x : float[B, 2]\nh_W = tanh(x)\nh = dense(h_W, 2)\nloss = l2(h)\n")
+    assert "'h.W' and 'h_W' would both be 'h_W'" in errs[0].message
+
+
+def test_dimensions_named_like_compiler_temporaries(tmp_path):
+    """Dimension variables must not be overwritten by temporaries (t1) or adjoints (d_h)."""
+    text = ("model m\ninput x : float[t1, d_h]\nparam w : float[1] = 0.5\n"
+            "h = tanh(x) * w + x * x\ng = sigmoid(h) * h\nloss = mean(g * g) + sum(h)\n")
+    mod = load_source(compile_spec(text, "n.nn"), tmp_path, "dims")
+    x = np.random.default_rng(1).normal(size=(3, 5))
+    h = np.tanh(x) * 0.5 + x * x
+    g = h / (1 + np.exp(-h))
+    value, _ = mod.value_and_grad(mod.init_params(dtype="float64"), x)
+    assert float(value) == pytest.approx(np.mean(g * g) + np.sum(h), rel=1e-12)
+
+
+# ---- one parameter-creating call per definition ------------------------------------------------
+
+@pytest.mark.parametrize("expr", ["dense(x, 2) + dense(x, 2)", "dense(dense(x, 3), 2)", "prelu(dense(x, 2))",
+                                  "dense(x, 2) * prelu(x)", "dense(prelu(x), 2)"])
+def test_two_parameter_creating_calls_rejected(expr):
+    errs = errors_of(f"model m\ninput x : float[B, 2]\nh = {expr}\nloss = l2(h)\n")
+    assert "only one parameter-creating call is allowed" in errs[0].message
+    assert errs[0].notes and errs[0].notes[0][1].line == 3
+
+
+def test_one_parameter_creating_call_per_definition_is_fine():
+    compile_spec("model m\ninput x : float[B, 2]\na = dense(x, 3)\nb = prelu(a)\nc = dense(b, 2)\n"
+                 "loss = l2(c) + l2(a.W)\n", "n.nn")
+
+
+# ---- generated code stays valid --------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ['we"ird\nname.nn', "C:\\specs\\x.nn", "a'''b.nn", "sp ace.nn"])
+def test_spec_file_names_are_quoted_safely(path, tmp_path):
+    mod = load_source(compile_spec("model m\ninput x : float[2]\nloss = l2(x)\n", path), tmp_path, "fname")
+    assert mod.SPEC.endswith(".nn") and all(c.isalnum() or c in "._+-" for c in mod.SPEC)
+
+
+def test_unused_parameter_gets_a_zero_gradient(tmp_path):
+    text = ("model m\ninput x : float[B, 2]\ninput z : float[B, 2]\nparam W : float[2, 2]\n"
+            "loss = l2(x)\nwrt x, z\n")
+    mod = load_source(compile_spec(text, "n.nn"), tmp_path, "unused")
+    x = np.ones((3, 2))
+    _, grads = mod.value_and_grad(mod.init_params(dtype="float64"), x, x)
+    assert np.array_equal(grads["W"], np.zeros((2, 2))) and np.array_equal(grads["z"], np.zeros((3, 2)))
+
+
+def test_spec_without_inputs(tmp_path):
+    mod = load_source(compile_spec("model m\nparam W : float[2, 2] = [[1, 2], [3, 4]]\nloss = l2(W)\n", "n.nn"),
+                      tmp_path, "noinputs")
+    params = mod.init_params(dtype="float64")
+    assert float(mod.loss(params)) == 30.0
+    assert float(mod.train_step(params, mod.init_optimizer(params))) == 30.0
+    np.testing.assert_allclose(params["W"], np.array([[1, 2], [3, 4]]) * (1 - 0.02))
+
+
+def test_overflowing_folded_constant_is_valid_python(tmp_path):
+    mod = load_source(compile_spec("model m\ninput x : float[2]\nh = x * (1e200 * (1e200 * x))\nloss = sum(h)\n",
+                                   "n.nn"), tmp_path, "inf")
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert np.isinf(mod.loss(mod.init_params(), np.ones(2)))
+
+
+@pytest.mark.parametrize("expr, message", [("3 ^ 1e308", "cannot be computed: it overflows"),
+                                           ("(-8) ^ (1 / 3)", "has no real value"),
+                                           ("0 ^ -1", "cannot be computed"),
+                                           ("1e308 * 10", "is not a finite number")])
+def test_constant_expressions_that_cannot_be_folded(expr, message):
+    errs = errors_of(f"model m\ninput x : float[2]\nh = x * ({expr})\nloss = l2(h)\n")
+    assert message in errs[0].message and errs[0].span.line == 3
