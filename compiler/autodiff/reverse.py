@@ -8,7 +8,7 @@ parameter or a `wrt` input are differentiated, so data inputs get no gradient.
 from __future__ import annotations
 
 from ..ir.builder import Builder
-from ..ir.core import Atom, Eqn, Lit, Program, Var
+from ..ir.core import Atom, Eqn, Lit, Program, Var, is_host
 from ..ir.naming import Namer, adjoint
 from ..primitives import PRIMITIVES
 from ..primitives.nn import batch_size
@@ -103,6 +103,10 @@ def differentiate(prog: Program, seed: float = 1.0) -> Program:
                 if isinstance(x, Var) and x.name in active:
                     contributions.setdefault(x.name, []).append(d_logits)
         if cts is None:
+            if is_host(g) and PRIMITIVES[eqn.prim].kink:
+                # a mask over two constants, xp.where(m, 0.5, 0.0), would be float64 whatever
+                # the model's dtype: give the constant cotangent the output's array type first
+                g = b.full_like(eqn.out, g)
             cts = PRIMITIVES[eqn.prim].vjp(b, eqn, g)
         for inp, ct in zip(eqn.inputs, cts):
             if ct is not None and isinstance(inp, Var) and inp.name in active:

@@ -11,7 +11,7 @@ import jinja2
 
 from .. import __version__
 from ..ir.builder import Builder
-from ..ir.core import Atom, Eqn, Lit, Program, Var
+from ..ir.core import Atom, Eqn, Lit, Program, Var, is_host
 from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns
@@ -212,8 +212,9 @@ def _grad_function(prog: Program, name: str, doc: str, reads, check: Check) -> F
     forward = set(prog.eqns)
     fwd_part = tuple(e for e in eqns if e in forward)
     bwd_part = tuple(e for e in eqns if e not in forward)
-    zero_grads = [p.var for p in prog.params if isinstance(dict(prog.grads).get(p.name), Lit)]
-    unpack, _ = reads(eqns, grads_needed + zero_grads)  # xp.zeros_like(param) reads the param
+    # a parameter with a constant gradient (zero or not) is read by zeros_like / full_like
+    const_grads = [p.var for p in prog.params if is_host(dict(prog.grads).get(p.name, Lit(0.0)))]
+    unpack, _ = reads(eqns, grads_needed + const_grads)
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
     declared = {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
     grad_items = []
@@ -221,6 +222,8 @@ def _grad_function(prog: Program, name: str, doc: str, reads, check: Check) -> F
         ident = param_ident.get(gname, gname)
         if isinstance(g, Lit) and g.value == 0.0:
             grad_items.append(f'"{gname}": xp.zeros_like({ident})')
+        elif is_host(g):  # a constant such as d(0.5 * p)/dp: an array of p's shape and dtype
+            grad_items.append(f'"{gname}": xp.full_like({ident}, {result_text(g)})')
         elif isinstance(g, Var) and g.name in declared:  # never hand out an input or parameter itself
             grad_items.append(f'"{gname}": xp.asarray({g.name}, copy=True)')
         else:
