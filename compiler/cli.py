@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import NoReturn
 
@@ -529,10 +531,13 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
               help="Larger arrays are checked on this many entries plus random directions.")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
               help="Precision of the check; float64 is the real test, float32 a smoke test.")
+@click.option("--mode", type=click.Choice(["rev", "fwd", "both"]), default="rev", show_default=True,
+              help="rev: value_and_grad against finite differences; fwd: jvp (and hvp) against finite "
+                   "differences; both: also jvp against value_and_grad.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_debug
 def check_cmd(target: str, dims: tuple[str, ...], seed: int, eps: float | None, rtol: float | None,
-              atol: float | None, max_entries: int, dtype: str, as_json: bool, debug: bool) -> None:
+              atol: float | None, max_entries: int, dtype: str, mode: str, as_json: bool, debug: bool) -> None:
     """Compare every gradient of TARGET (a spec .nn or a generated .py) with finite differences.
 
     Exit status: 0 all gradients pass, 1 one fails, 2 a bad spec, module or argument.
@@ -558,16 +563,51 @@ def check_cmd(target: str, dims: tuple[str, ...], seed: int, eps: float | None, 
     else:
         _, text = _run(compile_spec, target, debug)
         module = load_module(text, Path(target).stem)
+    passed, parts = True, {}
     try:
-        report = check_module(module, dims=sizes, seed=seed, eps=eps, rtol=rtol, atol=atol,
-                              max_entries=max_entries, dtype=dtype, target=target)
+        if mode in ("rev", "both"):
+            report = check_module(module, dims=sizes, seed=seed, eps=eps, rtol=rtol, atol=atol,
+                                  max_entries=max_entries, dtype=dtype, target=target)
+            passed = passed and report.passed
+            parts["reverse"] = report
+        if mode in ("fwd", "both"):
+            parts["forward"] = _check_forward(module, sizes, seed, reverse=mode == "both")
+            passed = passed and parts["forward"].ok
     except NotAModuleError as exc:
         click.echo(f"{target}: error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     except ValueError as exc:  # a --dim the model does not have
         raise click.UsageError(str(exc)) from None
-    click.echo(report.to_json() if as_json else report.format())
-    sys.exit(EXIT_OK if report.passed else EXIT_CHECK_FAILED)
+    if as_json:
+        out = {}
+        if "reverse" in parts:
+            out["reverse"] = json.loads(parts["reverse"].to_json())
+        if "forward" in parts:
+            out["forward"] = [dict(asdict(c), ok=c.ok) for c in parts["forward"].comparisons]
+        click.echo(json.dumps(out["reverse"] if list(out) == ["reverse"] else out, indent=2))
+    else:
+        if "reverse" in parts:
+            click.echo(parts["reverse"].format())
+        if "forward" in parts:
+            click.echo("forward mode (jvp, hvp) at a random float64 point:")
+            for line in parts["forward"].lines():
+                click.echo("  " + line)
+            click.echo("forward mode: " + ("PASS" if parts["forward"].ok else "FAIL"))
+    sys.exit(EXIT_OK if passed else EXIT_CHECK_FAILED)
+
+
+def _check_forward(module, sizes: dict[str, int], seed: int, *, reverse: bool):
+    """jvp against finite differences (and value_and_grad), hvp against differences of the gradient."""
+    import numpy as np
+
+    from .runtime.gradcheck import NotAModuleError, bind_dims, draw_point
+    from .runtime.jvpcheck import check_forward_mode
+
+    if not hasattr(module, "jvp"):
+        raise NotAModuleError("the module has no jvp(); recompile it with this nnc to check forward mode")
+    rng = np.random.default_rng(seed)
+    params, inputs = draw_point(module, bind_dims(module.INPUTS, sizes), rng)
+    return check_forward_mode(module, params, inputs, seed=seed, reverse=reverse)
 
 
 if __name__ == "__main__":  # pragma: no cover

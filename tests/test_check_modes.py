@@ -1,0 +1,45 @@
+"""`nnc check --mode fwd|rev|both`: forward mode checked as users run it, and a planted jvp bug caught."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from helpers import SPECS
+from nnc.api import compile_spec
+from nnc.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_forward_mode_passes_on_a_correct_spec():
+    result = run("check", str(SPECS / "mazur.nn"), "--mode", "fwd")
+    assert result.exit_code == 0, result.output
+    assert "jvp vs finite differences of the loss" in result.output
+    assert "hvp vs finite differences of the gradient" in result.output
+    assert "forward mode: PASS" in result.output
+
+
+def test_both_modes_report_both_and_json_has_both():
+    result = run("check", str(SPECS / "xor.nn"), "--mode", "both", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {"reverse", "forward"}
+    assert any(c["what"].startswith("jvp vs reverse mode") for c in data["forward"])
+    assert all(c["ok"] for c in data["forward"])
+
+
+def test_a_wrong_tangent_in_a_module_fails_forward_mode(tmp_path):
+    text = compile_spec((SPECS / "mazur.nn").read_text(), "mazur.nn")
+    jvp = text[text.index("def jvp("):text.index("def hvp(")]
+    line = next(ln for ln in jvp.splitlines() if ln.strip().startswith("dot_out_h = "))
+    broken = line.replace("dot_out_h = ", "dot_out_h = 1.5 * ", 1)  # a wrong tangent rule for sigmoid
+    module = tmp_path / "mazur_broken.py"
+    module.write_text(text.replace(jvp, jvp.replace(line, broken)))
+    result = run("check", str(module), "--mode", "fwd")
+    assert result.exit_code == 1, result.output
+    assert "FAILED" in result.output and "forward mode: FAIL" in result.output
+    assert run("check", str(module), "--mode", "rev").exit_code == 0  # reverse mode is untouched
