@@ -55,8 +55,9 @@ def forward_mode_functions(prog: Program, make_function: Callable, check, decls)
     lin = hvp_program(prog)
     results = [a for _, a in lin.results]
     eqns = live_eqns(lin.prog.eqns + lin.prog.backward, results)
-    fwd = tuple(e for e in eqns if e in set(lin.prog.eqns))
-    bwd = tuple(e for e in eqns if e not in set(lin.prog.eqns))
+    forward = set(lin.prog.eqns)  # once: a set per equation made compile time quadratic
+    fwd = tuple(e for e in eqns if e in forward)
+    bwd = tuple(e for e in eqns if e not in forward)
     fwd_blocks, bwd_blocks = emit_sections([fwd, bwd], results)
     idents = {p.name: p.var.name for p in prog.params}
     items = [f'"{name}": {_zero_or(a, idents.get(name, name))}' for name, a in lin.results]

@@ -438,8 +438,9 @@ def _direction_function(prog: Program, check: Check) -> Function | None:
     eqns, directions = opt.direction(prog, Builder(namer))
     results = list(directions.values())
     live = live_eqns(prog.eqns + eqns, results)
-    fwd = tuple(e for e in live if e in set(prog.eqns))
-    rule = tuple(e for e in live if e not in set(prog.eqns))
+    forward = set(prog.eqns)
+    fwd = tuple(e for e in live if e in forward)
+    rule = tuple(e for e in live if e not in forward)
     used = {a.name for e in live for a in e.inputs if isinstance(a, Var)} | {
         a.name for a in results if isinstance(a, Var)}
     unpack = [f'{p.var.name} = params["{p.name}"]' for p in prog.params if p.var.name in used]
