@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -15,10 +14,9 @@ from ..ir.core import Atom, Eqn, Lit, Program, Var, is_host
 from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns
-from ..runtime import checks as input_checks
-from ..runtime import initializers, kernels, weights
 from .emit import VIEWS, Block, emit_body, emit_sections, result_text
 from .forward_mode import forward_mode_functions
+from .inline import function_source, module_source
 
 _WEIGHT_HELPERS = ("_to_numpy", "_check_weights", "_write_weights", "_read_weights")
 _KERNELS = {"softmax": "_softmax", "log_softmax": "_log_softmax", "onehot": "_onehot"}
@@ -115,11 +113,11 @@ def _check_helpers(checks: list[Check]) -> list[str]:
     text = "\n".join(line for c in checks for line in c.lines)
     if not text:
         return []
-    module = inspect.getsource(input_checks)
+    module = module_source("checks")
     cache = module[module.index("# (dtype.__class__"): module.index("\n\n\ndef ")]  # the cache, its comment
-    out = [cache, inspect.getsource(input_checks._check_input).rstrip()]
+    out = [cache, function_source("checks", "_check_input")]
     if "_check_labels(" in text:
-        out.append(inspect.getsource(input_checks._check_labels).rstrip())
+        out.append(function_source("checks", "_check_labels"))
     return out
 
 
@@ -195,11 +193,11 @@ def build_model(prog: Program) -> dict:
         "checks": checks,
         "functions": functions,
         "optimizer_functions": optimizer_functions,
-        "helpers": [inspect.getsource(getattr(kernels, k)).rstrip() for k in kernels_used] + _check_helpers(checks),
-        "init_helpers": [inspect.getsource(getattr(initializers, k)).rstrip() for k in inits_used],
+        "helpers": [function_source("kernels", k) for k in kernels_used] + _check_helpers(checks),
+        "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
         "uses_rng": any("rng" in _init_expr(p) for p in prog.params),
-        "weight_helpers": [inspect.getsource(getattr(weights, k)).rstrip() for k in _WEIGHT_HELPERS],
+        "weight_helpers": [function_source("weights", k) for k in _WEIGHT_HELPERS],
         "input_names": [d.var.name for d in inputs_all],
     }
 
