@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from ..autodiff.forward import Linearized, hvp_program, jvp_program
 from ..ir.core import Atom, Lit, Program, Var
-from ..passes.dce import live_eqns
+from ..passes.dce import live_eqns, live_split
 from .emit import emit_sections, result_text
 
 
@@ -54,10 +54,8 @@ def forward_mode_functions(prog: Program, make_function: Callable, check, decls)
 
     lin = hvp_program(prog)
     results = [a for _, a in lin.results]
-    eqns = live_eqns(lin.prog.eqns + lin.prog.backward, results)
-    forward = set(lin.prog.eqns)  # once: a set per equation made compile time quadratic
-    fwd = tuple(e for e in eqns if e in forward)
-    bwd = tuple(e for e in eqns if e not in forward)
+    fwd, bwd = live_split(lin.prog.eqns, lin.prog.backward, results)
+    eqns = fwd + bwd
     fwd_blocks, bwd_blocks = emit_sections([fwd, bwd], results)
     idents = {p.name: p.var.name for p in prog.params}
     items = [f'"{name}": {_zero_or(a, idents.get(name, name))}' for name, a in lin.results]

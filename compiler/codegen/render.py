@@ -13,7 +13,7 @@ from ..ir.builder import Builder
 from ..ir.core import Atom, Eqn, Lit, Program, Var, is_host
 from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
-from ..passes.dce import live_eqns
+from ..passes.dce import live_eqns, live_split
 from .emit import VIEWS, Block, emit_body, emit_sections, result_text
 from .forward_mode import forward_mode_functions
 from .inline import function_source, module_source
@@ -206,10 +206,8 @@ def _grad_function(prog: Program, name: str, doc: str, reads, check: Check) -> F
     """A function returning the loss and the gradients `prog.grads`: forward, then backward."""
     param_ident = {p.name: p.var.name for p in prog.params}
     grads_needed = [a for _, a in prog.grads]
-    eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *grads_needed])
-    forward = set(prog.eqns)
-    fwd_part = tuple(e for e in eqns if e in forward)
-    bwd_part = tuple(e for e in eqns if e not in forward)
+    fwd_part, bwd_part = live_split(prog.eqns, prog.backward, [prog.loss, *grads_needed])
+    eqns = fwd_part + bwd_part
     # a parameter with a constant gradient (zero or not) is read by zeros_like / full_like
     const_grads = [p.var for p in prog.params if is_host(dict(prog.grads).get(p.name, Lit(0.0)))]
     unpack, _ = reads(eqns, grads_needed + const_grads)
@@ -249,10 +247,8 @@ def _sgd_step_function(prog: Program, optimizer: dict, reads, check: Check) -> F
         names[new.name] = v.name
         stores.append(f'params["{gname}"] = {v.name}')
     steps = [g for _, g in prog.grads]
-    eqns = live_eqns(prog.eqns + prog.backward, [prog.loss, *steps])
-    forward = set(prog.eqns)
-    fwd_part = tuple(e for e in eqns if e in forward)
-    bwd_part = tuple(e for e in eqns if e not in forward)
+    fwd_part, bwd_part = live_split(prog.eqns, prog.backward, [prog.loss, *steps])
+    eqns = fwd_part + bwd_part
     unpack, _ = reads(eqns + tuple(updates), [])
     owned = frozenset(v.name for v in params.values())
     fwd, bwd, upd = emit_sections([fwd_part, bwd_part, tuple(updates)],
@@ -435,10 +431,8 @@ def _direction_function(prog: Program, check: Check) -> Function | None:
     namer = Namer(taken)
     eqns, directions = opt.direction(prog, Builder(namer))
     results = list(directions.values())
-    live = live_eqns(prog.eqns + eqns, results)
-    forward = set(prog.eqns)
-    fwd = tuple(e for e in live if e in forward)
-    rule = tuple(e for e in live if e not in forward)
+    fwd, rule = live_split(prog.eqns, eqns, results)
+    live = fwd + rule
     used = {a.name for e in live for a in e.inputs if isinstance(a, Var)} | {
         a.name for a in results if isinstance(a, Var)}
     unpack = [f'{p.var.name} = params["{p.name}"]' for p in prog.params if p.var.name in used]

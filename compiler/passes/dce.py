@@ -16,6 +16,15 @@ def live_eqns(eqns: tuple[Eqn, ...], roots: list[Atom]) -> tuple[Eqn, ...]:
     return tuple(reversed(kept))
 
 
+def live_split(first: tuple[Eqn, ...], then: tuple[Eqn, ...],
+               roots: list[Atom]) -> tuple[tuple[Eqn, ...], tuple[Eqn, ...]]:
+    """The equations `roots` need, split into those from `first` (e.g. the forward) and
+    those from `then` (e.g. the backward), each in order."""
+    live = live_eqns(first + then, roots)
+    in_first = set(first)  # built once: a set per equation made compile time quadratic
+    return tuple(e for e in live if e in in_first), tuple(e for e in live if e not in in_first)
+
+
 def dce(prog: Program) -> Program:
     roots = [prog.loss, *prog.outputs, *(a for _, a in prog.grads)]
     everything = live_eqns(prog.eqns + prog.backward, roots)
