@@ -58,8 +58,9 @@ def test_saved_activations_counted_from_the_ir():
     from nnc.api import build_program
 
     prog = build_program(bench.MLP_SPEC.read_text(), "mlp_sgd.nn")
-    # h1, h2 (B x 256 each), the log-probabilities and the one-hot labels (B x 10 each)
-    assert bench.saved_activation_bytes(prog, {"B": 8}, 4) == 8 * (256 + 256 + 10 + 10) * 4
+    # h1, h2 (B x 256 each) and the log-probabilities (B x 10): what the hand-written step
+    # keeps. The one-hot labels are rebuilt in the backward, not kept.
+    assert bench.saved_activation_bytes(prog, {"B": 8}, 4) == 8 * (256 + 256 + 10) * 4
     assert bench.mlp_flops(1) == 2 * (2 * 784 * 256 + 3 * 256 * 256 + 3 * 256 * 10)
 
 

@@ -50,10 +50,11 @@ def test_mlp_saved_activations_by_hand():
     assert rows["x"].saved == 784 * 4 * B  # x^T @ d_h1 reads the input
     assert rows["h1"].saved == rows["h2"].saved == 256 * 4 * B  # relu masks come from the outputs
     assert rows["logits"].saved == Poly(0)  # the fused softmax-cross-entropy reads log-probabilities
-    assert rows["loss"].saved == 2 * 10 * 4 * B  # log-probabilities and the one-hot labels
-    assert s.saved == (784 + 256 + 256 + 20) * 4 * B
+    assert rows["loss"].saved == 10 * 4 * B  # log-probabilities (the one-hot is rebuilt from the labels)
+    assert rows["y"].saved == 8 * B  # int64 labels, read again to rebuild the one-hot
+    assert s.saved == (784 + 256 + 256 + 10) * 4 * B + 8 * B
     assert s.peak is None  # B is unbound
-    assert _mlp(dtype="float64").saved == (784 + 256 + 256 + 20) * 8 * B
+    assert _mlp(dtype="float64").saved == (784 + 256 + 256 + 10 + 1) * 8 * B
 
 
 def test_peak_memory_by_hand():

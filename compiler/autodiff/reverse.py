@@ -36,6 +36,9 @@ def _fused_log_softmax_nll(b: Builder, eqn: Eqn, g: Atom, defs: dict[str, Eqn], 
     if (src is None or src.prim != "log_softmax" or uses.get(logp.name) != 1 or onehot is None
             or onehot.prim != "onehot" or src.param("axis") not in (-1, len(logp.shape) - 1)):
         return None
+    # The one-hot is rebuilt from the labels (an input, always at hand) instead of kept
+    # from the forward: B*C fewer floats saved between the passes, for one comparison.
+    target = b.emit("onehot", onehot.inputs[0], logp, **dict(onehot.params))
     probs = b.exp(logp)
     return src, b.mul(b.sub(probs, target), b.div(g, batch_size(logp)))
 

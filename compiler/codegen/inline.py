@@ -22,9 +22,9 @@ def module_source(module: str) -> str:
 def _functions(module: str) -> dict[str, str]:
     text = module_source(module)
     return {node.name: ast.get_source_segment(text, node)
-            for node in ast.parse(text).body if isinstance(node, ast.FunctionDef)}
+            for node in ast.parse(text).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
 
 
 def function_source(module: str, name: str) -> str:
-    """The source of one top-level function of `nnc/runtime/<module>.py`."""
+    """The source of one top-level function (or class) of `nnc/runtime/<module>.py`."""
     return _functions(module)[name]

@@ -1,0 +1,83 @@
+"""The NumPy namespace generated modules use (`runtime/numpy_fast.py`) against plain NumPy.
+
+Each faster route must give NumPy's shape and dtype, NumPy's values up to summation
+order, and NumPy's NaN and infinity behaviour; shapes are drawn on both sides of the
+size thresholds so the fast route and the fallback are both exercised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nnc.runtime.numpy_fast import _NumPy
+
+xp = _NumPy()
+rows = st.sampled_from([1, 3, 64, 127, 128, 300, 1024])
+cols = st.sampled_from([1, 2, 10, 32, 33, 256])
+float_dtypes = st.sampled_from([np.float32, np.float64])
+
+
+def _array(seed: int, shape, dtype) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows, cols, float_dtypes, st.sampled_from([None, 0, 1, -1, -2]), st.booleans(), st.integers(0, 2**16))
+def test_sum_matches_numpy(n, m, dtype, axis, keepdims, seed):
+    x = _array(seed, (n, m), dtype)
+    fast, plain = xp.sum(x, axis=axis, keepdims=keepdims), np.sum(x, axis=axis, keepdims=keepdims)
+    assert fast.dtype == plain.dtype and fast.shape == plain.shape
+    # the summation order differs: bound the difference by the classic (terms - 1) * eps * sum|x|
+    terms = x.size if axis is None else x.shape[axis]
+    bound = max(terms - 1, 1) * np.finfo(dtype).eps * np.sum(np.abs(x), axis=axis, keepdims=keepdims)
+    assert (np.abs(fast.astype(np.float64) - plain) <= bound).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows, cols, st.sampled_from([np.float32, np.float64, np.int32]), st.sampled_from([None, 0, 1, -1]),
+       st.booleans(), st.integers(0, 2**16))
+def test_max_matches_numpy_exactly(n, m, dtype, axis, keepdims, seed):
+    x = (_array(seed, (n, m), np.float64) * 100).astype(dtype)
+    fast, plain = xp.max(x, axis=axis, keepdims=keepdims), np.max(x, axis=axis, keepdims=keepdims)
+    assert fast.dtype == plain.dtype and fast.shape == plain.shape
+    np.testing.assert_array_equal(fast, plain)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([(7,), (5000,), (3, 4), (64, 64), (1024, 256), (2, 64, 64)]), float_dtypes,
+       st.sampled_from([0.0, -1.5, 2.0]), st.integers(0, 2**16))
+def test_maximum_and_minimum_against_a_number_match_numpy_exactly(shape, dtype, c, seed):
+    x = _array(seed, shape, dtype)
+    for fast, plain in ((xp.maximum, np.maximum), (xp.minimum, np.minimum)):
+        got, want = fast(x, c), plain(x, c)
+        assert got.dtype == want.dtype == dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
+def test_fast_routes_are_taken_and_keep_nan_and_inf():
+    x = np.ones((1024, 10), np.float32)
+    x[3, 4], x[7, 1], x[9, 2] = np.nan, np.inf, -np.inf
+    assert np.isnan(xp.max(x, axis=-1)[3]) and xp.max(x, axis=-1)[7] == np.inf
+    col = xp.sum(x, axis=0)
+    assert np.isnan(col[4]) and col[1] == np.inf and col[2] == -np.inf
+    h = np.full((1024, 256), -1.0, np.float32)
+    h[0, 0] = np.nan
+    r = xp.maximum(h, 0.0)
+    assert np.isnan(r[0, 0]) and (r.ravel()[1:] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.float16])
+def test_other_dtypes_take_numpy_s_own_route(dtype):
+    x = (np.arange(128 * 64).reshape(128, 64) % 3).astype(dtype)
+    assert xp.sum(x, axis=0).dtype == np.sum(x, axis=0).dtype
+    np.testing.assert_array_equal(xp.sum(x, axis=0), np.sum(x, axis=0))
+
+
+def test_module_copy_is_this_source():
+    from nnc.codegen.inline import function_source, module_source
+
+    source = function_source("numpy_fast", "_NumPy")
+    assert source.startswith("class _NumPy:") and source in module_source("numpy_fast")
