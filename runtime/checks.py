@@ -47,6 +47,15 @@ def _check_input(xp, name, x, kind, shape, bound):
         raise ValueError(f"input '{name}' must be {expected}, {got}: {dtype} is not {kind} ({hint})")
 
 
+def _check_arrays(*inputs):
+    """Raise TypeError naming the first of (name, value, expected) that is not an array.
+
+    Called when the fast filter met an AttributeError (a list, a number, None ...)."""
+    for name, x, expected in inputs:
+        if not all(hasattr(x, a) for a in ("shape", "dtype", "ndim")):
+            raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
+
+
 def _check_labels(xp, name, y, classes):
     """Check that the class labels in `y` lie in [0, classes)."""
     if y.dtype == xp.uint64:  # PyTorch can neither compare nor reduce uint64 tensors

@@ -97,6 +97,23 @@ def test_mlp_rejects_bad_inputs(mlp, entry, x, y, message):
     assert all(np.array_equal(before[k], params[k]) for k in params)  # nothing was updated
 
 
+@pytest.mark.parametrize("entry", ["loss", "value_and_grad", "train_step"])
+@pytest.mark.parametrize("x, y, message", [
+    (_x().tolist(), _y(), "input 'x' must be an array of float[B, 784], got list"),
+    (_x(), _y().tolist(), "input 'y' must be an array of int[B], got list"),
+    (None, _y(), "input 'x' must be an array of float[B, 784], got NoneType"),
+    (_x(), 3, "input 'y' must be an array of int[B], got int"),
+])
+def test_mlp_names_inputs_that_are_not_arrays(mlp, entry, x, y, message):
+    params = mlp.init_params()
+    args = (params, mlp.init_optimizer(params)) if entry == "train_step" else (params,)
+    with pytest.raises(TypeError) as info:
+        getattr(mlp, entry)(*args, x, y)
+    assert str(info.value) == message
+    with pytest.raises(TypeError, match=r"^input 'x' must be an array of float\[B, 784\], got list$"):
+        mlp.forward(params, _x().tolist())
+
+
 def test_mlp_forward_checks_only_its_inputs(mlp):
     params = mlp.init_params()
     assert mlp.forward(params, _x(7)).shape == (7, 10)

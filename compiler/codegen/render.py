@@ -105,6 +105,13 @@ def _check_function(name: str, decls) -> Check:
         if d.classes is not None:
             chk.lines.append(f"if {v.name}.shape[0]:")
             chk.lines.append(f'    _check_labels(_namespace({v.name}), "{v.name}", {v.name}, {d.classes})')
+    if not decls:
+        return chk
+    # a list or a number fails the filter with AttributeError; try costs nothing when nothing is raised
+    expected = ", ".join(f'("{d.var.name}", {d.var.name}, "{d.var.dtype}{_shape_words(d.var.shape)}")' for d in decls)
+    chk.lines[:] = (["try:"] + ["    " + line for line in chk.lines]
+                    + ["except AttributeError:  # an input that is not an array: say which",
+                       f"    _check_arrays({expected})", "    raise"])
     return chk
 
 
@@ -115,7 +122,7 @@ def _check_helpers(checks: list[Check]) -> list[str]:
         return []
     module = module_source("checks")
     cache = module[module.index("# (dtype.__class__"): module.index("\n\n\ndef ")]  # the cache, its comment
-    out = [cache, function_source("checks", "_check_input")]
+    out = [cache, function_source("checks", "_check_input"), function_source("checks", "_check_arrays")]
     if "_check_labels(" in text:
         out.append(function_source("checks", "_check_labels"))
     return out

@@ -167,6 +167,15 @@ def _check_input(xp, name, x, kind, shape, bound):
         raise ValueError(f"input '{name}' must be {expected}, {got}: {dtype} is not {kind} ({hint})")
 
 
+def _check_arrays(*inputs):
+    """Raise TypeError naming the first of (name, value, expected) that is not an array.
+
+    Called when the fast filter met an AttributeError (a list, a number, None ...)."""
+    for name, x, expected in inputs:
+        if not all(hasattr(x, a) for a in ("shape", "dtype", "ndim")):
+            raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
+
+
 def _check_labels(xp, name, y, classes):
     """Check that the class labels in `y` lie in [0, classes)."""
     if y.dtype == xp.uint64:  # PyTorch can neither compare nor reduce uint64 tensors
@@ -189,21 +198,29 @@ def _he_normal(rng, shape):
 
 def _check_inputs(x, y):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
-    if x.ndim != 2 or x.shape[1] != 64 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
-        _check_input(_namespace(x), "x", x, "float", ("B", 64), {})
-    B = x.shape[0]
-    if y.ndim != 1 or y.shape[0] != B or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "int":
-        _check_input(_namespace(y), "y", y, "int", ("B",), {"B": (B, "x")})
-    if y.shape[0]:
-        _check_labels(_namespace(y), "y", y, 10)
+    try:
+        if x.ndim != 2 or x.shape[1] != 64 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+            _check_input(_namespace(x), "x", x, "float", ("B", 64), {})
+        B = x.shape[0]
+        if y.ndim != 1 or y.shape[0] != B or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "int":
+            _check_input(_namespace(y), "y", y, "int", ("B",), {"B": (B, "x")})
+        if y.shape[0]:
+            _check_labels(_namespace(y), "y", y, 10)
+    except AttributeError:  # an input that is not an array: say which
+        _check_arrays(("x", x, "float[B, 64]"), ("y", y, "int[B]"))
+        raise
     return B
 
 
 def _check_forward_inputs(x):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
-    if x.ndim != 2 or x.shape[1] != 64 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
-        _check_input(_namespace(x), "x", x, "float", ("B", 64), {})
-    B = x.shape[0]
+    try:
+        if x.ndim != 2 or x.shape[1] != 64 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+            _check_input(_namespace(x), "x", x, "float", ("B", 64), {})
+        B = x.shape[0]
+    except AttributeError:  # an input that is not an array: say which
+        _check_arrays(("x", x, "float[B, 64]"))
+        raise
     return B
 
 

@@ -171,27 +171,44 @@ def _check_input(xp, name, x, kind, shape, bound):
         raise ValueError(f"input '{name}' must be {expected}, {got}: {dtype} is not {kind} ({hint})")
 
 
+def _check_arrays(*inputs):
+    """Raise TypeError naming the first of (name, value, expected) that is not an array.
+
+    Called when the fast filter met an AttributeError (a list, a number, None ...)."""
+    for name, x, expected in inputs:
+        if not all(hasattr(x, a) for a in ("shape", "dtype", "ndim")):
+            raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
+
+
 def _he_normal(rng, shape):
     return rng.normal(0.0, math.sqrt(2.0 / shape[0]), size=shape)
 
 
 def _check_inputs(x, p, t):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
-    if x.ndim != 3 or x.shape[1] != 2 or x.shape[2] != 3 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
-        _check_input(_namespace(x), "x", x, "float", ("B", 2, 3), {})
-    B = x.shape[0]
-    if p.ndim != 2 or p.shape[0] != B or p.shape[1] != 4 or _DTYPE_KINDS.get((p.dtype.__class__, p.dtype)) != "float":
-        _check_input(_namespace(p), "p", p, "float", ("B", 4), {"B": (B, "x")})
-    if t.ndim != 2 or t.shape[0] != B or t.shape[1] != 4 or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float":
-        _check_input(_namespace(t), "t", t, "float", ("B", 4), {"B": (B, "x")})
+    try:
+        if x.ndim != 3 or x.shape[1] != 2 or x.shape[2] != 3 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+            _check_input(_namespace(x), "x", x, "float", ("B", 2, 3), {})
+        B = x.shape[0]
+        if p.ndim != 2 or p.shape[0] != B or p.shape[1] != 4 or _DTYPE_KINDS.get((p.dtype.__class__, p.dtype)) != "float":
+            _check_input(_namespace(p), "p", p, "float", ("B", 4), {"B": (B, "x")})
+        if t.ndim != 2 or t.shape[0] != B or t.shape[1] != 4 or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float":
+            _check_input(_namespace(t), "t", t, "float", ("B", 4), {"B": (B, "x")})
+    except AttributeError:  # an input that is not an array: say which
+        _check_arrays(("x", x, "float[B, 2, 3]"), ("p", p, "float[B, 4]"), ("t", t, "float[B, 4]"))
+        raise
     return B
 
 
 def _check_forward_inputs(x):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
-    if x.ndim != 3 or x.shape[1] != 2 or x.shape[2] != 3 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
-        _check_input(_namespace(x), "x", x, "float", ("B", 2, 3), {})
-    B = x.shape[0]
+    try:
+        if x.ndim != 3 or x.shape[1] != 2 or x.shape[2] != 3 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+            _check_input(_namespace(x), "x", x, "float", ("B", 2, 3), {})
+        B = x.shape[0]
+    except AttributeError:  # an input that is not an array: say which
+        _check_arrays(("x", x, "float[B, 2, 3]"))
+        raise
     return B
 
 

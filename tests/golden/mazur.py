@@ -160,18 +160,35 @@ def _check_input(xp, name, x, kind, shape, bound):
         raise ValueError(f"input '{name}' must be {expected}, {got}: {dtype} is not {kind} ({hint})")
 
 
+def _check_arrays(*inputs):
+    """Raise TypeError naming the first of (name, value, expected) that is not an array.
+
+    Called when the fast filter met an AttributeError (a list, a number, None ...)."""
+    for name, x, expected in inputs:
+        if not all(hasattr(x, a) for a in ("shape", "dtype", "ndim")):
+            raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
+
+
 def _check_inputs(i, t):
     """Check the inputs against the spec."""
-    if i.ndim != 1 or i.shape[0] != 2 or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float":
-        _check_input(_namespace(i), "i", i, "float", (2,), {})
-    if t.ndim != 1 or t.shape[0] != 2 or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float":
-        _check_input(_namespace(t), "t", t, "float", (2,), {})
+    try:
+        if i.ndim != 1 or i.shape[0] != 2 or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float":
+            _check_input(_namespace(i), "i", i, "float", (2,), {})
+        if t.ndim != 1 or t.shape[0] != 2 or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float":
+            _check_input(_namespace(t), "t", t, "float", (2,), {})
+    except AttributeError:  # an input that is not an array: say which
+        _check_arrays(("i", i, "float[2]"), ("t", t, "float[2]"))
+        raise
 
 
 def _check_forward_inputs(i):
     """Check the inputs against the spec."""
-    if i.ndim != 1 or i.shape[0] != 2 or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float":
-        _check_input(_namespace(i), "i", i, "float", (2,), {})
+    try:
+        if i.ndim != 1 or i.shape[0] != 2 or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float":
+            _check_input(_namespace(i), "i", i, "float", (2,), {})
+    except AttributeError:  # an input that is not an array: say which
+        _check_arrays(("i", i, "float[2]"))
+        raise
 
 
 def init_params(seed=0, *, xp=None, dtype="float32"):

@@ -156,6 +156,15 @@ def _check_input(xp, name, x, kind, shape, bound):
         raise ValueError(f"input '{name}' must be {expected}, {got}: {dtype} is not {kind} ({hint})")
 
 
+def _check_arrays(*inputs):
+    """Raise TypeError naming the first of (name, value, expected) that is not an array.
+
+    Called when the fast filter met an AttributeError (a list, a number, None ...)."""
+    for name, x, expected in inputs:
+        if not all(hasattr(x, a) for a in ("shape", "dtype", "ndim")):
+            raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
+
+
 def _glorot_uniform(rng, shape):
     fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -164,19 +173,27 @@ def _glorot_uniform(rng, shape):
 
 def _check_inputs(x, y):
     """Check the inputs against the spec; return the symbolic dimensions (N)."""
-    if x.ndim != 2 or x.shape[1] != 2 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
-        _check_input(_namespace(x), "x", x, "float", ("N", 2), {})
-    N = x.shape[0]
-    if y.ndim != 2 or y.shape[0] != N or y.shape[1] != 1 or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float":
-        _check_input(_namespace(y), "y", y, "float", ("N", 1), {"N": (N, "x")})
+    try:
+        if x.ndim != 2 or x.shape[1] != 2 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+            _check_input(_namespace(x), "x", x, "float", ("N", 2), {})
+        N = x.shape[0]
+        if y.ndim != 2 or y.shape[0] != N or y.shape[1] != 1 or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float":
+            _check_input(_namespace(y), "y", y, "float", ("N", 1), {"N": (N, "x")})
+    except AttributeError:  # an input that is not an array: say which
+        _check_arrays(("x", x, "float[N, 2]"), ("y", y, "float[N, 1]"))
+        raise
     return N
 
 
 def _check_forward_inputs(x):
     """Check the inputs against the spec; return the symbolic dimensions (N)."""
-    if x.ndim != 2 or x.shape[1] != 2 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
-        _check_input(_namespace(x), "x", x, "float", ("N", 2), {})
-    N = x.shape[0]
+    try:
+        if x.ndim != 2 or x.shape[1] != 2 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+            _check_input(_namespace(x), "x", x, "float", ("N", 2), {})
+        N = x.shape[0]
+    except AttributeError:  # an input that is not an array: say which
+        _check_arrays(("x", x, "float[N, 2]"))
+        raise
     return N
 
 
