@@ -33,6 +33,8 @@ def test_quick_benchmark_reports_every_workload(quick_run):
     assert a["rows"]["hand-written numpy"]["ratio"] == 1.0
     assert a["sgemm_gflops"] > 0 and 0 < a["nnc_fraction_of_sgemm"]
     assert a["saved_activation_bytes"]["nnc"] > 0
+    ip = a["nnc_products_in_step"]
+    assert 0 < ip["seconds"] < ip["traced_step_seconds"] and ip["gflops"] > 0
     assert results["B"]["rows"]["nnc (numpy)"]["check"]["agrees"]
     c = results["C"]
     assert c["mlp_process"]["median_s"] > 0 and c["growth"] > 0
@@ -76,3 +78,25 @@ def test_grammar_cache_is_private_and_a_bad_one_is_rebuilt(tmp_path):
     cached[0].write_bytes(b"not a pickle\n\x00\x01")
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     assert again.stdout == first.stdout and again.stderr == ""
+
+
+def test_product_lines_are_timed_apart_from_the_rest():
+    """The line tracer charges a line holding ` @ ` to the products and nothing else."""
+    sys.path.insert(0, str(BENCH.parent))
+    import time
+
+    import bench
+
+    class Slow:
+        def __matmul__(self, other):
+            time.sleep(0.004)
+            return self
+
+    def step(a, b):
+        c = a @ b
+        time.sleep(0.002)  # not a product: must not be counted
+        return c
+
+    in_products, whole = bench.product_time_in_step(step, (Slow(), Slow()), 3)
+    assert 0.004 <= in_products < whole and whole >= 0.006
+    assert whole - in_products >= 0.002
