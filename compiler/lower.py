@@ -5,206 +5,34 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from . import optim
+from .builtins import (
+    ACTIVATIONS,
+    ARRAY,
+    AXIS,
+    BOOL,
+    BUILTINS,
+    INIT,
+    INIT_ARGS,
+    INITIALIZERS,
+    INT,
+    LABELS,
+    NUM,
+    REQUIRED,
+    Builtin,
+)
 from .errors import Span, SpecError, SpecErrors, did_you_mean
 from .ir.builder import Builder
 from .ir.core import Atom, Eqn, InputDecl, Lit, ParamDecl, Program, Size, Var
 from .ir.naming import Namer, identifier, is_reserved
 from .optim import OPTIMIZERS
 from .primitives import ShapeError
-from .primitives.core import fmt_shape, normalize_axis
+from .primitives.core import fmt_shape
 from .syntax import ast
 from .syntax.parser import KEYWORDS, MAX_SIZE
 
-INIT_ARGS = {  # initializer -> its numeric arguments
-    "zeros": (), "ones": (), "glorot_uniform": (), "he_normal": (),
-    "constant": ("value",), "normal": ("std",), "uniform": ("low", "high"),
-}
-INITIALIZERS = {name: len(args) for name, args in INIT_ARGS.items()}  # name -> number of arguments
-_ARRAY, _LABELS, _NUM, _INT, _BOOL, _INIT, _AXIS = "array", "labels", "num", "int", "bool", "init", "axis"
-_NONE = object()  # "no default": the argument is required
-
-
-@dataclass(frozen=True)
-class Builtin:
-    params: tuple[tuple[str, str, Any], ...]  # (name, kind, default)
-    lower: Callable[..., Atom]  # (lowering, b, args: dict, call) -> atom
-    creates_params: bool = False
-
-
-BUILTINS: dict[str, Builtin] = {}
-
-
-def builtin(name: str, *params: tuple[str, str, Any], creates_params: bool = False):
-    def register(fn):
-        BUILTINS[name] = Builtin(tuple(params), fn, creates_params)
-        return fn
-
-    return register
-
-
-def _x(name="x"):
-    return (name, _ARRAY, _NONE)
-
-
-# ---- activations and math: one primitive each ----------------------------------------------
-
-_UNARY = {
-    "sigmoid": "sigmoid", "tanh": "tanh", "arctan": "arctan", "relu": "relu", "step": "step",
-    "sign": "sign", "softplus": "softplus", "silu": "silu", "gelu": "gelu", "exp": "exp",
-    "log": "log", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos",
-}
-for _fn, _prim in _UNARY.items():
-    builtin(_fn, _x())(lambda lw, b, a, call, _p=_prim: b.emit(_p, a["x"]))
-
-builtin("identity", _x())(lambda lw, b, a, call: a["x"])
-builtin("leaky_relu", _x(), ("alpha", _NUM, 0.01))(
-    lambda lw, b, a, call: b.leaky_relu(a["x"], alpha=a["alpha"]))
-builtin("elu", _x(), ("alpha", _NUM, 1.0))(lambda lw, b, a, call: b.elu(a["x"], alpha=a["alpha"]))
-builtin("maximum", _x("a"), _x("b"))(lambda lw, b, a, call: b.maximum(a["a"], a["b"]))
-builtin("minimum", _x("a"), _x("b"))(lambda lw, b, a, call: b.minimum(a["a"], a["b"]))
-builtin("transpose", _x())(lambda lw, b, a, call: b.transpose(a["x"]))
-
-
-@builtin("softmax", _x(), ("axis", _AXIS, -1))
-def _softmax(lw, b, a, call):
-    return b.softmax(a["x"], axis=a["axis"])
-
-
-@builtin("log_softmax", _x(), ("axis", _AXIS, -1))
-def _log_softmax(lw, b, a, call):
-    return b.log_softmax(a["x"], axis=a["axis"])
-
-
-def _reduce_axes(x: Atom, axis) -> tuple[int, ...] | None:
-    return None if axis is None else (normalize_axis(axis, len(x.shape)),)
-
-
-@builtin("sum", _x(), ("axis", _AXIS, None))
-def _sum(lw, b, a, call):
-    return b.sum(a["x"], axes=_reduce_axes(a["x"], a["axis"]), keepdims=False)
-
-
-@builtin("mean", _x(), ("axis", _AXIS, None))
-def _mean(lw, b, a, call):
-    x = a["x"]
-    axes = _reduce_axes(x, a["axis"])
-    count = x.shape if axes is None else tuple(x.shape[i] for i in axes)
-    return b.div(b.sum(x, axes=axes, keepdims=False), lw.size(count))
-
-
-@builtin("flatten", _x())
-def _flatten(lw, b, a, call):
-    x = a["x"]
-    if len(x.shape) < 2:
-        raise ShapeError(f"flatten needs at least 2 axes, got {fmt_shape(x.shape)}")
-    rest = x.shape[1:]
-    if not all(isinstance(d, int) for d in rest):
-        raise ShapeError(f"flatten needs concrete sizes after the first axis, got {fmt_shape(x.shape)}")
-    n = 1
-    for d in rest:
-        n *= d
-    return b.reshape(x, shape=(x.shape[0], n))
-
-
-# ---- layers --------------------------------------------------------------------------------
-
-def _features(x: Atom, fn: str) -> int:
-    if len(x.shape) < 1 or not isinstance(x.shape[-1], int):
-        raise ShapeError(f"{fn} needs a concrete feature size on the last axis, got {fmt_shape(x.shape)}")
-    return x.shape[-1]
-
-
-@builtin("dense", _x(), ("units", _INT, _NONE), ("bias", _BOOL, True), ("init", _INIT, None),
-         creates_params=True)
-def _dense(lw, b, a, call):
-    x, units = a["x"], a["units"]
-    if units <= 0:
-        raise SpecError(f"dense: units must be positive, got {units}", _arg_span(call, 1, "units"))
-    n_in = _features(x, "dense")
-    w = lw.new_param("W", (n_in, units), a["init"] or ("glorot_uniform", ()), call)
-    h = b.matmul(x, w)
-    if a["bias"]:
-        h = b.add(h, lw.new_param("b", (units,), ("zeros", ()), call))
-    return h
-
-
-@builtin("prelu", _x(), creates_params=True)
-def _prelu(lw, b, a, call):
-    x = a["x"]
-    alpha = lw.new_param("alpha", (_features(x, "prelu"),), ("constant", (0.25,)), call)
-    return b.prelu(x, alpha)
-
-
-# ---- losses (scalar) -------------------------------------------------------------------------
-
-@builtin("mse", _x("pred"), _x("target"))
-def _mse(lw, b, a, call):
-    diff = b.emit("sub", a["pred"], a["target"], hint="residual")
-    return b.div(b.sum(b.square(diff), axes=None, keepdims=False), lw.size(diff.shape))
-
-
-@builtin("sse", _x("pred"), _x("target"))
-def _sse(lw, b, a, call):
-    # sum of 1/2 (target - pred)^2, written with pred - target: its gradient is then the
-    # residual itself, with no negation
-    diff = b.emit("sub", a["pred"], a["target"], hint="residual")
-    return b.mul(0.5, b.sum(b.square(diff), axes=None, keepdims=False))
-
-
-@builtin("l2", _x())
-def _l2(lw, b, a, call):
-    return b.sum(b.square(a["x"]), axes=None, keepdims=False)
-
-
-def _class_targets(lw, b, logits: Atom, labels: Atom, call) -> Atom:
-    """Labels as float rows: one-hot of int class indices, or given probabilities."""
-    if labels.dtype != "int":
-        if labels.shape != logits.shape:
-            raise ShapeError(f"targets {fmt_shape(labels.shape)} do not match scores {fmt_shape(logits.shape)}")
-        return labels
-    if len(logits.shape) != 2 or labels.shape != logits.shape[:1]:
-        raise ShapeError(f"labels {fmt_shape(labels.shape)} do not match scores {fmt_shape(logits.shape)}; "
-                         "expected scores [N, C] and int labels [N]")
-    classes = logits.shape[1]
-    if not isinstance(classes, int):
-        raise ShapeError(f"the number of classes must be concrete, got {fmt_shape(logits.shape)}")
-    lw.note_classes(labels, classes)
-    return b.emit("onehot", labels, logits, classes=classes, hint=f"onehot_{labels.name}")
-
-
-@builtin("cross_entropy", _x("logits"), ("labels", _LABELS, _NONE))
-def _cross_entropy(lw, b, a, call):
-    logits = a["logits"]
-    target = _class_targets(lw, b, logits, a["labels"], call)
-    logp = b.emit("log_softmax", logits, axis=-1, hint=f"logp_{logits.name}" if isinstance(logits, Var) else None)
-    return b.nll(logp, target)
-
-
-@builtin("bce", _x("logits"), _x("targets"))
-def _bce(lw, b, a, call):
-    # -[t log s(z) + (1 - t) log(1 - s(z))] = softplus(z) - t z, stable for any z
-    z, t = a["logits"], a["targets"]
-    per = b.sub(b.softplus(z), b.mul(t, z))
-    return b.div(b.sum(per, axes=None, keepdims=False), lw.size(per.shape))
-
-
-@builtin("hinge", _x("scores"), ("labels", _LABELS, _NONE), ("margin", _NUM, 1.0))
-def _hinge(lw, b, a, call):
-    # L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + margin); mean over the batch
-    s = a["scores"]
-    onehot = _class_targets(lw, b, s, a["labels"], call)
-    correct = b.emit("sum", b.mul(onehot, s), axes=(1,), keepdims=True, hint="correct_score")
-    margins = b.emit("relu", b.add(b.sub(s, correct), a["margin"]), hint="margins")
-    wrong = b.mul(margins, b.emit("sub", 1.0, onehot, hint="other_classes"))
-    return b.div(b.sum(wrong, axes=None, keepdims=False), lw.size(s.shape[:1]))
-
-
-_ACTIVATION = {p: True for p in (*_UNARY.values(), "leaky_relu", "elu", "prelu", "softmax", "log_softmax")}
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow"}
 
 
@@ -520,7 +348,7 @@ class _Lowering:
             named = Var(self.namer.claim(name), value.shape, value.dtype)
             last = eqns[-1]
             inputs = last.inputs
-            pre = inputs[0] if len(eqns) > 1 and _ACTIVATION.get(last.prim) else None
+            pre = inputs[0] if len(eqns) > 1 and ACTIVATIONS.get(last.prim) else None
             if isinstance(pre, Var) and pre.temp and eqns[-2].out == pre:
                 # the pre-activation gets a readable name, so its adjoint reads `d_h1_pre`
                 pre_named = Var(self.namer.fresh(f"{name}_pre"), pre.shape, pre.dtype, temp=True)
@@ -693,11 +521,11 @@ class _Lowering:
 
     def _bind(self, b: Builder, fn: Builtin, call: ast.Call) -> dict:
         sig = _signature(call.func, fn)
-        given = _match_args(call, [p[0] for p in fn.params], sig, all(p[2] is _NONE for p in fn.params))
+        given = _match_args(call, [p[0] for p in fn.params], sig, all(p[2] is REQUIRED for p in fn.params))
         out = {}
         for name, kind, default in fn.params:
             if name not in given:
-                if default is _NONE:
+                if default is REQUIRED:
                     raise SpecError(f"{call.func}() is missing argument '{name}'", call.span, help=f"signature: {sig}")
                 out[name] = default
                 continue
@@ -705,21 +533,21 @@ class _Lowering:
         return out
 
     def _arg(self, b: Builder, func: str, name: str, kind: str, e: ast.Expr):
-        if kind == _ARRAY:
+        if kind == ARRAY:
             return self._float(b, e)
-        if kind == _LABELS:
+        if kind == LABELS:
             return self._expr(b, e)
-        if kind == _BOOL:
+        if kind == BOOL:
             if isinstance(e, ast.Name) and e.id in ("true", "false"):
                 return e.id == "true"
             raise SpecError(f"{func}(): '{name}' must be true or false", e.span)
-        if kind == _INIT:
+        if kind == INIT:
             if isinstance(e, (ast.Num, ast.Neg, ast.ListLit)):
                 raise SpecError(f"{func}(): '{name}' must be an initializer such as he_normal or normal(0.1)", e.span,
                                 help="initializers: " + ", ".join(INIT_ARGS))
             return self._init(e, None)
         value = self._number(e, f"{func}(): '{name}'")
-        if kind in (_INT, _AXIS):
+        if kind in (INT, AXIS):
             if value != int(value):
                 raise SpecError(f"{func}(): '{name}' must be an integer, got {value:g}", e.span)
             if abs(value) > MAX_SIZE:
@@ -752,7 +580,7 @@ class _Lowering:
     def _setting(self, opt: str, kw: ast.Kwarg):
         kind = optim.setting_kind(kw.name)
         if kind == "bool":
-            return self._arg(None, opt, kw.name, _BOOL, kw.value)
+            return self._arg(None, opt, kw.name, BOOL, kw.value)
         if kind == "choice":
             choices = optim.CHOICES[kw.name]
             name = kw.value.id if isinstance(kw.value, ast.Name) else None
@@ -760,7 +588,7 @@ class _Lowering:
                 raise SpecError(f"{opt}(): '{kw.name}' must be one of {', '.join(choices)}", kw.value.span,
                                 help=did_you_mean(name, choices) if name else None)
             return name
-        value = self._arg(None, opt, kw.name, _INT if kind == "int" else _NUM, kw.value)
+        value = self._arg(None, opt, kw.name, INT if kind == "int" else NUM, kw.value)
         problem = optim.check_value(kw.name, value)
         if problem:
             raise SpecError(f"{opt}(): {problem}", kw.value.span)
@@ -839,15 +667,8 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _arg_span(call: ast.Call, index: int, name: str) -> Span:
-    """The span of argument `name` (position `index`) of a call, or the call's."""
-    if len(call.args) > index:
-        return call.args[index].span
-    return next((k.span for k in call.kwargs if k.name == name), call.span)
-
-
 def _signature(name: str, fn: Builtin) -> str:
-    parts = [p[0] if p[2] is _NONE else f"{p[0]}={_show_default(p[2])}" for p in fn.params]
+    parts = [p[0] if p[2] is REQUIRED else f"{p[0]}={_show_default(p[2])}" for p in fn.params]
     return f"{name}({', '.join(parts)})"
 
 

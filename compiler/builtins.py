@@ -1,0 +1,213 @@
+"""The built-in functions of the spec language: each name's arguments (kinds and
+defaults) and how it lowers to primitives.
+
+A built-in's lowering gets the lowering pass `lw` (for parameters, sizes and class
+counts), the IR builder `b`, its matched arguments and the call node (for error spans).
+Adding a function to the language touches this table only; `lower.py` matches calls
+against it and reports argument errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Span, SpecError
+from .ir.core import Atom, Var
+from .primitives import ShapeError
+from .primitives.core import fmt_shape, normalize_axis
+from .syntax import ast
+
+INIT_ARGS = {  # initializer -> its numeric arguments
+    "zeros": (), "ones": (), "glorot_uniform": (), "he_normal": (),
+    "constant": ("value",), "normal": ("std",), "uniform": ("low", "high"),
+}
+INITIALIZERS = {name: len(args) for name, args in INIT_ARGS.items()}  # name -> number of arguments
+ARRAY, LABELS, NUM, INT, BOOL, INIT, AXIS = "array", "labels", "num", "int", "bool", "init", "axis"
+REQUIRED = object()  # "no default": the argument is required
+
+
+@dataclass(frozen=True)
+class Builtin:
+    params: tuple[tuple[str, str, Any], ...]  # (name, kind, default)
+    lower: Callable[..., Atom]  # (lowering, b, args: dict, call) -> atom
+    creates_params: bool = False
+
+
+BUILTINS: dict[str, Builtin] = {}
+
+
+def builtin(name: str, *params: tuple[str, str, Any], creates_params: bool = False):
+    def register(fn):
+        BUILTINS[name] = Builtin(tuple(params), fn, creates_params)
+        return fn
+
+    return register
+
+
+def _x(name="x"):
+    return (name, ARRAY, REQUIRED)
+
+
+# ---- activations and math: one primitive each ----------------------------------------------
+
+_UNARY = {
+    "sigmoid": "sigmoid", "tanh": "tanh", "arctan": "arctan", "relu": "relu", "step": "step",
+    "sign": "sign", "softplus": "softplus", "silu": "silu", "gelu": "gelu", "exp": "exp",
+    "log": "log", "sqrt": "sqrt", "abs": "abs", "sin": "sin", "cos": "cos",
+}
+for _fn, _prim in _UNARY.items():
+    builtin(_fn, _x())(lambda lw, b, a, call, _p=_prim: b.emit(_p, a["x"]))
+
+builtin("identity", _x())(lambda lw, b, a, call: a["x"])
+builtin("leaky_relu", _x(), ("alpha", NUM, 0.01))(
+    lambda lw, b, a, call: b.leaky_relu(a["x"], alpha=a["alpha"]))
+builtin("elu", _x(), ("alpha", NUM, 1.0))(lambda lw, b, a, call: b.elu(a["x"], alpha=a["alpha"]))
+builtin("maximum", _x("a"), _x("b"))(lambda lw, b, a, call: b.maximum(a["a"], a["b"]))
+builtin("minimum", _x("a"), _x("b"))(lambda lw, b, a, call: b.minimum(a["a"], a["b"]))
+builtin("transpose", _x())(lambda lw, b, a, call: b.transpose(a["x"]))
+
+
+@builtin("softmax", _x(), ("axis", AXIS, -1))
+def _softmax(lw, b, a, call):
+    return b.softmax(a["x"], axis=a["axis"])
+
+
+@builtin("log_softmax", _x(), ("axis", AXIS, -1))
+def _log_softmax(lw, b, a, call):
+    return b.log_softmax(a["x"], axis=a["axis"])
+
+
+def _reduce_axes(x: Atom, axis) -> tuple[int, ...] | None:
+    return None if axis is None else (normalize_axis(axis, len(x.shape)),)
+
+
+@builtin("sum", _x(), ("axis", AXIS, None))
+def _sum(lw, b, a, call):
+    return b.sum(a["x"], axes=_reduce_axes(a["x"], a["axis"]), keepdims=False)
+
+
+@builtin("mean", _x(), ("axis", AXIS, None))
+def _mean(lw, b, a, call):
+    x = a["x"]
+    axes = _reduce_axes(x, a["axis"])
+    count = x.shape if axes is None else tuple(x.shape[i] for i in axes)
+    return b.div(b.sum(x, axes=axes, keepdims=False), lw.size(count))
+
+
+@builtin("flatten", _x())
+def _flatten(lw, b, a, call):
+    x = a["x"]
+    if len(x.shape) < 2:
+        raise ShapeError(f"flatten needs at least 2 axes, got {fmt_shape(x.shape)}")
+    rest = x.shape[1:]
+    if not all(isinstance(d, int) for d in rest):
+        raise ShapeError(f"flatten needs concrete sizes after the first axis, got {fmt_shape(x.shape)}")
+    n = 1
+    for d in rest:
+        n *= d
+    return b.reshape(x, shape=(x.shape[0], n))
+
+
+# ---- layers --------------------------------------------------------------------------------
+
+def _features(x: Atom, fn: str) -> int:
+    if len(x.shape) < 1 or not isinstance(x.shape[-1], int):
+        raise ShapeError(f"{fn} needs a concrete feature size on the last axis, got {fmt_shape(x.shape)}")
+    return x.shape[-1]
+
+
+@builtin("dense", _x(), ("units", INT, REQUIRED), ("bias", BOOL, True), ("init", INIT, None),
+         creates_params=True)
+def _dense(lw, b, a, call):
+    x, units = a["x"], a["units"]
+    if units <= 0:
+        raise SpecError(f"dense: units must be positive, got {units}", arg_span(call, 1, "units"))
+    n_in = _features(x, "dense")
+    w = lw.new_param("W", (n_in, units), a["init"] or ("glorot_uniform", ()), call)
+    h = b.matmul(x, w)
+    if a["bias"]:
+        h = b.add(h, lw.new_param("b", (units,), ("zeros", ()), call))
+    return h
+
+
+@builtin("prelu", _x(), creates_params=True)
+def _prelu(lw, b, a, call):
+    x = a["x"]
+    alpha = lw.new_param("alpha", (_features(x, "prelu"),), ("constant", (0.25,)), call)
+    return b.prelu(x, alpha)
+
+
+# ---- losses (scalar) -------------------------------------------------------------------------
+
+@builtin("mse", _x("pred"), _x("target"))
+def _mse(lw, b, a, call):
+    diff = b.emit("sub", a["pred"], a["target"], hint="residual")
+    return b.div(b.sum(b.square(diff), axes=None, keepdims=False), lw.size(diff.shape))
+
+
+@builtin("sse", _x("pred"), _x("target"))
+def _sse(lw, b, a, call):
+    # sum of 1/2 (target - pred)^2, written with pred - target: its gradient is then the
+    # residual itself, with no negation
+    diff = b.emit("sub", a["pred"], a["target"], hint="residual")
+    return b.mul(0.5, b.sum(b.square(diff), axes=None, keepdims=False))
+
+
+@builtin("l2", _x())
+def _l2(lw, b, a, call):
+    return b.sum(b.square(a["x"]), axes=None, keepdims=False)
+
+
+def _class_targets(lw, b, logits: Atom, labels: Atom, call) -> Atom:
+    """Labels as float rows: one-hot of int class indices, or given probabilities."""
+    if labels.dtype != "int":
+        if labels.shape != logits.shape:
+            raise ShapeError(f"targets {fmt_shape(labels.shape)} do not match scores {fmt_shape(logits.shape)}")
+        return labels
+    if len(logits.shape) != 2 or labels.shape != logits.shape[:1]:
+        raise ShapeError(f"labels {fmt_shape(labels.shape)} do not match scores {fmt_shape(logits.shape)}; "
+                         "expected scores [N, C] and int labels [N]")
+    classes = logits.shape[1]
+    if not isinstance(classes, int):
+        raise ShapeError(f"the number of classes must be concrete, got {fmt_shape(logits.shape)}")
+    lw.note_classes(labels, classes)
+    return b.emit("onehot", labels, logits, classes=classes, hint=f"onehot_{labels.name}")
+
+
+@builtin("cross_entropy", _x("logits"), ("labels", LABELS, REQUIRED))
+def _cross_entropy(lw, b, a, call):
+    logits = a["logits"]
+    target = _class_targets(lw, b, logits, a["labels"], call)
+    logp = b.emit("log_softmax", logits, axis=-1, hint=f"logp_{logits.name}" if isinstance(logits, Var) else None)
+    return b.nll(logp, target)
+
+
+@builtin("bce", _x("logits"), _x("targets"))
+def _bce(lw, b, a, call):
+    # -[t log s(z) + (1 - t) log(1 - s(z))] = softplus(z) - t z, stable for any z
+    z, t = a["logits"], a["targets"]
+    per = b.sub(b.softplus(z), b.mul(t, z))
+    return b.div(b.sum(per, axes=None, keepdims=False), lw.size(per.shape))
+
+
+@builtin("hinge", _x("scores"), ("labels", LABELS, REQUIRED), ("margin", NUM, 1.0))
+def _hinge(lw, b, a, call):
+    # L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + margin); mean over the batch
+    s = a["scores"]
+    onehot = _class_targets(lw, b, s, a["labels"], call)
+    correct = b.emit("sum", b.mul(onehot, s), axes=(1,), keepdims=True, hint="correct_score")
+    margins = b.emit("relu", b.add(b.sub(s, correct), a["margin"]), hint="margins")
+    wrong = b.mul(margins, b.emit("sub", 1.0, onehot, hint="other_classes"))
+    return b.div(b.sum(wrong, axes=None, keepdims=False), lw.size(s.shape[:1]))
+
+
+ACTIVATIONS = {p: True for p in (*_UNARY.values(), "leaky_relu", "elu", "prelu", "softmax", "log_softmax")}
+
+
+def arg_span(call: ast.Call, index: int, name: str) -> Span:
+    """The span of argument `name` (position `index`) of a call, or the call's."""
+    if len(call.args) > index:
+        return call.args[index].span
+    return next((k.span for k in call.kwargs if k.name == name), call.span)
