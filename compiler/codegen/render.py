@@ -128,23 +128,24 @@ def _check_helpers(checks: list[Check]) -> list[str]:
     return out
 
 
+def _reads(prog: Program, eqns, extra: list[Atom]) -> tuple[list[str], list]:
+    """What code running `eqns` (and returning `extra`) reads: the lines unpacking the
+    parameters it uses from `params`, and the inputs it uses."""
+    used = {a.name for e in eqns for a in e.inputs if isinstance(a, Var)} | {
+        a.name for a in extra if isinstance(a, Var)}
+    unpack = [f'{p.var.name} = params["{p.name}"]' for p in prog.params if p.var.name in used]
+    return unpack, [d for d in prog.inputs if d.var.name in used]
+
+
 def build_model(prog: Program) -> dict:
     """Everything the template needs, decided here; the template only lays it out."""
     inputs_all = list(prog.inputs)
-
-    def reads(eqns, extra: list[Atom]) -> tuple[list[str], list]:
-        used = {a.name for e in eqns for a in e.inputs if isinstance(a, Var)} | {
-            a.name for a in extra if isinstance(a, Var)}
-        unpack = [f'{p.var.name} = params["{p.name}"]' for p in prog.params if p.var.name in used]
-        needed_inputs = [d for d in inputs_all if d.var.name in used]
-        return unpack, needed_inputs
-
     functions = []
     checks = []
 
     # forward(): only the outputs
     fwd_eqns = live_eqns(prog.eqns, list(prog.outputs))
-    unpack, fwd_inputs = reads(fwd_eqns, list(prog.outputs))
+    unpack, fwd_inputs = _reads(prog, fwd_eqns, list(prog.outputs))
     fwd_check = _check_function("_check_forward_inputs", fwd_inputs)
     all_check = _check_function("_check_inputs", inputs_all)
     same_inputs = [d.var.name for d in fwd_inputs] == [d.var.name for d in inputs_all]
@@ -159,7 +160,7 @@ def build_model(prog: Program) -> dict:
         [("", emit_body(fwd_eqns, list(prog.outputs)))], outputs_text, fwd_inputs))
 
     loss_eqns = live_eqns(prog.eqns, [prog.loss])
-    unpack, _ = reads(loss_eqns, [prog.loss])
+    unpack, _ = _reads(prog, loss_eqns, [prog.loss])
     functions.append(_function(
         prog, "loss", ["params", *(d.var.name for d in inputs_all)], "The scalar loss.", all_check, unpack,
         [("", emit_body(loss_eqns, [prog.loss]))], prog.loss.name, inputs_all))
@@ -167,7 +168,7 @@ def build_model(prog: Program) -> dict:
     # value_and_grad(): forward, then backward
     functions.append(_grad_function(
         prog, "value_and_grad", "The loss and its gradient with respect to every parameter" + (
-            " and to " + ", ".join(prog.wrt) if prog.wrt else "") + ".", reads, all_check))
+            " and to " + ", ".join(prog.wrt) if prog.wrt else "") + ".", all_check))
     functions += forward_mode_functions(prog, _function, all_check, inputs_all)  # jvp, hvp
 
     optimizer_functions = []  # rendered after init_optimizer, in the optimizer section
@@ -177,12 +178,12 @@ def build_model(prog: Program) -> dict:
     optimizer_model = _optimizer_model(prog)
     scaled = optimizer_model["scaled_program"]
     if optimizer_model["fused_step"]:
-        optimizer_functions.append(_sgd_step_function(scaled, optimizer_model, reads, all_check))
+        optimizer_functions.append(_sgd_step_function(scaled, optimizer_model, all_check))
     elif scaled is not None:
         optimizer_functions.append(_grad_function(
             scaled, optimizer_model["grads_fn"], "The loss and each parameter's plain SGD step, "
             f"{optimizer_model['scale']!r} times its gradient\n    (the backward starts from the learning rate, "
-            "so no update multiplies).", reads, all_check))
+            "so no update multiplies).", all_check))
 
     used_eqns = prog.eqns + prog.backward + (scaled.backward if scaled is not None else ())
     kernels_used = sorted({_KERNELS[e.prim] for e in used_eqns if e.prim in _KERNELS})
@@ -210,7 +211,7 @@ def build_model(prog: Program) -> dict:
     }
 
 
-def _grad_function(prog: Program, name: str, doc: str, reads, check: Check) -> Function:
+def _grad_function(prog: Program, name: str, doc: str, check: Check) -> Function:
     """A function returning the loss and the gradients `prog.grads`: forward, then backward."""
     param_ident = {p.name: p.var.name for p in prog.params}
     grads_needed = [a for _, a in prog.grads]
@@ -218,7 +219,7 @@ def _grad_function(prog: Program, name: str, doc: str, reads, check: Check) -> F
     eqns = fwd_part + bwd_part
     # a parameter with a constant gradient (zero or not) is read by zeros_like / full_like
     const_grads = [p.var for p in prog.params if is_host(dict(prog.grads).get(p.name, Lit(0.0)))]
-    unpack, _ = reads(eqns, grads_needed + const_grads)
+    unpack, _ = _reads(prog, eqns, grads_needed + const_grads)
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
     declared = {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
     grad_items = []
@@ -240,7 +241,7 @@ def _grad_function(prog: Program, name: str, doc: str, reads, check: Check) -> F
                      [("forward", fwd_blocks), ("backward", bwd_blocks)], returns, inputs)
 
 
-def _sgd_step_function(prog: Program, optimizer: dict, reads, check: Check) -> Function:
+def _sgd_step_function(prog: Program, optimizer: dict, check: Check) -> Function:
     """One fused plain-SGD step: the lr-seeded forward and backward of `prog`, then
     `W -= step` for every parameter (written in place; rebinding where arrays are
     immutable, so `params[...] = W` stores it back)."""
@@ -257,7 +258,7 @@ def _sgd_step_function(prog: Program, optimizer: dict, reads, check: Check) -> F
     steps = [g for _, g in prog.grads]
     fwd_part, bwd_part = live_split(prog.eqns, prog.backward, [prog.loss, *steps])
     eqns = fwd_part + bwd_part
-    unpack, _ = reads(eqns + tuple(updates), [])
+    unpack, _ = _reads(prog, eqns + tuple(updates), [])
     owned = frozenset(v.name for v in params.values())
     fwd, bwd, upd = emit_sections([fwd_part, bwd_part, tuple(updates)],
                                   [prog.loss, *(Var(n, (), "float") for n in names)], names, owned)
@@ -440,10 +441,7 @@ def _direction_function(prog: Program, check: Check) -> Function | None:
     eqns, directions = opt.direction(prog, Builder(namer))
     results = list(directions.values())
     fwd, rule = live_split(prog.eqns, eqns, results)
-    live = fwd + rule
-    used = {a.name for e in live for a in e.inputs if isinstance(a, Var)} | {
-        a.name for a in results if isinstance(a, Var)}
-    unpack = [f'{p.var.name} = params["{p.name}"]' for p in prog.params if p.var.name in used]
+    unpack, _ = _reads(prog, fwd + rule, results)
     ident = {p.name: p.var.name for p in prog.params}
     names = {a.name: namer.fresh(f"d_{ident[n]}") for n, a in directions.items() if isinstance(a, Var) and a.temp}
     fwd_blocks, rule_blocks = emit_sections([fwd, rule], results, names)
