@@ -19,7 +19,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -55,6 +54,7 @@ import baselines as hand  # noqa: E402, I001
 import nnc  # noqa: E402
 import numpy as np  # noqa: E402
 from harness import Impl, run_rounds, summary  # noqa: E402
+from nnc.runtime.timing import blas_text, machine_info  # noqa: E402
 from nnc.api import build_program, compile_spec  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -408,30 +408,14 @@ def workload_c(tmp: Path, runs: int, layer_counts, process_layers: int) -> dict:
 # ---- report -------------------------------------------------------------------------------
 
 def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "threads": THREADS, "numpy": np.__version__, "nnc": nnc.__version__,
-            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
-            "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE")}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
-    except OSError:
-        pass
-    tpc = optional("threadpoolctl")
-    if tpc is not None:
-        info["blas"] = [{k: d.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
-                        for d in tpc.threadpool_info()]
-    for name in ("torch", "jax", "cupy", "array_api_compat"):
-        mod = sys.modules.get(name)
-        if mod is not None:
-            info[name] = getattr(mod, "__version__", "?")
+    info = machine_info()
+    info.update(threads=THREADS, nnc=nnc.__version__)
     return info
 
 
 def table(results: dict) -> str:
     m = results["machine"]
-    blas = ", ".join(f"{b['internal_api']} {b['architecture']} x{b['num_threads']}" for b in m.get("blas", [])
-                     if b.get("architecture")) or "unknown (install threadpoolctl)"
+    blas = blas_text(m)
     lines = [f"{m.get('cpu')} ({m['cpus']} CPUs), {m['threads']} thread(s) per library; BLAS: {blas};"
              f" numpy {m['numpy']}" + "".join(f", {k} {m[k]}" for k in ("torch", "jax", "cupy") if k in m)]
     for batch, entry in results.get("A", {}).items():

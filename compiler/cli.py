@@ -518,6 +518,25 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
             click.echo(",".join(str(int(v)) if table.dtype.kind == "i" else f"{v:.6g}" for v in row))
 
 
+def _load_target(target: str, debug: bool):
+    """A generated module (.py, imported) or a spec (.nn, compiled in memory), with the
+    spec's text (None for a module)."""
+    from .api import compile_spec, load_module, load_module_file
+
+    if not target.endswith(".py"):
+        source, text = _run(compile_spec, target, debug)
+        return load_module(text, Path(target).stem), source
+    if not Path(target).is_file():
+        raise click.UsageError(f"cannot read {target}: no such file")
+    try:
+        return load_module_file(target), None
+    except Exception as exc:  # the user's module failed to import: report, no traceback
+        if debug:
+            raise
+        click.echo(f"{target}: error: cannot import the module: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
 @main.command("check")
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
@@ -546,23 +565,10 @@ def check_cmd(target: str, dims: tuple[str, ...], seed: int, eps: float | None, 
     # there (and on a busy machine make it many times slower). Effective before NumPy loads.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    from .api import compile_spec, load_module, load_module_file
     from .runtime.gradcheck import NotAModuleError, check_module
 
     sizes = _parse_dims(dims)
-    if target.endswith(".py"):
-        if not Path(target).is_file():
-            raise click.UsageError(f"cannot read {target}: no such file")
-        try:
-            module = load_module_file(target)
-        except Exception as exc:  # the user's module failed to import: report, no traceback
-            if debug:
-                raise
-            click.echo(f"{target}: error: cannot import the module: {type(exc).__name__}: {exc}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-    else:
-        _, text = _run(compile_spec, target, debug)
-        module = load_module(text, Path(target).stem)
+    module, _ = _load_target(target, debug)
     passed, parts = True, {}
     try:
         if mode in ("rev", "both"):
@@ -608,6 +614,94 @@ def _check_forward(module, sizes: dict[str, int], seed: int, *, reverse: bool):
     rng = np.random.default_rng(seed)
     params, inputs = draw_point(module, bind_dims(module.INPUTS, sizes), rng)
     return check_forward_mode(module, params, inputs, seed=seed, reverse=reverse)
+
+
+@main.command("bench")
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
+              help="Size of a symbolic dimension (repeatable; default: 128, said in the output).")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--backend", default="numpy", show_default=True, help="numpy, torch, array_api_strict or cupy.")
+@click.option("--entry", "entries", metavar="NAME[,NAME...]",
+              help="Entry points to time: train_step, value_and_grad, loss, forward, jvp, hvp "
+                   "[default: train_step, value_and_grad, forward].")
+@click.option("--rounds", type=click.IntRange(min=1), default=15, show_default=True,
+              help="Timed samples per entry point, interleaved.")
+@click.option("--min-time", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+              help="Seconds a timed sample lasts at least (calls per sample are calibrated to it).")
+@click.option("--threads", type=click.IntRange(min=1), help="BLAS (and PyTorch) threads (default: 1, or the "
+              "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS you set).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the parameters and inputs.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results to this JSON file.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@_debug
+def bench_cmd(target: str, dims: tuple[str, ...], dtype: str, backend: str, entries: str | None, rounds: int,
+              min_time: float, threads: int | None, seed: int, json_out: str | None, quiet: bool,
+              debug: bool) -> None:
+    """Time the generated entry points of TARGET (a spec .nn or a generated .py) on random inputs.
+
+    Prints median, min and max time per call, calls/s and GFLOP/s (FLOPs from nnc summary's
+    cost model) for each entry point. Exit status 2 on a bad spec, module or argument.
+    """
+    _limit_threads(threads)  # before NumPy loads: the BLAS pool is sized then
+    from contextlib import nullcontext
+
+    from .bench import BenchError, EntryError, format_table, prepare, run
+    from .runtime import train as tr
+    from .runtime.progress import Progress
+
+    try:
+        sizes = _parse_dims(dims)
+    except click.UsageError as exc:
+        _fail_run("bench", exc.message)
+    if json_out is not None and not Path(json_out).resolve().parent.is_dir():
+        _fail_run("bench", f"--json {json_out}: no such folder")  # found out now, not after the run
+    module, source = _load_target(target, debug)
+    try:
+        xp = tr.namespace(backend)
+        setup = prepare(module, source, target, sizes, entries, dtype)
+    except (BenchError, tr.TrainError) as exc:
+        _fail_run("bench", str(exc))
+    count = threads or int(os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or 1)
+    limit = nullcontext()
+    try:  # also in effect when NumPy was loaded before this command ran (tests, notebooks)
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(count) if threads else nullcontext()
+    except ImportError:
+        pass
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(count)
+    progress = Progress(rounds, 1, quiet=quiet)
+
+    def tell(text: str) -> None:
+        if text.startswith("round"):
+            progress.status(f"nnc bench: {text}")
+        elif not quiet:
+            progress.message(f"nnc bench: {text}")
+
+    try:
+        with limit:
+            result = run(module, setup, target=target, backend=backend, xp=xp, dtype=dtype, seed=seed,
+                         rounds=rounds, min_time=min_time, threads=str(count), progress=tell)
+    except EntryError as exc:
+        if debug:
+            raise
+        if target.endswith(".py"):
+            _fail_run("bench", str(exc))
+        click.echo(f"{target}: internal error: the generated {exc}\n"
+                   "note: this is a bug in nnc; rerun with --debug for a traceback and report it", err=True)
+        sys.exit(EXIT_INTERNAL)
+    finally:
+        progress.close()
+    click.echo(format_table(result))
+    if json_out is not None:
+        try:
+            write_atomically(Path(json_out), json.dumps(result.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            _fail_run("bench", f"cannot write {json_out}: {exc.strerror or exc}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -142,6 +142,13 @@ def draw_point(module: ModuleType, sizes: dict[str, int], rng: np.random.Generat
         rms = float(np.sqrt(np.mean(np.square(p)))) if p.size else 0.0
         jittered = p + JITTER * max(rms, 0.1) * rng.standard_normal(p.shape)
         params[name] = np.array(np.abs(jittered) + 0.5 if positive else jittered, dtype=dtype)
+    return params, draw_inputs(module, sizes, rng, dtype, positive)
+
+
+def draw_inputs(module: ModuleType, sizes: dict[str, int], rng: np.random.Generator, dtype: str = "float64",
+                positive: bool = False) -> list[np.ndarray]:
+    """NumPy inputs in INPUTS order: float ones standard normal (or in [0.5, 1.5] when
+    `positive`) in `dtype`, int labels uniform over their class count (0 or 1 without one)."""
     inputs = []
     for meta in module.INPUTS.values():
         shape = tuple(sizes[d] if isinstance(d, str) else d for d in meta["shape"])
@@ -151,7 +158,7 @@ def draw_point(module: ModuleType, sizes: dict[str, int], rng: np.random.Generat
             inputs.append(np.array(rng.uniform(0.5, 1.5, size=shape), dtype=dtype))
         else:
             inputs.append(np.array(rng.standard_normal(shape), dtype=dtype))
-    return params, inputs
+    return inputs
 
 
 # ---- comparing one array -------------------------------------------------------------------

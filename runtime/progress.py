@@ -86,6 +86,11 @@ class Progress:
         self.stream.write(text + "\n")
         self.stream.flush()
 
+    def status(self, text: str) -> None:
+        """A passing state (`round 3/15`), redrawn in place on a terminal; nothing on a pipe."""
+        if self.live:
+            self._draw(text)
+
     def close(self) -> None:
         if self.drawn:
             self.stream.write("\n")
