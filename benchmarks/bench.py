@@ -42,9 +42,15 @@ def _threads_from_argv(argv: list[str]) -> int:
 # descheduled stalls every product (medians swing 100x), and idle pools spin against
 # the other libraries; every implementation gets the same count, shown in the report.
 THREADS = _threads_from_argv(sys.argv) if __name__ == "__main__" else None
+PINNED_CPU = None
 if THREADS is not None:  # run as the benchmark (imported by a test, it changes nothing)
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = str(THREADS)
+    # XLA ignores its thread flags (measured: jax.jit used 1.9 CPUs per step with them set),
+    # so one thread means one CPU for the whole process; threads start after this inherit it.
+    if THREADS == 1 and hasattr(os, "sched_setaffinity"):
+        PINNED_CPU = max(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {PINNED_CPU})
     if THREADS == 1:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
@@ -236,6 +242,24 @@ def product_time_in_step(fn, args: tuple, steps: int) -> tuple[float, float]:
     return spent[0] / steps, (time.perf_counter() - t0) / steps
 
 
+def products_in_step(mod, args: tuple, reset, flops: int, sgemm, sgemm_flops: int, rounds: int) -> dict:
+    """The 8 products' rate inside the generated step, as a fraction of sgemm's timed right
+    after it in each round (a slow spell then hits both); medians over the rounds."""
+    reset()
+    fractions, seconds, steps = [], [], []
+    for _ in range(max(rounds // 3, 3)):
+        in_products, whole = product_time_in_step(mod.train_step, args, 3)
+        t0 = time.perf_counter()
+        sgemm()
+        sgemm_rate = sgemm_flops / (time.perf_counter() - t0)
+        fractions.append(flops / in_products / sgemm_rate)
+        seconds.append(in_products)
+        steps.append(whole)
+    in_products = statistics.median(seconds)
+    return {"seconds": in_products, "traced_step_seconds": statistics.median(steps),
+            "gflops": flops / in_products / 1e9, "fraction_of_sgemm": statistics.median(fractions)}
+
+
 def workload_a(tmp: Path, batches, rounds: int, sample_s: float, sgemm_n: int, use: dict) -> dict:
     mod = load_module(MLP_SPEC, tmp, "nnc_mlp_sgd")
     prog = build_program(MLP_SPEC.read_text(encoding="utf-8"), str(MLP_SPEC))
@@ -299,11 +323,8 @@ def workload_a(tmp: Path, batches, rounds: int, sample_s: float, sgemm_n: int, u
         if sg is not None:
             entry["sgemm_gflops"] = sg["gflops"]
             entry["nnc_fraction_of_sgemm"] = rows["nnc (numpy)"]["gflops"] / sg["gflops"]
-            reset_gen()
-            in_products, traced_step = product_time_in_step(mod.train_step, (p_gen, state, x, y), max(rounds, 5))
-            entry["nnc_products_in_step"] = {
-                "seconds": in_products, "traced_step_seconds": traced_step,
-                "gflops": flops / in_products / 1e9, "fraction_of_sgemm": flops / in_products / 1e9 / sg["gflops"]}
+            entry["nnc_products_in_step"] = products_in_step(mod, (p_gen, state, x, y), reset_gen, flops,
+                                                             lambda a=a, b=b: a @ b, 2 * sgemm_n ** 3, rounds)
         out[str(batch)] = entry
     return out
 
@@ -409,14 +430,15 @@ def workload_c(tmp: Path, runs: int, layer_counts, process_layers: int) -> dict:
 
 def machine() -> dict:
     info = machine_info()
-    info.update(threads=THREADS, nnc=nnc.__version__)
+    info.update(threads=THREADS, nnc=nnc.__version__, pinned_cpu=PINNED_CPU)
     return info
 
 
 def table(results: dict) -> str:
     m = results["machine"]
     blas = blas_text(m)
-    lines = [f"{m.get('cpu')} ({m['cpus']} CPUs), {m['threads']} thread(s) per library; BLAS: {blas};"
+    pinned = f", process pinned to CPU {m['pinned_cpu']}" if m.get("pinned_cpu") is not None else ""
+    lines = [f"{m.get('cpu')} ({m['cpus']} CPUs), {m['threads']} thread(s) per library{pinned}; BLAS: {blas};"
              f" numpy {m['numpy']}" + "".join(f", {k} {m[k]}" for k in ("torch", "jax", "cupy") if k in m)]
     for batch, entry in results.get("A", {}).items():
         lines.append(f"(A) MLP 784-256-256-10 train_step, float32, batch {batch}")
@@ -430,8 +452,8 @@ def table(results: dict) -> str:
                          f" ({entry['sgemm_gflops']:.1f} GFLOP/s), counting the whole step")
             ip = entry["nnc_products_in_step"]
             lines.append(f"    the 8 products inside the nnc step (line-timed): {_t(ip['seconds'])} of"
-                         f" {_t(ip['traced_step_seconds'])}, {ip['gflops']:.1f} GFLOP/s ="
-                         f" {ip['fraction_of_sgemm']:.0%} of sgemm")
+                         f" {_t(ip['traced_step_seconds'])}, {ip['gflops']:.1f} GFLOP/s;"
+                         f" {ip['fraction_of_sgemm']:.0%} of sgemm timed in the same rounds")
     if "B" in results:
         lines.append("(B) 2-2-2 sigmoid network (worked example 1), one sample per step, float64")
         lines += _rows(results["B"]["rows"], gflops=False)
