@@ -39,6 +39,8 @@ def _sum_shape(inputs, params):
 
 def _sum_emit(inputs, params):
     axes, keep = params["axes"], params["keepdims"]
+    if not keep and axes is not None and len(axes) == len(inputs[0].shape):
+        axes = None  # every axis: `xp.sum(v)` reads better, and NumPy is 0.15 us faster without one
     args = "" if axes is None else f", axis={_axis_text(axes)}"
     return Emit(f"xp.sum({{0}}{args}{', keepdims=True' if keep else ''})")
 
@@ -133,6 +135,8 @@ def _sum_to_shape(inputs, params):
 
 def _sum_to_emit(inputs, params):
     dropped, kept = sum_to_axes(inputs[0].shape, tuple(params["shape"]))
+    if not kept and len(dropped) == len(inputs[0].shape):
+        return Emit("xp.sum({0})")  # to a scalar (a shared bias): over every axis
     if not kept:
         return Emit(f"xp.sum({{0}}, axis={_axis_text(dropped)})")
     if not dropped:

@@ -361,7 +361,7 @@ def value_and_grad(params, x, p, t):
     d_k = xp.log(t27)
     d_k *= t28
     d_k *= d_g
-    d_k = xp.sum(d_k, axis=(0, 1))
+    d_k = xp.sum(d_k)
     d_h = xp.where(h >= 0.0, d_t27, -d_t27)
     d_t23 = d_g / t23
     t94 = d_t23 * h
@@ -591,7 +591,7 @@ def hvp(params, vector, x, p, t):
     dot_d_t27 += d_g * (t122 * dot_k + k * (t119 * t27 ** (t119 - 1.0) * t118 + t122 * t131 * dot_k))
     dot_d_k = t132 * dot_d_g
     dot_d_k += d_g * (t131 * t137 + t28 * (t118 / t27))
-    dot_d_k = xp.sum(dot_d_k, axis=(0, 1))
+    dot_d_k = xp.sum(dot_d_k)
     d_h = xp.where(t114, d_t27, -d_t27)
     dot_d_h = xp.where(t114, dot_d_t27, -dot_d_t27)
     d_t23 = d_g / t23

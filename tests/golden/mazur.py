@@ -278,13 +278,13 @@ def value_and_grad(params, i, t):
     d_net_o *= out_o
     d_net_o *= residual
     # mazur.nn:12  net_o = W2 @ out_h + b2
-    d_b2 = xp.sum(d_net_o, axis=0)
+    d_b2 = xp.sum(d_net_o)
     d_net_h = d_net_o @ W2
     d_W2 = d_net_o[:, None] * out_h
     # mazur.nn:11  out_h = sigmoid(net_h)
     d_net_h *= out_h * (1.0 - out_h)
     # mazur.nn:10  net_h = W1 @ i + b1
-    d_b1 = xp.sum(d_net_h, axis=0)
+    d_b1 = xp.sum(d_net_h)
     d_W1 = d_net_h[:, None] * i
     return loss, {"W1": d_W1, "b1": d_b1, "W2": d_W2, "b2": d_b2}
 
@@ -371,7 +371,7 @@ def hvp(params, vector, i, t):
     dot_d_net_o = t20 * dot_out_o
     dot_d_net_o += residual * (t19 * dot_out_o + out_o * -dot_out_o)
     # mazur.nn:12  net_o = W2 @ out_h + b2
-    dot_d_b2 = xp.sum(dot_d_net_o, axis=0)
+    dot_d_b2 = xp.sum(dot_d_net_o)
     d_out_h = d_net_o @ W2
     dot_d_net_h = dot_d_net_o @ W2
     dot_d_net_h += d_net_o @ dot_W2
@@ -381,7 +381,7 @@ def hvp(params, vector, i, t):
     dot_d_net_h *= t9
     dot_d_net_h += d_out_h * (t7 * dot_out_h + out_h * -dot_out_h)
     # mazur.nn:10  net_h = W1 @ i + b1
-    dot_d_b1 = xp.sum(dot_d_net_h, axis=0)
+    dot_d_b1 = xp.sum(dot_d_net_h)
     dot_d_W1 = i * dot_d_net_h[:, None]
     return {"W1": dot_d_W1, "b1": dot_d_b1, "W2": dot_d_W2, "b2": dot_d_b2}
 
@@ -425,13 +425,13 @@ def train_step(params, state, i, t):
     # mazur.nn:13  out_o = sigmoid(net_o)
     d_net_o *= out_o * (1.0 - out_o)
     # mazur.nn:12  net_o = W2 @ out_h + b2
-    d_b2 = xp.sum(d_net_o, axis=0)
+    d_b2 = xp.sum(d_net_o)
     d_net_h = d_net_o @ W2
     d_W2 = d_net_o[:, None] * out_h
     # mazur.nn:11  out_h = sigmoid(net_h)
     d_net_h *= out_h * (1.0 - out_h)
     # mazur.nn:10  net_h = W1 @ i + b1
-    d_b1 = xp.sum(d_net_h, axis=0)
+    d_b1 = xp.sum(d_net_h)
     d_W1 = d_net_h[:, None] * i
 
     # ---- update ----
