@@ -156,3 +156,15 @@ def test_lr_seeded_steps_that_alias_a_parameter_take_the_loop(tmp_path):
     module.train_step(params, module.init_optimizer(params))
     np.testing.assert_allclose(params["a"], 1.5 - 0.1 * 10.0 * -2.0)
     np.testing.assert_allclose(params["b"], -2.0 - 0.1 * 10.0 * 1.5)
+
+
+def test_gradient_of_a_shared_scalar_bias_sums_without_an_axis(tmp_path):
+    """A bias broadcast over every axis gets `xp.sum(d)`: no axis for NumPy to handle."""
+    text = "model s\ninput x : float[N, 3]\nparam b : float = 0.5\nloss = sum(exp(x + b))\n"
+    source = compile_spec(text, "s.nn")
+    assert "d_b = xp.sum(" in source and "axis=(0, 1)" not in _function(source, "value_and_grad")
+    module = load_source(source, tmp_path, "s")
+    params = module.init_params(dtype="float64")
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    _, grads = module.value_and_grad(params, x)
+    np.testing.assert_allclose(grads["b"], np.exp(x + 0.5).sum(), rtol=1e-12)
