@@ -51,3 +51,15 @@ def test_cse_merges_repeated_subexpressions():
 
     prog = build_program(spec)
     assert sum(e.prim == "exp" for e in prog.eqns) == 1
+
+
+def test_dce_drops_what_neither_loss_outputs_nor_gradients_need():
+    spec = ("model m\ninput x : float[3]\nparam w : float[3]\nunused = exp(x) * 2.0\nseen = tanh(w)\n"
+            "loss = sum(w * x)\noutput seen\n")
+    from nnc.api import build_program
+
+    prog = build_program(spec)
+    prims = [e.prim for e in prog.eqns]
+    assert "exp" not in prims  # `unused` feeds nothing
+    assert "tanh" in prims  # an output is kept even though the loss does not read it
+    assert all(e.out.name != "d_seen" for e in prog.backward)  # no gradient flows from an output
