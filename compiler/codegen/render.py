@@ -17,6 +17,7 @@ from ..passes.dce import live_eqns, live_split
 from .emit import VIEWS, Block, emit_body, emit_sections, result_text
 from .forward_mode import forward_mode_functions
 from .inline import function_source, module_source
+from .wrap import wrap_items, wrap_statement
 
 _WEIGHT_HELPERS = ("_to_numpy", "_check_weights", "_write_weights", "_read_weights")
 _KERNELS = {"softmax": "_softmax", "log_softmax": "_log_softmax", "onehot": "_onehot"}
@@ -54,7 +55,8 @@ def _sections(prog, titled_blocks) -> list:
     out = []
     for title, blocks in titled_blocks:
         if blocks:
-            out.append((title, [(_comment(prog, b.line), b.statements) for b in blocks]))
+            out.append((title, [(_comment(prog, b.line), [wrap_statement(s, indent=4) for s in b.statements])
+                                for b in blocks]))
     return out
 
 
@@ -412,7 +414,7 @@ def _optimizer_model(prog: Program) -> dict:
         gradient = [f"loss_value, grads = {fn}(params, *inputs)"]
     return {
         "name": name,
-        "hyper": "{" + ", ".join(f'"{k}": {_py(v)}' for k, v in hyper) + "}",
+        "metadata": wrap_items(f'OPTIMIZER = ("{name}", {{', [f'"{k}": {_py(v)}' for k, v in hyper], "})"),
         "summary": describe(name, hp),
         "buffers": list(bufs),
         "gradient": gradient,

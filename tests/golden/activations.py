@@ -28,7 +28,9 @@ PARAMS = {
 PARAM_NAMES = tuple(PARAMS)
 WRT = ()
 OUTPUTS = ("s",)
-OPTIMIZER = ("sgd", {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None, "min_lr": 0.0, "clip_norm": None})
+OPTIMIZER = ("sgd", {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
+                     "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None,
+                     "min_lr": 0.0, "clip_norm": None})
 SOURCE = """\
 # Every activation function of the language, in one small regression model.
 model activations
@@ -231,7 +233,8 @@ def forward(params, x):
     z = x @ z_W
     z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
-    a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + (0.5 * xp.tanh(0.5 * z) + 0.5) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0)
+    a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0)
+         + (0.5 * xp.tanh(0.5 * z) + 0.5) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0))
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
     b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
@@ -258,7 +261,8 @@ def loss(params, x, y):
     z = x @ z_W
     z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
-    a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + (0.5 * xp.tanh(0.5 * z) + 0.5) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0)
+    a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0)
+         + (0.5 * xp.tanh(0.5 * z) + 0.5) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0))
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
     b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
@@ -291,7 +295,8 @@ def value_and_grad(params, x, y):
     t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
     t9 = xp.tanh(z)
     t13 = xp.maximum(z, 0.0)
-    a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9 + xp.atan(z) + t13
+    a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9
+         + xp.atan(z) + t13)
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
     t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
@@ -369,7 +374,8 @@ def jvp(params, tangents, x, y):
     t13 = xp.maximum(z, 0.0)
     dot_a = xp.astype(t13 > 0.0, t13.dtype)
     dot_a *= dot_z
-    a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9 + xp.atan(z) + t13
+    a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9
+         + xp.atan(z) + t13)
     dot_a = dot_z + dot_z * (t7 * t23) + dot_z * (1.0 - t9 * t9) + dot_z / (1.0 + t71) + dot_a
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
@@ -395,7 +401,8 @@ def jvp(params, tangents, x, y):
     t26 = _softmax(xp, p, -1)
     t27 = _log_softmax(xp, p, -1)
     s = t26 + t27
-    dot_s = t26 * (dot_p - xp.sum(dot_p * t26, axis=1, keepdims=True)) + (dot_p - xp.sum(xp.exp(t27) * dot_p, axis=1, keepdims=True))
+    dot_s = (t26 * (dot_p - xp.sum(dot_p * t26, axis=1, keepdims=True))
+             + (dot_p - xp.sum(xp.exp(t27) * dot_p, axis=1, keepdims=True)))
     # activations.nn:10  loss = mse(s, y)
     residual = s - y
     loss = xp.sum(xp.square(residual)) / (B * 4)
@@ -432,7 +439,8 @@ def hvp(params, vector, x, y):
     t82 = 1.0 + t71
     t13 = xp.maximum(z, 0.0)
     t100 = xp.astype(t13 > 0.0, t13.dtype)
-    a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9 + xp.atan(z) + t13
+    a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9
+         + xp.atan(z) + t13)
     dot_a = dot_z + t28 + t46 + dot_z / t82 + dot_z * t100
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
@@ -485,11 +493,13 @@ def hvp(params, vector, x, y):
     # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
     t33 = xp.sum(d_residual, axis=1, keepdims=True)
     d_p = d_residual - t152 * t33
-    dot_d_p = dot_d_residual - (t33 * (t155 * t152) + t152 * xp.sum(dot_d_residual, axis=1, keepdims=True))
+    dot_d_p = (dot_d_residual
+               - (t33 * (t155 * t152) + t152 * xp.sum(dot_d_residual, axis=1, keepdims=True)))
     t38 = d_residual - xp.sum(d_residual * t26, axis=1, keepdims=True)
     # activations.nn:8  p = prelu(a + b)
     d_p += t26 * t38
-    dot_d_p += t38 * t151 + t26 * (dot_d_residual - xp.sum(t26 * dot_d_residual + d_residual * t151, axis=1, keepdims=True))
+    dot_d_p += (t38 * t151
+                + t26 * (dot_d_residual - xp.sum(t26 * dot_d_residual + d_residual * t151, axis=1, keepdims=True)))
     dot_d_p_pre = p_alpha * dot_d_p
     dot_d_p_pre += d_p * dot_p_alpha
     d_p_pre = xp.where(t142, d_p, d_p * p_alpha)
@@ -545,7 +555,8 @@ def train_step(params, state, x, y):
     t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
     t9 = xp.tanh(z)
     t13 = xp.maximum(z, 0.0)
-    a = z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9 + xp.atan(z) + t13
+    a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9
+         + xp.atan(z) + t13)
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
     t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))

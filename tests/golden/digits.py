@@ -29,7 +29,9 @@ PARAMS = {
 PARAM_NAMES = tuple(PARAMS)
 WRT = ()
 OUTPUTS = ("logits",)
-OPTIMIZER = ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0, "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None, "min_lr": 0.0, "clip_norm": None})
+OPTIMIZER = ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
+                     "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None,
+                     "min_lr": 0.0, "clip_norm": None})
 SOURCE = """\
 # An MLP for the 8x8 handwritten digits: `nnc train specs/digits.nn --data digits`
 # (1,797 images, pixels scaled to [0, 1]; 20% held out for validation).

@@ -30,7 +30,9 @@ PARAMS = {
 PARAM_NAMES = tuple(PARAMS)
 WRT = ("x",)
 OUTPUTS = ("q", "m")
-OPTIMIZER = ("sgd", {"lr": 0.01, "momentum": 0.5, "nesterov": True, "weight_decay": 0.001, "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None, "min_lr": 0.0, "clip_norm": None})
+OPTIMIZER = ("sgd", {"lr": 0.01, "momentum": 0.5, "nesterov": True, "weight_decay": 0.001,
+                     "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None,
+                     "min_lr": 0.0, "clip_norm": None})
 SOURCE = """\
 # The math functions, reductions and losses not used by the other examples, in one model:
 # the tests compile it, run it and check every gradient, like every spec here.
@@ -287,7 +289,10 @@ def loss(params, x, p, t):
     q = g.T.T
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
     t33 = q * s
-    loss = -xp.sum(_log_softmax(xp, q, -1) * p) / B + xp.sum(xp.logaddexp(0.0, t33) - t * t33) / (B * 4) + xp.sum(xp.square(q - p)) / (B * 4) + 0.01 * xp.sum(m) + 0.001 * xp.sum(xp.square(h_W))
+    loss = (-xp.sum(_log_softmax(xp, q, -1) * p) / B
+            + xp.sum(xp.logaddexp(0.0, t33) - t * t33) / (B * 4)
+            + xp.sum(xp.square(q - p)) / (B * 4) + 0.01 * xp.sum(m)
+            + 0.001 * xp.sum(xp.square(h_W)))
     return loss
 
 
@@ -335,7 +340,9 @@ def value_and_grad(params, x, p, t):
     logp_q = _log_softmax(xp, q, -1)
     t33 = q * s
     residual = q - p
-    loss = -xp.sum(logp_q * p) / B + xp.sum(xp.logaddexp(0.0, t33) - t * t33) / (B * 4) + xp.sum(xp.square(residual)) / (B * 4) + 0.01 * xp.sum(m) + 0.001 * xp.sum(xp.square(h_W))
+    loss = (-xp.sum(logp_q * p) / B + xp.sum(xp.logaddexp(0.0, t33) - t * t33) / (B * 4)
+            + xp.sum(xp.square(residual)) / (B * 4) + 0.01 * xp.sum(m)
+            + 0.001 * xp.sum(xp.square(h_W)))
 
     # ---- backward ----
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
@@ -467,8 +474,13 @@ def jvp(params, tangents, x, p, t):
     t33 = q * s
     t156 = s * dot_q + q * dot_s
     residual = q - p
-    loss = -xp.sum(logp_q * p) / B + xp.sum(xp.logaddexp(0.0, t33) - t * t33) / (B * 4) + xp.sum(xp.square(residual)) / (B * 4) + 0.01 * xp.sum(m) + 0.001 * xp.sum(xp.square(h_W))
-    dot_loss = -xp.sum((dot_q - xp.sum(xp.exp(logp_q) * dot_q, axis=1, keepdims=True)) * p) / B + xp.sum(t156 * (0.5 * xp.tanh(0.5 * t33) + 0.5) - t * t156) / (B * 4) + xp.sum(dot_q * (2.0 * residual)) / (B * 4) + 0.01 * xp.sum(dot_m) + 0.001 * xp.sum(dot_h_W * (2.0 * h_W))
+    loss = (-xp.sum(logp_q * p) / B + xp.sum(xp.logaddexp(0.0, t33) - t * t33) / (B * 4)
+            + xp.sum(xp.square(residual)) / (B * 4) + 0.01 * xp.sum(m)
+            + 0.001 * xp.sum(xp.square(h_W)))
+    dot_loss = (-xp.sum((dot_q - xp.sum(xp.exp(logp_q) * dot_q, axis=1, keepdims=True)) * p) / B
+                + xp.sum(t156 * (0.5 * xp.tanh(0.5 * t33) + 0.5) - t * t156) / (B * 4)
+                + xp.sum(dot_q * (2.0 * residual)) / (B * 4) + 0.01 * xp.sum(dot_m)
+                + 0.001 * xp.sum(dot_h_W * (2.0 * h_W)))
     return loss, dot_loss
 
 

@@ -27,7 +27,9 @@ PARAMS = {
 PARAM_NAMES = tuple(PARAMS)
 WRT = ()
 OUTPUTS = ("out_o",)
-OPTIMIZER = ("sgd", {"lr": 0.5, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None, "min_lr": 0.0, "clip_norm": None})
+OPTIMIZER = ("sgd", {"lr": 0.5, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
+                     "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None,
+                     "min_lr": 0.0, "clip_norm": None})
 SOURCE = """\
 # The 2-2-2 sigmoid network of the classic step-by-step backpropagation example
 # (worked example 1): one training pair, logistic activations, one bias per layer.

@@ -31,7 +31,9 @@ PARAMS = {
 PARAM_NAMES = tuple(PARAMS)
 WRT = ()
 OUTPUTS = ("logits",)
-OPTIMIZER = ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0, "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None, "min_lr": 0.0, "clip_norm": None})
+OPTIMIZER = ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
+                     "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None,
+                     "min_lr": 0.0, "clip_norm": None})
 SOURCE = """\
 # A multilayer perceptron for 28x28 images (the DESIGN.md example).
 model mlp
@@ -283,7 +285,8 @@ def loss(params, x, y):
     logits = h2 @ logits_W
     logits += logits_b
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
-    loss = -xp.sum(_log_softmax(xp, logits, -1) * _onehot(xp, y, 10, logits)) / B + 0.0001 * (xp.sum(xp.square(h1_W)) + xp.sum(xp.square(h2_W)))
+    loss = (-xp.sum(_log_softmax(xp, logits, -1) * _onehot(xp, y, 10, logits)) / B
+            + 0.0001 * (xp.sum(xp.square(h1_W)) + xp.sum(xp.square(h2_W))))
     return loss
 
 
@@ -312,7 +315,8 @@ def value_and_grad(params, x, y):
     logits += logits_b
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
     logp_logits = _log_softmax(xp, logits, -1)
-    loss = -xp.sum(logp_logits * _onehot(xp, y, 10, logits)) / B + 0.0001 * (xp.sum(xp.square(h1_W)) + xp.sum(xp.square(h2_W)))
+    loss = (-xp.sum(logp_logits * _onehot(xp, y, 10, logits)) / B
+            + 0.0001 * (xp.sum(xp.square(h1_W)) + xp.sum(xp.square(h2_W))))
 
     # ---- backward ----
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
@@ -386,8 +390,10 @@ def jvp(params, tangents, x, y):
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
     onehot_y = _onehot(xp, y, 10, logits)
     logp_logits = _log_softmax(xp, logits, -1)
-    loss = -xp.sum(logp_logits * onehot_y) / B + 0.0001 * (xp.sum(xp.square(h1_W)) + xp.sum(xp.square(h2_W)))
-    dot_loss = -xp.sum((dot_logits - xp.sum(xp.exp(logp_logits) * dot_logits, axis=1, keepdims=True)) * onehot_y) / B + 0.0001 * (xp.sum(dot_h1_W * (2.0 * h1_W)) + xp.sum(dot_h2_W * (2.0 * h2_W)))
+    loss = (-xp.sum(logp_logits * onehot_y) / B
+            + 0.0001 * (xp.sum(xp.square(h1_W)) + xp.sum(xp.square(h2_W))))
+    dot_loss = (-xp.sum((dot_logits - xp.sum(xp.exp(logp_logits) * dot_logits, axis=1, keepdims=True)) * onehot_y) / B
+                + 0.0001 * (xp.sum(dot_h1_W * (2.0 * h1_W)) + xp.sum(dot_h2_W * (2.0 * h2_W))))
     return loss, dot_loss
 
 

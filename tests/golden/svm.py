@@ -27,7 +27,9 @@ PARAMS = {
 PARAM_NAMES = tuple(PARAMS)
 WRT = ()
 OUTPUTS = ("scores",)
-OPTIMIZER = ("sgd", {"lr": 0.05, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None, "min_lr": 0.0, "clip_norm": None})
+OPTIMIZER = ("sgd", {"lr": 0.05, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0,
+                     "schedule": "constant", "gamma": None, "step_size": None, "total_steps": None,
+                     "min_lr": 0.0, "clip_norm": None})
 SOURCE = """\
 # A linear classifier trained with the multiclass SVM (hinge) loss.
 model svm
