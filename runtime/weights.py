@@ -140,9 +140,11 @@ def _read_weights(path):
         count = 1
         for d in shape:
             count *= d
-        if min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer) or end - begin != count * dtype.itemsize:
+        if (min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer)
+                or end - begin != count * dtype.itemsize):
             raise ValueError(f"{path}: '{name}' has data offsets that do not match its shape and dtype")
-        arrays[name] = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+        data = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape)
+        arrays[name] = data.astype(dtype.newbyteorder("="))
     return arrays
 
 

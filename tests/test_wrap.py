@@ -7,7 +7,7 @@ import ast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnc.codegen.wrap import WIDTH, wrap_items, wrap_statement
+from nnc.codegen.wrap import WIDTH, wrap_condition, wrap_items, wrap_statement
 
 _atoms = st.sampled_from(["x", "h1_W", "xp.sum(d, axis=0)", "0.5", "t7", "-y", "xp.tanh(0.5 * z)",
                           "(a - b)", "a[:, None]", "B"])
@@ -33,7 +33,8 @@ def test_wrapping_keeps_the_statement_and_the_width(terms, op, indent):
     if wrapped != statement:
         assert len(wrapped.splitlines()) > 1 and len(statement) + indent > WIDTH
     if all(len(t) < 40 for t in terms):  # short terms: every line fits
-        assert all(indent + len(line) <= WIDTH for line in wrapped.splitlines())
+        first, *rest = wrapped.splitlines()  # continuation lines carry their own indentation
+        assert indent + len(first) <= WIDTH and all(len(line) <= WIDTH for line in rest)
 
 
 def test_short_lines_and_unbreakable_lines_stay():
@@ -59,3 +60,14 @@ def test_items_fill_lines_and_stay_valid_python():
     namespace: dict = {}
     exec(compile(text, "<test>", "exec"), namespace)  # our own generated text, not user input
     assert namespace["OPTIMIZER"] == ("sgd", {f"setting_{k}": k + 0.5 for k in range(20)})
+
+
+def test_long_conditions_break_before_or():
+    line = ('if y.ndim != 2 or y.shape[0] != B or y.shape[1] != 4'
+            ' or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float":')
+    wrapped = wrap_condition(line, 8)
+    assert wrapped == ('if (y.ndim != 2 or y.shape[0] != B or y.shape[1] != 4\n'
+                       '                or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float"):')
+    body = "\n    pass"
+    assert ast.dump(ast.parse(wrapped + body)) == ast.dump(ast.parse(line + body))
+    assert wrap_condition('if x.ndim != 2 or "a or b" == s:', 8) == 'if x.ndim != 2 or "a or b" == s:'  # short

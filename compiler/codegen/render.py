@@ -17,7 +17,7 @@ from ..passes.dce import live_eqns, live_split
 from .emit import VIEWS, Block, emit_body, emit_sections, result_text
 from .forward_mode import forward_mode_functions
 from .inline import function_source, module_source
-from .wrap import wrap_items, wrap_statement
+from .wrap import wrap_condition, wrap_items, wrap_statement
 
 _WEIGHT_HELPERS = ("_to_numpy", "_check_weights", "_write_weights", "_read_weights")
 _KERNELS = {"softmax": "_softmax", "log_softmax": "_log_softmax", "onehot": "_onehot"}
@@ -111,7 +111,7 @@ def _check_function(name: str, decls) -> Check:
         return chk
     # a list or a number fails the filter with AttributeError; try costs nothing when nothing is raised
     expected = ", ".join(f'("{d.var.name}", {d.var.name}, "{d.var.dtype}{_shape_words(d.var.shape)}")' for d in decls)
-    chk.lines[:] = (["try:"] + ["    " + line for line in chk.lines]
+    chk.lines[:] = (["try:"] + ["    " + wrap_condition(line, indent=8) for line in chk.lines]
                     + ["except AttributeError:  # an input that is not an array: say which",
                        f"    _check_arrays({expected})", "    raise"])
     return chk

@@ -2,8 +2,8 @@
 
 Statements longer than `WIDTH` are split before their top-level `+` and `-` (PEP 8's
 "break before binary operators"), inside parentheses that leave the value unchanged;
-item lists (the OPTIMIZER settings) are filled line by line. A line with nothing to
-break at stays as it is.
+`if` conditions before their top-level `or`; item lists (the OPTIMIZER settings) are
+filled line by line. A line with nothing to break at stays as it is.
 """
 
 from __future__ import annotations
@@ -14,22 +14,42 @@ WIDTH = 100
 _HEAD = re.compile(r"(\s*[A-Za-z_][\w.]* (?:[-+*/@]?=) )(.+)")
 
 
-def _top_level_terms(expr: str) -> list[str]:
-    """`expr` cut before each ` + ` and ` - ` outside brackets: ["a", "+ b", "- c"]."""
-    terms, depth, start, i = [], 0, 0, 0
+def _top_level_terms(expr: str, operators: tuple[str, ...] = (" + ", " - ")) -> list[str]:
+    """`expr` cut before each of `operators` outside brackets and strings:
+    ["a", "+ b", "- c"]."""
+    terms, depth, start, i, quote = [], 0, 0, 0, None
     while i < len(expr):
         ch = expr[i]
-        if ch in "([{":
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth -= 1
-        elif depth == 0 and expr.startswith((" + ", " - "), i):
+        elif depth == 0 and expr.startswith(operators, i):
             terms.append(expr[start:i])
             start = i + 1
             i += 3
             continue
         i += 1
     return terms + [expr[start:]]
+
+
+def _fill(first: str, terms: list[str], continuation: str, closing: str, indent: int, width: int) -> str:
+    """`first` then `terms`, a space apart, in lines of at most `width` columns where each
+    term fits (the first line starts `indent` columns in; the others carry their own)."""
+    lines, current, used = [], first, indent + len(first)
+    for term in terms:
+        if used + 1 + len(term) + len(closing) <= width:
+            current += " " + term
+            used += 1 + len(term)
+        else:
+            lines.append(current)
+            current = continuation + term
+            used = len(current)
+    return "\n".join(lines + [current + closing])
 
 
 def wrap_statement(statement: str, indent: int, width: int = WIDTH) -> str:
@@ -42,14 +62,18 @@ def wrap_statement(statement: str, indent: int, width: int = WIDTH) -> str:
     if len(terms) == 1:
         return statement
     continuation = " " * (indent + len(head) + 1)  # under the first term, after "("
-    lines, current = [], head + "(" + terms[0]
-    for term in terms[1:]:
-        if indent + len(current) + 1 + len(term) + 1 <= width:  # + 1: the closing parenthesis
-            current += " " + term
-        else:
-            lines.append(current)
-            current = continuation + term
-    return "\n".join(lines + [current + ")"])
+    return _fill(head + "(" + terms[0], terms[1:], continuation, ")", indent, width)
+
+
+def wrap_condition(line: str, indent: int, width: int = WIDTH) -> str:
+    """`if A or B or C:` longer than `width` as `if (A or B` / `or C):`, the continuation
+    indented one level deeper than the body (PEP 8)."""
+    if indent + len(line) <= width or not (line.startswith("if ") and line.endswith(":")):
+        return line
+    terms = _top_level_terms(line[3:-1], (" or ",))
+    if len(terms) == 1:
+        return line
+    return _fill("if (" + terms[0], terms[1:], " " * (indent + 8), "):", indent, width)
 
 
 def wrap_items(prefix: str, items: list[str], suffix: str, width: int = WIDTH) -> str:

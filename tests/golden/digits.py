@@ -201,10 +201,12 @@ def _he_normal(rng, shape):
 def _check_inputs(x, y):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
     try:
-        if x.ndim != 2 or x.shape[1] != 64 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+        if (x.ndim != 2 or x.shape[1] != 64
+                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("B", 64), {})
         B = x.shape[0]
-        if y.ndim != 1 or y.shape[0] != B or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "int":
+        if (y.ndim != 1 or y.shape[0] != B
+                or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "int"):
             _check_input(_namespace(y), "y", y, "int", ("B",), {"B": (B, "x")})
         if y.shape[0]:
             _check_labels(_namespace(y), "y", y, 10)
@@ -217,7 +219,8 @@ def _check_inputs(x, y):
 def _check_forward_inputs(x):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
     try:
-        if x.ndim != 2 or x.shape[1] != 64 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+        if (x.ndim != 2 or x.shape[1] != 64
+                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("B", 64), {})
         B = x.shape[0]
     except AttributeError:  # an input that is not an array: say which
@@ -563,9 +566,11 @@ def _read_weights(path):
         count = 1
         for d in shape:
             count *= d
-        if min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer) or end - begin != count * dtype.itemsize:
+        if (min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer)
+                or end - begin != count * dtype.itemsize):
             raise ValueError(f"{path}: '{name}' has data offsets that do not match its shape and dtype")
-        arrays[name] = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+        data = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape)
+        arrays[name] = data.astype(dtype.newbyteorder("="))
     return arrays
 
 

@@ -189,12 +189,15 @@ def _he_normal(rng, shape):
 def _check_inputs(x, p, t):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
     try:
-        if x.ndim != 3 or x.shape[1] != 2 or x.shape[2] != 3 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+        if (x.ndim != 3 or x.shape[1] != 2 or x.shape[2] != 3
+                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("B", 2, 3), {})
         B = x.shape[0]
-        if p.ndim != 2 or p.shape[0] != B or p.shape[1] != 4 or _DTYPE_KINDS.get((p.dtype.__class__, p.dtype)) != "float":
+        if (p.ndim != 2 or p.shape[0] != B or p.shape[1] != 4
+                or _DTYPE_KINDS.get((p.dtype.__class__, p.dtype)) != "float"):
             _check_input(_namespace(p), "p", p, "float", ("B", 4), {"B": (B, "x")})
-        if t.ndim != 2 or t.shape[0] != B or t.shape[1] != 4 or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float":
+        if (t.ndim != 2 or t.shape[0] != B or t.shape[1] != 4
+                or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float"):
             _check_input(_namespace(t), "t", t, "float", ("B", 4), {"B": (B, "x")})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("x", x, "float[B, 2, 3]"), ("p", p, "float[B, 4]"), ("t", t, "float[B, 4]"))
@@ -205,7 +208,8 @@ def _check_inputs(x, p, t):
 def _check_forward_inputs(x):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
     try:
-        if x.ndim != 3 or x.shape[1] != 2 or x.shape[2] != 3 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+        if (x.ndim != 3 or x.shape[1] != 2 or x.shape[2] != 3
+                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("B", 2, 3), {})
         B = x.shape[0]
     except AttributeError:  # an input that is not an array: say which
@@ -822,9 +826,11 @@ def _read_weights(path):
         count = 1
         for d in shape:
             count *= d
-        if min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer) or end - begin != count * dtype.itemsize:
+        if (min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer)
+                or end - begin != count * dtype.itemsize):
             raise ValueError(f"{path}: '{name}' has data offsets that do not match its shape and dtype")
-        arrays[name] = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+        data = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape)
+        arrays[name] = data.astype(dtype.newbyteorder("="))
     return arrays
 
 

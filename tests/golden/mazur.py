@@ -174,9 +174,11 @@ def _check_arrays(*inputs):
 def _check_inputs(i, t):
     """Check the inputs against the spec."""
     try:
-        if i.ndim != 1 or i.shape[0] != 2 or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float":
+        if (i.ndim != 1 or i.shape[0] != 2
+                or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float"):
             _check_input(_namespace(i), "i", i, "float", (2,), {})
-        if t.ndim != 1 or t.shape[0] != 2 or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float":
+        if (t.ndim != 1 or t.shape[0] != 2
+                or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float"):
             _check_input(_namespace(t), "t", t, "float", (2,), {})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("i", i, "float[2]"), ("t", t, "float[2]"))
@@ -186,7 +188,8 @@ def _check_inputs(i, t):
 def _check_forward_inputs(i):
     """Check the inputs against the spec."""
     try:
-        if i.ndim != 1 or i.shape[0] != 2 or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float":
+        if (i.ndim != 1 or i.shape[0] != 2
+                or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float"):
             _check_input(_namespace(i), "i", i, "float", (2,), {})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("i", i, "float[2]"))
@@ -576,9 +579,11 @@ def _read_weights(path):
         count = 1
         for d in shape:
             count *= d
-        if min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer) or end - begin != count * dtype.itemsize:
+        if (min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer)
+                or end - begin != count * dtype.itemsize):
             raise ValueError(f"{path}: '{name}' has data offsets that do not match its shape and dtype")
-        arrays[name] = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+        data = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape)
+        arrays[name] = data.astype(dtype.newbyteorder("="))
     return arrays
 
 

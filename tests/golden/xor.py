@@ -176,10 +176,12 @@ def _glorot_uniform(rng, shape):
 def _check_inputs(x, y):
     """Check the inputs against the spec; return the symbolic dimensions (N)."""
     try:
-        if x.ndim != 2 or x.shape[1] != 2 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+        if (x.ndim != 2 or x.shape[1] != 2
+                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("N", 2), {})
         N = x.shape[0]
-        if y.ndim != 2 or y.shape[0] != N or y.shape[1] != 1 or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float":
+        if (y.ndim != 2 or y.shape[0] != N or y.shape[1] != 1
+                or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float"):
             _check_input(_namespace(y), "y", y, "float", ("N", 1), {"N": (N, "x")})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("x", x, "float[N, 2]"), ("y", y, "float[N, 1]"))
@@ -190,7 +192,8 @@ def _check_inputs(x, y):
 def _check_forward_inputs(x):
     """Check the inputs against the spec; return the symbolic dimensions (N)."""
     try:
-        if x.ndim != 2 or x.shape[1] != 2 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float":
+        if (x.ndim != 2 or x.shape[1] != 2
+                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("N", 2), {})
         N = x.shape[0]
     except AttributeError:  # an input that is not an array: say which
@@ -540,9 +543,11 @@ def _read_weights(path):
         count = 1
         for d in shape:
             count *= d
-        if min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer) or end - begin != count * dtype.itemsize:
+        if (min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer)
+                or end - begin != count * dtype.itemsize):
             raise ValueError(f"{path}: '{name}' has data offsets that do not match its shape and dtype")
-        arrays[name] = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+        data = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape)
+        arrays[name] = data.astype(dtype.newbyteorder("="))
     return arrays
 
 
