@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nnc.builtins import BUILTINS
 from nnc.ir.builder import Builder
 from nnc.ir.core import Eqn, Var
 from nnc.ir.interpret import evaluate
 from nnc.ir.naming import Namer
-from nnc.builtins import BUILTINS
 from nnc.primitives import PRIMITIVES
 
 CASES = [(name, i) for name, p in sorted(PRIMITIVES.items()) for i in range(len(p.examples))]
