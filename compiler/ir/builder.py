@@ -36,7 +36,7 @@ class Builder:
         if p.fold is not None:
             folded = p.fold(atoms, params, self.defs)
             if isinstance(folded, tuple):  # a simpler expression, possibly nested
-                return self.emit(folded[0], *(self.emit(*a) if isinstance(a, tuple) else a for a in folded[1:]))
+                return self._emit_folded(folded)
             if folded is not None:
                 return folded
         shape, dtype = p.shape(atoms, params)
@@ -46,6 +46,12 @@ class Builder:
         self.eqns.append(eqn)
         self.defs[out.name] = eqn
         return out
+
+    def _emit_folded(self, expr: tuple) -> Atom:
+        """Emit `(prim, *operands[, params])`: operands may be nested tuples of the same form."""
+        prim, *rest = expr
+        params = rest.pop() if rest and isinstance(rest[-1], dict) else {}
+        return self.emit(prim, *(self._emit_folded(a) if isinstance(a, tuple) else a for a in rest), **params)
 
     def __getattr__(self, prim: str):
         if prim in PRIMITIVES:

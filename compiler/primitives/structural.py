@@ -145,7 +145,13 @@ def _sum_to_emit(inputs, params):
                 f"{shape_text(params['shape'])})")
 
 
-@primitive("sum_to", 1, shape=_sum_to_shape, emit=_sum_to_emit, fold=_fold_same_shape, linear=(0,),
+def _fold_sum_to(inputs, params, defs):
+    if not params["shape"] and inputs[0].shape:  # to a scalar: the plain sum, which CSE can share
+        return ("sum", inputs[0], {"axes": None, "keepdims": False})
+    return _fold_same_shape(inputs, params, defs)
+
+
+@primitive("sum_to", 1, shape=_sum_to_shape, emit=_sum_to_emit, fold=_fold_sum_to, linear=(0,),
            examples=(Example((((3, 4), "real"),), (("shape", (4,)),)),
                      Example((((3, 4), "real"),), (("shape", (3, 1)),)),
                      Example((((2, 3, 4), "real"),), (("shape", (1, 4)),))))
