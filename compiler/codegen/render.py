@@ -85,15 +85,19 @@ def _check_function(name: str, decls) -> Check:
     where: dict[str, str] = {}  # dimension -> the input that bound it
     for d in decls:
         v = d.var
-        conds = [f"{v.name}.ndim != {len(v.shape)}"]  # first, so shape[i] below is safe
         new: dict[str, int] = {}
-        for i, dim in enumerate(v.shape):
-            if isinstance(dim, int) or dim in chk.dims:
-                conds.append(f"{v.name}.shape[{i}] != {dim}")
-            elif dim in new:
-                conds.append(f"{v.name}.shape[{i}] != {v.name}.shape[{new[dim]}]")
-            else:
-                new[dim] = i
+        if all(isinstance(dim, int) or dim in chk.dims for dim in v.shape):
+            # every size known: one tuple comparison checks the rank and the sizes
+            conds = [f"{v.name}.shape != {_tuple_literal([str(dim) for dim in v.shape])}"]
+        else:
+            conds = [f"{v.name}.ndim != {len(v.shape)}"]  # first, so shape[i] below is safe
+            for i, dim in enumerate(v.shape):
+                if isinstance(dim, int) or dim in chk.dims:
+                    conds.append(f"{v.name}.shape[{i}] != {dim}")
+                elif dim in new:
+                    conds.append(f"{v.name}.shape[{i}] != {v.name}.shape[{new[dim]}]")
+                else:
+                    new[dim] = i
         # `__class__`, not type(): a spec input may be called `type`
         conds.append(f'_DTYPE_KINDS.get(({v.name}.dtype.__class__, {v.name}.dtype)) != "{v.dtype}"')
         bound = ", ".join(f'"{dim}": ({dim}, "{where[dim]}")' for dim in dict.fromkeys(v.shape) if dim in where)

@@ -191,8 +191,7 @@ def _check_inputs(x, y):
                 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("B", 4), {})
         B = x.shape[0]
-        if (y.ndim != 2 or y.shape[0] != B or y.shape[1] != 4
-                or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float"):
+        if y.shape != (B, 4) or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float":
             _check_input(_namespace(y), "y", y, "float", ("B", 4), {"B": (B, "x")})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("x", x, "float[B, 4]"), ("y", y, "float[B, 4]"))

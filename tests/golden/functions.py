@@ -193,11 +193,9 @@ def _check_inputs(x, p, t):
                 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("B", 2, 3), {})
         B = x.shape[0]
-        if (p.ndim != 2 or p.shape[0] != B or p.shape[1] != 4
-                or _DTYPE_KINDS.get((p.dtype.__class__, p.dtype)) != "float"):
+        if p.shape != (B, 4) or _DTYPE_KINDS.get((p.dtype.__class__, p.dtype)) != "float":
             _check_input(_namespace(p), "p", p, "float", ("B", 4), {"B": (B, "x")})
-        if (t.ndim != 2 or t.shape[0] != B or t.shape[1] != 4
-                or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float"):
+        if t.shape != (B, 4) or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float":
             _check_input(_namespace(t), "t", t, "float", ("B", 4), {"B": (B, "x")})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("x", x, "float[B, 2, 3]"), ("p", p, "float[B, 4]"), ("t", t, "float[B, 4]"))

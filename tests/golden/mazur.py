@@ -174,11 +174,9 @@ def _check_arrays(*inputs):
 def _check_inputs(i, t):
     """Check the inputs against the spec."""
     try:
-        if (i.ndim != 1 or i.shape[0] != 2
-                or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float"):
+        if i.shape != (2,) or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float":
             _check_input(_namespace(i), "i", i, "float", (2,), {})
-        if (t.ndim != 1 or t.shape[0] != 2
-                or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float"):
+        if t.shape != (2,) or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float":
             _check_input(_namespace(t), "t", t, "float", (2,), {})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("i", i, "float[2]"), ("t", t, "float[2]"))
@@ -188,8 +186,7 @@ def _check_inputs(i, t):
 def _check_forward_inputs(i):
     """Check the inputs against the spec."""
     try:
-        if (i.ndim != 1 or i.shape[0] != 2
-                or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float"):
+        if i.shape != (2,) or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float":
             _check_input(_namespace(i), "i", i, "float", (2,), {})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("i", i, "float[2]"))

@@ -192,8 +192,7 @@ def _check_inputs(x, y):
                 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("N", 4), {})
         N = x.shape[0]
-        if (y.ndim != 1 or y.shape[0] != N
-                or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "int"):
+        if y.shape != (N,) or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "int":
             _check_input(_namespace(y), "y", y, "int", ("N",), {"N": (N, "x")})
         if y.shape[0]:
             _check_labels(_namespace(y), "y", y, 3)

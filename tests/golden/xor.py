@@ -180,8 +180,7 @@ def _check_inputs(x, y):
                 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("N", 2), {})
         N = x.shape[0]
-        if (y.ndim != 2 or y.shape[0] != N or y.shape[1] != 1
-                or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float"):
+        if y.shape != (N, 1) or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float":
             _check_input(_namespace(y), "y", y, "float", ("N", 1), {"N": (N, "x")})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("x", x, "float[N, 2]"), ("y", y, "float[N, 1]"))
