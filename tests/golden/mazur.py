@@ -52,7 +52,7 @@ optimizer sgd(lr=0.5)
 
 class _NumPy:
     """NumPy, except where its own route is slow (figures for float32, one thread; in a
-    whole 784-256-256-10 training step they add up to 1-2%, the matrix products being the rest):
+    whole 784-256-256-10 training step they save under 2%, the matrix products being the rest):
     - sum/max/astype: NumPy wraps them in Python code; the ufunc methods are 1-2 us
       cheaper a call, much of a small network's step;
     - sum over either axis of a matrix: a matrix-vector product with ones (1024x256
