@@ -136,3 +136,33 @@ def test_underflow_is_the_only_floating_point_event(ce):
     z = np.array([[1e4, -1e4, 0.0]])
     with np.errstate(all="raise"), pytest.raises(FloatingPointError, match="underflow"):
         ce.value_and_grad(ce.init_params(), z, np.array([0]))
+
+
+LOG_PROBS = ("model logp\ninput z : float[N]\nwrt z\n"
+             "loss = -sum(log(sigmoid(z))) - sum(log(1 - sigmoid(z))) - sum(log(softmax(z)))\n")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log_of_a_probability_is_rewritten_to_its_stable_form(dtype, tmp_path_factory):
+    """log(sigmoid(z)), log(1 - sigmoid(z)) and log(softmax(z)), written plainly, are -inf
+    once sigmoid rounds to 0 or 1 (|z| above 17 in float32); the compiler rewrites them to
+    -softplus(-z), -softplus(z) and log_softmax(z)."""
+    mod = _module(LOG_PROBS, tmp_path_factory, "logp")
+    import inspect
+
+    body = inspect.getsource(mod.loss)
+    assert "xp.log(" not in body and "logaddexp" in body and "_log_softmax" in body
+    z = np.array([-60.0, -20.0, 0.0, 3.0, 60.0])
+    value, grads = _evaluate(mod, dtype, z)
+    # reference in float64 from the definitions: softplus via math.log1p/exp, by hand
+    softplus = [max(v, 0.0) + math.log1p(math.exp(-abs(v))) for v in z]
+    softplus_neg = [max(-v, 0.0) + math.log1p(math.exp(-abs(v))) for v in z]
+    shift = max(z)
+    log_softmax = [v - shift - math.log(sum(math.exp(u - shift) for u in z)) for v in z]
+    want = sum(softplus_neg) + sum(softplus) - sum(log_softmax)
+    assert value == pytest.approx(want, rel=1e-6 if dtype == np.float32 else 1e-12)
+    # d/dz [softplus(-z) + softplus(z)] = sigmoid(z) - sigmoid(-z); d/dz [-sum log_softmax] = n softmax - 1
+    sig = np.array([1 / (1 + math.exp(-v)) for v in z])
+    soft = np.exp(np.array(log_softmax))
+    np.testing.assert_allclose(grads["z"], sig - (1 - sig) + len(z) * soft - 1,
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-12)

@@ -252,7 +252,25 @@ def exp_vjp(b, eqn, g):
 tangent("exp")(symmetric_jvp)
 
 
-@primitive("log", 1, shape=same_shape, emit=call("log"), fold=fold_constant(math.log, "log"), examples=POSITIVE_EXAMPLES)
+_log_of_constant = fold_constant(math.log, "log")
+
+
+def _fold_log(inputs, params, defs):
+    """The log of a probability, in the stable form: log(sigmoid(x)) = -softplus(-x),
+    log(1 - sigmoid(x)) = -softplus(x), log(softmax(x)) = log_softmax(x). Written plainly,
+    the first two return log(0) = -inf for |x| above about 37 (float64) or 17 (float32)."""
+    src = defs.get(getattr(inputs[0], "name", None))
+    if src is not None and src.prim == "sigmoid":
+        return ("neg", ("softplus", ("neg", src.inputs[0])))
+    if (src is not None and src.prim == "sub" and src.inputs[0] == Lit(1.0)
+            and (inner := defs.get(getattr(src.inputs[1], "name", None))) is not None and inner.prim == "sigmoid"):
+        return ("neg", ("softplus", inner.inputs[0]))
+    if src is not None and src.prim == "softmax":
+        return ("log_softmax", src.inputs[0], {"axis": src.param("axis")})
+    return _log_of_constant(inputs, params, defs)
+
+
+@primitive("log", 1, shape=same_shape, emit=call("log"), fold=_fold_log, examples=POSITIVE_EXAMPLES)
 def log_vjp(b, eqn, g):
     return (b.div(g, eqn.inputs[0]),)
 
