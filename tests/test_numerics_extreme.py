@@ -139,14 +139,15 @@ def test_underflow_is_the_only_floating_point_event(ce):
 
 
 LOG_PROBS = ("model logp\ninput z : float[N]\nwrt z\n"
-             "loss = -sum(log(sigmoid(z))) - sum(log(1 - sigmoid(z))) - sum(log(softmax(z)))\n")
+             "loss = -sum(log(sigmoid(z))) - sum(log(1 - sigmoid(z))) - sum(log(softmax(z)))"
+             " + sum(log(1 + exp(z))) + sum(log(exp(-z) + 1))\n")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_log_of_a_probability_is_rewritten_to_its_stable_form(dtype, tmp_path_factory):
     """log(sigmoid(z)), log(1 - sigmoid(z)) and log(softmax(z)), written plainly, are -inf
-    once sigmoid rounds to 0 or 1 (|z| above 17 in float32); the compiler rewrites them to
-    -softplus(-z), -softplus(z) and log_softmax(z)."""
+    once sigmoid rounds to 0 or 1 (|z| above 17 in float32), and log(1 + exp(z)) overflows;
+    the compiler rewrites them to -softplus(-z), -softplus(z), log_softmax(z), softplus(z)."""
     mod = _module(LOG_PROBS, tmp_path_factory, "logp")
     import inspect
 
@@ -159,10 +160,10 @@ def test_log_of_a_probability_is_rewritten_to_its_stable_form(dtype, tmp_path_fa
     softplus_neg = [max(-v, 0.0) + math.log1p(math.exp(-abs(v))) for v in z]
     shift = max(z)
     log_softmax = [v - shift - math.log(sum(math.exp(u - shift) for u in z)) for v in z]
-    want = sum(softplus_neg) + sum(softplus) - sum(log_softmax)
+    want = 2 * sum(softplus_neg) + 2 * sum(softplus) - sum(log_softmax)
     assert value == pytest.approx(want, rel=1e-6 if dtype == np.float32 else 1e-12)
     # d/dz [softplus(-z) + softplus(z)] = sigmoid(z) - sigmoid(-z); d/dz [-sum log_softmax] = n softmax - 1
     sig = np.array([1 / (1 + math.exp(-v)) for v in z])
     soft = np.exp(np.array(log_softmax))
-    np.testing.assert_allclose(grads["z"], sig - (1 - sig) + len(z) * soft - 1,
+    np.testing.assert_allclose(grads["z"], 2 * (sig - (1 - sig)) + len(z) * soft - 1,
                                rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-12)

@@ -257,8 +257,9 @@ _log_of_constant = fold_constant(math.log, "log")
 
 def _fold_log(inputs, params, defs):
     """The log of a probability, in the stable form: log(sigmoid(x)) = -softplus(-x),
-    log(1 - sigmoid(x)) = -softplus(x), log(softmax(x)) = log_softmax(x). Written plainly,
-    the first two return log(0) = -inf for |x| above about 37 (float64) or 17 (float32)."""
+    log(1 - sigmoid(x)) = -softplus(x), log(softmax(x)) = log_softmax(x), and
+    log(1 + exp(x)) = softplus(x). Written plainly, the first two return log(0) = -inf for
+    |x| above about 37 (float64) or 17 (float32), and the last overflows above 709 (88)."""
     src = defs.get(getattr(inputs[0], "name", None))
     if src is not None and src.prim == "sigmoid":
         return ("neg", ("softplus", ("neg", src.inputs[0])))
@@ -267,6 +268,11 @@ def _fold_log(inputs, params, defs):
         return ("neg", ("softplus", inner.inputs[0]))
     if src is not None and src.prim == "softmax":
         return ("log_softmax", src.inputs[0], {"axis": src.param("axis")})
+    if src is not None and src.prim == "add" and Lit(1.0) in src.inputs:  # log(1 + exp(x)) = softplus(x)
+        other = src.inputs[1] if src.inputs[0] == Lit(1.0) else src.inputs[0]
+        inner = defs.get(getattr(other, "name", None))
+        if inner is not None and inner.prim == "exp":
+            return ("softplus", inner.inputs[0])
     return _log_of_constant(inputs, params, defs)
 
 
