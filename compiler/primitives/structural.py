@@ -48,6 +48,8 @@ def _sum_emit(inputs, params):
 def _fold_sum(inputs, params, defs):
     # sum(square(v)) over a vector is the dot product v @ v: one call and no temporary
     src = defs.get(getattr(inputs[0], "name", None))
+    if src is not None and src.prim == "neg":  # sum(-x) = -sum(x): the negation on one number
+        return ("neg", ("sum", src.inputs[0], dict(params)))
     if (src is not None and src.prim == "square" and len(src.inputs[0].shape) == 1
             and not params["keepdims"] and params["axes"] in (None, (0,))):
         return ("matmul", src.inputs[0], src.inputs[0])

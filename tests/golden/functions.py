@@ -392,13 +392,13 @@ def value_and_grad(params, x, p, t):
     d_a += d_t12 * t14
     d_a += xp.where(a >= 0.0, d_t10, -d_t10)
     d_t6 = xp.where(3.0 >= t6, d_a, 0.0)
-    t135 = h >= t4
-    d_t4 = xp.where(t135, 0.0, d_a)
+    t137 = h >= t4
+    d_t4 = xp.where(t137, 0.0, d_a)
     # functions.nn:10  h = dense(f, 4, init=he_normal)
     d_h += t94
     d_h += t94
     d_h += d_t6 * t6
-    d_h += xp.where(t135, d_a, 0.0)
+    d_h += xp.where(t137, d_a, 0.0)
     d_h += 0.1 * d_t4
     d_h_b = xp.sum(d_h, axis=0)
     d_f = d_h @ h_W.T
@@ -460,10 +460,10 @@ def jvp(params, tangents, x, p, t):
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
     g = c - m
     dot_g = dot_c - dot_m
-    t105 = h * dot_h
+    t104 = h * dot_h
     t23 = 1.0 + h * h
     g += xp.log(t23)
-    dot_g += (t105 + t105) / t23
+    dot_g += (t104 + t104) / t23
     t27 = xp.abs(h) + 1.0
     t28 = t27 ** k
     g += t28
@@ -547,28 +547,28 @@ def hvp(params, vector, x, p, t):
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
     g = c - m
     dot_g = dot_c - dot_m
-    t105 = h * dot_h
-    t107 = t105 + t105
+    t104 = h * dot_h
+    t107 = t104 + t104
     t23 = 1.0 + h * h
     g += xp.log(t23)
     dot_g += t107 / t23
-    t114 = h >= 0.0
-    t118 = xp.where(t114, dot_h, -dot_h)
+    t112 = h >= 0.0
+    t116 = xp.where(t112, dot_h, -dot_h)
     t27 = xp.abs(h) + 1.0
     t28 = t27 ** k
     t119 = k - 1.0
-    t122 = t27 ** t119
-    t123 = k * t122
-    t131 = xp.log(t27)
-    t132 = t28 * t131
-    t137 = t123 * t118 + t132 * dot_k
+    t120 = t27 ** t119
+    t121 = k * t120
+    t125 = xp.log(t27)
+    t131 = t28 * t125
+    t134 = t121 * t116 + t131 * dot_k
     g += t28
-    dot_g += t137
+    dot_g += t134
     # functions.nn:15  q = transpose(transpose(g))
     q = g.T.T
     dot_q = dot_g.T.T
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
-    t146 = xp.exp(_log_softmax(xp, q, -1))
+    t141 = xp.exp(_log_softmax(xp, q, -1))
     t157 = 0.5 * xp.tanh(0.5 * q * s) + 0.5
     d_q = q - p
     d_q *= 2.0
@@ -593,21 +593,21 @@ def hvp(params, vector, x, p, t):
     # functions.nn:15  q = transpose(transpose(g))
     d_q += d_t33 * s
     dot_d_q += s * t183 + d_t33 * dot_s
-    d_q += d_logp_q - t146 * t73
-    dot_d_q += -(t73 * ((dot_q - xp.sum(t146 * dot_q, axis=1, keepdims=True)) * t146))
+    d_q += d_logp_q - t141 * t73
+    dot_d_q += -(t73 * ((dot_q - xp.sum(t141 * dot_q, axis=1, keepdims=True)) * t141))
     d_t30 = d_q.T
     dot_d_t30 = dot_d_q.T
     d_g = d_t30.T
     dot_d_g = dot_d_t30.T
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
-    d_t27 = d_g * t123
-    dot_d_t27 = t123 * dot_d_g
-    dot_d_t27 += d_g * (t122 * dot_k + k * (t119 * t27 ** (t119 - 1.0) * t118 + t122 * t131 * dot_k))
-    dot_d_k = t132 * dot_d_g
-    dot_d_k += d_g * (t131 * t137 + t28 * (t118 / t27))
+    d_t27 = d_g * t121
+    dot_d_t27 = t121 * dot_d_g
+    dot_d_t27 += d_g * (t120 * dot_k + k * (t119 * t27 ** (t119 - 1.0) * t116 + t120 * t125 * dot_k))
+    dot_d_k = t131 * dot_d_g
+    dot_d_k += d_g * (t125 * t134 + t28 * (t116 / t27))
     dot_d_k = xp.sum(dot_d_k)
-    d_h = xp.where(t114, d_t27, -d_t27)
-    dot_d_h = xp.where(t114, dot_d_t27, -dot_d_t27)
+    d_h = xp.where(t112, d_t27, -d_t27)
+    dot_d_h = xp.where(t112, dot_d_t27, -dot_d_t27)
     d_t23 = d_g / t23
     dot_d_t23 = (dot_d_g - d_t23 * t107) / t23
     t94 = d_t23 * h
@@ -624,10 +624,10 @@ def hvp(params, vector, x, p, t):
     dot_d_t14 = (dot_d_c - d_t14 * t93) / t16
     dot_d_t16 = t17 * dot_d_c
     dot_d_t16 += d_c * t99
-    t109 = d_c * t17 / t16
-    dot_d_t16 -= t109 * t93
+    t110 = d_c * t17 / t16
+    dot_d_t16 -= t110 * t93
     dot_d_t16 /= t16
-    d_t16 = -t109
+    d_t16 = -t110
     dot_d_a = -dot_d_t16
     d_a = d_t16 * t92
     dot_d_a *= t92
