@@ -90,9 +90,14 @@ def _run(fn, path: str, debug: bool):
     except Exception as exc:
         if debug:
             raise
-        click.echo(f"{path}: internal error: {type(exc).__name__}: {exc}\n"
-                   "note: this is a bug in nnc; rerun with --debug for a traceback and report it", err=True)
-        sys.exit(EXIT_INTERNAL)
+        _fail_internal(path, f"{type(exc).__name__}: {exc}")
+
+
+def _fail_internal(path: str, what: str) -> NoReturn:
+    """A bug in nnc: one line and exit 3 (the traceback only under --debug, raised by the caller)."""
+    click.echo(f"{path}: internal error: {what}\n"
+               "note: this is a bug in nnc; rerun with --debug for a traceback and report it", err=True)
+    sys.exit(EXIT_INTERNAL)
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -691,9 +696,7 @@ def bench_cmd(target: str, dims: tuple[str, ...], dtype: str, backend: str, entr
             raise
         if target.endswith(".py"):
             _fail_run("bench", str(exc))
-        click.echo(f"{target}: internal error: the generated {exc}\n"
-                   "note: this is a bug in nnc; rerun with --debug for a traceback and report it", err=True)
-        sys.exit(EXIT_INTERNAL)
+        _fail_internal(target, f"the generated {exc}")
     finally:
         progress.close()
     click.echo(format_table(result))
