@@ -31,7 +31,7 @@ from .ir.core import Program
 from .passes.dce import live_eqns, live_split
 from .runtime.gradcheck import bind_dims, draw_inputs
 from .runtime.timing import Impl, blas_text, machine_info, run_rounds, summary
-from .summary import Poly, flops, summarize
+from .summary import Poly, align_columns, flops, summarize
 
 ENTRIES = ("train_step", "value_and_grad", "loss", "forward", "jvp", "hvp")
 DEFAULT_ENTRIES = ("train_step", "value_and_grad", "forward")  # those the module has
@@ -295,9 +295,7 @@ def format_table(r: Result) -> str:
              f"{row['calls_per_s']:,.0f}" if row["calls_per_s"] >= 100 else f"{row['calls_per_s']:.3g}",
              "-" if row["gflops"] is None else f"{row['gflops']:.3g}", str(row["calls_per_sample"])]
             for name, row in r.rows.items()]
-    widths = [max(len(c) for c in col) for col in zip(head, *body)]
-    for cells in [head, *body]:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))
+    lines += align_columns([head, *body], right=set(range(1, len(head))))
     saved = "unknown" if s.saved_bytes is None else f"{s.saved_bytes:,} bytes ({r.dtype})"
     lines.append(f"activations saved for the backward: {saved}")
     lines += [f"note: {n}" for n in r.notes]

@@ -259,6 +259,13 @@ def _shape_text(shape) -> str:
     return "—" if shape is None else "[" + ", ".join(map(str, shape)) + "]" if shape else "scalar"
 
 
+def align_columns(rows: list[list[str]], right: set[int]) -> list[str]:
+    """Rows of cells as lines: columns two spaces apart, those in `right` right-aligned."""
+    widths = [max(len(c) for c in col) for col in zip(*rows)]
+    return ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+            for cells in rows]
+
+
 def format_table(s: Summary) -> str:
     """A Keras/torchinfo-style table with totals."""
     head = ["line", "statement", "output shape", "parameters", "count", "forward FLOPs", "backward FLOPs",
@@ -269,16 +276,11 @@ def format_table(s: Summary) -> str:
         params = ", ".join(n for n, _, _ in r.params)
         body.append([str(r.line), label, _shape_text(r.shape), params, f"{r.param_count:,}" if r.params else "",
                      r.forward.text(), r.backward.text(), r.saved.text()])
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    right = {4, 5, 6, 7}
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    rule = "-" * len(line(head))
+    header, *lines = align_columns([head, *body], right={4, 5, 6, 7})
+    rule = "-" * len(header)
     dims = ", ".join(f"{d}={v}" if v is not None else f"{d} symbolic" for d, v in s.dims.items())
-    out = [f"Model: {s.model} ({s.source})" + (f"   dimensions: {dims}" if dims else ""), rule, line(head), rule]
-    out += [line(b) for b in body]
+    out = [f"Model: {s.model} ({s.source})" + (f"   dimensions: {dims}" if dims else ""), rule, header, rule]
+    out += lines
     out.append(rule)
     n = s.params
     peak = s.peak.text() + " bytes" if s.peak is not None else "bind every dimension (--dim NAME=SIZE) to compute"
