@@ -132,8 +132,7 @@ def _check_input(xp, name, x, kind, shape, bound):
     earlier inputs to (size, input that bound it).
     """
     expected = kind + "[" + ", ".join(map(str, shape)) + "]"
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
+    _check_arrays((name, x, expected))
     dtype = x.dtype
     key = (dtype.__class__, dtype)
     if key not in _DTYPE_KINDS:
