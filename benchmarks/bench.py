@@ -209,14 +209,14 @@ def peak_bytes(step) -> int:
 
 
 def product_time_in_step(fn, args: tuple, steps: int) -> tuple[float, float]:
-    """Seconds per call spent on lines of `fn` holding a matrix product (` @ `), and the
+    """Seconds per call spent on lines of `fn` holding a matrix product (`xp.matmul(`), and the
     whole call, from a line tracer over `steps` calls. The tracer adds about a microsecond
     per line executed; the product lines run for hundreds of microseconds each."""
     import inspect
 
     code = fn.__code__
     lines, first = inspect.getsourcelines(fn)
-    product_lines = {first + k for k, text in enumerate(lines) if " @ " in text.split("#")[0]}
+    product_lines = {first + k for k, text in enumerate(lines) if "xp.matmul(" in text.split("#")[0]}
     spent = [0.0]
     current: list = [None, 0.0]
 

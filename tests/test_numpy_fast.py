@@ -57,6 +57,36 @@ def test_maximum_and_minimum_against_a_number_match_numpy_exactly(shape, dtype, 
         np.testing.assert_array_equal(got, want)
 
 
+matmul_shapes = st.sampled_from([
+    ((2,), (2,)), ((2, 2), (2,)), ((2,), (2, 3)), ((5, 7), (7, 3)), ((64, 64), (64, 64)),  # ndarray.dot
+    ((65, 64), (64, 10)), ((1024, 10), (10, 256)), ((5000,), (5000,)),  # past the size threshold
+    ((2, 3, 4), (4, 5)), ((3, 4), (2, 4, 5)), ((2, 3, 4), (4,)),  # stacks: matmul's own semantics
+])
+
+
+@settings(max_examples=80, deadline=None)
+@given(matmul_shapes, float_dtypes, float_dtypes, st.booleans(), st.integers(0, 2**16))
+def test_matmul_matches_numpy(shapes, dtype_a, dtype_b, transposed, seed):
+    (sa, sb) = shapes
+    a, b = _array(seed, sa, dtype_a), _array(seed + 1, sb, dtype_b)
+    if transposed and a.ndim == 2:  # a transposed view, as `x.T` in a backward pass
+        a = np.ascontiguousarray(a.T).T
+    fast, plain = xp.matmul(a, b), np.matmul(a, b)
+    assert fast.dtype == plain.dtype and np.shape(fast) == np.shape(plain)
+    # dot and matmul may add in another order: bound the difference by k * eps * (|a| @ |b|)
+    bound = sa[-1] * np.finfo(plain.dtype).eps * np.matmul(np.abs(a), np.abs(b)).astype(np.float64)
+    assert (np.abs(np.asarray(fast, np.float64) - plain) <= bound).all()
+
+
+def test_matmul_keeps_numpy_s_errors_and_nan():
+    with pytest.raises(ValueError):
+        xp.matmul(np.ones((2, 3)), np.ones((2, 3)))
+    a = np.ones((2, 2))
+    a[0, 1] = np.nan
+    r = xp.matmul(a, np.ones(2))
+    assert np.isnan(r[0]) and r[1] == 2.0
+
+
 def test_fast_routes_are_taken_and_keep_nan_and_inf():
     x = np.ones((1024, 10), np.float32)
     x[3, 4], x[7, 1], x[9, 2] = np.nan, np.inf, -np.inf

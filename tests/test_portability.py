@@ -178,8 +178,8 @@ def test_namespace_lookup_uses_the_arrays_own_namespace(modules, backend):
     x = backend.asarray(np.zeros((2, 784)))
     xp = module._namespace(x)
     assert module._namespace(x) is xp and module._NAMESPACES[type(x)] is xp
-    if backend.name == "numpy":  # NumPy's own functions, three of them called at the C level
-        assert xp.tanh is np.tanh and xp.matmul is np.matmul
+    if backend.name == "numpy":  # NumPy's own functions, except the few with faster routes
+        assert xp.tanh is np.tanh and xp.exp is np.exp
         y = np.arange(12.0).reshape(3, 4)
         for axis, keep in ((None, False), (0, False), (1, True), ((0, 1), True)):
             np.testing.assert_array_equal(xp.sum(y, axis=axis, keepdims=keep), np.sum(y, axis=axis, keepdims=keep))

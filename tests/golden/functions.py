@@ -65,6 +65,10 @@ class _NumPy:
       rows summed: 15 us against 31 us);
     - max along a short last axis (softmax over 10 classes): reduced along the long
       axis of a transposed copy (1024x10: 8 us against 47 us);
+    - matmul of small vectors and matrices: ndarray.dot, which skips the generalized-ufunc
+      machinery that `@` goes through (2x2 @ 2: 0.27 us against 0.73 us; 64x64 @ 64x64:
+      2.7 us against 3.1 us). dot and matmul agree up to two axes; large operands keep
+      `@`, which is as fast and sometimes faster ((1024, 10) @ (10, 256): 48 us against 63 us);
     - maximum/minimum against a Python number (relu): against a row of that number, which
       has a vectorized loop where the scalar has none (1024x256: 40 us against 88 us).
     """
@@ -81,6 +85,12 @@ class _NumPy:
             total = ones @ x if axis in (0, -2) else x @ ones
             return np.expand_dims(total, axis) if keepdims else total
         return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def matmul(x1, x2, /):
+        if x1.ndim <= 2 and x2.ndim <= 2 and x1.size <= 4096 and x2.size <= 4096:
+            return x1.dot(x2)
+        return x1 @ x2
 
     @staticmethod
     def max(x, /, *, axis=None, keepdims=False):
@@ -238,7 +248,7 @@ def forward(params, x):
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    h = f @ h_W
+    h = xp.matmul(f, h_W)
     h += h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
     a = xp.maximum(h, 0.1 * h)
@@ -270,7 +280,7 @@ def loss(params, x, p, t):
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    h = f @ h_W
+    h = xp.matmul(f, h_W)
     h += h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
     a = xp.maximum(h, 0.1 * h)
@@ -310,7 +320,7 @@ def value_and_grad(params, x, p, t):
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    h = f @ h_W
+    h = xp.matmul(f, h_W)
     h += h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
     t4 = 0.1 * h
@@ -400,8 +410,8 @@ def value_and_grad(params, x, p, t):
     d_h += xp.where(t137, d_a, 0.0)
     d_h += 0.1 * d_t4
     d_h_b = xp.sum(d_h, axis=0)
-    d_f = d_h @ h_W.T
-    d_h_W += f.T @ d_h
+    d_f = xp.matmul(d_h, h_W.T)
+    d_h_W += xp.matmul(f.T, d_h)
     # functions.nn:9  f = flatten(x)
     d_x = xp.reshape(d_f, (B, 2, 3))
     return loss, {"s": d_s, "k": d_k, "h.W": d_h_W, "h.b": d_h_b, "x": d_x}
@@ -426,9 +436,9 @@ def jvp(params, tangents, x, p, t):
     f = xp.reshape(x, (B, 6))
     dot_f = xp.reshape(dot_x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    h = f @ h_W
-    dot_h = dot_f @ h_W
-    dot_h += f @ dot_h_W
+    h = xp.matmul(f, h_W)
+    dot_h = xp.matmul(dot_f, h_W)
+    dot_h += xp.matmul(f, dot_h_W)
     h += h_b
     dot_h += dot_h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
@@ -504,9 +514,9 @@ def hvp(params, vector, x, p, t):
     f = xp.reshape(x, (B, 6))
     dot_f = xp.reshape(dot_x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    h = f @ h_W
-    dot_h = dot_f @ h_W
-    dot_h += f @ dot_h_W
+    h = xp.matmul(f, h_W)
+    dot_h = xp.matmul(dot_f, h_W)
+    dot_h += xp.matmul(f, dot_h_W)
     h += h_b
     dot_h += dot_h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
@@ -662,9 +672,9 @@ def hvp(params, vector, x, p, t):
     d_h += 0.1 * d_t4
     dot_d_h += 0.1 * dot_d_t4
     dot_d_h_b = xp.sum(dot_d_h, axis=0)
-    dot_d_f = dot_d_h @ h_W.T
-    dot_d_f += d_h @ dot_h_W.T
-    dot_d_h_W += dot_f.T @ d_h + f.T @ dot_d_h
+    dot_d_f = xp.matmul(dot_d_h, h_W.T)
+    dot_d_f += xp.matmul(d_h, dot_h_W.T)
+    dot_d_h_W += xp.matmul(dot_f.T, d_h) + xp.matmul(f.T, dot_d_h)
     # functions.nn:9  f = flatten(x)
     dot_d_x = xp.reshape(dot_d_f, (B, 2, 3))
     return {"s": dot_d_s, "k": dot_d_k, "h.W": dot_d_h_W, "h.b": dot_d_h_b, "x": dot_d_x}

@@ -55,6 +55,10 @@ class _NumPy:
       rows summed: 15 us against 31 us);
     - max along a short last axis (softmax over 10 classes): reduced along the long
       axis of a transposed copy (1024x10: 8 us against 47 us);
+    - matmul of small vectors and matrices: ndarray.dot, which skips the generalized-ufunc
+      machinery that `@` goes through (2x2 @ 2: 0.27 us against 0.73 us; 64x64 @ 64x64:
+      2.7 us against 3.1 us). dot and matmul agree up to two axes; large operands keep
+      `@`, which is as fast and sometimes faster ((1024, 10) @ (10, 256): 48 us against 63 us);
     - maximum/minimum against a Python number (relu): against a row of that number, which
       has a vectorized loop where the scalar has none (1024x256: 40 us against 88 us).
     """
@@ -71,6 +75,12 @@ class _NumPy:
             total = ones @ x if axis in (0, -2) else x @ ones
             return np.expand_dims(total, axis) if keepdims else total
         return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def matmul(x1, x2, /):
+        if x1.ndim <= 2 and x2.ndim <= 2 and x1.size <= 4096 and x2.size <= 4096:
+            return x1.dot(x2)
+        return x1 @ x2
 
     @staticmethod
     def max(x, /, *, axis=None, keepdims=False):
@@ -222,11 +232,11 @@ def forward(params, x):
     logit_W = params["logit.W"]
     logit_b = params["logit.b"]
     # xor.nn:5  hidden = tanh(dense(x, 2))
-    hidden = x @ hidden_W
+    hidden = xp.matmul(x, hidden_W)
     hidden += hidden_b
     hidden = xp.tanh(hidden)
     # xor.nn:6  logit = dense(hidden, 1)
-    logit = hidden @ logit_W
+    logit = xp.matmul(hidden, logit_W)
     logit += logit_b
     # xor.nn:7  prob = sigmoid(logit)
     prob = 0.5 * xp.tanh(0.5 * logit) + 0.5
@@ -242,11 +252,11 @@ def loss(params, x, y):
     logit_W = params["logit.W"]
     logit_b = params["logit.b"]
     # xor.nn:5  hidden = tanh(dense(x, 2))
-    hidden = x @ hidden_W
+    hidden = xp.matmul(x, hidden_W)
     hidden += hidden_b
     hidden = xp.tanh(hidden)
     # xor.nn:6  logit = dense(hidden, 1)
-    logit = hidden @ logit_W
+    logit = xp.matmul(hidden, logit_W)
     logit += logit_b
     # xor.nn:8  loss = bce(logit, y)
     loss = xp.sum(xp.logaddexp(0.0, logit) - y * logit) / N
@@ -264,11 +274,11 @@ def value_and_grad(params, x, y):
 
     # ---- forward ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
-    hidden = x @ hidden_W
+    hidden = xp.matmul(x, hidden_W)
     hidden += hidden_b
     hidden = xp.tanh(hidden)
     # xor.nn:6  logit = dense(hidden, 1)
-    logit = hidden @ logit_W
+    logit = xp.matmul(hidden, logit_W)
     logit += logit_b
     # xor.nn:7  prob = sigmoid(logit)
     prob = 0.5 * xp.tanh(0.5 * logit) + 0.5
@@ -282,12 +292,12 @@ def value_and_grad(params, x, y):
     # xor.nn:6  logit = dense(hidden, 1)
     d_logit += prob / N
     d_logit_b = xp.sum(d_logit, axis=0)
-    d_hidden_pre = d_logit @ logit_W.T
-    d_logit_W = hidden.T @ d_logit
+    d_hidden_pre = xp.matmul(d_logit, logit_W.T)
+    d_logit_W = xp.matmul(hidden.T, d_logit)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     d_hidden_pre *= 1.0 - hidden * hidden
     d_hidden_b = xp.sum(d_hidden_pre, axis=0)
-    d_hidden_W = x.T @ d_hidden_pre
+    d_hidden_W = xp.matmul(x.T, d_hidden_pre)
     return loss, {
         "hidden.W": d_hidden_W,
         "hidden.b": d_hidden_b,
@@ -311,16 +321,16 @@ def jvp(params, tangents, x, y):
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
-    hidden = x @ hidden_W
-    dot_hidden = x @ dot_hidden_W
+    hidden = xp.matmul(x, hidden_W)
+    dot_hidden = xp.matmul(x, dot_hidden_W)
     hidden += hidden_b
     dot_hidden += dot_hidden_b
     hidden = xp.tanh(hidden)
     dot_hidden *= 1.0 - hidden * hidden
     # xor.nn:6  logit = dense(hidden, 1)
-    logit = hidden @ logit_W
-    dot_logit = dot_hidden @ logit_W
-    dot_logit += hidden @ dot_logit_W
+    logit = xp.matmul(hidden, logit_W)
+    dot_logit = xp.matmul(dot_hidden, logit_W)
+    dot_logit += xp.matmul(hidden, dot_logit_W)
     logit += logit_b
     dot_logit += dot_logit_b
     # xor.nn:8  loss = bce(logit, y)
@@ -344,17 +354,17 @@ def hvp(params, vector, x, y):
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
-    hidden = x @ hidden_W
-    dot_hidden = x @ dot_hidden_W
+    hidden = xp.matmul(x, hidden_W)
+    dot_hidden = xp.matmul(x, dot_hidden_W)
     hidden += hidden_b
     dot_hidden += dot_hidden_b
     hidden = xp.tanh(hidden)
     t6 = 1.0 - hidden * hidden
     dot_hidden *= t6
     # xor.nn:6  logit = dense(hidden, 1)
-    logit = hidden @ logit_W
+    logit = xp.matmul(hidden, logit_W)
     logit += logit_b
-    dot_logit = dot_hidden @ logit_W + hidden @ dot_logit_W + dot_logit_b
+    dot_logit = xp.matmul(dot_hidden, logit_W) + xp.matmul(hidden, dot_logit_W) + dot_logit_b
     # xor.nn:7  prob = sigmoid(logit)
     prob = 0.5 * xp.tanh(0.5 * logit) + 0.5
     dot_prob = 1.0 - prob
@@ -370,17 +380,17 @@ def hvp(params, vector, x, y):
     d_logit += prob / N
     dot_d_logit_b = xp.sum(t33, axis=0)
     t19 = logit_W.T
-    d_hidden = d_logit @ t19
-    dot_d_hidden_pre = t33 @ t19
-    dot_d_hidden_pre += d_logit @ dot_logit_W.T
-    dot_d_logit_W = dot_hidden.T @ d_logit
-    dot_d_logit_W += hidden.T @ t33
+    d_hidden = xp.matmul(d_logit, t19)
+    dot_d_hidden_pre = xp.matmul(t33, t19)
+    dot_d_hidden_pre += xp.matmul(d_logit, dot_logit_W.T)
+    dot_d_logit_W = xp.matmul(dot_hidden.T, d_logit)
+    dot_d_logit_W += xp.matmul(hidden.T, t33)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     t43 = hidden * dot_hidden
     dot_d_hidden_pre *= t6
     dot_d_hidden_pre += d_hidden * -(t43 + t43)
     dot_d_hidden_b = xp.sum(dot_d_hidden_pre, axis=0)
-    dot_d_hidden_W = x.T @ dot_d_hidden_pre
+    dot_d_hidden_W = xp.matmul(x.T, dot_d_hidden_pre)
     return {
         "hidden.W": dot_d_hidden_W,
         "hidden.b": dot_d_hidden_b,
