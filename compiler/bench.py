@@ -55,6 +55,7 @@ class Setup:
     entries: list[str]
     flops: dict[str, int | None]
     saved_bytes: int | None
+    saved_input_bytes: int | None  # the part of saved_bytes that is inputs (see Summary.saved_inputs)
     notes: list[str] = field(default_factory=list)
 
 
@@ -104,7 +105,7 @@ def prepare(module: ModuleType, spec_text: str | None, spec_path: str, given: di
         raise BenchError(f"not an nnc-generated module: it has no {', '.join(missing)}")
     names = parse_entries(entries, module)
     dims, defaulted = sizes_for(module, given)
-    setup = Setup(dims, defaulted, names, dict.fromkeys(names), None)
+    setup = Setup(dims, defaulted, names, dict.fromkeys(names), None, None)
     if spec_text is None:
         spec_text = getattr(module, "SOURCE", None)
         spec_path = str(getattr(module, "SPEC", spec_path))
@@ -119,7 +120,7 @@ def prepare(module: ModuleType, spec_text: str | None, spec_path: str, given: di
     except Exception as exc:  # noqa: BLE001 - a module from another nnc version: time it, count nothing
         setup.notes.append(f"FLOPs unknown: its spec does not compile with this nnc ({type(exc).__name__})")
         return setup
-    setup.saved_bytes = summ.saved.value
+    setup.saved_bytes, setup.saved_input_bytes = summ.saved.value, summ.saved_inputs.value
     for name in names:
         setup.flops[name] = per_entry[name].value if name in per_entry else None
     return setup
@@ -228,7 +229,7 @@ class Result:
         return {"target": self.target, "model": self.model, "backend": self.backend, "dtype": self.dtype,
                 "dims": s.dims, "defaulted_dims": s.defaulted, "seed": self.seed, "rounds": self.rounds,
                 "min_time_s": self.min_time_s, "threads": self.threads, "entries": self.rows,
-                "saved_activation_bytes": s.saved_bytes, "machine": self.machine, "notes": self.notes}
+                "saved_activation_bytes": s.saved_bytes, "saved_input_bytes": s.saved_input_bytes, "machine": self.machine, "notes": self.notes}
 
 
 def run(module: ModuleType, setup: Setup, *, target: str, backend: str, xp, dtype: str, seed: int,
@@ -297,6 +298,8 @@ def format_table(r: Result) -> str:
             for name, row in r.rows.items()]
     lines += align_columns([head, *body], right=set(range(1, len(head))))
     saved = "unknown" if s.saved_bytes is None else f"{s.saved_bytes:,} bytes ({r.dtype})"
+    if s.saved_input_bytes:
+        saved += f", of which inputs {s.saved_input_bytes:,}"
     lines.append(f"activations saved for the backward: {saved}")
     lines += [f"note: {n}" for n in r.notes]
     return "\n".join(lines)

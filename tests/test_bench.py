@@ -63,6 +63,11 @@ def test_saved_activations_counted_from_the_ir():
     # h1, h2 (B x 256 each) and the log-probabilities (B x 10): what the hand-written step
     # keeps. The one-hot labels are rebuilt in the backward, not kept.
     assert bench.saved_activation_bytes(prog, {"B": 8}, 4) == 8 * (256 + 256 + 10) * 4
+    # `nnc summary` counts the inputs the backward reads too, and says how much of its figure they are
+    from nnc.summary import summarize
+
+    s = summarize(bench.MLP_SPEC.read_text(), "mlp_sgd.nn", dims={"B": 8})
+    assert (s.saved_inputs.value, s.saved.value - s.saved_inputs.value) == (8 * (784 * 4 + 8), 8 * (256 + 256 + 10) * 4)
     assert bench.mlp_flops(1) == 2 * (2 * 784 * 256 + 3 * 256 * 256 + 3 * 256 * 10)
 
 

@@ -75,6 +75,7 @@ def test_gflops_are_the_summary_flops_over_the_median(mlp_run):
         assert row["gflops"] == pytest.approx(flops / row["median_s"] / 1e9, rel=1e-9)
     # the summary's definition: x, h1, h2 and the log-probabilities in float32, the labels y as int64
     assert data["saved_activation_bytes"] == totals["saved_bytes"] == 4 * 8 * (784 + 256 + 256 + 10) + 8 * 8
+    assert data["saved_input_bytes"] == totals["saved_input_bytes"] == 4 * 8 * 784 + 8 * 8  # x and the labels
 
 
 def test_unbound_dimension_defaults_to_128_and_says_so():
