@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ import pytest
 
 from helpers import SPEC_PATHS, compile_and_load, load_source, random_inputs
 from nnc.api import compile_spec
+
+MLP = next(p for p in SPEC_PATHS if p.stem == "mlp")
 
 
 @dataclass
@@ -187,6 +190,52 @@ def test_namespace_lookup_uses_the_arrays_own_namespace(modules, backend):
         assert xp.astype(y, np.float32).dtype == np.float32
     else:
         assert xp is backend.xp
+
+
+@pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
+def test_every_namespace_name_the_module_uses_is_listed(spec, modules):
+    """`_namespace` checks an array's own namespace for each name in _XP_NAMES before using
+    it; every `xp.NAME` in the module's code (read here with ast, not the regex the
+    compiler uses) must be among them."""
+    import ast
+
+    module = modules[spec]
+    tree = ast.parse(inspect.getsource(module))
+    used = {n.attr for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "xp"}
+    assert used and used <= set(module._XP_NAMES)
+    assert all(hasattr(np, name) for name in module._XP_NAMES)  # all standard: NumPy 2 has each
+
+
+class _PartialArray(np.ndarray):
+    """An array whose own namespace follows the standard only in part (no `isdtype`), as
+    the main namespaces of some libraries did before they followed it everywhere."""
+
+    def __array_namespace__(self, api_version=None):
+        import types
+
+        return types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if k != "isdtype"})
+
+
+def test_a_namespace_missing_a_name_is_used_through_array_api_compat(tmp_path):
+    array_api_compat = pytest.importorskip("array_api_compat")
+    module = compile_and_load(MLP, tmp_path, "partial")
+    params, inputs = _host_case(module)
+    x = inputs["x"].view(_PartialArray)
+    assert module._namespace(x) is array_api_compat.array_namespace(x)
+    want = module.value_and_grad(params, inputs["x"], inputs["y"])
+    got = module.value_and_grad(params, x, inputs["y"])
+    np.testing.assert_allclose(np.asarray(got[0]), want[0], rtol=1e-12)
+    for name in want[1]:
+        np.testing.assert_allclose(np.asarray(got[1][name]), want[1][name], rtol=1e-12)
+
+
+def test_without_array_api_compat_such_a_namespace_gets_a_clear_error(tmp_path, monkeypatch):
+    module = compile_and_load(MLP, tmp_path, "partial")
+    monkeypatch.setitem(sys.modules, "array_api_compat", None)  # `import array_api_compat` fails
+    x = np.zeros((2, 784)).view(_PartialArray)
+    with pytest.raises(TypeError, match=r"_PartialArray need array-api-compat .*no isdtype"):
+        module._namespace(x)
 
 
 def test_train_step_updates_numpy_params_in_place(modules):

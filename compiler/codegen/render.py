@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -509,8 +510,17 @@ def _template() -> jinja2.Template:
     return env.from_string(text)
 
 
+_XP_NAMES_SLOT = "__XP_NAMES__"
+_XP_NAME = re.compile(r"\bxp\.([A-Za-z_]\w*)")
+
+
 def render_module(prog: Program) -> str:
-    """The generated module's text: deterministic for a given Program and nnc version."""
-    return _template().render(**build_model(prog))
+    """The generated module's text: deterministic for a given Program and nnc version.
+
+    `_XP_NAMES` lists every `xp.NAME` the text holds (a name mentioned in a message is
+    listed too: all are standard), plus the float dtypes `init_params` looks up by name."""
+    text = _template().render(**build_model(prog), xp_names=_XP_NAMES_SLOT)
+    names = sorted(set(_XP_NAME.findall(text)) | {"float32", "float64"})
+    return text.replace(_XP_NAMES_SLOT, wrap_items("_XP_NAMES = (", [f'"{n}"' for n in names], ")"), 1)
 
 

@@ -111,21 +111,32 @@ class _NumPy:
 
 
 _NAMESPACES = {}
+# The namespace functions and dtypes this module uses: a namespace that lacks one (the main
+# namespace of a library that does not follow the standard everywhere) is not used directly.
+_XP_NAMES = ("arange", "asarray", "astype", "exp", "float32", "float64", "int64", "isdtype", "log",
+             "matmul", "max", "maximum", "min", "square", "sum", "uint64")
 
 
 def _namespace(x):
     """The array-API namespace of `x`, found once per array type: the array's own
-    `__array_namespace__()` (NumPy 2, CuPy, JAX, array_api_strict), else the
-    array_api_compat wrapper (PyTorch). Wrapping NumPy costs 5-60% per step."""
+    `__array_namespace__()` (NumPy 2, CuPy, JAX, array_api_strict) when it has every name in
+    _XP_NAMES, else the array_api_compat wrapper (PyTorch). Wrapping NumPy costs 5-60% per step."""
     try:
         return _NAMESPACES[type(x)]
     except KeyError:
         pass
     try:
         xp = x.__array_namespace__()
+        missing = [name for name in _XP_NAMES if not hasattr(xp, name)]
     except AttributeError:
-        import array_api_compat
-
+        missing = ["__array_namespace__"]
+    if missing:
+        try:
+            import array_api_compat
+        except ImportError:
+            raise TypeError(f"arrays of type {type(x).__module__}.{type(x).__qualname__} need "
+                            "array-api-compat (pip install array-api-compat): their own namespace "
+                            f"has no {missing[0]}") from None
         xp = array_api_compat.array_namespace(x)
     _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else xp
     return xp
