@@ -129,7 +129,7 @@ _debug = click.option("--debug", is_flag=True, help="Show Python tracebacks (for
 
 @main.command("compile")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the module here (default: stdout).")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the module here (default, or -: stdout).")
 @click.option("--section", type=click.Choice(SECTIONS),
               help="Only this part of the module: forward (forward, loss), backward (value_and_grad), "
                    "forward-mode (jvp, hvp), optimizer (init_optimizer, train_step) or header (the rest).")
@@ -145,7 +145,7 @@ def compile_cmd(spec: str, out: str | None, section: str | None, debug: bool) ->
         from .diff import section_text
 
         text = section_text(text, section)
-    if out is None:
+    if out is None or out == "-":
         click.echo(text, nl=False)
         return
     try:

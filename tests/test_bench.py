@@ -71,18 +71,27 @@ def test_saved_activations_counted_from_the_ir():
     assert bench.mlp_flops(1) == 2 * (2 * 784 * 256 + 3 * 256 * 256 + 3 * 256 * 10)
 
 
-def test_grammar_cache_is_private_and_a_bad_one_is_rebuilt(tmp_path):
-    """The analysed grammar is cached (compile time) in the user's cache folder; a
-    corrupt cache file changes nothing but speed."""
+@pytest.mark.parametrize("damage", [b"not a pickle\n\x00\x01", None])
+def test_compile_caches_are_private_and_a_bad_one_is_rebuilt(tmp_path, damage):
+    """The analysed grammar and the compiled module template are cached (compile time) in
+    the user's cache folder; a corrupt cache file changes nothing but speed. `None`: keep
+    each file's header and damage the rest (Jinja reads a pickled checksum after it)."""
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     spec = str(BENCH.parent.parent / "specs" / "mazur.nn")
     cmd = [sys.executable, "-m", "nnc", "compile", spec]
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-    cached = list((tmp_path / "nnc").glob("grammar-*.pickle"))
-    assert len(cached) == 1 and (tmp_path / "nnc").stat().st_mode & 0o077 == 0
-    cached[0].write_bytes(b"not a pickle\n\x00\x01")
+    cached = sorted((tmp_path / "nnc").iterdir())
+    assert [p.name.split("-")[0] for p in cached] == ["grammar", "template"]
+    assert (tmp_path / "nnc").stat().st_mode & 0o077 == 0
+    from jinja2.bccache import bc_magic
+
+    for path in cached:
+        data = path.read_bytes()
+        keep = len(bc_magic) if path.name.startswith("template") else 8
+        path.write_bytes(damage if damage is not None else data[:keep] + b"\x80garbage" + data[keep:40])
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     assert again.stdout == first.stdout and again.stderr == ""
+    assert all(p.read_bytes() != damage for p in cached)  # rebuilt: the next run is fast again
 
 
 def test_product_lines_are_timed_apart_from_the_rest():

@@ -23,6 +23,13 @@ def test_compile_to_stdout():
     assert "def value_and_grad(params, x, y):" in result.output
 
 
+def test_compile_dash_o_dash_is_stdout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("compile", str(SPECS / "mlp.nn"), "-o", "-")
+    assert result.exit_code == 0 and result.output == run("compile", str(SPECS / "mlp.nn")).output
+    assert list(tmp_path.iterdir()) == []  # no file named '-'
+
+
 def test_compile_to_file(tmp_path):
     out = tmp_path / "mlp.py"
     result = run("compile", str(SPECS / "mlp.nn"), "-o", str(out))

@@ -10,6 +10,7 @@ from importlib import resources
 import jinja2
 
 from .. import __version__
+from ..cache import cache_folder
 from ..ir.builder import Builder
 from ..ir.core import Atom, Eqn, Lit, Program, Var, is_host
 from ..ir.naming import RESERVED, Namer
@@ -500,14 +501,38 @@ def _py(v) -> str:
     return repr(v) if isinstance(v, bool) else repr(float(v)) if isinstance(v, (int, float)) else repr(v)
 
 
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """The template compiled to Python code, kept between runs in the user's cache folder:
+    compiling it costs ~40 ms a process. Jinja keys it by the template's checksum; a file
+    that cannot be read or written is passed over."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # noqa: BLE001 - damaged: compile afresh and overwrite it
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def _template_source(name: str) -> str:
+    return resources.files("nnc.templates").joinpath(name).read_text(encoding="utf-8")
+
+
 @lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
-    text = resources.files("nnc.templates").joinpath("module.py.jinja").read_text(encoding="utf-8")
+    folder = cache_folder()
     env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(_template_source),
+        bytecode_cache=None if folder is None else _TemplateCache(folder, "template-%s.cache"),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True, autoescape=False,
     )
-    return env.from_string(text)
+    return env.get_template("module.py.jinja")
 
 
 _XP_NAMES_SLOT = "__XP_NAMES__"

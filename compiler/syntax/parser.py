@@ -15,6 +15,7 @@ import lark
 from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
+from ..cache import cache_folder
 from ..errors import Span, SpecError
 from . import ast
 
@@ -247,16 +248,9 @@ def _short(text: str, limit: int = 24) -> str:
 
 def _grammar_cache() -> str | bool:
     """Where Lark keeps the analysed grammar between runs (it saves ~40 ms, a sixth of a
-    whole `nnc compile`): the user's own cache folder, never a shared temporary one, as
-    the file is a pickle. Lark checks the grammar's hash in it and rebuilds on mismatch."""
-    home = os.path.expanduser("~")
-    base = os.environ.get("XDG_CACHE_HOME") or (os.path.join(home, ".cache") if home != "~" else "")
-    if not os.path.isabs(base):
-        return False
-    folder = os.path.join(base, "nnc")
-    try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-    except OSError:
+    whole `nnc compile`); Lark checks the grammar's hash in it and rebuilds on mismatch."""
+    folder = cache_folder()
+    if folder is None:
         return False
     py = "".join(map(str, sys.version_info[:2]))
     return os.path.join(folder, f"grammar-lark{lark.__version__}-py{py}.pickle")
