@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Span, SpecError
+from .ir.builder import Builder
 from .ir.core import Atom, Var
 from .primitives import ShapeError
 from .primitives.core import fmt_shape, normalize_axis
 from .syntax import ast
+
+if TYPE_CHECKING:  # the lowering pass imports this table
+    from .lower import _Lowering
 
 INIT_ARGS = {  # initializer -> its numeric arguments
     "zeros": (), "ones": (), "glorot_uniform": (), "he_normal": (),
@@ -27,26 +31,30 @@ INITIALIZERS = {name: len(args) for name, args in INIT_ARGS.items()}  # name -> 
 ARRAY, LABELS, NUM, INT, BOOL, INIT, AXIS = "array", "labels", "num", "int", "bool", "init", "axis"
 REQUIRED = object()  # "no default": the argument is required
 
+Param = tuple[str, str, Any]  # a built-in's argument: (name, kind, default)
+Args = dict[str, Any]  # matched arguments by name: atoms for arrays and labels, numbers, bools, inits
+LowerRule = Callable[["_Lowering", Builder, Args, ast.Call], Atom]  # (lw, b, args, call) -> result
+
 
 @dataclass(frozen=True)
 class Builtin:
-    params: tuple[tuple[str, str, Any], ...]  # (name, kind, default)
-    lower: Callable[..., Atom]  # (lowering, b, args: dict, call) -> atom
+    params: tuple[Param, ...]  # (name, kind, default)
+    lower: LowerRule  # (lowering, b, args: dict, call) -> atom
     creates_params: bool = False
 
 
 BUILTINS: dict[str, Builtin] = {}
 
 
-def builtin(name: str, *params: tuple[str, str, Any], creates_params: bool = False):
-    def register(fn):
+def builtin(name: str, *params: Param, creates_params: bool = False) -> Callable[[LowerRule], LowerRule]:
+    def register(fn: LowerRule) -> LowerRule:
         BUILTINS[name] = Builtin(tuple(params), fn, creates_params)
         return fn
 
     return register
 
 
-def _x(name="x"):
+def _x(name: str = "x") -> Param:
     return (name, ARRAY, REQUIRED)
 
 
@@ -70,26 +78,26 @@ builtin("transpose", _x())(lambda lw, b, a, call: b.transpose(a["x"]))
 
 
 @builtin("softmax", _x(), ("axis", AXIS, -1))
-def _softmax(lw, b, a, call):
+def _softmax(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     return b.softmax(a["x"], axis=a["axis"])
 
 
 @builtin("log_softmax", _x(), ("axis", AXIS, -1))
-def _log_softmax(lw, b, a, call):
+def _log_softmax(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     return b.log_softmax(a["x"], axis=a["axis"])
 
 
-def _reduce_axes(x: Atom, axis) -> tuple[int, ...] | None:
+def _reduce_axes(x: Atom, axis: int | None) -> tuple[int, ...] | None:
     return None if axis is None else (normalize_axis(axis, len(x.shape)),)
 
 
 @builtin("sum", _x(), ("axis", AXIS, None))
-def _sum(lw, b, a, call):
+def _sum(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     return b.sum(a["x"], axes=_reduce_axes(a["x"], a["axis"]), keepdims=False)
 
 
 @builtin("mean", _x(), ("axis", AXIS, None))
-def _mean(lw, b, a, call):
+def _mean(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     x = a["x"]
     axes = _reduce_axes(x, a["axis"])
     count = x.shape if axes is None else tuple(x.shape[i] for i in axes)
@@ -97,7 +105,7 @@ def _mean(lw, b, a, call):
 
 
 @builtin("flatten", _x())
-def _flatten(lw, b, a, call):
+def _flatten(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     x = a["x"]
     if len(x.shape) < 2:
         raise ShapeError(f"flatten needs at least 2 axes, got {fmt_shape(x.shape)}")
@@ -120,7 +128,7 @@ def _features(x: Atom, fn: str) -> int:
 
 @builtin("dense", _x(), ("units", INT, REQUIRED), ("bias", BOOL, True), ("init", INIT, None),
          creates_params=True)
-def _dense(lw, b, a, call):
+def _dense(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     x, units = a["x"], a["units"]
     if units <= 0:
         raise SpecError(f"dense: units must be positive, got {units}", arg_span(call, 1, "units"))
@@ -133,7 +141,7 @@ def _dense(lw, b, a, call):
 
 
 @builtin("prelu", _x(), creates_params=True)
-def _prelu(lw, b, a, call):
+def _prelu(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     x = a["x"]
     alpha = lw.new_param("alpha", (_features(x, "prelu"),), ("constant", (0.25,)), call)
     return b.prelu(x, alpha)
@@ -142,13 +150,13 @@ def _prelu(lw, b, a, call):
 # ---- losses (scalar) -------------------------------------------------------------------------
 
 @builtin("mse", _x("pred"), _x("target"))
-def _mse(lw, b, a, call):
+def _mse(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     diff = b.emit("sub", a["pred"], a["target"], hint="residual")
     return b.div(b.sum(b.square(diff), axes=None, keepdims=False), lw.size(diff.shape))
 
 
 @builtin("sse", _x("pred"), _x("target"))
-def _sse(lw, b, a, call):
+def _sse(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     # sum of 1/2 (target - pred)^2, written with pred - target: its gradient is then the
     # residual itself, with no negation
     diff = b.emit("sub", a["pred"], a["target"], hint="residual")
@@ -156,11 +164,11 @@ def _sse(lw, b, a, call):
 
 
 @builtin("l2", _x())
-def _l2(lw, b, a, call):
+def _l2(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     return b.sum(b.square(a["x"]), axes=None, keepdims=False)
 
 
-def _class_targets(lw, b, logits: Atom, labels: Atom, call) -> Atom:
+def _class_targets(lw: _Lowering, b: Builder, logits: Atom, labels: Atom, call: ast.Call) -> Atom:
     """Labels as float rows: one-hot of int class indices, or given probabilities."""
     if labels.dtype != "int":
         if labels.shape != logits.shape:
@@ -177,7 +185,7 @@ def _class_targets(lw, b, logits: Atom, labels: Atom, call) -> Atom:
 
 
 @builtin("cross_entropy", _x("logits"), ("labels", LABELS, REQUIRED))
-def _cross_entropy(lw, b, a, call):
+def _cross_entropy(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     logits = a["logits"]
     target = _class_targets(lw, b, logits, a["labels"], call)
     logp = b.emit("log_softmax", logits, axis=-1, hint=f"logp_{logits.name}" if isinstance(logits, Var) else None)
@@ -185,7 +193,7 @@ def _cross_entropy(lw, b, a, call):
 
 
 @builtin("bce", _x("logits"), _x("targets"))
-def _bce(lw, b, a, call):
+def _bce(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     # -[t log s(z) + (1 - t) log(1 - s(z))] = softplus(z) - t z, stable for any z
     z, t = a["logits"], a["targets"]
     per = b.sub(b.softplus(z), b.mul(t, z))
@@ -193,7 +201,7 @@ def _bce(lw, b, a, call):
 
 
 @builtin("hinge", _x("scores"), ("labels", LABELS, REQUIRED), ("margin", NUM, 1.0))
-def _hinge(lw, b, a, call):
+def _hinge(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     # L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + margin); mean over the batch
     s = a["scores"]
     onehot = _class_targets(lw, b, s, a["labels"], call)

@@ -17,7 +17,7 @@ Settings common to all optimizers: the learning-rate schedule (`schedule`, `gamm
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,16 +25,22 @@ from .ir.builder import Builder
 from .ir.core import Atom, Eqn, Program, Var
 from .primitives import PRIMITIVES
 
+Buffers = Mapping[str, Atom]  # one parameter's state buffers, by name (a rule only reads them)
+Update = tuple[Atom, dict[str, Atom]]  # an update rule's result: the new parameter and buffers
+UpdateRule = Callable[[Builder, Atom, Atom, Buffers, dict[str, Any], Atom], Update]  # (b, p, g, bufs, hp, step)
+Direction = tuple[tuple[Eqn, ...], dict[str, Atom]] | str  # (eqns, {param name: direction}), or why not
+DirectionRule = Callable[[Program, Builder], Direction]
+
 
 @dataclass(frozen=True)
 class Optimizer:
     name: str
     hyper: tuple[tuple[str, Any], ...]  # (name, default) in signature order
-    buffers: Callable[[dict], tuple[str, ...]]  # per-parameter state buffer names
-    update: Callable[..., tuple[Any, dict]]  # (b, p, g, bufs, hp, step) -> (new p, new bufs)
+    buffers: Callable[[dict[str, Any]], tuple[str, ...]]  # per-parameter state buffer names
+    update: UpdateRule  # (b, p, g, bufs, hp, step) -> (new p, new bufs)
     # Optional: the step direction replacing the gradient (perceptron); returns an error
     # message when the model does not fit, else (eqns, {param name: direction atom}).
-    direction: Callable[[Program, Builder], tuple[tuple[Eqn, ...], dict[str, Atom]] | str] | None = None
+    direction: DirectionRule | None = None
 
 
 OPTIMIZERS: dict[str, Optimizer] = {}
@@ -55,8 +61,10 @@ _RANGES = {
 }
 
 
-def optimizer(name: str, hyper: tuple, buffers=lambda hp: (), direction=None):
-    def register(update):
+def optimizer(name: str, hyper: tuple[tuple[str, Any], ...],
+              buffers: Callable[[dict[str, Any]], tuple[str, ...]] = lambda hp: (),
+              direction: DirectionRule | None = None) -> Callable[[UpdateRule], UpdateRule]:
+    def register(update: UpdateRule) -> UpdateRule:
         OPTIMIZERS[name] = Optimizer(name, hyper, buffers, update, direction)
         return update
 
@@ -166,7 +174,7 @@ def _average(b: Builder, decay: float, avg: Atom, x: Atom) -> Atom:
 
 @optimizer("sgd", (("lr", 0.01), ("momentum", 0.0), ("nesterov", False), ("weight_decay", 0.0)),
            buffers=lambda hp: ("velocity",) if hp["momentum"] else ())
-def sgd(b, p, g, bufs, hp, step):
+def sgd(b: Builder, p: Atom, g: Atom, bufs: Buffers, hp: dict[str, Any], step: Atom) -> Update:
     # PyTorch's convention: v = momentum * v + g;  p -= lr * (g + momentum * v if nesterov else v)
     g = _decay(b, g, p, hp)
     if not hp["momentum"]:
@@ -179,7 +187,7 @@ def sgd(b, p, g, bufs, hp, step):
 _ADAM = (("lr", 0.001), ("beta1", 0.9), ("beta2", 0.999), ("eps", 1e-08))
 
 
-def _adam_update(b, p, g, bufs, hp, step):
+def _adam_update(b: Builder, p: Atom, g: Atom, bufs: Buffers, hp: dict[str, Any], step: Atom) -> Update:
     # m and v are running averages of g and g^2; dividing by 1 - beta^step removes
     # their bias towards the zero they start from (Kingma & Ba, Algorithm 1).
     m = _average(b, hp["beta1"], bufs["exp_avg"], g)
@@ -192,12 +200,12 @@ def _adam_update(b, p, g, bufs, hp, step):
 
 
 @optimizer("adam", _ADAM + (("weight_decay", 0.0),), buffers=lambda hp: ("exp_avg", "exp_avg_sq"))
-def adam(b, p, g, bufs, hp, step):
+def adam(b: Builder, p: Atom, g: Atom, bufs: Buffers, hp: dict[str, Any], step: Atom) -> Update:
     return _adam_update(b, p, _decay(b, g, p, hp), bufs, hp, step)
 
 
 @optimizer("adamw", _ADAM + (("weight_decay", 0.01),), buffers=lambda hp: ("exp_avg", "exp_avg_sq"))
-def adamw(b, p, g, bufs, hp, step):
+def adamw(b: Builder, p: Atom, g: Atom, bufs: Buffers, hp: dict[str, Any], step: Atom) -> Update:
     # Decoupled weight decay (Loshchilov & Hutter): shrink p itself, not through g.
     if hp["weight_decay"]:
         p = b.mul(b.sub(1.0, b.mul(hp["lr"], hp["weight_decay"]), hint="shrink"), p)
@@ -207,7 +215,7 @@ def adamw(b, p, g, bufs, hp, step):
 @optimizer("rmsprop", (("lr", 0.01), ("alpha", 0.99), ("eps", 1e-08), ("momentum", 0.0),
                        ("weight_decay", 0.0)),
            buffers=lambda hp: ("square_avg", "momentum_buffer") if hp["momentum"] else ("square_avg",))
-def rmsprop(b, p, g, bufs, hp, step):
+def rmsprop(b: Builder, p: Atom, g: Atom, bufs: Buffers, hp: dict[str, Any], step: Atom) -> Update:
     g = _decay(b, g, p, hp)
     v = _average(b, hp["alpha"], bufs["square_avg"], b.square(g))
     scaled = b.div(g, b.add(b.sqrt(v), hp["eps"]))
@@ -219,7 +227,7 @@ def rmsprop(b, p, g, bufs, hp, step):
 
 @optimizer("adagrad", (("lr", 0.01), ("eps", 1e-10), ("weight_decay", 0.0)),
            buffers=lambda hp: ("sum_sq",))
-def adagrad(b, p, g, bufs, hp, step):
+def adagrad(b: Builder, p: Atom, g: Atom, bufs: Buffers, hp: dict[str, Any], step: Atom) -> Update:
     g = _decay(b, g, p, hp)
     total = b.add(bufs["sum_sq"], b.square(g))
     return b.sub(p, b.mul(hp["lr"], b.div(g, b.add(b.sqrt(total), hp["eps"])))), {"sum_sq": total}
@@ -227,7 +235,7 @@ def adagrad(b, p, g, bufs, hp, step):
 
 @optimizer("adadelta", (("lr", 1.0), ("rho", 0.9), ("eps", 1e-06), ("weight_decay", 0.0)),
            buffers=lambda hp: ("square_avg", "acc_delta"))
-def adadelta(b, p, g, bufs, hp, step):
+def adadelta(b: Builder, p: Atom, g: Atom, bufs: Buffers, hp: dict[str, Any], step: Atom) -> Update:
     # Zeiler (2012): the step is g * RMS(previous steps) / RMS(gradients).
     g = _decay(b, g, p, hp)
     v = _average(b, hp["rho"], bufs["square_avg"], b.square(g))
@@ -244,7 +252,7 @@ _NEEDS = ("perceptron() trains a single-layer model whose output is step(...) or
           "affine function of the parameters, such as 'out = step(dense(x, 1))'")
 
 
-def perceptron_direction(prog: Program, b: Builder):
+def perceptron_direction(prog: Program, b: Builder) -> Direction:
     """The perceptron rule w <- w + lr (t - f(y)) x as a descent direction (f(y) - t) x.
 
     It is the gradient of sum((f(y) - t) * y) with f(y) held constant, so it is built by
@@ -298,5 +306,5 @@ def perceptron_direction(prog: Program, b: Builder):
 
 
 @optimizer("perceptron", (("lr", 1.0),), direction=perceptron_direction)
-def perceptron(b, p, g, bufs, hp, step):
+def perceptron(b: Builder, p: Atom, g: Atom, bufs: Buffers, hp: dict[str, Any], step: Atom) -> Update:
     return b.sub(p, b.mul(hp["lr"], g)), {}

@@ -16,8 +16,10 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -126,7 +128,7 @@ def load_module(source: str, name: str) -> ModuleType:
     return module
 
 
-def namespace(backend: str):
+def namespace(backend: str) -> ModuleType:
     """The array namespace for --backend: numpy, cupy, torch, or any array-API module by name."""
     if backend == "numpy":
         return np
@@ -151,12 +153,12 @@ def namespace(backend: str):
 class Device:
     """A bound data set moved to the array namespace once; batches are taken there."""
 
-    xp: object
+    xp: ModuleType
     arrays: dict  # input name -> device array
     host: datamod.Bound
 
     @classmethod
-    def put(cls, xp, bound: datamod.Bound, kinds: dict[str, str], dtype: str) -> Device:
+    def put(cls, xp: ModuleType, bound: datamod.Bound, kinds: dict[str, str], dtype: str) -> Device:
         arrays = {name: xp.asarray(a, dtype=getattr(xp, dtype) if kinds[name] == "float" else xp.int64)
                   for name, a in bound.arrays.items()}
         return cls(xp, arrays, bound)
@@ -184,7 +186,7 @@ def forward_inputs(module: ModuleType) -> list[str]:
     return list(inspect.signature(module.forward).parameters)[1:]
 
 
-def _call(fn, params, batch: dict):
+def _call(fn: Callable[..., Any], params: dict, batch: dict) -> Any:
     names = list(inspect.signature(fn).parameters)[1:]
     return fn(params, *(batch[n] for n in names))
 
@@ -290,11 +292,11 @@ def default_val_split(n: int) -> float:
     return 0.2 if n >= 100 else 0.0
 
 
-def _copy(xp, params: dict) -> dict:
+def _copy(xp: ModuleType, params: dict) -> dict:
     return {k: xp.asarray(v, copy=True) for k, v in params.items()}
 
 
-def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream=None) -> Run:
+def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream: TextIO | None = None) -> Run:
     """Train the model of `prog` on `data_source`; returns the trained run (also on a nan stop)."""
     inputs = input_specs(prog)
     kind = output_kind(prog)
@@ -341,7 +343,8 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
     return run
 
 
-def _loop(module, params, train_dev, val_dev, spans, epochs, kind, opts: Options, stream) -> Run:
+def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device | None, spans: list[tuple[int, int]],
+          epochs: int, kind: str, opts: Options, stream: TextIO | None) -> Run:
     xp = train_dev.xp
     state = module.init_optimizer(params)
     rng = np.random.default_rng([opts.seed, 2])  # shuffling: its own stream, fixed by --seed
@@ -389,7 +392,8 @@ def _ordered(module: ModuleType, batch: dict) -> list:
     return [batch[name] for name in module.INPUTS]
 
 
-def _record(module, params, train_dev, val_dev, kind, epoch, steps, loss, state, seconds) -> EpochRecord:
+def _record(module: ModuleType, params: dict, train_dev: Device, val_dev: Device | None, kind: str, epoch: int,
+            steps: int, loss: float, state: dict, seconds: float) -> EpochRecord:
     acc = evaluate(module, params, train_dev, kind).accuracy if train_dev.host.labels is not None else None
     val = evaluate(module, params, val_dev, kind) if val_dev is not None else None
     return EpochRecord(epoch, steps, loss, acc, val.loss if val else None, val.accuracy if val else None,

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, NoReturn
 
+from ..ir.core import Atom, Eqn, Shape
 from .core import (  # tangent (JVP) rules
     ADD,
     MUL,
     POSTFIX,
     UNARY_EXAMPLES,
+    Dots,
     Emit,
+    EmitRule,
     Example,
+    Grads,
+    Operands,
+    Params,
     add_tangents,
     call,
     fold_constant,
@@ -21,16 +28,19 @@ from .core import (  # tangent (JVP) rules
     zero_jvp,
 )
 
+if TYPE_CHECKING:  # the builder imports the registry
+    from ..ir.builder import Builder
+
 _GELU_C = 0.7978845608028654  # sqrt(2 / pi)
 _GELU_A = 0.044715
 
 
-def _fmt(text: str, prec: int = 100, arg: int = 0):
+def _fmt(text: str, prec: int = 100, arg: int = 0) -> EmitRule:
     return lambda inputs, params: Emit(text.format(**params), prec, (arg,) * len(inputs))
 
 
 @primitive("tanh", 1, shape=same_shape, emit=call("tanh"), fold=fold_constant(math.tanh, "tanh"), examples=UNARY_EXAMPLES)
-def tanh_vjp(b, eqn, g):
+def tanh_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     y = eqn.out
     return (b.mul(g, b.sub(1.0, b.mul(y, y))),)
 
@@ -42,7 +52,7 @@ tangent("tanh")(symmetric_jvp)
 # at any |x| and costs three array operations.
 @primitive("sigmoid", 1, shape=same_shape, emit=_fmt("0.5 * xp.tanh(0.5 * {{0}}) + 0.5", ADD, MUL),
            examples=UNARY_EXAMPLES)
-def sigmoid_vjp(b, eqn, g):
+def sigmoid_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     y = eqn.out
     return (b.mul(g, b.mul(y, b.sub(1.0, y))),)
 
@@ -51,7 +61,7 @@ tangent("sigmoid")(symmetric_jvp)
 
 
 @primitive("arctan", 1, shape=same_shape, emit=call("atan"), fold=fold_constant(math.atan, "arctan"), examples=UNARY_EXAMPLES)
-def arctan_vjp(b, eqn, g):
+def arctan_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x = eqn.inputs[0]
     return (b.div(g, b.add(1.0, b.mul(x, x))),)
 
@@ -61,7 +71,7 @@ tangent("arctan")(symmetric_jvp)
 
 @primitive("relu", 1, shape=same_shape, emit=call("maximum", "0.0"), examples=UNARY_EXAMPLES,
            kink=True)
-def relu_vjp(b, eqn, g):
+def relu_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     # relu'(0) = 0; the mask comes from the output, so the input need not be kept.
     return (b.mul(g, b.positive(eqn.out)),)
 
@@ -72,7 +82,7 @@ def relu_vjp(b, eqn, g):
 @primitive("positive", 1, shape=same_shape,
            emit=_fmt("xp.astype({{0}} > 0.0, {{0}}.dtype)", arg=POSTFIX), examples=UNARY_EXAMPLES,
            kink=True)
-def positive_vjp(b, eqn, g):
+def positive_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (None,)  # zero almost everywhere
 
 
@@ -85,7 +95,7 @@ tangent("relu")(symmetric_jvp)
 @primitive("step", 1, shape=same_shape,
            emit=_fmt("xp.astype({{0}} >= 0.0, {{0}}.dtype)", arg=POSTFIX), examples=UNARY_EXAMPLES,
            kink=True)
-def step_vjp(b, eqn, g):
+def step_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (None,)  # zero almost everywhere
 
 
@@ -95,7 +105,7 @@ tangent("step")(zero_jvp)
 @primitive("sign", 1, shape=same_shape,
            emit=_fmt("2.0 * xp.astype({{0}} >= 0.0, {{0}}.dtype) - 1.0", ADD, POSTFIX),
            examples=UNARY_EXAMPLES, kink=True)
-def sign_vjp(b, eqn, g):
+def sign_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (None,)  # zero almost everywhere
 
 
@@ -104,7 +114,7 @@ tangent("sign")(zero_jvp)
 
 @primitive("softplus", 1, shape=same_shape, emit=_fmt("xp.logaddexp(0.0, {{0}})"),
            examples=UNARY_EXAMPLES)
-def softplus_vjp(b, eqn, g):
+def softplus_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.mul(g, b.sigmoid(eqn.inputs[0])),)
 
 
@@ -113,7 +123,7 @@ tangent("softplus")(symmetric_jvp)
 
 @primitive("silu", 1, shape=same_shape,
            emit=_fmt("{{0}} * (0.5 * xp.tanh(0.5 * {{0}}) + 0.5)", MUL, MUL), examples=UNARY_EXAMPLES)
-def silu_vjp(b, eqn, g):
+def silu_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     # silu' = s + x s (1 - s) = s (1 + x (1 - s)),  s = sigmoid(x)
     x = eqn.inputs[0]
     s = b.sigmoid(x)
@@ -127,7 +137,7 @@ tangent("silu")(symmetric_jvp)
            emit=_fmt(f"0.5 * {{{{0}}}} * (1.0 + xp.tanh({_GELU_C!r} * ({{{{0}}}} + {_GELU_A!r} * {{{{0}}}} ** 3)))",
                      MUL, MUL + 1),
            examples=UNARY_EXAMPLES)
-def gelu_vjp(b, eqn, g):
+def gelu_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     # gelu = x/2 (1 + tanh u), u = c (x + a x^3);  gelu' = (1 + t)/2 + x/2 (1 - t^2) c (1 + 3 a x^2)
     x = eqn.inputs[0]
     x2 = b.mul(x, x)
@@ -143,7 +153,7 @@ tangent("gelu")(symmetric_jvp)
 @primitive("leaky_relu", 1, shape=same_shape,
            emit=_fmt("xp.where({{0}} >= 0.0, {{0}}, {alpha!r} * {{0}})"),
            examples=(Example((((3, 4), "real"),), (("alpha", 0.01),)),), kink=True)
-def leaky_relu_vjp(b, eqn, g):
+def leaky_relu_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x = eqn.inputs[0]
     return (b.where(b.ge(x, 0.0), g, b.mul(eqn.param("alpha"), g)),)
 
@@ -156,7 +166,7 @@ tangent("leaky_relu")(symmetric_jvp)
            emit=_fmt("xp.where({{0}} > 0.0, {{0}}, {alpha!r} * xp.expm1(xp.minimum({{0}}, 0.0)))"),
            examples=(Example((((3, 4), "real"),), (("alpha", 1.0),)),
                      Example((((3, 4), "real"),), (("alpha", 0.5),))), kink=True)
-def elu_vjp(b, eqn, g):
+def elu_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, y = eqn.inputs[0], eqn.out
     return (b.where(b.gt(x, 0.0), g, b.mul(g, b.add(y, eqn.param("alpha")))),)
 
@@ -164,12 +174,12 @@ def elu_vjp(b, eqn, g):
 tangent("elu")(symmetric_jvp)
 
 
-def _prelu_shape(inputs, params):
+def _prelu_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     x, alpha = inputs
     return same_shape(inputs, params)[0] if alpha.shape in ((), x.shape[-1:]) else _bad_alpha(x, alpha), "float"
 
 
-def _bad_alpha(x, alpha):
+def _bad_alpha(x: Atom, alpha: Atom) -> NoReturn:
     from .core import ShapeError, fmt_shape
 
     raise ShapeError(f"prelu: alpha {fmt_shape(alpha.shape)} must match the last axis of {fmt_shape(x.shape)}")
@@ -177,7 +187,7 @@ def _bad_alpha(x, alpha):
 
 @primitive("prelu", 2, shape=_prelu_shape, emit=_fmt("xp.where({{0}} >= 0.0, {{0}}, {{1}} * {{0}})"),
            examples=(Example((((3, 4), "real"), ((4,), "real"))),), kink=True)
-def prelu_vjp(b, eqn, g):
+def prelu_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, alpha = eqn.inputs
     nonneg = b.ge(x, 0.0)
     return (b.where(nonneg, g, b.mul(g, alpha)),
@@ -185,7 +195,7 @@ def prelu_vjp(b, eqn, g):
 
 
 @tangent("prelu")
-def prelu_jvp(b, eqn, dots):
+def prelu_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     # d prelu = where(x >= 0, dx, alpha dx) + where(x >= 0, 0, x dalpha)
     (x, alpha), (dx, dalpha) = eqn.inputs, dots
     nonneg = b.ge(x, 0.0)

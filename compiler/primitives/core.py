@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..ir.core import Atom, Lit, Shape
+from ..ir.core import Atom, Eqn, Lit, Shape
+
+if TYPE_CHECKING:  # the builder imports this registry
+    from ..ir.builder import Builder
 
 # Python precedence levels used when nesting emitted expressions.
 ADD, MUL, UNARY, POW, POSTFIX, ATOM = 50, 60, 70, 80, 90, 100
@@ -31,6 +34,23 @@ class Emit:
     arg_prec: tuple[int, ...] = ()
 
 
+# ---- the types of the rules --------------------------------------------------------------
+
+Operands = tuple[Atom, ...]  # a primitive's operands, in order
+Params = dict[str, Any]  # a primitive's keyword parameters (axis, shape, ...)
+Defs = dict[str, Eqn]  # the equation defining each value emitted so far, by name (Builder.defs)
+Grads = tuple[Atom | None, ...]  # a VJP rule's cotangents, one per operand (None: zero)
+Dots = tuple[Atom | None, ...]  # a JVP rule's operand tangents, one per operand (None: zero)
+Expr = tuple[Any, ...]  # `(prim, *operands[, params])` for the builder to emit; operands may nest
+Folded = Atom | Expr | None  # a fold's answer: an existing atom, a simpler expression, or None (no fold)
+
+ShapeRule = Callable[[Operands, Params], tuple[Shape, str]]  # -> (output shape, dtype)
+EmitRule = Callable[[Operands, Params], Emit]
+FoldRule = Callable[[Operands, Params, Defs], Folded]
+VjpRule = Callable[["Builder", Eqn, Atom], Grads]  # (b, eqn, cotangent of eqn.out) -> cotangents
+JvpRule = Callable[["Builder", Eqn, Dots], Atom | None]  # (b, eqn, dots) -> tangent of eqn.out (None: zero)
+
+
 @dataclass(frozen=True)
 class Example:
     """Inputs for the registry-driven gradient tests: (shape, domain) per operand."""
@@ -43,25 +63,26 @@ class Example:
 class Primitive:
     name: str
     arity: int
-    shape: Callable[[tuple[Atom, ...], dict], tuple[Shape, str]]
-    emit: Callable[[tuple[Atom, ...], dict], Emit]
-    vjp: Callable[..., tuple[Atom | None, ...]]
+    shape: ShapeRule
+    emit: EmitRule
+    vjp: VjpRule
     examples: tuple[Example, ...]
-    fold: Callable[..., Atom | None] | None = None
+    fold: FoldRule | None = None
     linear: tuple[int, ...] = ()  # operands in which the primitive is linear
     kink: bool = False  # has points where it is not differentiable
     differentiable: bool = True  # False: output is bool/int or a constant (no gradient flows)
-    jvp: Callable[..., Atom | None] | None = None  # tangent rule `(b, eqn, dots) -> tangent of out`
+    jvp: JvpRule | None = None  # tangent rule `(b, eqn, dots) -> tangent of out`
 
 
 PRIMITIVES: dict[str, Primitive] = {}
 
 
-def primitive(name: str, arity: int, *, shape, emit, examples, fold=None, linear=(), kink=False,
-              differentiable=True, jvp=None):
+def primitive(name: str, arity: int, *, shape: ShapeRule, emit: EmitRule, examples: Iterable[Example],
+              fold: FoldRule | None = None, linear: Iterable[int] = (), kink: bool = False,
+              differentiable: bool = True, jvp: JvpRule | None = None) -> Callable[[VjpRule], VjpRule]:
     """Register a primitive; decorates its VJP rule `(b, eqn, g) -> cotangents per input`."""
 
-    def register(vjp):
+    def register(vjp: VjpRule) -> VjpRule:
         if name in PRIMITIVES:
             raise ValueError(f"primitive {name!r} registered twice")
         PRIMITIVES[name] = Primitive(
@@ -72,7 +93,7 @@ def primitive(name: str, arity: int, *, shape, emit, examples, fold=None, linear
     return register
 
 
-def tangent(name: str):
+def tangent(name: str) -> Callable[[JvpRule], JvpRule]:
     """Register the JVP (tangent) rule of primitive `name`, declared just after its VJP rule.
 
     The rule is `(b, eqn, dots) -> tangent of eqn.out`: `dots[i]` is the tangent of
@@ -80,7 +101,7 @@ def tangent(name: str):
     result has exactly the output's shape, or is None for a zero tangent.
     """
 
-    def register(rule):
+    def register(rule: JvpRule) -> JvpRule:
         if PRIMITIVES[name].jvp is not None:
             raise ValueError(f"primitive {name!r} has two tangent rules")
         PRIMITIVES[name] = replace(PRIMITIVES[name], jvp=rule)
@@ -89,24 +110,24 @@ def tangent(name: str):
     return register
 
 
-def symmetric_jvp(b, eqn, dots):
+def symmetric_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     """Tangent rule of a unary primitive whose Jacobian is symmetric (diagonal for an
     elementwise function; diag(y) - y y^T for softmax): J v = J^T v, so the primitive's
     own VJP rule applied to the tangent is the JVP."""
     return PRIMITIVES[eqn.prim].vjp(b, eqn, dots[0])[0]
 
 
-def zero_jvp(b, eqn, dots):
+def zero_jvp(b: Builder, eqn: Eqn, dots: Dots) -> None:
     """Tangent rule of a piecewise-constant or non-float primitive: zero almost everywhere."""
     return None
 
 
-def scaled(b, factor, dot):
+def scaled(b: Builder, factor: Atom | float, dot: Atom | None) -> Atom | None:
     """`factor * dot` for a tangent `dot` (None when the tangent is zero)."""
     return None if dot is None else b.mul(factor, dot)
 
 
-def add_tangents(b, shape: Shape, *terms):
+def add_tangents(b: Builder, shape: Shape, *terms: Atom | None) -> Atom | None:
     """The sum of the non-zero `terms` (None is zero), broadcast to `shape`; None if all zero."""
     present = [t for t in terms if t is not None]
     if not present:
@@ -142,12 +163,12 @@ def require_float(*atoms: Atom) -> None:
             raise ShapeError(f"expected a float value, got {a.dtype} {fmt_shape(a.shape)}")
 
 
-def elementwise_shape(inputs: tuple[Atom, ...], params: dict) -> tuple[Shape, str]:
+def elementwise_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     require_float(*inputs)
     return broadcast_shapes(*(a.shape for a in inputs)), "float"
 
 
-def same_shape(inputs, params):
+def same_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     require_float(inputs[0])
     return inputs[0].shape, "float"
 
@@ -160,13 +181,13 @@ def normalize_axis(axis: int, rank: int) -> int:
 
 # ---- emission helpers -------------------------------------------------------------------
 
-def call(fn: str, *extra: str) -> Callable[[tuple, dict], Emit]:
+def call(fn: str, *extra: str) -> EmitRule:
     """Emission `xp.fn({0}, extra...)` for a unary function."""
     tail = "".join(", " + e for e in extra)
     return lambda inputs, params: Emit(f"xp.{fn}({{0}}{tail})")
 
 
-def binary(op: str, prec: int) -> Callable[[tuple, dict], Emit]:
+def binary(op: str, prec: int) -> EmitRule:
     return lambda inputs, params: Emit(f"{{0}} {op} {{1}}", prec, (prec, prec + 1))
 
 
@@ -177,10 +198,10 @@ def shape_text(shape: Shape) -> str:
     return "(" + ", ".join(map(str, shape)) + ")"
 
 
-def fold_constant(fn: Callable[[float], float], name: str):
+def fold_constant(fn: Callable[[float], float], name: str) -> FoldRule:
     """A fold that evaluates `fn` on a literal at compile time (so `exp(2)` is a number)."""
 
-    def fold(inputs, params, defs):
+    def fold(inputs: Operands, params: Params, defs: Defs) -> Lit | None:
         (x,) = inputs
         if not isinstance(x, Lit):
             return None

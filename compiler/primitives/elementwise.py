@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ..ir.core import Lit, Size, Var
+from ..ir.core import Atom, Eqn, Lit, Shape, Size, Var
 from .core import (  # tangent (JVP) rules
     ADD,
     BINARY_EXAMPLES,
@@ -14,8 +16,15 @@ from .core import (  # tangent (JVP) rules
     POW,
     UNARY,
     UNARY_EXAMPLES,
+    Defs,
+    Dots,
     Emit,
     Example,
+    Expr,
+    Folded,
+    Grads,
+    Operands,
+    Params,
     ShapeError,
     add_tangents,
     binary,
@@ -32,14 +41,17 @@ from .core import (  # tangent (JVP) rules
     zero_jvp,
 )
 
+if TYPE_CHECKING:  # the builder imports the registry
+    from ..ir.builder import Builder
+
 # ---- arithmetic ---------------------------------------------------------------------------
 
-def _defined_as(a, prim, defs):
+def _defined_as(a: Atom, prim: str, defs: Defs) -> Eqn | None:
     eqn = defs.get(getattr(a, "name", None))
     return eqn if eqn is not None and eqn.prim == prim else None
 
 
-def _drop_broadcast(prim, inputs, defs):
+def _drop_broadcast(prim: str, inputs: Operands, defs: Defs) -> Expr | None:
     """`op(broadcast_to(z), y)` is `op(z, y)` when y alone already has the result's shape."""
     out = broadcast_shapes(*(a.shape for a in inputs))
     for i, a in enumerate(inputs):
@@ -50,7 +62,7 @@ def _drop_broadcast(prim, inputs, defs):
     return None
 
 
-def _fold_add(inputs, params, defs):
+def _fold_add(inputs: Operands, params: Params, defs: Defs) -> Folded:
     a, b = inputs
     if isinstance(a, Lit) and isinstance(b, Lit):
         return Lit(a.value + b.value)
@@ -65,17 +77,17 @@ def _fold_add(inputs, params, defs):
 
 @primitive("add", 2, shape=elementwise_shape, emit=binary("+", ADD), examples=BINARY_EXAMPLES,
            fold=_fold_add, linear=(0, 1))
-def add_vjp(b, eqn, g):
+def add_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, y = eqn.inputs
     return b.sum_to(g, shape=x.shape), b.sum_to(g, shape=y.shape)
 
 
 @tangent("add")
-def add_jvp(b, eqn, dots):
+def add_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     return add_tangents(b, eqn.out.shape, *dots)
 
 
-def _fold_sub(inputs, params, defs):
+def _fold_sub(inputs: Operands, params: Params, defs: Defs) -> Folded:
     a, b = inputs
     if isinstance(a, Lit) and isinstance(b, Lit):
         return Lit(a.value - b.value)
@@ -86,25 +98,25 @@ def _fold_sub(inputs, params, defs):
 
 @primitive("sub", 2, shape=elementwise_shape, emit=binary("-", ADD), examples=BINARY_EXAMPLES,
            fold=_fold_sub, linear=(0, 1))
-def sub_vjp(b, eqn, g):
+def sub_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, y = eqn.inputs
     return b.sum_to(g, shape=x.shape), b.sum_to(b.neg(g), shape=y.shape)
 
 
 @tangent("sub")
-def sub_jvp(b, eqn, dots):
+def sub_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     dx, dy = dots
     if dx is not None and dy is not None:
         return add_tangents(b, eqn.out.shape, b.sub(dx, dy))
     return add_tangents(b, eqn.out.shape, dx, dy if dy is None else b.neg(dy))
 
 
-def _defined_as(a, prim, defs):
+def _defined_as(a: Atom, prim: str, defs: Defs) -> Eqn | None:
     eqn = defs.get(getattr(a, "name", None))
     return eqn if eqn is not None and eqn.prim == prim else None
 
 
-def _fold_mul(inputs, params, defs):
+def _fold_mul(inputs: Operands, params: Params, defs: Defs) -> Folded:
     a, b = inputs
     if isinstance(a, Lit) and isinstance(b, Lit):
         return Lit(a.value * b.value)
@@ -129,7 +141,7 @@ def _fold_mul(inputs, params, defs):
     return _drop_broadcast("mul", (a, b), defs)
 
 
-def _emit_mul(inputs, params):
+def _emit_mul(inputs: Operands, params: Params) -> Emit:
     # Constants go first, as a person writes them: `2.0 * x`, not `x * 2.0`.
     if isinstance(inputs[1], (Lit, Size)) and not isinstance(inputs[0], (Lit, Size)):
         return Emit("{1} * {0}", MUL, (MUL + 1, MUL))
@@ -138,19 +150,19 @@ def _emit_mul(inputs, params):
 
 @primitive("mul", 2, shape=elementwise_shape, emit=_emit_mul, examples=BINARY_EXAMPLES,
            fold=_fold_mul, linear=())
-def mul_vjp(b, eqn, g):
+def mul_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, y = eqn.inputs
     return b.sum_to(b.mul(g, y), shape=x.shape), b.sum_to(b.mul(g, x), shape=y.shape)
 
 
 @tangent("mul")
-def mul_jvp(b, eqn, dots):
+def mul_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     # d(x y) = y dx + x dy
     (x, y), (dx, dy) = eqn.inputs, dots
     return add_tangents(b, eqn.out.shape, scaled(b, y, dx), scaled(b, x, dy))
 
 
-def _fold_div(inputs, params, defs):
+def _fold_div(inputs: Operands, params: Params, defs: Defs) -> Folded:
     a, b = inputs
     if isinstance(a, Lit) and isinstance(b, Lit) and b.value != 0:
         return Lit(a.value / b.value)
@@ -164,7 +176,7 @@ def _fold_div(inputs, params, defs):
                      Example((((3, 4), "real"), ((4,), "positive"))),
                      Example((((), "real"), ((3, 1), "positive")))),
            fold=_fold_div)
-def div_vjp(b, eqn, g):
+def div_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, y = eqn.inputs
     # d(x/y)/dy = -x/y^2 = -out/y
     return (b.sum_to(b.div(g, y), shape=x.shape),
@@ -172,7 +184,7 @@ def div_vjp(b, eqn, g):
 
 
 @tangent("div")
-def div_jvp(b, eqn, dots):
+def div_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     # d(x / y) = (dx - out dy) / y
     y, (dx, dy) = eqn.inputs[1], dots
     if dy is None:
@@ -181,7 +193,7 @@ def div_jvp(b, eqn, dots):
     return add_tangents(b, eqn.out.shape, b.div(b.neg(shift) if dx is None else b.sub(dx, shift), y))
 
 
-def _fold_neg(inputs, params, defs):
+def _fold_neg(inputs: Operands, params: Params, defs: Defs) -> Folded:
     (a,) = inputs
     if isinstance(a, Lit):
         return Lit(-a.value)
@@ -194,14 +206,14 @@ def _fold_neg(inputs, params, defs):
 
 @primitive("neg", 1, shape=same_shape, emit=lambda i, p: Emit("-{0}", UNARY, (UNARY,)),
            examples=UNARY_EXAMPLES, fold=_fold_neg, linear=(0,))
-def neg_vjp(b, eqn, g):
+def neg_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.neg(g),)
 
 
 tangent("neg")(symmetric_jvp)
 
 
-def _fold_pow(inputs, params, defs):
+def _fold_pow(inputs: Operands, params: Params, defs: Defs) -> Folded:
     a, c = inputs
     if isinstance(a, Lit) and isinstance(c, Lit):
         return Lit(a.value ** c.value)
@@ -215,7 +227,7 @@ def _fold_pow(inputs, params, defs):
            examples=(Example((((3, 4), "positive"), ((), "real"))),
                      Example((((3, 4), "positive"), ((3, 4), "real")))),
            fold=_fold_pow)
-def pow_vjp(b, eqn, g):
+def pow_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, c = eqn.inputs
     if isinstance(c, Lit):
         return b.mul(g, b.mul(c.value, b.pow(x, c.value - 1.0))), None
@@ -225,7 +237,7 @@ def pow_vjp(b, eqn, g):
 
 
 @tangent("pow")
-def pow_jvp(b, eqn, dots):
+def pow_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     # d(x^c) = c x^(c-1) dx + x^c log(x) dc
     (x, c), (dx, dc) = eqn.inputs, dots
     if isinstance(c, Lit):
@@ -235,7 +247,7 @@ def pow_jvp(b, eqn, dots):
 
 
 @primitive("square", 1, shape=same_shape, emit=call("square"), examples=UNARY_EXAMPLES)
-def square_vjp(b, eqn, g):
+def square_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.mul(g, b.mul(2.0, eqn.inputs[0])),)
 
 
@@ -245,7 +257,7 @@ tangent("square")(symmetric_jvp)
 # ---- math functions -------------------------------------------------------------------------
 
 @primitive("exp", 1, shape=same_shape, emit=call("exp"), fold=fold_constant(math.exp, "exp"), examples=UNARY_EXAMPLES)
-def exp_vjp(b, eqn, g):
+def exp_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.mul(g, eqn.out),)
 
 
@@ -255,7 +267,7 @@ tangent("exp")(symmetric_jvp)
 _log_of_constant = fold_constant(math.log, "log")
 
 
-def _fold_log(inputs, params, defs):
+def _fold_log(inputs: Operands, params: Params, defs: Defs) -> Folded:
     """The log of a probability, in the stable form: log(sigmoid(x)) = -softplus(-x),
     log(1 - sigmoid(x)) = -softplus(x), log(softmax(x)) = log_softmax(x), and
     log(1 + exp(x)) = softplus(x). Written plainly, the first two return log(0) = -inf for
@@ -277,7 +289,7 @@ def _fold_log(inputs, params, defs):
 
 
 @primitive("log", 1, shape=same_shape, emit=call("log"), fold=_fold_log, examples=POSITIVE_EXAMPLES)
-def log_vjp(b, eqn, g):
+def log_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.div(g, eqn.inputs[0]),)
 
 
@@ -285,7 +297,7 @@ tangent("log")(symmetric_jvp)
 
 
 @primitive("sqrt", 1, shape=same_shape, emit=call("sqrt"), fold=fold_constant(math.sqrt, "sqrt"), examples=POSITIVE_EXAMPLES)
-def sqrt_vjp(b, eqn, g):
+def sqrt_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.div(g, b.mul(2.0, eqn.out)),)
 
 
@@ -293,7 +305,7 @@ tangent("sqrt")(symmetric_jvp)
 
 
 @primitive("abs", 1, shape=same_shape, emit=call("abs"), fold=fold_constant(abs, "abs"), examples=UNARY_EXAMPLES, kink=True)
-def abs_vjp(b, eqn, g):
+def abs_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     # Convention at the kink: abs'(0) = 1 (the subgradient of x >= 0).
     x = eqn.inputs[0]
     return (b.where(b.ge(x, 0.0), g, b.neg(g)),)
@@ -303,33 +315,33 @@ tangent("abs")(symmetric_jvp)
 
 
 @primitive("sin", 1, shape=same_shape, emit=call("sin"), fold=fold_constant(math.sin, "sin"), examples=UNARY_EXAMPLES)
-def sin_vjp(b, eqn, g):
+def sin_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.mul(g, b.cos(eqn.inputs[0])),)
 
 
 @tangent("sin")
-def sin_jvp(b, eqn, dots):
+def sin_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     return b.mul(b.cos(eqn.inputs[0]), dots[0])
 
 
 @primitive("cos", 1, shape=same_shape, emit=call("cos"), fold=fold_constant(math.cos, "cos"), examples=UNARY_EXAMPLES)
-def cos_vjp(b, eqn, g):
+def cos_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.neg(b.mul(g, b.sin(eqn.inputs[0]))),)
 
 
 @tangent("cos")
-def cos_jvp(b, eqn, dots):
+def cos_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     return b.neg(b.mul(b.sin(eqn.inputs[0]), dots[0]))
 
 
-def _max_min_vjp(b, eqn, g, first_wins):
+def _max_min_vjp(b: Builder, eqn: Eqn, g: Atom, first_wins: Callable[[Atom, Atom], Atom]) -> Grads:
     x, y = eqn.inputs
     mask = first_wins(x, y)  # ties go to the first operand
     return (b.sum_to(b.where(mask, g, 0.0), shape=x.shape),
             b.sum_to(b.where(mask, 0.0, g), shape=y.shape))
 
 
-def _max_min_jvp(b, eqn, dots, first_wins):
+def _max_min_jvp(b: Builder, eqn: Eqn, dots: Dots, first_wins: Callable[[Atom, Atom], Atom]) -> Atom | None:
     (x, y), (dx, dy) = eqn.inputs, dots
     picked = b.where(first_wins(x, y), 0.0 if dx is None else dx, 0.0 if dy is None else dy)
     return add_tangents(b, eqn.out.shape, picked)
@@ -337,35 +349,35 @@ def _max_min_jvp(b, eqn, dots, first_wins):
 
 @primitive("maximum", 2, shape=elementwise_shape, emit=lambda i, p: Emit("xp.maximum({0}, {1})"),
            examples=BINARY_EXAMPLES, kink=True)
-def maximum_vjp(b, eqn, g):
+def maximum_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return _max_min_vjp(b, eqn, g, lambda x, y: b.ge(x, y))
 
 
 @tangent("maximum")
-def maximum_jvp(b, eqn, dots):
+def maximum_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     return _max_min_jvp(b, eqn, dots, lambda x, y: b.ge(x, y))
 
 
 @primitive("minimum", 2, shape=elementwise_shape, emit=lambda i, p: Emit("xp.minimum({0}, {1})"),
            examples=BINARY_EXAMPLES, kink=True)
-def minimum_vjp(b, eqn, g):
+def minimum_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return _max_min_vjp(b, eqn, g, lambda x, y: b.ge(y, x))
 
 
 @tangent("minimum")
-def minimum_jvp(b, eqn, dots):
+def minimum_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     return _max_min_jvp(b, eqn, dots, lambda x, y: b.ge(y, x))
 
 
 # ---- comparisons and selection (used by derivative rules) -------------------------------------
 
-def _compare_shape(inputs, params):
+def _compare_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     return broadcast_shapes(*(a.shape for a in inputs)), "bool"
 
 
 @primitive("gt", 2, shape=_compare_shape, emit=binary(">", CMP), examples=BINARY_EXAMPLES,
            differentiable=False)
-def gt_vjp(b, eqn, g):
+def gt_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return None, None
 
 
@@ -374,14 +386,14 @@ tangent("gt")(zero_jvp)
 
 @primitive("ge", 2, shape=_compare_shape, emit=binary(">=", CMP), examples=BINARY_EXAMPLES,
            differentiable=False)
-def ge_vjp(b, eqn, g):
+def ge_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return None, None
 
 
 tangent("ge")(zero_jvp)
 
 
-def _where_shape(inputs, params):
+def _where_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     cond, x, y = inputs
     if cond.dtype != "bool":
         raise ShapeError("where needs a boolean condition")
@@ -392,7 +404,7 @@ def _where_shape(inputs, params):
            examples=(Example((((3, 4), "bool"), ((3, 4), "real"), ((3, 4), "real"))),
                      Example((((3, 4), "bool"), ((4,), "real"), ((), "real")))),
            linear=(1, 2))
-def where_vjp(b, eqn, g):
+def where_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     cond, x, y = eqn.inputs
     return (None,
             b.sum_to(b.where(cond, g, 0.0), shape=x.shape),
@@ -400,7 +412,7 @@ def where_vjp(b, eqn, g):
 
 
 @tangent("where")
-def where_jvp(b, eqn, dots):
+def where_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     _, dx, dy = dots
     if dx is None and dy is None:
         return None

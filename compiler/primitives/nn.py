@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from ..ir.core import Size
+from typing import TYPE_CHECKING
+
+from ..ir.core import Atom, Eqn, Shape, Size
 from .core import (  # tangent (JVP) rules
     MUL,
+    Dots,
     Emit,
     Example,
+    Grads,
+    Operands,
+    Params,
     ShapeError,
     add_tangents,
     fmt_shape,
@@ -20,8 +26,11 @@ from .core import (  # tangent (JVP) rules
     zero_jvp,
 )
 
+if TYPE_CHECKING:  # the builder imports the registry
+    from ..ir.builder import Builder
 
-def _axis_shape(inputs, params):
+
+def _axis_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     normalize_axis(params["axis"], len(inputs[0].shape))
     return same_shape(inputs, params)
 
@@ -30,7 +39,7 @@ def _axis_shape(inputs, params):
            emit=lambda i, p: Emit(f"_softmax(xp, {{0}}, {p['axis']})"),
            examples=(Example((((3, 4), "real"),), (("axis", -1),)),
                      Example((((3, 4), "real"),), (("axis", 0),))))
-def softmax_vjp(b, eqn, g):
+def softmax_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     # J^T g = y * (g - sum(g * y))
     y, axis = eqn.out, eqn.param("axis")
     ax = (normalize_axis(axis, len(y.shape)),)
@@ -44,7 +53,7 @@ tangent("softmax")(symmetric_jvp)  # J = diag(y) - y y^T is symmetric
            emit=lambda i, p: Emit(f"_log_softmax(xp, {{0}}, {p['axis']})"),
            examples=(Example((((3, 4), "real"),), (("axis", -1),)),
                      Example((((3, 4), "real"),), (("axis", 0),))))
-def log_softmax_vjp(b, eqn, g):
+def log_softmax_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     # J^T g = g - softmax(x) * sum(g),  softmax(x) = exp(log_softmax(x))
     y, axis = eqn.out, eqn.param("axis")
     ax = (normalize_axis(axis, len(y.shape)),)
@@ -52,14 +61,14 @@ def log_softmax_vjp(b, eqn, g):
 
 
 @tangent("log_softmax")
-def log_softmax_jvp(b, eqn, dots):
+def log_softmax_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     # J v = v - sum(softmax(x) * v),  softmax(x) = exp(log_softmax(x))
     y, dx = eqn.out, dots[0]
     ax = (normalize_axis(eqn.param("axis"), len(y.shape)),)
     return b.sub(dx, b.sum(b.mul(b.exp(y), dx), axes=ax, keepdims=True))
 
 
-def _onehot_shape(inputs, params):
+def _onehot_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     labels, like = inputs
     if labels.dtype != "int":
         raise ShapeError(f"class labels must be int, got {labels.dtype} {fmt_shape(labels.shape)}")
@@ -71,14 +80,14 @@ def _onehot_shape(inputs, params):
            emit=lambda i, p: Emit(f"_onehot(xp, {{0}}, {p['classes']}, {{1}})"),
            examples=(Example((((3,), "int"), ((3, 4), "real")), (("classes", 4),)),),
            differentiable=False)
-def onehot_vjp(b, eqn, g):
+def onehot_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return None, None
 
 
 tangent("onehot")(zero_jvp)
 
 
-def _nll_shape(inputs, params):
+def _nll_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     logp, target = inputs
     require_float(logp, target)
     if logp.shape != target.shape or len(logp.shape) < 1:
@@ -86,7 +95,7 @@ def _nll_shape(inputs, params):
     return (), "float"
 
 
-def batch_size(x) -> Size:
+def batch_size(x: Atom) -> Size:
     """The number of rows a mean-over-the-batch loss divides by (all but the class axis)."""
     return Size(tuple(x.shape[:-1]))
 
@@ -97,14 +106,14 @@ def batch_size(x) -> Size:
                                   MUL, (MUL, MUL + 1)),
            examples=(Example((((3, 4), "real"), ((3, 4), "probs"))),
                      Example((((4,), "real"), ((4,), "probs")))))
-def nll_vjp(b, eqn, g):
+def nll_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     logp, target = eqn.inputs
     n = batch_size(logp)
     return b.div(b.mul(target, b.neg(g)), n), b.div(b.mul(logp, b.neg(g)), n)
 
 
 @tangent("nll")
-def nll_jvp(b, eqn, dots):
+def nll_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     # nll is bilinear: d nll(logp, t) = nll(dlogp, t) + nll(logp, dt)
     (logp, target), (dlogp, dtarget) = eqn.inputs, dots
     return add_tangents(b, (), None if dlogp is None else b.nll(dlogp, target),

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from ..ir.core import is_host
+from typing import TYPE_CHECKING
+
+from ..ir.core import Atom, Eqn, Shape, is_host
 from .core import (  # tangent (JVP) rules
     POSTFIX,
+    Defs,
+    Dots,
     Emit,
     Example,
+    Folded,
+    Grads,
+    Operands,
+    Params,
     ShapeError,
     add_tangents,
     broadcast_shapes,
@@ -17,6 +25,9 @@ from .core import (  # tangent (JVP) rules
     tangent,
 )
 
+if TYPE_CHECKING:  # the builder imports the registry
+    from ..ir.builder import Builder
+
 
 def _axis_text(axes: tuple[int, ...]) -> str:
     return str(axes[0]) if len(axes) == 1 else "(" + ", ".join(map(str, axes)) + ")"
@@ -25,7 +36,7 @@ def _axis_text(axes: tuple[int, ...]) -> str:
 # ---- sum ------------------------------------------------------------------------------------
 # params: axes (tuple of non-negative ints, or None for all), keepdims
 
-def _sum_shape(inputs, params):
+def _sum_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     (x,) = inputs
     require_float(x)
     axes, keep = params["axes"], params["keepdims"]
@@ -36,7 +47,7 @@ def _sum_shape(inputs, params):
     return tuple(d for i, d in enumerate(x.shape) if i not in axes), "float"
 
 
-def _sum_emit(inputs, params):
+def _sum_emit(inputs: Operands, params: Params) -> Emit:
     axes, keep = params["axes"], params["keepdims"]
     if not keep and axes is not None and len(axes) == len(inputs[0].shape):
         axes = None  # every axis: `xp.sum(v)` reads better, and NumPy is 0.15 us faster without one
@@ -44,7 +55,7 @@ def _sum_emit(inputs, params):
     return Emit(f"xp.sum({{0}}{args}{', keepdims=True' if keep else ''})")
 
 
-def _fold_sum(inputs, params, defs):
+def _fold_sum(inputs: Operands, params: Params, defs: Defs) -> Folded:
     # sum(square(v)) over a vector is the dot product v @ v: one call and no temporary
     src = defs.get(getattr(inputs[0], "name", None))
     if src is not None and src.prim == "neg":  # sum(-x) = -sum(x): the negation on one number
@@ -59,7 +70,7 @@ def _fold_sum(inputs, params, defs):
            examples=(Example((((3, 4), "real"),), (("axes", None), ("keepdims", False))),
                      Example((((3, 4), "real"),), (("axes", (1,)), ("keepdims", True))),
                      Example((((2, 3, 4), "real"),), (("axes", (0, 2)), ("keepdims", False)))))
-def sum_vjp(b, eqn, g):
+def sum_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     (x,) = eqn.inputs
     if is_host(g):  # a constant cotangent (the loss seed, 1/N): fill, no broadcast needed
         return (b.full_like(x, g),)
@@ -71,29 +82,29 @@ def sum_vjp(b, eqn, g):
 
 
 @tangent("sum")
-def sum_jvp(b, eqn, dots):
+def sum_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     return b.sum(dots[0], **dict(eqn.params))
 
 
-def _full_like_shape(inputs, params):
+def _full_like_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     return inputs[0].shape, "float"
 
 
 @primitive("full_like", 2, shape=_full_like_shape, emit=lambda i, p: Emit("xp.full_like({0}, {1})"),
            examples=(Example((((3, 4), "real"), ((), "host"))),), linear=(1,))
-def full_like_vjp(b, eqn, g):
+def full_like_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return None, b.sum(g, axes=None, keepdims=False)
 
 
 @tangent("full_like")
-def full_like_jvp(b, eqn, dots):
+def full_like_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     # only the fill value carries a tangent; the first operand gives just the shape
     return None if dots[1] is None else b.broadcast_to(dots[1], shape=eqn.out.shape)
 
 
 # ---- broadcast_to / sum_to: each the other's adjoint --------------------------------------------
 
-def _broadcast_to_shape(inputs, params):
+def _broadcast_to_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     (x,) = inputs
     target = params["shape"]
     if broadcast_shapes(x.shape, target) != tuple(target):
@@ -101,7 +112,7 @@ def _broadcast_to_shape(inputs, params):
     return tuple(target), x.dtype
 
 
-def _fold_same_shape(inputs, params, defs):
+def _fold_same_shape(inputs: Operands, params: Params, defs: Defs) -> Folded:
     return inputs[0] if tuple(inputs[0].shape) == tuple(params["shape"]) else None
 
 
@@ -109,12 +120,12 @@ def _fold_same_shape(inputs, params, defs):
            emit=lambda i, p: Emit(f"xp.broadcast_to({{0}}, {shape_text(p['shape'])})"),
            examples=(Example((((4,), "real"),), (("shape", (3, 4)),)),
                      Example((((3, 1), "real"),), (("shape", (3, 4)),))))
-def broadcast_to_vjp(b, eqn, g):
+def broadcast_to_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.sum_to(g, shape=eqn.inputs[0].shape),)
 
 
 @tangent("broadcast_to")
-def broadcast_to_jvp(b, eqn, dots):
+def broadcast_to_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     return b.broadcast_to(dots[0], shape=eqn.param("shape"))
 
 
@@ -126,7 +137,7 @@ def sum_to_axes(src: tuple, target: tuple) -> tuple[tuple[int, ...], tuple[int, 
     return dropped, kept
 
 
-def _sum_to_shape(inputs, params):
+def _sum_to_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     (x,) = inputs
     target = tuple(params["shape"])
     if len(target) > len(x.shape) or broadcast_shapes(x.shape, target) != tuple(x.shape):
@@ -134,7 +145,7 @@ def _sum_to_shape(inputs, params):
     return target, x.dtype
 
 
-def _sum_to_emit(inputs, params):
+def _sum_to_emit(inputs: Operands, params: Params) -> Emit:
     dropped, kept = sum_to_axes(inputs[0].shape, tuple(params["shape"]))
     if not kept and len(dropped) == len(inputs[0].shape):
         return Emit("xp.sum({0})")  # to a scalar (a shared bias): over every axis
@@ -146,7 +157,7 @@ def _sum_to_emit(inputs, params):
                 f"{shape_text(params['shape'])})")
 
 
-def _fold_sum_to(inputs, params, defs):
+def _fold_sum_to(inputs: Operands, params: Params, defs: Defs) -> Folded:
     if not params["shape"] and inputs[0].shape:  # to a scalar: the plain sum, which CSE can share
         return ("sum", inputs[0], {"axes": None, "keepdims": False})
     return _fold_same_shape(inputs, params, defs)
@@ -156,18 +167,18 @@ def _fold_sum_to(inputs, params, defs):
            examples=(Example((((3, 4), "real"),), (("shape", (4,)),)),
                      Example((((3, 4), "real"),), (("shape", (3, 1)),)),
                      Example((((2, 3, 4), "real"),), (("shape", (1, 4)),))))
-def sum_to_vjp(b, eqn, g):
+def sum_to_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.broadcast_to(g, shape=eqn.inputs[0].shape),)
 
 
 @tangent("sum_to")
-def sum_to_jvp(b, eqn, dots):
+def sum_to_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     return b.sum_to(dots[0], shape=eqn.param("shape"))
 
 
 # ---- reshape, transpose ---------------------------------------------------------------------
 
-def _element_count(shape) -> tuple[int, list[str]]:
+def _element_count(shape: Shape) -> tuple[int, list[str]]:
     """(product of the concrete dims, sorted symbolic dims): equal for reshapable shapes."""
     n = 1
     for d in shape:
@@ -175,7 +186,7 @@ def _element_count(shape) -> tuple[int, list[str]]:
     return n, sorted(d for d in shape if isinstance(d, str))
 
 
-def _reshape_shape(inputs, params):
+def _reshape_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     (x,) = inputs
     target = tuple(params["shape"])
     if _element_count(x.shape) != _element_count(target):
@@ -183,7 +194,7 @@ def _reshape_shape(inputs, params):
     return target, x.dtype
 
 
-def _reshape_emit(inputs, params):
+def _reshape_emit(inputs: Operands, params: Params) -> Emit:
     shape, target = tuple(inputs[0].shape), tuple(params["shape"])
     extra = len(target) - len(shape)
     if extra > 0 and target[:len(shape)] == shape and set(target[len(shape):]) == {1}:
@@ -195,23 +206,23 @@ def _reshape_emit(inputs, params):
 @primitive("reshape", 1, shape=_reshape_shape, fold=_fold_same_shape, linear=(0,), emit=_reshape_emit,
            examples=(Example((((3, 4), "real"),), (("shape", (12,)),)),
                      Example((((2, 3, 2), "real"),), (("shape", (2, 6)),))))
-def reshape_vjp(b, eqn, g):
+def reshape_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.reshape(g, shape=eqn.inputs[0].shape),)
 
 
 @tangent("reshape")
-def reshape_jvp(b, eqn, dots):
+def reshape_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     return b.reshape(dots[0], shape=eqn.param("shape"))
 
 
-def _transpose_shape(inputs, params):
+def _transpose_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     (x,) = inputs
     if len(x.shape) < 2:
         raise ShapeError(f"transpose needs a matrix, got {fmt_shape(x.shape)}")
     return x.shape[:-2] + (x.shape[-1], x.shape[-2]), x.dtype
 
 
-def _transpose_emit(inputs, params):
+def _transpose_emit(inputs: Operands, params: Params) -> Emit:
     if len(inputs[0].shape) == 2:
         return Emit("{0}.T", POSTFIX, (POSTFIX,))
     return Emit("xp.matrix_transpose({0})")
@@ -220,18 +231,18 @@ def _transpose_emit(inputs, params):
 # Swaps the last two axes (a stack of matrices is transposed matrix by matrix).
 @primitive("transpose", 1, shape=_transpose_shape, linear=(0,), emit=_transpose_emit,
            examples=(Example((((3, 4), "real"),)), Example((((2, 3, 4), "real"),))))
-def transpose_vjp(b, eqn, g):
+def transpose_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.transpose(g),)
 
 
 @tangent("transpose")
-def transpose_jvp(b, eqn, dots):
+def transpose_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     return b.transpose(dots[0])
 
 
 # ---- matmul ---------------------------------------------------------------------------------
 
-def _matmul_shape(inputs, params):
+def _matmul_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
     a, b = inputs
     require_float(a, b)
     if not a.shape or not b.shape:
@@ -255,7 +266,7 @@ def _matmul_shape(inputs, params):
                      Example((((2, 3, 4), "real"), ((2, 4, 5), "real"))),
                      Example((((2, 3, 4), "real"), ((4,), "real"))),
                      Example((((4,), "real"), ((2, 4, 3), "real")))))
-def matmul_vjp(b, eqn, g):
+def matmul_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, w = eqn.inputs
     if len(x.shape) >= 2 and len(w.shape) >= 2:  # dX = g W^T, dW = X^T g (summed over stacked batches)
         return (b.sum_to(b.matmul(g, b.transpose(w)), shape=x.shape),
@@ -278,7 +289,7 @@ def matmul_vjp(b, eqn, g):
 
 
 @tangent("matmul")
-def matmul_jvp(b, eqn, dots):
+def matmul_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     # d(x @ w) = dx @ w + x @ dw
     (x, w), (dx, dw) = eqn.inputs, dots
     return add_tangents(b, eqn.out.shape, None if dx is None else b.matmul(dx, w),
