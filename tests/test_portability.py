@@ -10,6 +10,7 @@ array_api_compat, JAX, CuPy) skip with the reason when they cannot run here.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import re
@@ -33,6 +34,7 @@ class Backend:
     asarray: Callable[[np.ndarray], Any]  # host array -> backend array (dtype kept)
     to_numpy: Callable[[Any], np.ndarray]
     xp: Any = None  # the namespace generated code should find for this backend's arrays
+    context: Callable[[], Any] = contextlib.nullcontext  # entered around every use of the arrays
 
 
 def _numpy() -> Backend:
@@ -42,6 +44,14 @@ def _numpy() -> Backend:
 def _strict() -> Backend:
     xs = pytest.importorskip("array_api_strict")
     return Backend("array_api_strict", xs.asarray, np.from_dlpack, xs)
+
+
+def _strict_2023() -> Backend:
+    """array_api_strict held to the 2023.12 standard: its functions take no Python numbers,
+    so generated code reaches it through the _ScalarArgs wrapper."""
+    xs = pytest.importorskip("array_api_strict")
+    return Backend("array_api_strict 2023.12", xs.asarray, np.from_dlpack, xs,
+                   lambda: xs.ArrayAPIStrictFlags(api_version="2023.12"))
 
 
 def _torch() -> Backend:
@@ -71,6 +81,9 @@ def _cupy() -> Backend:
 
 LABELS = re.compile(r"^\s*input\s+\w+\s*:\s*int\b", re.MULTILINE)  # specs with class labels
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "torch": _torch, "jax": _jax, "cupy": _cupy}
+# Backends whose namespace depends on global flags: only with freshly compiled modules, whose
+# namespace cache is empty (the `modules` fixture's modules are shared between tests)
+FRESH_BACKENDS = {**BACKENDS, "array_api_strict 2023.12": _strict_2023}
 
 
 @pytest.fixture(params=list(BACKENDS))
@@ -128,6 +141,27 @@ def test_same_results_on_every_backend(spec, backend, modules):
     for key, want in expected.items():
         np.testing.assert_allclose(backend.to_numpy(got[key]), np.asarray(want), rtol=1e-9, atol=1e-12,
                                    err_msg=f"{spec} on {backend.name}: {key}")
+
+
+@pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
+def test_every_spec_on_a_2023_12_namespace(spec, tmp_path):
+    """array_api_strict held to 2023.12 takes no numbers in maximum/where/logaddexp: the module
+    wraps it (fresh module, as the namespace cache is per module) and gets NumPy's results,
+    float64 and float32 alike."""
+    backend = _strict_2023()
+    module = compile_and_load(next(p for p in SPEC_PATHS if p.stem == spec), tmp_path)
+    for dtype, rtol in ((np.float64, 1e-9), (np.float32, 2e-4)):
+        params, inputs = _host_case(module, dtype=dtype)
+        params = {k: v.astype(dtype) for k, v in params.items()}
+        expected = _run_all(module, {k: v.copy() for k, v in params.items()}, dict(inputs))
+        with backend.context():
+            got = _run_all(module, {k: backend.asarray(v) for k, v in params.items()},
+                           {k: backend.asarray(v) for k, v in inputs.items()})
+            assert type(module._namespace(backend.asarray(np.zeros(1)))).__name__ == "_ScalarArgs"
+        for key, want in expected.items():
+            assert _dtype_name(got[key]) == _dtype_name(want), f"{spec}: {key}"
+            np.testing.assert_allclose(backend.to_numpy(got[key]), np.asarray(want), rtol=rtol, atol=1e-6 * rtol,
+                                       err_msg=f"{spec} on {backend.name}: {key}")
 
 
 def _dtype_name(x) -> str:
@@ -343,11 +377,12 @@ _SEEDS = range(int(os.environ.get("NNC_RANDOM_SPECS", "24")))
 
 
 # JAX compiles every operation per shape and dtype (seconds a spec): it runs every 8th spec
-@pytest.mark.parametrize("backend_name, seed", [(b, s) for b in BACKENDS for s in _SEEDS if b != "jax" or s % 8 == 0])
+@pytest.mark.parametrize("backend_name, seed",
+                         [(b, s) for b in FRESH_BACKENDS for s in _SEEDS if b != "jax" or s % 8 == 0])
 def test_random_specs_agree_on_every_backend(backend_name, seed, tmp_path):
     """What a reviewer does with specs we have not seen: run them under array_api_strict and
     PyTorch (and JAX, CuPy where present) against NumPy float64."""
-    backend = BACKENDS[backend_name]()
+    backend = FRESH_BACKENDS[backend_name]()
     text, module = _random_module(seed, tmp_path)
     params, inputs = _host_case(module, seed=seed)
     # fresh copies each time: a backend array may share the host buffer, and train_step writes
@@ -355,8 +390,9 @@ def test_random_specs_agree_on_every_backend(backend_name, seed, tmp_path):
           "inputs": lambda: {k: backend.asarray(v.copy()) for k, v in inputs.items()}}
     expected = _run_all(module, {k: v.copy() for k, v in params.items()}, dict(inputs))
     expected |= _run_forward_mode(module, {k: v.copy() for k, v in params.items()}, dict(inputs), _numpy())
-    got = _run_all(module, on["params"](), on["inputs"]())
-    got |= _run_forward_mode(module, on["params"](), on["inputs"](), backend)
+    with backend.context():
+        got = _run_all(module, on["params"](), on["inputs"]())
+        got |= _run_forward_mode(module, on["params"](), on["inputs"](), backend)
     assert got.keys() == expected.keys(), text
     for key, want in expected.items():
         np.testing.assert_allclose(backend.to_numpy(got[key]), np.asarray(want), rtol=1e-9, atol=1e-12,
@@ -364,12 +400,14 @@ def test_random_specs_agree_on_every_backend(backend_name, seed, tmp_path):
 
 
 # JAX: float32 is covered by the bundled specs (it compiles every operation per dtype)
-@pytest.mark.parametrize("backend_name, seed", [(b, s) for b in BACKENDS if b != "jax" for s in range(0, 24, 3)])
+@pytest.mark.parametrize("backend_name, seed",
+                         [(b, s) for b in FRESH_BACKENDS if b != "jax" for s in range(0, 24, 3)])
 def test_random_specs_stay_float32(backend_name, seed, tmp_path):
-    backend = BACKENDS[backend_name]()
+    backend = FRESH_BACKENDS[backend_name]()
     text, module = _random_module(seed, tmp_path)
     params, inputs = _host_case(module, dtype=np.float32, seed=seed)
-    got = _run_all(module, {k: backend.asarray(v.astype(np.float32)) for k, v in params.items()},
-                   {k: backend.asarray(v) for k, v in inputs.items()})
+    with backend.context():
+        got = _run_all(module, {k: backend.asarray(v.astype(np.float32)) for k, v in params.items()},
+                       {k: backend.asarray(v) for k, v in inputs.items()})
     wrong = {k: _dtype_name(v) for k, v in got.items() if _dtype_name(v) != "float32"}
     assert not wrong, f"random spec {seed} on {backend.name} upcast: {wrong}\n{text}"

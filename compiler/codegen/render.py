@@ -210,6 +210,7 @@ def build_model(prog: Program) -> dict:
         "functions": functions,
         "optimizer_functions": optimizer_functions,
         "numpy_namespace": function_source("numpy_fast", "_NumPy"),
+        "scalar_args_namespace": function_source("scalar_args", "_ScalarArgs"),
         "helpers": [function_source("kernels", k) for k in kernels_used] + _check_helpers(checks),
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],

@@ -112,6 +112,65 @@ class _NumPy:
         return np.minimum(x1, x2)
 
 
+class _ScalarArgs:
+    """An array-API namespace whose functions take no Python numbers: a number passed to a
+    binary elementwise function or `where` becomes a 0-d array of the dtype, and on the
+    device, of the call's first array operand (for `where`, its first array value, not the
+    condition). Other functions (asarray, full_like, clip, ...) took numbers before 2024.12."""
+
+    _TAKE_NUMBERS = frozenset((
+        "add", "atan2", "bitwise_and", "bitwise_left_shift", "bitwise_or", "bitwise_right_shift",
+        "bitwise_xor", "copysign", "divide", "equal", "floor_divide", "greater", "greater_equal",
+        "hypot", "less", "less_equal", "logaddexp", "logical_and", "logical_or", "logical_xor",
+        "maximum", "minimum", "multiply", "nextafter", "not_equal", "pow", "remainder",
+        "subtract", "where"))
+
+    def __init__(self, xp):
+        self._xp = xp
+
+    @classmethod
+    def around(cls, namespace, x):
+        """`namespace` (that of `x`) as generated code calls it: as it is when its functions
+        take Python numbers, else wrapped. The standard allows numbers from 2024.12 and most
+        libraries did before, so an older namespace is probed once. Before 2023.12 reductions
+        promoted float32 to float64 and maximum did not exist: such a namespace is refused."""
+        version = getattr(namespace, "__array_api_version__", "2024.12")
+        if version >= "2024.12":
+            return namespace
+        if version < "2023.12":
+            name = getattr(namespace, "__name__", type(namespace).__name__)
+            raise TypeError(f"{name} follows the {version} array API standard; generated modules need "
+                            "2023.12 or later")
+        try:
+            namespace.maximum(namespace.zeros((), device=x.device), 0.5)
+        except (AttributeError, TypeError, ValueError):  # how libraries refuse an argument type
+            return cls(namespace)
+        return namespace
+
+    def __getattr__(self, name):
+        value = getattr(self._xp, name)
+        if name in self._TAKE_NUMBERS:
+            value = self._with_arrays(value, 1 if name == "where" else 0)
+        setattr(self, name, value)  # looked up and wrapped once
+        return value
+
+    def _with_arrays(self, fn, first_value):
+        asarray = self._xp.asarray
+        number = (bool, int, float, complex)
+
+        def call(*args, **kwargs):
+            if not any(type(a) in number for a in args):
+                return fn(*args, **kwargs)
+            like = next((a for a in args[first_value:] if type(a) not in number), None)
+            if like is None:
+                return fn(*args, **kwargs)
+            return fn(*(asarray(a, dtype=like.dtype, device=like.device) if type(a) in number else a
+                        for a in args), **kwargs)
+
+        call.__name__ = getattr(fn, "__name__", "call")
+        return call
+
+
 _NAMESPACES = {}
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
@@ -121,7 +180,9 @@ _XP_NAMES = ("asarray", "astype", "float32", "float64", "isdtype", "matmul", "su
 def _namespace(x):
     """The array-API namespace of `x`, found once per array type: the array's own
     `__array_namespace__()` (NumPy 2, CuPy, JAX, array_api_strict) when it has every name in
-    _XP_NAMES, else the array_api_compat wrapper (PyTorch). Wrapping NumPy costs 5-60% per step."""
+    _XP_NAMES, else the array_api_compat wrapper (PyTorch). Wrapping NumPy costs 5-60% per step.
+    A namespace whose functions take no Python numbers (the standard before 2024.12) is
+    wrapped to take them; one older than 2023.12 is refused."""
     try:
         return _NAMESPACES[type(x)]
     except KeyError:
@@ -139,7 +200,7 @@ def _namespace(x):
                             "array-api-compat (pip install array-api-compat): their own namespace "
                             f"has no {missing[0]}") from None
         xp = array_api_compat.array_namespace(x)
-    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else xp
+    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else _ScalarArgs.around(xp, x)
     return xp
 
 
