@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .ir.builder import Builder
-from .ir.core import Atom, Eqn, Program, Var
+from .ir.core import Atom, Eqn, Lit, Program, Var
 from .primitives import PRIMITIVES
 
 Buffers = Mapping[str, Atom]  # one parameter's state buffers, by name (a rule only reads them)
@@ -167,7 +167,9 @@ def _decay(b: Builder, g: Atom, p: Atom, hp: dict) -> Atom:
 
 def _average(b: Builder, decay: float, avg: Atom, x: Atom) -> Atom:
     """The running average decay * avg + (1 - decay) * x."""
-    return b.add(b.mul(decay, avg), b.mul(1.0 - decay, x))
+    # written `1.0 - decay`: the same double as PyTorch's 1 - beta, without its rounding digits
+    rest = Lit(1.0 - decay, text=f"1.0 - {float(decay)!r}")
+    return b.add(b.mul(decay, avg), b.mul(rest, x))
 
 
 # ---- the optimizers ---------------------------------------------------------------------------

@@ -150,3 +150,18 @@ def test_generated_optimizer_code_is_ruff_clean(tmp_path, optimizer):
     if "No module named ruff" in done.stderr:
         pytest.skip("ruff is not installed (it is in the test extras)")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("optimizer, written, not_written", [
+    ("adam(lr=0.01)", ["exp_avg += (1.0 - 0.9) * g", "exp_avg_sq += (1.0 - 0.999) * xp.square(g)"],
+     ["0.09999999999999998", "0.0010000000000000009"]),
+    ("rmsprop(lr=0.01, alpha=0.9)", ["(1.0 - 0.9) * xp.square(g)"], ["0.09999999999999998"]),
+])
+def test_running_averages_read_as_one_minus_the_decay(optimizer, written, not_written):
+    """1 - beta is written as such (the double PyTorch computes, see test_trajectory_matches_torch),
+    not as the rounded double's digits."""
+    from nnc.api import compile_spec
+
+    text = compile_spec(SPEC.format(optimizer=optimizer), "m.nn")
+    assert all(w in text for w in written), text
+    assert not any(w in text for w in not_written), text

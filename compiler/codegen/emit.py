@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..ir.core import Atom, Eqn, Lit, Size, Var
 from ..primitives import PRIMITIVES
-from ..primitives.core import ATOM, MUL, UNARY, size_text
+from ..primitives.core import ADD, ATOM, MUL, UNARY, size_text
 
 # Binary elementwise primitives that can update their first operand in place (`a += b`).
 INPLACE_OPS = {"add": "+=", "sub": "-=", "mul": "*=", "div": "/="}
@@ -20,6 +20,8 @@ def atom_text(a: Atom) -> tuple[str, int]:
     if isinstance(a, Var):
         return a.name, ATOM
     if isinstance(a, Lit):
+        if a.text is not None:
+            return a.text, ADD
         text = repr(float(a.value))
         if text in ("inf", "-inf", "nan"):  # not Python literals (a folded constant can overflow)
             return f'float("{text}")', ATOM

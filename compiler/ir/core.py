@@ -29,12 +29,15 @@ class Var:
 
 @dataclass(frozen=True)
 class Lit:
-    """A scalar constant."""
+    """A scalar constant. `text`, when given, is how generated code writes it: an arithmetic
+    expression of short literals that Python evaluates to exactly `value` (`1.0 - 0.999`
+    rather than 0.0010000000000000009); it plays no part in comparisons."""
 
     value: float
 
     shape: Shape = ()
     dtype: str = "float"
+    text: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return repr(float(self.value))
