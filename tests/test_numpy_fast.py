@@ -39,11 +39,21 @@ def test_sum_matches_numpy(n, m, dtype, axis, keepdims, seed):
 @settings(max_examples=60, deadline=None)
 @given(rows, cols, st.sampled_from([np.float32, np.float64, np.int32]), st.sampled_from([None, 0, 1, -1]),
        st.booleans(), st.integers(0, 2**16))
-def test_max_matches_numpy_exactly(n, m, dtype, axis, keepdims, seed):
+def test_max_and_min_match_numpy_exactly(n, m, dtype, axis, keepdims, seed):
     x = (_array(seed, (n, m), np.float64) * 100).astype(dtype)
-    fast, plain = xp.max(x, axis=axis, keepdims=keepdims), np.max(x, axis=axis, keepdims=keepdims)
-    assert fast.dtype == plain.dtype and fast.shape == plain.shape
-    np.testing.assert_array_equal(fast, plain)
+    for fast_fn, plain_fn in ((xp.max, np.max), (xp.min, np.min)):
+        fast, plain = fast_fn(x, axis=axis, keepdims=keepdims), plain_fn(x, axis=axis, keepdims=keepdims)
+        assert fast.dtype == plain.dtype and fast.shape == plain.shape
+        np.testing.assert_array_equal(fast, plain)
+
+
+@pytest.mark.parametrize("reduce", ["max", "min"])
+def test_max_and_min_keep_numpys_nan_and_empty_behaviour(reduce):
+    x = np.array([[1.0, np.nan], [3.0, 2.0]])
+    np.testing.assert_array_equal(getattr(xp, reduce)(x, axis=1), getattr(np, reduce)(x, axis=1))
+    assert np.isnan(getattr(xp, reduce)(x))
+    with pytest.raises(ValueError, match="zero-size array"):
+        getattr(xp, reduce)(np.zeros((0,), np.int64))
 
 
 @settings(max_examples=60, deadline=None)
