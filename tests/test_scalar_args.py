@@ -51,16 +51,27 @@ def test_functions_that_always_took_numbers_are_not_wrapped(strict_2023):
     assert xp.maximum(x, x) is not None and xp.maximum.__name__ == "maximum"
 
 
+def _like_numpy(version: str, **overrides) -> types.SimpleNamespace:
+    """NumPy's functions under an older declared version (old array_api_compat, CuPy, JAX)."""
+    names = {"maximum": np.maximum, "zeros": np.zeros, "sum": np.sum, "float32": np.float32}
+    return types.SimpleNamespace(__array_api_version__=version, **{**names, **overrides})
+
+
 def test_namespaces_that_take_numbers_are_used_as_they_are(strict_2023):
     x = xs.asarray([1.0])
     with xs.ArrayAPIStrictFlags(api_version="2024.12"):  # the standard allows numbers
         assert _ScalarArgs.around(xs, x) is xs
-    # an older version string on a library that takes numbers anyway (JAX, CuPy): probed
-    lenient = types.SimpleNamespace(__array_api_version__="2023.12", maximum=np.maximum, zeros=np.zeros)
-    assert _ScalarArgs.around(lenient, np.zeros(1)) is lenient
+    # an older declared version on a library that behaves well anyway: probed, not wrapped
+    for version in ("2023.12", "2022.12"):
+        lenient = _like_numpy(version)
+        assert _ScalarArgs.around(lenient, np.zeros(1)) is lenient
 
 
-def test_a_namespace_older_than_2023_12_is_refused():
+def test_a_namespace_that_sums_float32_to_float64_is_refused():
     with xs.ArrayAPIStrictFlags(api_version="2022.12"):
-        with pytest.raises(TypeError, match="follows the 2022.12 array API standard; generated modules need 2023.12"):
+        with pytest.raises(TypeError, match="array_api_strict sums float32 arrays to float64 .the 2022.12 array "
+                                            "API standard.; generated modules need the 2023.12 standard or later"):
             _ScalarArgs.around(xs, xs.asarray([1.0]))
+    upcasting = _like_numpy("2022.12", sum=lambda a: np.sum(a, dtype=np.float64))
+    with pytest.raises(TypeError, match="SimpleNamespace sums float32 arrays to float64"):
+        _ScalarArgs.around(upcasting, np.zeros(1))

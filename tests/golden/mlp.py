@@ -134,18 +134,20 @@ class _ScalarArgs:
     def around(cls, namespace, x):
         """`namespace` (that of `x`) as generated code calls it: as it is when its functions
         take Python numbers, else wrapped. The standard allows numbers from 2024.12 and most
-        libraries did before, so an older namespace is probed once. Before 2023.12 reductions
-        promoted float32 to float64 and maximum did not exist: such a namespace is refused."""
-        version = getattr(namespace, "__array_api_version__", "2024.12")
-        if version >= "2024.12":
+        libraries did before, so a namespace declaring an older version is probed once, by
+        behaviour rather than by its declared version (array_api_compat declared 2022.12 for
+        PyTorch long after it behaved like 2023.12). One whose sum turns float32 into
+        float64, as the 2022.12 standard had it, is refused."""
+        if getattr(namespace, "__array_api_version__", "2024.12") >= "2024.12":
             return namespace
-        if version < "2023.12":
+        probe = namespace.zeros((1,), dtype=namespace.float32, device=x.device)
+        if namespace.sum(probe).dtype != namespace.float32:
             name = getattr(namespace, "__name__", type(namespace).__name__)
-            raise TypeError(f"{name} follows the {version} array API standard; generated modules need "
-                            "2023.12 or later")
+            raise TypeError(f"{name} sums float32 arrays to float64 (the 2022.12 array API standard); "
+                            "generated modules need the 2023.12 standard or later")
         try:
-            namespace.maximum(namespace.zeros((), device=x.device), 0.5)
-        except (AttributeError, TypeError, ValueError):  # how libraries refuse an argument type
+            namespace.maximum(probe, 0.5)
+        except (AttributeError, TypeError, ValueError, RuntimeError):  # how libraries refuse an argument
             return cls(namespace)
         return namespace
 
