@@ -65,6 +65,13 @@ def test_namespaces_that_take_numbers_are_used_as_they_are(strict_2023):
     for version in ("2023.12", "2022.12"):
         lenient = _like_numpy(version)
         assert _ScalarArgs.around(lenient, np.zeros(1)) is lenient
+    # a namespace the trial itself fails on (no device keyword, say) is used as it is
+
+    def zeros_without_device(shape, dtype=None):
+        return np.zeros(shape, dtype)
+
+    untried = _like_numpy("2023.12", zeros=zeros_without_device, maximum=None)
+    assert _ScalarArgs.around(untried, np.zeros(1)) is untried
 
 
 def test_a_namespace_that_sums_float32_to_float64_is_refused():
