@@ -130,7 +130,8 @@ def jax_impl(name: str, jax, jstep, init: dict, *inputs) -> tuple[Impl, callable
 
 
 def cupy_impl(cupy, mod, init: dict, *inputs) -> tuple[Impl, callable]:
-    """The generated module on CuPy arrays (GPU): same code, the arrays' own namespace."""
+    """The generated module on CuPy arrays (GPU): same code, through array_api_compat's CuPy
+    namespace (CuPy 14 arrays name none of their own)."""
     params = {k: cupy.asarray(np.array(v)) for k, v in init.items()}
     state = mod.init_optimizer(params)
     args = [cupy.asarray(a) for a in inputs]

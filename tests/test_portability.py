@@ -76,7 +76,11 @@ def _cupy() -> Backend:
             pytest.skip("CuPy is installed but sees no CUDA device")
     except cupy.cuda.runtime.CUDARuntimeError as exc:
         pytest.skip(f"CuPy is installed but CUDA is unusable: {exc}")
-    return Backend("cupy", cupy.asarray, cupy.asnumpy, cupy)
+    # CuPy 14's arrays have no __array_namespace__ (checked on cupy-cuda13x 14.2): the module
+    # then uses array_api_compat's CuPy namespace, as for PyTorch
+    own = getattr(cupy.zeros(1), "__array_namespace__", None)
+    xp = own() if own is not None else pytest.importorskip("array_api_compat").array_namespace(cupy.zeros(1))
+    return Backend("cupy", cupy.asarray, cupy.asnumpy, xp)
 
 
 LABELS = re.compile(r"^\s*input\s+\w+\s*:\s*int\b", re.MULTILINE)  # specs with class labels
@@ -209,8 +213,8 @@ def test_arrays_made_inside_stay_on_the_inputs_device(spec, modules):
 
 
 def test_namespace_lookup_uses_the_arrays_own_namespace(modules, backend):
-    """NumPy, CuPy, JAX and array_api_strict arrays name their own namespace (no wrapper);
-    PyTorch's comes from array_api_compat. Found once per array type, then cached."""
+    """NumPy, JAX and array_api_strict arrays name their own namespace (no wrapper);
+    PyTorch's comes from array_api_compat, and so does CuPy 14's. Found once per array type, then cached."""
     module = modules["mlp"]
     x = backend.asarray(np.zeros((2, 784)))
     xp = module._namespace(x)

@@ -182,8 +182,9 @@ _XP_NAMES = ("arange", "asarray", "astype", "float32", "float64", "int64", "isdt
 
 def _namespace(x):
     """The array-API namespace of `x`, found once per array type: the array's own
-    `__array_namespace__()` (NumPy 2, CuPy, JAX, array_api_strict) when it has every name in
-    _XP_NAMES, else the array_api_compat wrapper (PyTorch). Wrapping NumPy costs 5-60% per step.
+    `__array_namespace__()` (NumPy 2, JAX, array_api_strict) when it has every name in
+    _XP_NAMES, else the array_api_compat wrapper (PyTorch; CuPy 14, whose arrays name no
+    namespace). Wrapping NumPy costs 5-60% per step.
     A namespace whose functions take no Python numbers (the standard before 2024.12) is
     wrapped to take them; one older than 2023.12 is refused."""
     try:
