@@ -57,9 +57,11 @@ def _check_arrays(*inputs):
 
 def _check_labels(xp, name, y, classes):
     """Check that the class labels in `y` lie in [0, classes)."""
-    if y.dtype == xp.uint64:  # PyTorch can neither compare nor reduce uint64 tensors
+    try:
+        low, high = int(xp.min(y)), int(xp.max(y))
+    except (NotImplementedError, RuntimeError, TypeError):  # PyTorch reduces no uint16/32/64 tensors
         y = xp.astype(y, xp.int64)  # (a label too large for int64 turns negative: still caught)
-    low, high = int(xp.min(y)), int(xp.max(y))
+        low, high = int(xp.min(y)), int(xp.max(y))
     if low < 0 or high >= classes:
         raise ValueError(f"input '{name}' holds class labels in [0, {classes}), "
                          f"got values from {low} to {high}")

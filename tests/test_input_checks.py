@@ -75,6 +75,17 @@ def test_check_labels(xp):
         _check_labels(xp, "y", xp.asarray([-1, 3]), 10)
 
 
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "uint64"])
+def test_check_labels_on_unsigned_torch_tensors(dtype):
+    """PyTorch cannot reduce uint16/32/64 tensors: the range is checked on an int64 copy."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    compat = pytest.importorskip("array_api_compat")
+    xp = compat.array_namespace(torch.zeros(1))
+    _check_labels(xp, "y", torch.asarray([0, 9]).to(getattr(torch, dtype)), 10)
+    with pytest.raises(ValueError, match=r"labels in \[0, 10\), got values from 3 to 300"):
+        _check_labels(xp, "y", torch.asarray([3, 300]).to(getattr(torch, dtype)), 10)
+
+
 # ---- generated modules -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("entry", ["loss", "value_and_grad", "train_step"])

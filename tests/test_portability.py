@@ -185,7 +185,7 @@ def test_float32_stays_float32(spec, backend, modules):
     assert not wrong, f"{spec} on {backend.name} upcast: {wrong}"
 
 
-@pytest.mark.parametrize("int_dtype", ["int8", "int16", "int32", "int64", "uint8", "uint64"])
+@pytest.mark.parametrize("int_dtype", ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"])
 @pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS if LABELS.search(p.read_text())])
 def test_labels_in_any_integer_dtype(spec, int_dtype, backend, modules):
     module = modules[spec]
