@@ -140,9 +140,20 @@ def test_good_inputs_pass_on_every_namespace(mlp):
         mlp.loss(params, xs.asarray(_x()), xs.asarray(np.array([0, 1, 2, 12])))
 
 
-def test_empty_batch_skips_the_label_range(mlp):
-    with np.errstate(all="ignore"):  # 0 / 0: the mean over an empty batch is nan, as in numpy
-        mlp.loss(mlp.init_params(), _x(0), _y(0))
+def test_an_empty_batch_is_refused_by_the_loss_and_allowed_by_forward(mlp):
+    """A mean over no examples is nan and its gradient a division by zero: every entry point
+    that computes the loss says so instead; forward() maps no rows to no rows."""
+    params = mlp.init_params()
+    assert mlp.forward(params, _x(0)).shape == (0, 10)
+    message = r"input 'x' is empty \(B = 0\): the loss needs at least one example along B"
+    calls = {"loss": lambda: mlp.loss(params, _x(0), _y(0)),
+             "value_and_grad": lambda: mlp.value_and_grad(params, _x(0), _y(0)),
+             "train_step": lambda: mlp.train_step(params, mlp.init_optimizer(params), _x(0), _y(0)),
+             "jvp": lambda: mlp.jvp(params, params, _x(0), _y(0))}
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=message):
+            call()
+            pytest.fail(f"{name} accepted an empty batch")
 
 
 def test_repeated_symbolic_dimension(square):

@@ -74,14 +74,17 @@ def _shape_words(shape) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
-def _check_function(name: str, decls) -> Check:
+def _check_function(name: str, decls, nonempty: bool = False) -> Check:
     """Validation of every input at an entry point, cheap enough to run on every step.
 
     Per input, one `if` filters on rank, sizes (binding each symbolic dimension at its
     first use) and the dtype kind looked up in a cache; only when it fails (or sees a
     dtype for the first time) does the inlined `_check_input` run, which checks in full
     and raises a ValueError naming the input, the expected and the actual shape. Label
-    inputs are also checked for range (two reductions).
+    inputs are also checked for range (two reductions). With `nonempty` (entry points that
+    compute the loss), a symbolic dimension of size 0 is an error: a mean over it would be
+    nan and its gradient a division by zero, and an empty slice is a common slip in a
+    hand-written training loop.
     """
     chk = Check(name, [d.var.name for d in decls], [])
     where: dict[str, str] = {}  # dimension -> the input that bound it
@@ -108,11 +111,16 @@ def _check_function(name: str, decls) -> Check:
                          f"{_shape_literal(v.shape)}, {{{bound}}})")
         for dim, i in new.items():
             chk.lines.append(f"{dim} = {v.name}.shape[{i}]")
+            if nonempty:
+                chk.lines.append(f"if not {dim}:")
+                chk.lines.append(f"    raise ValueError(\"input '{v.name}' is empty ({dim} = 0): the loss needs at least "
+                                 f"one example along {dim}\")")
             chk.dims.append(dim)
             where[dim] = v.name
         if d.classes is not None:
-            chk.lines.append(f"if {v.name}.shape[0]:")
-            chk.lines.append(f'    _check_labels(_namespace({v.name}), "{v.name}", {v.name}, {d.classes})')
+            label_check = f'_check_labels(_namespace({v.name}), "{v.name}", {v.name}, {d.classes})'
+            # the minimum of no labels is an error: an empty batch is refused above, or skipped here
+            chk.lines += [label_check] if nonempty else [f"if {v.name}.shape[0]:", "    " + label_check]
     if not decls:
         return chk
     # a list or a number fails the filter with AttributeError; try costs nothing when nothing is raised
@@ -155,8 +163,10 @@ def build_model(prog: Program) -> dict:
     fwd_eqns = live_eqns(prog.eqns, list(prog.outputs))
     unpack, fwd_inputs = _reads(prog, fwd_eqns, list(prog.outputs))
     fwd_check = _check_function("_check_forward_inputs", fwd_inputs)
-    all_check = _check_function("_check_inputs", inputs_all)
-    same_inputs = [d.var.name for d in fwd_inputs] == [d.var.name for d in inputs_all]
+    all_check = _check_function("_check_inputs", inputs_all, nonempty=True)
+    # forward() shares the loss's check only when they check the same (forward allows empty batches)
+    same_inputs = all_check.lines == _check_function("_check_inputs", inputs_all).lines and (
+        [d.var.name for d in fwd_inputs] == [d.var.name for d in inputs_all])
     checks.append(all_check)
     if not same_inputs and fwd_inputs:
         checks.append(fwd_check)

@@ -285,6 +285,8 @@ def _check_inputs(x, y):
                 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("B", 4), {})
         B = x.shape[0]
+        if not B:
+            raise ValueError("input 'x' is empty (B = 0): the loss needs at least one example along B")
         if y.shape != (B, 4) or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float":
             _check_input(_namespace(y), "y", y, "float", ("B", 4), {"B": (B, "x")})
     except AttributeError:  # an input that is not an array: say which

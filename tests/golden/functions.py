@@ -288,6 +288,8 @@ def _check_inputs(x, p, t):
                 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("B", 2, 3), {})
         B = x.shape[0]
+        if not B:
+            raise ValueError("input 'x' is empty (B = 0): the loss needs at least one example along B")
         if p.shape != (B, 4) or _DTYPE_KINDS.get((p.dtype.__class__, p.dtype)) != "float":
             _check_input(_namespace(p), "p", p, "float", ("B", 4), {"B": (B, "x")})
         if t.shape != (B, 4) or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float":

@@ -299,10 +299,11 @@ def _check_inputs(x, y):
                 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("B", 784), {})
         B = x.shape[0]
+        if not B:
+            raise ValueError("input 'x' is empty (B = 0): the loss needs at least one example along B")
         if y.shape != (B,) or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "int":
             _check_input(_namespace(y), "y", y, "int", ("B",), {"B": (B, "x")})
-        if y.shape[0]:
-            _check_labels(_namespace(y), "y", y, 10)
+        _check_labels(_namespace(y), "y", y, 10)
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("x", x, "float[B, 784]"), ("y", y, "int[B]"))
         raise

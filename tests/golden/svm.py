@@ -288,10 +288,11 @@ def _check_inputs(x, y):
                 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("N", 4), {})
         N = x.shape[0]
+        if not N:
+            raise ValueError("input 'x' is empty (N = 0): the loss needs at least one example along N")
         if y.shape != (N,) or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "int":
             _check_input(_namespace(y), "y", y, "int", ("N",), {"N": (N, "x")})
-        if y.shape[0]:
-            _check_labels(_namespace(y), "y", y, 3)
+        _check_labels(_namespace(y), "y", y, 3)
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("x", x, "float[N, 4]"), ("y", y, "int[N]"))
         raise

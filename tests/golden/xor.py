@@ -274,6 +274,8 @@ def _check_inputs(x, y):
                 or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("N", 2), {})
         N = x.shape[0]
+        if not N:
+            raise ValueError("input 'x' is empty (N = 0): the loss needs at least one example along N")
         if y.shape != (N, 1) or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float":
             _check_input(_namespace(y), "y", y, "float", ("N", 1), {"N": (N, "x")})
     except AttributeError:  # an input that is not an array: say which
