@@ -149,7 +149,8 @@ def test_an_empty_batch_is_refused_by_the_loss_and_allowed_by_forward(mlp):
     calls = {"loss": lambda: mlp.loss(params, _x(0), _y(0)),
              "value_and_grad": lambda: mlp.value_and_grad(params, _x(0), _y(0)),
              "train_step": lambda: mlp.train_step(params, mlp.init_optimizer(params), _x(0), _y(0)),
-             "jvp": lambda: mlp.jvp(params, params, _x(0), _y(0))}
+             "jvp": lambda: mlp.jvp(params, params, _x(0), _y(0)),
+             "hvp": lambda: mlp.hvp(params, params, _x(0), _y(0))}
     for name, call in calls.items():
         with pytest.raises(ValueError, match=message):
             call()
