@@ -4,7 +4,10 @@
 `draw(sampled_from(...))` or a seeded `random.Random().choice`). Values keep a rough
 bound on their magnitude so exp, powers and products never overflow, and log, sqrt and
 division only see arguments bounded away from zero. Shapes mix the broadcasting
-patterns (), (n,), (1, n), (m, 1) and (m, n).
+patterns (), (n,), (1, n), (m, 1) and (m, n). With `batch=True` the first axis of the
+inputs is a symbolic batch dimension `B` (written for m, which is then 5, a size nothing
+else has): parameters never span it, so any batch size runs the spec, and means over it
+divide by a size known only at call time.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 M, N = 3, 4  # distinct, so a gradient summed over the wrong axis has the wrong shape
+M_BATCH = 5  # m in batch mode: distinct from N and from every layer width (2, 3)
 SHAPES = [(), (N,), (1, N), (M, 1), (M, N)]
 Pick = Callable[[Sequence], object]
 
@@ -30,15 +34,29 @@ class Value:
 @dataclass
 class _Spec:
     pick: Pick
+    m: int = M  # the size of the inputs' first axis
+    batch: bool = False  # m is written as the symbolic dimension B in inputs
     lines: list[str] = field(default_factory=list)
     pool: list[Value] = field(default_factory=list)
     count: int = 0
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [(), (N,), (1, N), (self.m, 1), (self.m, N)]
+
+    def input_dims(self, shape: tuple[int, ...]) -> str:
+        return _dims(tuple("B" if self.batch and d == self.m else d for d in shape))
+
+    def spans_batch(self, *sizes: int) -> bool:
+        """Whether a parameter of these sizes would span the batch axis (not allowed)."""
+        return self.batch and self.m in sizes
 
     def new_name(self, prefix: str) -> str:
         self.count += 1
         return f"{prefix}{self.count}"
 
     def param(self, shape: tuple[int, ...]) -> Value:
+        assert not self.spans_batch(*shape), shape
         name = self.new_name("p")
         init = self.pick(["normal(0.5)", "uniform(-1, 1)", "0.3"] if shape else ["0.3", "-0.7", "normal(1.0)"])
         self.lines.append(f"param {name} : float{_dims(shape)} = {init}")
@@ -124,6 +142,8 @@ def _layer(s: _Spec, a: Value, name: str) -> tuple[str, tuple, float] | None:
         return None
     kind = s.pick(["dense", "matmul", "lmatmul", "prelu", "transpose"])
     k = a.shape[-1]
+    if kind != "transpose" and s.spans_batch(a.shape[0] if kind == "lmatmul" else k):
+        return None  # its parameter would span the batch axis
     if kind == "dense":
         units = s.pick([2, 3])
         return f"dense({a.name}, {units})", a.shape[:-1] + (units,), a.bound * k + 1
@@ -140,33 +160,34 @@ def _layer(s: _Spec, a: Value, name: str) -> tuple[str, tuple, float] | None:
 
 def _loss(s: _Spec, v: Value) -> str:
     forms = ["sum", "mean", "l2", "mse", "sse", "bce"]
-    if len(v.shape) == 2 and v.bound < 100:
+    if len(v.shape) == 2 and v.bound < 100 and not s.spans_batch(v.shape[1]):
         forms += ["cross_entropy", "cross_entropy_probs", "hinge"]
     form = s.pick(forms)
     if form in ("sum", "mean", "l2"):
         return f"{form}({v.name})"
     if form in ("mse", "sse", "bce"):
-        shape = s.pick([v.shape] + [sh for sh in SHAPES if _bshape(sh, v.shape) == v.shape and sh != v.shape])
-        s.lines.insert(1, f"input t : float{_dims(shape)}")
+        shape = s.pick([v.shape] + [sh for sh in s.shapes if _bshape(sh, v.shape) == v.shape and sh != v.shape])
+        s.lines.insert(1, f"input t : float{s.input_dims(shape)}")
         return f"{form}({v.name}, t)"
     rows, classes = v.shape
     if form == "cross_entropy_probs":
-        s.lines.insert(1, f"input q : float[{rows}, {classes}]")
+        s.lines.insert(1, f"input q : float{s.input_dims((rows, classes))}")
         return f"cross_entropy({v.name}, q)"
-    s.lines.insert(1, f"input y : int[{rows}]")
+    s.lines.insert(1, f"input y : int{s.input_dims((rows,))}")
     return f"{form}({v.name}, y)" if form == "cross_entropy" else f"hinge({v.name}, y, margin=0.5)"
 
 
-def generate(pick: Pick, steps: int) -> str:
-    """A random valid spec with `steps` definitions before the loss."""
-    s = _Spec(pick)
-    s.lines = ["model random", f"input x : float[{M}, {N}]"]
-    s.pool.append(Value("x", (M, N), 3.0))
+def generate(pick: Pick, steps: int, batch: bool = False) -> str:
+    """A random valid spec with `steps` definitions before the loss (see the module doc for
+    `batch`)."""
+    s = _Spec(pick, M_BATCH if batch else M, batch)
+    s.lines = ["model random", f"input x : float{s.input_dims((s.m, N))}"]
+    s.pool.append(Value("x", (s.m, N), 3.0))
     if pick([True, False]):
         s.lines.append(f"input u : float[{N}]")
         s.pool.append(Value("u", (N,), 3.0))
     for _ in range(pick([1, 2, 3])):
-        s.pool.append(s.param(pick(SHAPES)))
+        s.pool.append(s.param(pick([sh for sh in s.shapes if not s.spans_batch(*sh)])))
     for _ in range(steps):
         name = s.new_name("v")
         a = s.operand()

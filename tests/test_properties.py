@@ -19,7 +19,8 @@ SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 
 @st.composite
 def spec_texts(draw) -> str:
-    return generate(lambda options: draw(st.sampled_from(list(options))), draw(st.integers(1, 6)))
+    return generate(lambda options: draw(st.sampled_from(list(options))), draw(st.integers(1, 6)),
+                    batch=draw(st.booleans()))
 
 
 def _load(text: str):

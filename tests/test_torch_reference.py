@@ -64,5 +64,6 @@ def test_bundled_specs_match_torch(path):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_specs_match_torch(data):
-    text = generate(lambda options: data.draw(st.sampled_from(list(options))), data.draw(st.integers(1, 6)))
+    text = generate(lambda options: data.draw(st.sampled_from(list(options))), data.draw(st.integers(1, 6)),
+                    batch=data.draw(st.booleans()))
     _compare(text, "random.nn")
