@@ -60,6 +60,56 @@ def numpy_mlp_step(params: dict, x: np.ndarray, y: np.ndarray, lr: float):
     return step
 
 
+def numpy_mlp_step_buffers(params: dict, x: np.ndarray, y: np.ndarray, lr: float):
+    """The careful step tuned further, as an expert chasing microseconds would: every product
+    and activation written into a buffer allocated once (`out=`), boolean relu masks, and the
+    learning rate folded into the softmax gradient. `out=` and the fancy-indexed gradient
+    are not array-API code, so nnc does not emit them; this shows what a NumPy-only step
+    can still gain."""
+    W1, b1, W2, b2, W3, b3 = (params[k] for k in MLP_KEYS)
+    n = x.shape[0]
+    rows = np.arange(n)
+    h1, h2, dh1, dh2 = (np.empty((n, 256), x.dtype) for _ in range(4))
+    z = np.empty((n, 10), x.dtype)
+    dW1, dW2, dW3 = np.empty_like(W1), np.empty_like(W2), np.empty_like(W3)
+
+    def step():
+        nonlocal W1, b1, W2, b2, W3, b3, h1, h2, z, dh1, dh2  # in-place operators on all of them
+        np.matmul(x, W1, out=h1)
+        h1 += b1
+        np.maximum(h1, 0.0, out=h1)
+        np.matmul(h1, W2, out=h2)
+        h2 += b2
+        np.maximum(h2, 0.0, out=h2)
+        np.matmul(h2, W3, out=z)
+        z += b3
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        s = e.sum(axis=1, keepdims=True)
+        loss = (np.log(s).sum() - z[rows, y].sum()) / n
+        e /= s * (n / lr)               # lr * d_logits
+        e[rows, y] -= lr / n
+        np.matmul(h2.T, e, out=dW3)
+        db3 = e.sum(axis=0)
+        np.matmul(e, W3.T, out=dh2)
+        dh2 *= h2 > 0.0
+        np.matmul(h1.T, dh2, out=dW2)
+        db2 = dh2.sum(axis=0)
+        np.matmul(dh2, W2.T, out=dh1)
+        dh1 *= h1 > 0.0
+        np.matmul(x.T, dh1, out=dW1)
+        db1 = dh1.sum(axis=0)
+        W1 -= dW1
+        b1 -= db1
+        W2 -= dW2
+        b2 -= db2
+        W3 -= dW3
+        b3 -= db3
+        return loss
+
+    return step
+
+
 def mlp_saved_bytes_hand(batch: int, itemsize: int = 4) -> int:
     """What the hand-written step keeps from forward for backward: h1, h2 and the
     softmax rows (the labels are an input)."""
@@ -158,6 +208,32 @@ def numpy_mazur_step(params: dict, i: np.ndarray, t: np.ndarray, lr: float):
         b2 -= lr * d_net_o.sum()
         W1 -= lr * np.outer(d_net_h, i)
         b1 -= lr * d_net_h.sum()
+        return loss
+
+    return step
+
+
+def numpy_mazur_step_dot(params: dict, i: np.ndarray, t: np.ndarray, lr: float):
+    """Worked example 1 tuned further: `ndarray.dot` called directly (nnc reaches it through
+    `_NumPy.matmul`, 0.12 us a product more), `1 / (1 + exp(-x))` (0.3 us cheaper than nnc's
+    tanh form on 2 elements, 1.5x slower on large arrays, and it overflows with a warning
+    for large -x) and no input check or params dict."""
+    W1, b1, W2, b2 = (params[k] for k in MAZUR_KEYS)
+
+    def step():
+        nonlocal W1, b1, W2, b2  # `-=` below updates the arrays in place
+        out_h = 1.0 / (1.0 + np.exp(-(W1.dot(i) + b1)))
+        out_o = 1.0 / (1.0 + np.exp(-(W2.dot(out_h) + b2)))
+        r = out_o - t
+        loss = 0.5 * r.dot(r)
+        d_o = r * out_o * (1.0 - out_o)
+        d_h = d_o.dot(W2) * out_h * (1.0 - out_h)
+        d_o *= lr
+        d_h *= lr
+        W2 -= d_o[:, None] * out_h
+        b2 -= d_o.sum()
+        W1 -= d_h[:, None] * i
+        b1 -= d_h.sum()
         return loss
 
     return step
