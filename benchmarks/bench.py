@@ -130,6 +130,17 @@ def jax_impl(name: str, jax, jstep, init: dict, *inputs) -> tuple[Impl, callable
     return Impl(name, step, reset, sync), (lambda: {k: np.asarray(v) for k, v in cur["p"].items()})
 
 
+def nnc_jax_step(jax, mod, lr: float):
+    """The generated module's value_and_grad traced by jax.jit, with the SGD update written
+    as a function of its result (train_step updates dicts in place, which jit cannot see)."""
+    @jax.jit
+    def step(p, *inputs):
+        loss, grads = mod.value_and_grad(p, *inputs)
+        return {k: p[k] - lr * grads[k] for k in p}, loss
+
+    return step
+
+
 def cupy_impl(cupy, mod, init: dict, *inputs) -> tuple[Impl, callable]:
     """The generated module on CuPy arrays (GPU): same code, through array_api_compat's CuPy
     namespace (CuPy 14 arrays name none of their own)."""
@@ -295,6 +306,7 @@ def workload_a(tmp: Path, batches, rounds: int, sample_s: float, sgemm_n: int, u
         jax = use.get("jax")
         if jax is not None:
             checked.append(jax_impl("jax.jit", jax, hand.jax_mlp_step(LR_A), init, x, y.astype(np.int32)))
+            checked.append(jax_impl("nnc (jax.jit)", jax, nnc_jax_step(jax, mod, LR_A), init, x, y.astype(np.int32)))
         cupy = use.get("cupy")
         if cupy is not None:
             checked.append(cupy_impl(cupy, mod, init, x, y))
@@ -363,6 +375,7 @@ def workload_b(tmp: Path, rounds: int, sample_s: float, use: dict) -> dict:
     if jax is not None:
         jax.config.update("jax_enable_x64", True)
         checked.append(jax_impl("jax.jit", jax, hand.jax_mazur_step(LR_B), init, i, t))
+        checked.append(jax_impl("nnc (jax.jit)", jax, nnc_jax_step(jax, mod, LR_B), init, i, t))
     if use.get("cupy") is not None:
         checked.append(cupy_impl(use["cupy"], mod, init, i, t))
     agreement = check_agreement(checked, rtol=1e-12, atol=1e-12)

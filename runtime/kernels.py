@@ -17,5 +17,6 @@ def _log_softmax(xp, x, axis):
 
 def _onehot(xp, labels, classes, like):
     # class indices in the labels' own integer dtype: no promotion (uint64 and int64 have none)
-    hits = labels[..., None] == xp.arange(classes, dtype=labels.dtype, device=like.device)
+    # (values traced by jax.jit have no device: placement is then the compiler's)
+    hits = labels[..., None] == xp.arange(classes, dtype=labels.dtype, device=getattr(like, "device", None))
     return xp.astype(hits, like.dtype)

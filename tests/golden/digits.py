@@ -219,7 +219,8 @@ def _log_softmax(xp, x, axis):
 
 def _onehot(xp, labels, classes, like):
     # class indices in the labels' own integer dtype: no promotion (uint64 and int64 have none)
-    hits = labels[..., None] == xp.arange(classes, dtype=labels.dtype, device=like.device)
+    # (values traced by jax.jit have no device: placement is then the compiler's)
+    hits = labels[..., None] == xp.arange(classes, dtype=labels.dtype, device=getattr(like, "device", None))
     return xp.astype(hits, like.dtype)
 
 
@@ -273,12 +274,18 @@ def _check_arrays(*inputs):
 
 
 def _check_labels(xp, name, y, classes):
-    """Check that the class labels in `y` lie in [0, classes)."""
+    """Check that the class labels in `y` lie in [0, classes).
+
+    Under a tracing compiler (jax.jit) the values are not known yet: they go unchecked."""
     try:
         low, high = int(xp.min(y)), int(xp.max(y))
-    except (NotImplementedError, RuntimeError, TypeError):  # PyTorch reduces no uint16/32/64 tensors
+    except (NotImplementedError, RuntimeError):  # PyTorch reduces no uint16/32/64 tensors
         y = xp.astype(y, xp.int64)  # (a label too large for int64 turns negative: still caught)
         low, high = int(xp.min(y)), int(xp.max(y))
+    except TypeError:
+        if type(y).__name__.endswith("Tracer"):  # JAX's abstract values: no int() of them
+            return
+        raise
     if low < 0 or high >= classes:
         raise ValueError(f"input '{name}' holds class labels in [0, {classes}), "
                          f"got values from {low} to {high}")
