@@ -164,9 +164,10 @@ def build_model(prog: Program) -> dict:
     unpack, fwd_inputs = _reads(prog, fwd_eqns, list(prog.outputs))
     fwd_check = _check_function("_check_forward_inputs", fwd_inputs)
     all_check = _check_function("_check_inputs", inputs_all, nonempty=True)
-    # forward() shares the loss's check only when they check the same (forward allows empty batches)
-    same_inputs = all_check.lines == _check_function("_check_inputs", inputs_all).lines and (
-        [d.var.name for d in fwd_inputs] == [d.var.name for d in inputs_all])
+    # forward() shares the loss's check when it reads the same inputs and the check holds
+    # nothing more (the loss's refuses empty batches; forward maps them to empty outputs)
+    same_inputs = ([d.var.name for d in fwd_inputs] == [d.var.name for d in inputs_all]
+                   and all_check.lines == _check_function("_check_inputs", inputs_all).lines)
     checks.append(all_check)
     if not same_inputs and fwd_inputs:
         checks.append(fwd_check)
