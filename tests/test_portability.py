@@ -336,6 +336,41 @@ def test_every_pure_entry_point_runs_under_jax_jit(spec, modules):
             np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-9, atol=1e-12, err_msg=f"{spec}: {name}")
 
 
+@pytest.mark.parametrize("optimizer", ["sgd(lr=0.1, momentum=0.9, nesterov=true)", "adam(lr=0.01)",
+                                       "rmsprop(lr=0.01, momentum=0.5)", "adagrad(lr=0.1)"])
+def test_train_step_under_jax_jit_through_a_copying_wrapper(optimizer, tmp_path):
+    """train_step writes into the dicts it is given; jitted behind a wrapper that passes it
+    copies and returns them (README), it gives eager train_step's parameters and state."""
+    _jax()
+    import jax
+    import jax.numpy as jnp
+
+    text = MLP.read_text().replace("optimizer sgd(lr=0.1, momentum=0.9)", f"optimizer {optimizer}")
+    module = compile_and_load(text, tmp_path)
+    params, inputs = _host_case(module)
+    args = [jnp.asarray(v) for v in inputs.values()]
+
+    def copied(state):
+        return {k: dict(v) if isinstance(v, dict) else v for k, v in state.items()}
+
+    @jax.jit
+    def step(params, state, *args):
+        params, state = dict(params), copied(state)
+        loss = module.train_step(params, state, *args)
+        return params, state, loss
+
+    eager = {k: jnp.asarray(v) for k, v in params.items()}
+    eager_state = module.init_optimizer(eager)
+    traced, traced_state = dict(eager), copied(eager_state)
+    for _ in range(3):
+        eager_loss = module.train_step(eager, eager_state, *args)
+        traced, traced_state, traced_loss = step(traced, traced_state, *args)
+    np.testing.assert_allclose(float(traced_loss), float(eager_loss), rtol=1e-9)
+    assert int(traced_state["step"]) == eager_state["step"] == 3
+    for k in eager:
+        np.testing.assert_allclose(np.asarray(traced[k]), np.asarray(eager[k]), rtol=1e-9, atol=1e-12, err_msg=k)
+
+
 @pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
 def test_inputs_are_never_written(spec, modules):
     """In-place updates touch only arrays the module allocated (and params in train_step)."""
