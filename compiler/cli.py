@@ -369,7 +369,7 @@ def _weights_path(value: str | None, option: str) -> None:
               help="Share of examples held out for validation (default: 0.2; 0 below 100 examples).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the weights: .npz or .safetensors.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from these weights.")
-@click.option("--backend", default="numpy", show_default=True, help="numpy, cupy, torch, or an array-API module.")
+@click.option("--backend", default="numpy", show_default=True, help="numpy, cupy, torch, jax, or an array-API module.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="BLAS threads (default: 1, or the "
               "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS you set): small batches run fastest on one.")
@@ -626,7 +626,7 @@ def _check_forward(module, sizes: dict[str, int], seed: int, *, reverse: bool):
 @click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
               help="Size of a symbolic dimension (repeatable; default: 128, said in the output).")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
-@click.option("--backend", default="numpy", show_default=True, help="numpy, torch, array_api_strict or cupy.")
+@click.option("--backend", default="numpy", show_default=True, help="numpy, torch, jax, array_api_strict, cupy or an array-API module.")
 @click.option("--entry", "entries", metavar="NAME[,NAME...]",
               help="Entry points to time: train_step, value_and_grad, loss, forward, jvp, hvp "
                    "[default: train_step, value_and_grad, forward].")

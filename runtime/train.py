@@ -128,10 +128,15 @@ def load_module(source: str, name: str) -> ModuleType:
     return module
 
 
+# Libraries whose array-API namespace is a submodule, by the name users type
+_SUBMODULES = {"jax": "jax.numpy", "dask": "dask.array"}
+
+
 def namespace(backend: str) -> ModuleType:
-    """The array namespace for --backend: numpy, cupy, torch, or any array-API module by name."""
+    """The array namespace for --backend: numpy, cupy, torch, jax, or any array-API module by name."""
     if backend == "numpy":
         return np
+    backend = _SUBMODULES.get(backend, backend)
     try:
         importlib.import_module(backend)
     except ImportError as exc:

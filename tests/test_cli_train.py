@@ -166,6 +166,13 @@ def test_float64_and_array_api_strict_backend(tmp_path):
     assert np.load(tmp_path / "w.npz")["hidden.W"].dtype == np.float64
 
 
+def test_jax_backend_by_its_library_name(tmp_path):
+    """`--backend jax` means jax.numpy, JAX's array-API namespace (the jax module has none)."""
+    pytest.importorskip("jax", reason="JAX is an optional backend")
+    r = run("train", XOR, "--data", "xor", "--epochs", "20", "--backend", "jax", "-q")
+    assert r.exit_code == 0, r.output
+
+
 def test_torch_backend(tmp_path):
     pytest.importorskip("torch", reason="torch is an optional backend")
     r = run("train", XOR, "--data", "xor", "--epochs", "20", "--backend", "torch", "-q")
