@@ -164,7 +164,9 @@ class Device:
 
     @classmethod
     def put(cls, xp: ModuleType, bound: datamod.Bound, kinds: dict[str, str], dtype: str) -> Device:
-        arrays = {name: xp.asarray(a, dtype=getattr(xp, dtype) if kinds[name] == "float" else xp.int64)
+        # labels keep their host dtype (int64) where the namespace has it; JAX without x64
+        # makes them int32 quietly, where asking for int64 would warn
+        arrays = {name: xp.asarray(a, dtype=getattr(xp, dtype)) if kinds[name] == "float" else xp.asarray(a)
                   for name, a in bound.arrays.items()}
         return cls(xp, arrays, bound)
 
@@ -348,10 +350,46 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
     return run
 
 
+def _step_function(module: ModuleType, xp: ModuleType):
+    """module.train_step; on JAX, the same function compiled by jax.jit (eager JAX dispatches
+    every operation). train_step writes into the dicts it is given, which a trace cannot
+    see, so the compiled function gets copies and returns them. An optimizer that computes
+    on the host (clip_norm, the cosine schedule) cannot be traced: it then runs eagerly."""
+    if getattr(xp, "__name__", None) != "jax.numpy":
+        return module.train_step
+    import jax
+
+    def functional(params: dict, state: dict, *inputs):
+        params = dict(params)
+        state = {k: dict(v) if isinstance(v, dict) else v for k, v in state.items()}
+        loss = module.train_step(params, state, *inputs)
+        return params, state, loss
+
+    compiled = jax.jit(functional)
+    traceable = True
+
+    def train_step(params: dict, state: dict, *inputs):
+        nonlocal traceable
+        if traceable:
+            try:
+                new_params, new_state, loss = compiled(params, state, *inputs)
+            except jax.errors.JAXTypeError:  # host arithmetic on a traced value; nothing was written
+                traceable = False
+            else:
+                params.update(new_params)
+                state.update(new_state)
+                state["step"] = int(new_state["step"])  # a plain count, as eager train_step keeps it
+                return loss
+        return module.train_step(params, state, *inputs)
+
+    return train_step
+
+
 def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device | None, spans: list[tuple[int, int]],
           epochs: int, kind: str, opts: Options, stream: TextIO | None) -> Run:
     xp = train_dev.xp
     state = module.init_optimizer(params)
+    train_step = _step_function(module, xp)
     rng = np.random.default_rng([opts.seed, 2])  # shuffling: its own stream, fixed by --seed
     run = Run(module, params)
     progress = Progress(epochs, len(spans), quiet=opts.quiet, stream=stream)
@@ -364,7 +402,7 @@ def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device |
             total, seen = 0.0, 0
             for k, (lo, hi) in enumerate(spans, 1):
                 good = _copy(xp, params)  # the last weights whose loss was finite
-                loss = float(module.train_step(params, state, *_ordered(module, train_dev.batch(order[lo:hi]))))
+                loss = float(train_step(params, state, *_ordered(module, train_dev.batch(order[lo:hi]))))
                 if not math.isfinite(loss):
                     params.clear()
                     params.update(good)

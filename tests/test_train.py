@@ -184,3 +184,38 @@ optimizer adam(lr=0.01)
 """
     run = _train(spec, data, seed=0, epochs=60)
     assert run.history[-1].val_accuracy >= 0.95
+
+
+@pytest.mark.parametrize("optimizer, traced", [("sgd(lr=0.5, momentum=0.9)", True),
+                                               ("adam(lr=0.05)", True),
+                                               ("sgd(lr=0.5, clip_norm=1.0)", False)])
+def test_jax_training_is_compiled_and_matches_numpy(optimizer, traced, tmp_path):
+    """On JAX, nnc train runs train_step under jax.jit (traced once per batch shape) and ends
+    where NumPy ends; an optimizer that computes on the host (clip_norm) runs eagerly."""
+    jnp = pytest.importorskip("jax.numpy", reason="JAX is an optional backend")
+    text = SINGLE_LAYER.replace("optimizer sgd(lr=0.5, momentum=0.9)", f"optimizer {optimizer}")
+    module = compile_and_load(text, tmp_path)
+    calls = []
+
+    class Counting:  # the module, counting the Python calls of its train_step
+        def __getattr__(self, name):
+            return getattr(module, name)
+
+        def train_step(self, *args):
+            calls.append(1)
+            return module.train_step(*args)
+
+    step = tr._step_function(Counting(), jnp)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 2)), (rng.random((8, 1)) > 0.5).astype(np.float64)
+    p_np = module.init_params(dtype="float32")
+    p_jax = {k: jnp.asarray(v) for k, v in p_np.items()}
+    s_np, s_jax = module.init_optimizer(p_np), module.init_optimizer(p_jax)
+    for _ in range(5):
+        loss_np = module.train_step(p_np, s_np, x.astype(np.float32), y.astype(np.float32))
+        loss_jax = step(p_jax, s_jax, jnp.asarray(x, dtype=jnp.float32), jnp.asarray(y, dtype=jnp.float32))
+    assert len(calls) == (1 if traced else 6)  # traced: once; eager: a failed trace, then every step
+    assert s_jax["step"] == s_np["step"] == 5 and type(s_jax["step"]) is int
+    np.testing.assert_allclose(float(loss_jax), float(loss_np), rtol=1e-5)
+    for k in p_np:
+        np.testing.assert_allclose(np.asarray(p_jax[k]), p_np[k], rtol=1e-5, atol=1e-6, err_msg=k)
