@@ -190,7 +190,7 @@ def _namespace(x):
     _XP_NAMES, else the array_api_compat wrapper (PyTorch; CuPy 14, whose arrays name no
     namespace). Wrapping NumPy costs 5-60% per step.
     A namespace whose functions take no Python numbers (the standard before 2024.12) is
-    wrapped to take them; one older than 2023.12 is refused."""
+    wrapped to take them; one whose sums turn float32 into float64 (2022.12) is refused."""
     try:
         return _NAMESPACES[type(x)]
     except KeyError:
