@@ -595,6 +595,8 @@ def check_cmd(target: str, dims: tuple[str, ...], seed: int, eps: float | None, 
             out["reverse"] = json.loads(parts["reverse"].to_json())
         if "forward" in parts:
             out["forward"] = [dict(asdict(c), ok=c.ok) for c in parts["forward"].comparisons]
+            if parts["forward"].error:
+                out["forward"].append({"error": parts["forward"].error, "ok": False})
         click.echo(json.dumps(out["reverse"] if list(out) == ["reverse"] else out, indent=2))
     else:
         if "reverse" in parts:

@@ -33,15 +33,17 @@ class Comparison:
 @dataclass
 class ForwardModeReport:
     comparisons: list[Comparison] = field(default_factory=list)
+    error: str | None = None  # the module raised: the check failed, with this message
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.comparisons)
+        return self.error is None and all(c.ok for c in self.comparisons)
 
     def lines(self) -> list[str]:
-        return [f"{c.what:<40} direction {c.direction}: got {c.got: .9e}  want {c.want: .9e}  "
-                f"error {c.error:.1e} (tolerance {c.tolerance:.0e})  {'ok' if c.ok else 'FAILED'}"
-                for c in self.comparisons]
+        lines = [f"{c.what:<40} direction {c.direction}: got {c.got: .9e}  want {c.want: .9e}  "
+                 f"error {c.error:.1e} (tolerance {c.tolerance:.0e})  {'ok' if c.ok else 'FAILED'}"
+                 for c in self.comparisons]
+        return lines + ([self.error] if self.error else [])
 
 
 def _f64(a: Any) -> Any:
@@ -66,12 +68,23 @@ def check_forward_mode(module: ModuleType, params: dict, inputs: list, *, direct
     `reverse`, with <value_and_grad's gradient, v> (forward and reverse mode must agree to
     rounding); hvp, when `hessian`, with central differences of the gradient.
     """
+    report = ForwardModeReport()
+    try:
+        _compare(report, module, params, inputs, directions, seed, eps, fd_tolerance, mode_tolerance,
+                 reverse, hessian)
+    except Exception as exc:  # noqa: BLE001 - what the module under test does wrong is reported
+        report.error = f"the module raised {type(exc).__name__}: {exc}"
+    return report
+
+
+def _compare(report: ForwardModeReport, module: ModuleType, params: dict, inputs: list, directions: int,
+             seed: int, eps: float, fd_tolerance: float, mode_tolerance: float, reverse: bool,
+             hessian: bool) -> None:
     rng = np.random.default_rng(seed)
     params = {k: _f64(v) for k, v in params.items()}
     inputs = [_f64(a) for a in inputs]
     names = list(module.INPUTS)
     wrt = {k: names.index(k) for k in module.WRT}
-    report = ForwardModeReport()
     grads = module.value_and_grad(params, *inputs)[1] if reverse else None
 
     def moved(v: dict, h: float) -> tuple[dict, list]:
@@ -106,4 +119,3 @@ def check_forward_mode(module: ModuleType, params: dict, inputs: list, *, direct
                     worst, got, want = err, float(np.ravel(hv[k])[i]), float(np.ravel(ref)[i])
             report.comparisons.append(Comparison("hvp vs finite differences of the gradient", d, got, want,
                                                  worst, fd_tolerance))
-    return report

@@ -6,17 +6,25 @@ it uses, so a module never imports nnc.
 
 
 def _softmax(xp, x, axis):
+    if x.shape[axis] == 0:  # an empty batch along the axis: nothing to normalise, no max to take
+        return x
     e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
 def _log_softmax(xp, x, axis):
+    if x.shape[axis] == 0:  # an empty batch along the axis: nothing to normalise, no max to take
+        return x
     shifted = x - xp.max(x, axis=axis, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
 
 def _onehot(xp, labels, classes, like):
-    # class indices in the labels' own integer dtype: no promotion (uint64 and int64 have none)
+    # class indices in the labels' own integer dtype: no promotion (uint64 and int64 have none),
+    # unless that dtype cannot count to the last class (int8 labels, 257 classes: the arange
+    # would wrap; every integer dtype counts to 127)
+    if classes > 128 and xp.iinfo(labels.dtype).max < classes - 1:
+        labels = xp.astype(labels, xp.int32)
     # (values traced by jax.jit have no device: placement is then the compiler's)
     hits = labels[..., None] == xp.arange(classes, dtype=labels.dtype, device=getattr(like, "device", None))
     return xp.astype(hits, like.dtype)

@@ -43,3 +43,18 @@ def test_a_wrong_tangent_in_a_module_fails_forward_mode(tmp_path):
     assert result.exit_code == 1, result.output
     assert "FAILED" in result.output and "forward mode: FAIL" in result.output
     assert run("check", str(module), "--mode", "rev").exit_code == 0  # reverse mode is untouched
+
+
+def test_a_module_whose_jvp_raises_fails_with_the_reason_and_keeps_the_reverse_table(tmp_path):
+    text = compile_spec((SPECS / "mazur.nn").read_text(), "mazur.nn")
+    jvp = text[text.index("def jvp("):text.index("def hvp(")]
+    broken = jvp.replace("    xp = _namespace(i)\n", "    xp = _namespace(i)\n    raise RuntimeError('planted')\n", 1)
+    module = tmp_path / "mazur_raises.py"
+    module.write_text(text.replace(jvp, broken))
+    result = run("check", str(module), "--mode", "both")
+    assert result.exit_code == 1, result.output
+    assert "PASS: 4 gradient(s) match" in result.output  # the reverse-mode table is still printed
+    assert "the module raised RuntimeError: planted" in result.output and "forward mode: FAIL" in result.output
+    assert "Traceback" not in result.output
+    data = json.loads(run("check", str(module), "--mode", "fwd", "--json").output)
+    assert data["forward"][-1] == {"error": "the module raised RuntimeError: planted", "ok": False}

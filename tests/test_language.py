@@ -157,3 +157,40 @@ def test_math_on_constants_is_folded_at_compile_time(tmp_path):
     loss, grads = m.value_and_grad({}, x)
     assert float(loss) == pytest.approx(6 * np.exp(2) + 3 * 2 * np.tanh(1), rel=1e-15)
     np.testing.assert_allclose(np.asarray(grads["x"]), np.full(3, np.exp(2)), rtol=1e-15)
+
+
+def _sigmoid(v: float) -> float:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+# Every builtin that maps numbers to a number, with its value by an independent formula.
+_ON_NUMBERS = {
+    "sigmoid(0.7)": _sigmoid(0.7), "silu(0.7)": 0.7 * _sigmoid(0.7),
+    "gelu(0.7)": 0.5 * 0.7 * (1 + np.tanh(np.sqrt(2 / np.pi) * (0.7 + 0.044715 * 0.7 ** 3))),
+    "softplus(0.7)": np.log1p(np.exp(0.7)), "relu(-0.7)": 0.0, "relu(0.7)": 0.7,
+    "elu(-0.7)": np.expm1(-0.7), "elu(-0.7, alpha=0.5)": 0.5 * np.expm1(-0.7),
+    "leaky_relu(-0.7, 0.2)": -0.14, "step(0)": 1.0, "step(-0.7)": 0.0, "sign(-0.7)": -1.0, "sign(0)": 1.0,
+    "identity(0.7)": 0.7, "arctan(0.7)": np.arctan(0.7), "abs(-0.7)": 0.7, "sin(0.7)": np.sin(0.7),
+    "cos(0.7)": np.cos(0.7), "(-0.7) ^ 2": 0.49, "maximum(1, 2)": 2.0, "minimum(1, 2)": 1.0,
+    "sum(0.7)": 0.7, "mean(0.7)": 0.7,
+}
+
+
+@pytest.mark.parametrize("call", sorted(_ON_NUMBERS))
+def test_every_builtin_of_numbers_is_a_number_in_the_generated_code(call, tmp_path):
+    """Generated code may not call the namespace on Python floats: array_api_strict and PyTorch
+    refuse them and NumPy returns float64, so a builtin of numbers is computed at compile time."""
+    import ast
+    import inspect
+
+    import array_api_strict as xps
+
+    m = compile_and_load(f"model m\ninput x : float[3]\nc = {call}\nloss = sum(x * c)\nwrt x\n", tmp_path, "num")
+    on_numbers = [ast.unparse(n) for n in ast.walk(ast.parse(inspect.getsource(m)))
+                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                  and getattr(n.func.value, "id", None) == "xp" and n.args
+                  and all(isinstance(a, (ast.Constant, ast.UnaryOp)) for a in n.args)]
+    assert not on_numbers
+    x = xps.asarray([1.0, 2.0, 3.0], dtype=xps.float64)
+    np.testing.assert_allclose(float(m.loss({}, x)), 6 * _ON_NUMBERS[call], rtol=1e-14, atol=1e-15)
+    assert m.loss({}, np.ones(3, np.float32)).dtype == np.float32

@@ -268,3 +268,20 @@ def emit_body(eqns: tuple[Eqn, ...], results: list[Atom], names: dict[str, str] 
 
 def result_text(a: Atom) -> str:
     return atom_text(a)[0]
+
+
+def handed_out(results: list[Atom], external: set[str]) -> list[str]:
+    """Source for each array a function returns: a copy where it is one the caller already
+    holds (`external`: an input, a parameter, an entry of `vector`) or one returned earlier
+    in the same call (CSE can make two gradients one array), so that updating a returned
+    array in place never changes another, nor the caller's own."""
+    seen: set[str] = set()
+    texts = []
+    for a in results:
+        if isinstance(a, Var) and (a.name in external or a.name in seen):
+            texts.append(f"xp.asarray({a.name}, copy=True)")
+        else:
+            texts.append(result_text(a))
+        if isinstance(a, Var):
+            seen.add(a.name)
+    return texts

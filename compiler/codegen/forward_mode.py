@@ -7,7 +7,7 @@ from collections.abc import Callable
 from ..autodiff.forward import Linearized, hvp_program, jvp_program
 from ..ir.core import Atom, Lit, Program, Var
 from ..passes.dce import live_eqns, live_split
-from .emit import emit_sections, result_text
+from .emit import emit_sections, handed_out
 
 
 def _unpack(lin: Linearized, eqns, results: list[Atom], arg: str) -> list[str]:
@@ -31,8 +31,10 @@ def _result_vars(lin: Linearized) -> list[Var]:
     return [by_name.get(name, lin.prog.loss) for name, _ in lin.results]
 
 
-def _zero_or(a: Atom, like: str) -> str:
-    return f"xp.zeros_like({like})" if _is_zero(a) else result_text(a)
+def _external(lin: Linearized) -> set[str]:
+    """The names of the arrays the caller passes in: inputs, parameters, tangent seeds."""
+    return ({d.var.name for d in lin.prog.inputs} | {p.var.name for p in lin.prog.params}
+            | {v.name for _, v in lin.seeds})
 
 
 def forward_mode_functions(prog: Program, make_function: Callable, check, decls) -> list:
@@ -46,11 +48,12 @@ def forward_mode_functions(prog: Program, make_function: Callable, check, decls)
     (_, dot_loss), loss = lin.results[0], lin.prog.loss
     eqns = live_eqns(lin.prog.eqns, [loss, dot_loss])
     [blocks] = emit_sections([eqns], [loss, dot_loss])
+    loss_text, dot_text = handed_out([loss, dot_loss], _external(lin))
     out.append(make_function(
         prog, "jvp", ["params", "tangents", *names],
         f"The loss and its directional derivative along `tangents` (keys: {keys}), by forward mode.",
         check, _unpack(lin, eqns, [dot_loss], "tangents"), [("forward with tangents", blocks)],
-        f"{loss.name}, {_zero_or(dot_loss, loss.name)}", decls))
+        f"{loss_text}, {f'xp.zeros_like({loss.name})' if _is_zero(dot_loss) else dot_text}", decls))
 
     lin = hvp_program(prog)
     results = [a for _, a in lin.results]
@@ -58,7 +61,10 @@ def forward_mode_functions(prog: Program, make_function: Callable, check, decls)
     eqns = fwd + bwd
     fwd_blocks, bwd_blocks = emit_sections([fwd, bwd], results)
     idents = {p.name: p.var.name for p in prog.params}
-    items = [f'"{name}": {_zero_or(a, idents.get(name, name))}' for name, a in lin.results]
+    # never hand out an entry of `vector`, an input or a parameter itself, nor one array twice
+    texts = handed_out(results, _external(lin))
+    items = [f'"{name}": ' + (f"xp.zeros_like({idents.get(name, name)})" if _is_zero(a) else text)
+             for (name, a), text in zip(lin.results, texts)]
     returns = "{" + ", ".join(items) + "}"
     if len(returns) > 80:
         returns = "{\n        " + ",\n        ".join(items) + ",\n    }"

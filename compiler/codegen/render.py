@@ -16,7 +16,7 @@ from ..ir.core import Atom, Eqn, Lit, Program, Var, is_host
 from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns, live_split
-from .emit import VIEWS, Block, emit_body, emit_sections, result_text
+from .emit import VIEWS, Block, emit_body, emit_sections, handed_out, result_text
 from .forward_mode import forward_mode_functions
 from .inline import function_source, module_source
 from .wrap import wrap_condition, wrap_items, wrap_statement
@@ -171,7 +171,7 @@ def build_model(prog: Program) -> dict:
     checks.append(all_check)
     if not same_inputs and fwd_inputs:
         checks.append(fwd_check)
-    outputs_text = ", ".join(o.name for o in prog.outputs) or "None"
+    outputs_text = ", ".join(handed_out(list(prog.outputs), _declared(prog))) or "None"
     functions.append(_function(
         prog, "forward", ["params", *(d.var.name for d in fwd_inputs)],
         f"Compute {', '.join(o.name for o in prog.outputs) or 'nothing'} (the spec's outputs).",
@@ -182,7 +182,7 @@ def build_model(prog: Program) -> dict:
     unpack, _ = _reads(prog, loss_eqns, [prog.loss])
     functions.append(_function(
         prog, "loss", ["params", *(d.var.name for d in inputs_all)], "The scalar loss.", all_check, unpack,
-        [("", emit_body(loss_eqns, [prog.loss]))], prog.loss.name, inputs_all))
+        [("", emit_body(loss_eqns, [prog.loss]))], handed_out([prog.loss], _declared(prog))[0], inputs_all))
 
     # value_and_grad(): forward, then backward
     functions.append(_grad_function(
@@ -231,6 +231,11 @@ def build_model(prog: Program) -> dict:
     }
 
 
+def _declared(prog: Program) -> set[str]:
+    """The names of the arrays a caller passes in: inputs and parameters."""
+    return {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
+
+
 def _grad_function(prog: Program, name: str, doc: str, check: Check) -> Function:
     """A function returning the loss and the gradients `prog.grads`: forward, then backward."""
     param_ident = {p.name: p.var.name for p in prog.params}
@@ -241,18 +246,17 @@ def _grad_function(prog: Program, name: str, doc: str, check: Check) -> Function
     const_grads = [p.var for p in prog.params if is_host(dict(prog.grads).get(p.name, Lit(0.0)))]
     unpack, _ = _reads(prog, eqns, grads_needed + const_grads)
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
-    declared = {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
+    # never hand out an input, a parameter or the loss itself, nor one array twice
+    arrays = handed_out([prog.loss, *(g for _, g in prog.grads)], _declared(prog))[1:]
     grad_items = []
-    for gname, g in prog.grads:
+    for (gname, g), text in zip(prog.grads, arrays):
         ident = param_ident.get(gname, gname)
         if isinstance(g, Lit) and g.value == 0.0:
             grad_items.append(f'"{gname}": xp.zeros_like({ident})')
         elif is_host(g):  # a constant such as d(0.5 * p)/dp: an array of p's shape and dtype
             grad_items.append(f'"{gname}": xp.full_like({ident}, {result_text(g)})')
-        elif isinstance(g, Var) and g.name in declared:  # never hand out an input or parameter itself
-            grad_items.append(f'"{gname}": xp.asarray({g.name}, copy=True)')
         else:
-            grad_items.append(f'"{gname}": {result_text(g)}')
+            grad_items.append(f'"{gname}": {text}')
     returns = prog.loss.name + ", {" + ", ".join(grad_items) + "}"
     if len(returns) > 80:
         returns = prog.loss.name + ", {\n        " + ",\n        ".join(grad_items) + ",\n    }"

@@ -164,7 +164,9 @@ def mul_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
 
 def _fold_div(inputs: Operands, params: Params, defs: Defs) -> Folded:
     a, b = inputs
-    if isinstance(a, Lit) and isinstance(b, Lit) and b.value != 0:
+    if lit_value(b) == 0.0:  # `x / 0` is inf or nan wherever it runs
+        raise ShapeError("division by zero")
+    if isinstance(a, Lit) and isinstance(b, Lit):
         return Lit(a.value / b.value)
     if lit_value(b) == 1.0 and a.shape == broadcast_shapes(a.shape, b.shape):
         return a
@@ -219,6 +221,8 @@ def _fold_pow(inputs: Operands, params: Params, defs: Defs) -> Folded:
         return Lit(a.value ** c.value)
     if lit_value(c) == 1.0:
         return a
+    if lit_value(c) == 0.0:  # x ^ 0 = 1 everywhere (0 ^ 0 too, as in Python and the array API)
+        return ("full_like", a, Lit(1.0))
     return None
 
 

@@ -214,11 +214,15 @@ def _namespace(x):
 
 
 def _log_softmax(xp, x, axis):
+    if x.shape[axis] == 0:  # an empty batch along the axis: nothing to normalise, no max to take
+        return x
     shifted = x - xp.max(x, axis=axis, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
 
 def _softmax(xp, x, axis):
+    if x.shape[axis] == 0:  # an empty batch along the axis: nothing to normalise, no max to take
+        return x
     e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     return e / xp.sum(e, axis=axis, keepdims=True)
 

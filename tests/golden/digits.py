@@ -180,8 +180,8 @@ class _ScalarArgs:
 _NAMESPACES = {}
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
-_XP_NAMES = ("arange", "asarray", "astype", "exp", "float32", "float64", "int64", "isdtype", "log",
-             "matmul", "max", "maximum", "min", "sum")
+_XP_NAMES = ("arange", "asarray", "astype", "exp", "float32", "float64", "iinfo", "int32", "int64",
+             "isdtype", "log", "matmul", "max", "maximum", "min", "sum")
 
 
 def _namespace(x):
@@ -213,12 +213,18 @@ def _namespace(x):
 
 
 def _log_softmax(xp, x, axis):
+    if x.shape[axis] == 0:  # an empty batch along the axis: nothing to normalise, no max to take
+        return x
     shifted = x - xp.max(x, axis=axis, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
 
 def _onehot(xp, labels, classes, like):
-    # class indices in the labels' own integer dtype: no promotion (uint64 and int64 have none)
+    # class indices in the labels' own integer dtype: no promotion (uint64 and int64 have none),
+    # unless that dtype cannot count to the last class (int8 labels, 257 classes: the arange
+    # would wrap; every integer dtype counts to 127)
+    if classes > 128 and xp.iinfo(labels.dtype).max < classes - 1:
+        labels = xp.astype(labels, xp.int32)
     # (values traced by jax.jit have no device: placement is then the compiler's)
     hits = labels[..., None] == xp.arange(classes, dtype=labels.dtype, device=getattr(like, "device", None))
     return xp.astype(hits, like.dtype)

@@ -1,0 +1,279 @@
+"""Hand-written specs outside tests/specgen.py's reach (tests/unseen/*.nn) on every backend.
+
+specgen covers shapes (), (N,), (1, N), (M, 1) and (M, N) with an optional batch axis; these
+specs have 3-D and 4-D inputs, two symbolic dimensions (B and T), softmax and reductions
+over every axis, every form of `@`, powers with negative and fractional exponents, every
+activation, loss and optimizer (with schedules and clipping), nested-list initial values,
+sizes of 1 and 257. Each runs forward, loss, value_and_grad, jvp, hvp and three
+train_steps on array_api_strict (also held to 2023.12), PyTorch and JAX, in float64 (to
+1e-10 of NumPy float64) and float32 (float32 everywhere, and within float32 rounding of
+NumPy float64); NumPy float32 must stay float32 too. JAX compiles every operation per
+shape and dtype (about a second a spec), so it runs a few specs; NNC_UNSEEN_JAX=all runs
+every one.
+
+Bugs these specs found when they were written, each now fixed and kept as a regression test:
+builtins of numbers (sigmoid(1.0), step(0), (-2) ^ 2) emitted as namespace calls on Python
+floats, which array_api_strict and PyTorch refuse and NumPy upcasts (const_activations,
+const_step_sign); `a ^ 0` differentiated to nan at a = 0 (pow_zero); int8/uint8 labels with
+257 classes hitting two classes (int_labels_fixed); `forward` failing on an empty batch
+under a softmax over that axis (softmax_axes3d and others); results sharing memory with one
+another or with the caller's arrays (shared_gradient, pow_zero).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_portability import _dtype_name, _forward_args, _jax, _numpy, _strict, _strict_2023, _torch
+
+from helpers import load_source
+from nnc.api import compile_spec
+
+UNSEEN = Path(__file__).resolve().parent / "unseen"
+SPECS = {p.stem: p for p in sorted(UNSEEN.glob("*.nn"))}
+SIZES = {"B": 3, "T": 5}  # distinct from each other and from every fixed size of the specs
+BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "array_api_strict 2023.12": _strict_2023,
+            "torch": _torch, "jax": _jax}
+_ALL_JAX = os.environ.get("NNC_UNSEEN_JAX") == "all"
+JAX_SPECS = {"float64": {"softmax_axes3d", "matmul_forms", "multi_wrt_outputs", "const_activations"},
+             "float32": {"reduce_axes3d", "const_activations"}}
+LABEL_SPECS = [n for n, p in SPECS.items() if "int[" in p.read_text()]
+# a mean over an empty axis is nan, as NumPy has it, with a warning
+pytestmark = pytest.mark.filterwarnings("ignore:(divide by zero|invalid value) encountered:RuntimeWarning")
+
+
+def _case(spec: str, backend: str, dtype: str, batch: int):
+    return pytest.param(spec, backend, dtype, batch, id=f"{spec}-{backend}-{dtype}-B{batch}")
+
+
+def _cases():
+    for spec in SPECS:
+        for dtype in ("float64", "float32"):
+            for backend in BACKENDS:
+                if backend == "numpy" and dtype == "float64":
+                    continue  # the reference itself
+                if backend == "jax":
+                    if _ALL_JAX or spec in JAX_SPECS[dtype]:
+                        yield _case(spec, backend, dtype, 3)
+                    continue
+                for batch in (3, 1):
+                    yield _case(spec, backend, dtype, batch)
+
+
+# ---- running a module -----------------------------------------------------------------------
+
+_SOURCES: dict[str, str] = {}
+
+
+def _module(spec: str, tmp_path: Path):
+    """A freshly imported module (its namespace cache empty: array_api_strict's flags matter)."""
+    if spec not in _SOURCES:
+        _SOURCES[spec] = compile_spec(SPECS[spec].read_text(), SPECS[spec].name)
+    return load_source(_SOURCES[spec], tmp_path, spec)
+
+
+def _host_case(module, batch: int = 3, seed: int = 0) -> tuple[dict, dict]:
+    """float64 parameters and inputs on the host; labels cover their classes."""
+    rng = np.random.default_rng(seed)
+    sizes = {**SIZES, "B": batch}
+    inputs = {}
+    for name, meta in module.INPUTS.items():
+        shape = tuple(sizes[d] if isinstance(d, str) else d for d in meta["shape"])
+        if meta["kind"] == "int":
+            inputs[name] = rng.integers(0, meta["classes"], size=shape)
+        else:
+            inputs[name] = rng.normal(size=shape)
+    return module.init_params(seed=seed, dtype="float64"), inputs
+
+
+def _run_all(module, params: dict, inputs: dict, asarray) -> dict:
+    """Everything a module computes: outputs, loss, gradients, jvp, hvp, three steps, state."""
+    args = list(inputs.values())
+    out = module.forward(params, *_forward_args(module, inputs))
+    out = out if isinstance(out, tuple) else (out,)
+    result = {f"out{k}": o for k, o in enumerate(out)}
+    result["loss"] = module.loss(params, *args)
+    value, grads = module.value_and_grad(params, *args)
+    result["value"] = value
+    result.update({f"grad {k}": g for k, g in grads.items()})
+    along = {**params, **{k: inputs[k] for k in module.WRT}}
+    direction = {k: asarray(np.full(tuple(v.shape), 0.5 + 0.1 * n, dtype=_dtype_name(v)))
+                 for n, (k, v) in enumerate(along.items())}
+    result["jvp value"], result["jvp"] = module.jvp(params, direction, *args)
+    result.update({f"hvp {k}": v for k, v in module.hvp(params, direction, *args).items()})
+    state = module.init_optimizer(params)
+    for step in range(3):
+        result[f"step{step} loss"] = module.train_step(params, state, *args)
+    result.update({f"param {k}": p for k, p in params.items()})
+    for buf, per_param in state.items():
+        if isinstance(per_param, dict):
+            result.update({f"state {buf} {k}": v for k, v in per_param.items()})
+    return result
+
+
+_REFERENCES: dict[tuple[str, int], dict] = {}
+
+
+def _reference(spec: str, batch: int, tmp_path: Path) -> dict:
+    """NumPy float64 results (host arrays), computed once per spec and batch size."""
+    if (spec, batch) not in _REFERENCES:
+        module = _module(spec, tmp_path)
+        params, inputs = _host_case(module, batch)
+        ref = _run_all(module, params, inputs, np.asarray)
+        _REFERENCES[(spec, batch)] = {k: np.asarray(v) for k, v in ref.items()}
+    return _REFERENCES[(spec, batch)]
+
+
+@pytest.mark.parametrize("spec, backend_name, dtype, batch", list(_cases()))
+def test_unseen_spec_agrees_with_numpy_float64(spec, backend_name, dtype, batch, tmp_path):
+    backend = BACKENDS[backend_name]()
+    want = _reference(spec, batch, tmp_path)
+    bad = [k for k, v in want.items() if not np.all(np.isfinite(v))]
+    assert not bad, f"{spec}: NumPy float64 gives non-finite {bad}"
+    module = _module(spec, tmp_path)
+    params, inputs = _host_case(module, batch)
+    cast = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in inputs.items()}
+    with backend.context():
+        got = _run_all(module, {k: backend.asarray(v.astype(dtype)) for k, v in params.items()},
+                       {k: backend.asarray(v.copy()) for k, v in cast.items()}, backend.asarray)
+    assert got.keys() == want.keys()
+    wrong = {k: _dtype_name(v) for k, v in got.items() if _dtype_name(v) != dtype}
+    assert not wrong, f"{spec} on {backend.name}: not {dtype}: {wrong}"
+    for key, expected in want.items():
+        value = backend.to_numpy(got[key])
+        assert value.shape == expected.shape, f"{spec} on {backend.name}: {key}"
+        if dtype == "float64":
+            rtol, atol = 1e-10, 1e-12
+        else:
+            rtol, atol = 2e-3, 2e-4 * max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+        np.testing.assert_allclose(value, expected, rtol=rtol, atol=atol,
+                                   err_msg=f"{spec} on {backend.name}, {dtype}, B={batch}: {key}")
+
+
+# ---- class labels in every integer dtype ----------------------------------------------------
+
+def _label_case(spec: str, int_dtype: str, backend: str):
+    return pytest.param(spec, int_dtype, backend, id=f"{spec}-{int_dtype}-{backend}")
+
+
+@pytest.mark.parametrize("spec, int_dtype, backend_name",
+                         [_label_case(s, d, b) for s in LABEL_SPECS
+                          for d in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+                          for b in ("numpy", "array_api_strict", "array_api_strict 2023.12", "torch")])
+def test_unseen_labels_in_any_integer_dtype(spec, int_dtype, backend_name, tmp_path):
+    """Labels in int8 ... uint64 give what int64 labels give; label 0 and the largest class
+    the dtype holds are among them."""
+    backend = BACKENDS[backend_name]()
+    module = _module(spec, tmp_path)
+    params, inputs = _host_case(module)
+    for name, meta in module.INPUTS.items():
+        if meta["kind"] == "int":
+            top = min(meta["classes"], int(np.iinfo(int_dtype).max) + 1)
+            labels = np.random.default_rng(1).integers(0, top, size=inputs[name].shape)
+            labels.reshape(-1)[0] = 0
+            if labels.size > 1:
+                labels.reshape(-1)[-1] = top - 1
+            inputs[name] = labels
+    value, grads = module.value_and_grad(params, *inputs.values())
+    fresh = _module(spec, tmp_path)
+    with backend.context():
+        got_value, got = fresh.value_and_grad(
+            {k: backend.asarray(v.copy()) for k, v in params.items()},
+            *(backend.asarray(v.astype(int_dtype) if v.dtype.kind == "i" else v) for v in inputs.values()))
+    np.testing.assert_allclose(backend.to_numpy(got_value), value, rtol=1e-10, err_msg=f"{spec}: loss")
+    for k in grads:
+        np.testing.assert_allclose(backend.to_numpy(got[k]), grads[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+# ---- an empty batch -------------------------------------------------------------------------
+
+def _empty_case(spec: str, dim: str, backend: str):
+    return pytest.param(spec, dim, backend, id=f"{spec}-{dim}-{backend}")
+
+
+def _has_dim(spec: str, dim: str) -> bool:
+    import re
+
+    return re.search(rf"^\s*input\s+\w+\s*:\s*\w+\[[^\]]*\b{dim}\b", SPECS[spec].read_text(), re.MULTILINE) is not None
+
+
+@pytest.mark.parametrize("spec, dim, backend_name",
+                         [_empty_case(s, d, b) for s in SPECS for d in ("B", "T") if _has_dim(s, d)
+                          for b in ("numpy", "array_api_strict", "torch")])
+def test_unseen_forward_maps_an_empty_dimension_to_an_output(spec, dim, backend_name, tmp_path):
+    """README: `forward` maps an empty batch to an empty output (only the loss refuses it)."""
+    backend = BACKENDS[backend_name]()
+    module = _module(spec, tmp_path)
+    sizes = {**SIZES, dim: 0}
+    inputs = {}
+    for name, meta in module.INPUTS.items():
+        shape = tuple(sizes[d] if isinstance(d, str) else d for d in meta["shape"])
+        inputs[name] = np.zeros(shape, dtype=np.int64 if meta["kind"] == "int" else np.float64)
+    params = {k: backend.asarray(v) for k, v in module.init_params(dtype="float64").items()}
+    with backend.context():
+        out = module.forward(params, *_forward_args(module, {k: backend.asarray(v) for k, v in inputs.items()}))
+        with pytest.raises(ValueError, match=f"is empty \\({dim} = 0\\)"):
+            module.loss(params, *(backend.asarray(v) for v in inputs.values()))
+    for o in out if isinstance(out, tuple) else (out,):
+        assert _dtype_name(o) == "float64"
+
+
+# ---- results that are separate arrays -------------------------------------------------------
+
+@pytest.mark.parametrize("spec", list(SPECS))
+def test_unseen_results_share_no_memory(spec, tmp_path):
+    """Outputs, gradients and hvp results are arrays of their own: no two share memory, and none
+    is a parameter, an input or an entry of the vector passed to hvp (NumPy, where views are
+    visible)."""
+    module = _module(spec, tmp_path)
+    params, inputs = _host_case(module)
+    args = list(inputs.values())
+    vector = {k: np.full(np.shape(v), 0.5) for k, v in {**params, **{k: inputs[k] for k in module.WRT}}.items()}
+    arguments = {**{f"param {k}": v for k, v in params.items()}, **{f"input {k}": v for k, v in inputs.items()},
+                 **{f"vector {k}": v for k, v in vector.items()}}
+    out = module.forward(params, *_forward_args(module, inputs))
+    outputs = dict(enumerate(out if isinstance(out, tuple) else (out,)))
+    for what, results in (("forward", outputs), ("value_and_grad", module.value_and_grad(params, *args)[1]),
+                          ("hvp", module.hvp(params, vector, *args))):
+        names = list(results)
+        shared = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+                  if np.shares_memory(results[a], results[b])]
+        shared += [(a, b) for a in names for b, v in arguments.items() if np.shares_memory(results[a], v)]
+        assert not shared, f"{spec}: {what} results share memory: {shared}"
+
+
+# ---- gradients against finite differences (nnc check --mode both) --------------------------
+
+@pytest.mark.parametrize("spec", list(SPECS))
+def test_unseen_nnc_check_mode_both_passes(spec):
+    from click.testing import CliRunner
+
+    from nnc.cli import main
+
+    result = CliRunner().invoke(main, ["check", str(SPECS[spec]), "--mode", "both"])
+    assert result.exit_code == 0, result.output
+    assert "FAIL" not in result.output and result.output.rstrip().endswith("forward mode: PASS"), result.output
+
+
+# ---- under jax.jit --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["softmax_axes3d", "flatten4d", "matmul_batch_contract"])
+def test_unseen_pure_entry_points_under_jax_jit(spec, tmp_path):
+    _jax()
+    import jax
+    import jax.numpy as jnp
+
+    module = _module(spec, tmp_path)
+    params, inputs = _host_case(module)
+    jparams = {k: jnp.asarray(v) for k, v in params.items()}
+    jinputs = {k: jnp.asarray(v) for k, v in inputs.items()}
+    args = list(jinputs.values())
+    direction = {k: jnp.full(v.shape, 0.5, v.dtype) for k, v in {**jparams, **{k: jinputs[k] for k in module.WRT}}.items()}
+    for fn, fn_args in ((module.value_and_grad, (jparams, *args)), (module.hvp, (jparams, direction, *args))):
+        eager, traced = jax.tree_util.tree_leaves(fn(*fn_args)), jax.tree_util.tree_leaves(jax.jit(fn)(*fn_args))
+        assert len(eager) == len(traced)
+        for a, b in zip(eager, traced):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12, err_msg=spec)
