@@ -5,7 +5,9 @@
 Workloads: (A) one SGD train_step of the 784-256-256-10 ReLU MLP with softmax
 cross-entropy, float32, at several batch sizes; (B) one SGD step of the 2-2-2 sigmoid
 network of worked example 1 (float64, one sample); (C) compile time, as a whole
-`nnc compile` process and in-process for generated chains of growing length.
+`nnc compile` process and in-process for generated chains of growing length; (F) the
+steps of (A) again, each implementation alone in a fresh process, with page faults a
+step (benchmarks/fresh_process.py: what a user's own loop sees of the allocator).
 Everything runs in one process, implementations interleaved round by round; ratios
 are to the hand-written NumPy step, measured in the same rounds. Before timing, every
 implementation takes one step from the same start and must agree with the baseline.
@@ -57,6 +59,7 @@ if THREADS is not None:  # run as the benchmark (imported by a test, it changes 
 
 # Imported only now, after the thread settings above take effect.
 import baselines as hand  # noqa: E402, I001
+import fresh_process  # noqa: E402
 import nnc  # noqa: E402
 import numpy as np  # noqa: E402
 from harness import Impl, run_rounds, summary  # noqa: E402
@@ -494,6 +497,8 @@ def table(results: dict) -> str:
         key = next(k for k in c if k.startswith("chain"))
         lines.append(f"    {key} whole process: median {c[key]['median_s']:.2f} s;"
                      f" per-layer growth first->last {c['growth']:.2f}x (1.0 = linear)")
+    if "F" in results:
+        lines += fresh_process.table_lines(results["F"])
     return "\n".join(lines)
 
 
@@ -523,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes and few rounds: proves it runs")
     ap.add_argument("--json", type=Path, help="write the results here")
-    ap.add_argument("--workloads", default="A,B,C")
+    ap.add_argument("--workloads", default="A,B,C,F")
     ap.add_argument("--batches", default=None, help="comma-separated batch sizes for (A)")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--no-torch", action="store_true")
@@ -551,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         if "C" in workloads:
             results["C"] = workload_c(tmp, 3 if quick else 15, [5, 10] if quick else [50, 100, 200, 500],
                                       20 if quick else 500)
+    if "F" in workloads:
+        results["F"] = fresh_process.measure(batches, 1 if quick else 5, 3 if quick else 40)
     results["machine"] = machine()
     results["skipped"] = {k: "not installed" + (" or no CUDA device" if k == "cupy" else "")
                           for k, v in use.items() if v is None}

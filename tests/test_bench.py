@@ -39,7 +39,10 @@ def test_quick_benchmark_reports_every_workload(quick_run):
     c = results["C"]
     assert c["mlp_process"]["median_s"] > 0 and c["growth"] > 0
     assert "blas" in results["machine"] or "threadpoolctl" not in sys.modules
-    for line in ("(A) MLP", "(B) 2-2-2", "(C) compile time"):
+    fresh = results["F"]["batches"]["32"]
+    assert set(fresh) == {"nnc", "nnc, no nudge", "hand-written numpy", "hand, out= buffers"}
+    assert all(r["median_s"] > 0 and r["faults_per_step"] >= 0 for r in fresh.values())
+    for line in ("(A) MLP", "(B) 2-2-2", "(C) compile time", "(A) batch 32, each implementation alone"):
         assert line in table
 
 
