@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -15,6 +16,17 @@ import click
 from . import __version__
 from .diff import SECTIONS
 from .errors import NncError, Span, SpecError, SpecErrors, render_errors
+
+
+class _Finite(click.FloatRange):
+    """A FloatRange that also refuses nan and inf: every comparison with nan is false, so a
+    plain range lets it through (and `--lr nan` used to reach the generated code)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -359,10 +371,10 @@ def _weights_path(value: str | None, option: str) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training data "
               "(default: enough for about 1,000 steps, at least 10).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate (overrides the spec).")
+@click.option("--lr", type=_Finite(min=0, min_open=True), help="Learning rate (overrides the spec).")
 @click.option("--schedule", metavar="NAME[:K=V,...]", help="Learning-rate schedule (overrides the spec): "
               "constant, cosine, step:step_size=N,gamma=G, exponential:gamma=G.")
-@click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True),
+@click.option("--clip-norm", type=_Finite(min=0, min_open=True),
               help="Clip the gradient to this global norm (overrides the spec).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds initialization, shuffling, the split.")
 @click.option("--val-split", type=click.FloatRange(0, 1, max_open=True),
@@ -421,16 +433,21 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
     _, prog = _run(build_program, spec, debug)
     try:
         module = tr.load_module(render_module(prog), prog.name)
-        xp = tr.namespace(backend)
         arrays = load_weights(weights, dict(module.PARAMS))
         if dtype is None:
             dtype = next(iter(arrays.values())).dtype.name if arrays else "float32"
+        xp = tr.namespace(backend, dtype)
         params = {k: xp.asarray(v, dtype=getattr(xp, dtype)) for k, v in arrays.items()}
         inputs = tr.input_specs(prog)
-        if features_only:
-            inputs = [i for i in inputs if i.name in tr.forward_inputs(module)]
         kind = tr.output_kind(prog)
-        bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)
+        bound = None
+        if features_only:  # with the targets when the data has them: they say whether it is a classifier
+            try:
+                bound = datamod.bind(datamod.load(data, inputs), inputs, kind)
+            except (tr.TrainError, ValueError):
+                inputs = [i for i in inputs if i.name in tr.forward_inputs(module)]
+        if bound is None:
+            bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)
     except (tr.TrainError, ValueError) as exc:
         if debug:
             raise
@@ -463,7 +480,13 @@ def eval_cmd(spec: str, weights: str, data: str, split: str, val_split: float | 
         if split != "all":
             share = tr.default_val_split(len(bound)) if val_split is None else val_split
             train_idx, val_idx = datamod.split(len(bound), share, seed)
-            bound = bound.take(train_idx if split == "train" else val_idx)
+            chosen = train_idx if split == "train" else val_idx
+            if len(chosen) == 0:
+                raise tr.TrainError(
+                    f"--split {split} has no examples: {len(bound)} examples with --val-split {share:g}"
+                    + (" (the default below 100 examples)" if val_split is None else "")
+                    + "; pass --val-split (as to nnc train) or --split all")
+            bound = bound.take(chosen)
         kinds = {i.name: i.kind for i in tr.input_specs(prog)}
         result = tr.evaluate(module, params, tr.Device.put(xp, bound, kinds, dtype), kind)
     except (tr.TrainError, ValueError) as exc:
@@ -504,7 +527,10 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
         raise click.BadParameter("predictions are written to .npy or .csv", param_hint="--out")
     prog, module, xp, params, bound, kind, dtype = _load_for_use("predict", spec, weights, data, backend, dtype,
                                                                  debug, features_only=True)
-    labels_kind = prog.inputs and prog.inputs[-1].var.dtype == "int"
+    if bound.arrays.keys() == {d.var.name for d in prog.inputs}:  # targets given: decided as eval decides
+        classifier = bound.labels is not None
+    else:  # features only: by the spec (class labels, or an output that is a probability or sign)
+        classifier = bool(prog.inputs and prog.inputs[-1].var.dtype == "int") or kind != "score"
     try:
         kinds = {i.name: i.kind for i in tr.input_specs(prog)}
         result = tr.evaluate_outputs(module, params, tr.Device.put(xp, bound, kinds, dtype))
@@ -512,7 +538,7 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
         if debug:
             raise
         _fail_run("predict", str(exc))
-    values = result if raw or not (labels_kind or kind != "score") else tr.predict_classes(result, kind, bound.mode)
+    values = result if raw or not classifier else tr.predict_classes(result, kind, bound.mode)
     table = values.reshape(len(values), -1)
     if out is not None and out.endswith(".npy"):
         np.save(out, values)
@@ -547,9 +573,9 @@ def _load_target(target: str, debug: bool):
 @click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
               help="Size of a symbolic dimension (repeatable; default: small distinct sizes).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random point.")
-@click.option("--eps", type=float, default=None, help="Relative step h = eps * max(1, |x|) [1e-6; float32: 3e-3].")
-@click.option("--rtol", type=float, default=None, help="Relative tolerance [1e-5; float32: 1e-2].")
-@click.option("--atol", type=float, default=None,
+@click.option("--eps", type=_Finite(min=0, min_open=True), default=None, help="Relative step h = eps * max(1, |x|) [1e-6; float32: 3e-3].")
+@click.option("--rtol", type=_Finite(min=0), default=None, help="Relative tolerance [1e-5; float32: 1e-2].")
+@click.option("--atol", type=_Finite(min=0), default=None,
               help="Absolute tolerance, times max(1, |loss|) [1e-8; float32: 1e-3].")
 @click.option("--max-entries", type=click.IntRange(min=1), default=256, show_default=True,
               help="Larger arrays are checked on this many entries plus random directions.")
@@ -634,7 +660,7 @@ def _check_forward(module, sizes: dict[str, int], seed: int, *, reverse: bool):
                    "[default: train_step, value_and_grad, forward].")
 @click.option("--rounds", type=click.IntRange(min=1), default=15, show_default=True,
               help="Timed samples per entry point, interleaved.")
-@click.option("--min-time", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+@click.option("--min-time", type=_Finite(min=0, min_open=True), default=0.05, show_default=True,
               help="Seconds a timed sample lasts at least (calls per sample are calibrated to it).")
 @click.option("--threads", type=click.IntRange(min=1), help="BLAS (and PyTorch) threads (default: 1, or the "
               "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS you set).")
@@ -665,7 +691,7 @@ def bench_cmd(target: str, dims: tuple[str, ...], dtype: str, backend: str, entr
         _fail_run("bench", f"--json {json_out}: no such folder")  # found out now, not after the run
     module, source = _load_target(target, debug)
     try:
-        xp = tr.namespace(backend)
+        xp = tr.namespace(backend, dtype)
         setup = prepare(module, source, target, sizes, entries, dtype)
     except (BenchError, tr.TrainError) as exc:
         _fail_run("bench", str(exc))

@@ -90,6 +90,8 @@ def check_value(key: str, value: Any) -> str | None:
     if setting_kind(key) in ("bool", "choice"):
         return None
     low, high, closed = _RANGES.get(key, (0.0, math.inf, False))
+    if not math.isfinite(value):  # nan passes every range test below
+        return f"'{key}' must be a finite number, got {value}"
     if key == "clip_norm" and value <= 0:
         return "'clip_norm' must be positive"
     if value < low or value > high or (value == high and not closed):

@@ -132,10 +132,22 @@ def load_module(source: str, name: str) -> ModuleType:
 _SUBMODULES = {"jax": "jax.numpy", "dask": "dask.array"}
 
 
-def namespace(backend: str) -> ModuleType:
-    """The array namespace for --backend: numpy, cupy, torch, jax, or any array-API module by name."""
+def namespace(backend: str, dtype: str | None = None) -> ModuleType:
+    """The array namespace for --backend: numpy, cupy, torch, jax, or any array-API module by name.
+
+    JAX computes in float32 unless its x64 mode is on, truncating float64 with a warning;
+    asking for float64 here turns the mode on (nnc's commands own their process)."""
     if backend == "numpy":
         return np
+    xp = _namespace(backend)
+    if dtype == "float64" and getattr(xp, "__name__", "").startswith("jax"):
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    return xp
+
+
+def _namespace(backend: str) -> ModuleType:
     backend = _SUBMODULES.get(backend, backend)
     try:
         importlib.import_module(backend)
@@ -330,7 +342,7 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
     prog = configure(prog, lr=opts.lr, schedule=schedule, clip_norm=opts.clip_norm,
                      total_steps=epochs * len(spans))
     module = load_module(render_module(prog), prog.name)
-    xp = namespace(opts.backend)
+    xp = namespace(opts.backend, opts.dtype)
     if opts.init_from:
         try:
             loaded = load_weights(opts.init_from, dict(module.PARAMS))

@@ -15,7 +15,8 @@ from nnc.diff import SECTIONS, diff_sections, split_sections
 MAZUR = SPECS / "mazur.nn"
 DEFS = {"forward": ["forward", "loss"], "backward": ["value_and_grad"], "forward-mode": ["jvp", "hvp"],
         "optimizer": ["init_optimizer", "train_step"],
-        "weights": ["_to_numpy", "_check_weights", "_write_weights", "_read_weights", "save_params", "load_params"]}
+        "weights": ["_to_numpy", "_float_dtype", "_check_weights", "_write_weights", "_read_weights", "save_params",
+                    "load_params"]}
 
 
 def _module(path=MAZUR) -> str:

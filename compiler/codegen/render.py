@@ -21,7 +21,7 @@ from .forward_mode import forward_mode_functions
 from .inline import function_source, module_source
 from .wrap import wrap_condition, wrap_items, wrap_statement
 
-_WEIGHT_HELPERS = ("_to_numpy", "_check_weights", "_write_weights", "_read_weights")
+_WEIGHT_HELPERS = ("_to_numpy", "_float_dtype", "_check_weights", "_write_weights", "_read_weights")
 _KERNELS = {"softmax": "_softmax", "log_softmax": "_log_softmax", "onehot": "_onehot"}
 
 
@@ -227,7 +227,6 @@ def build_model(prog: Program) -> dict:
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
         "uses_rng": any("rng" in _init_expr(p) for p in prog.params),
         "weight_helpers": [function_source("weights", k) for k in _WEIGHT_HELPERS],
-        "input_names": [d.var.name for d in inputs_all],
     }
 
 
@@ -429,17 +428,23 @@ def _optimizer_model(prog: Program) -> dict:
         prologue.insert(0, f'xp = _namespace(params["{prog.params[0].name}"])')
     elif any("xp." in s for s in body):  # no parameters: the loop never runs, but must be valid code
         body.insert(0, "xp = _namespace(p)")
+    # train_step takes the inputs by name, as value_and_grad does, unless one is named like a
+    # function it calls (an input may be called value_and_grad)
+    names = [d.var.name for d in prog.inputs]
+    step_args = ["*inputs"] if {"value_and_grad", "loss"} & set(names) else names
+    args = "".join(", " + a for a in step_args)
     if opt.direction is not None:
-        gradient = ["loss_value = loss(params, *inputs)", "grads = _perceptron_direction(params, *inputs)"]
+        gradient = [f"loss_value = loss(params{args})", f"grads = _perceptron_direction(params{args})"]
     else:
         fn = "value_and_grad" if scale is None else "_loss_and_sgd_steps"
-        gradient = [f"loss_value, grads = {fn}(params, *inputs)"]
+        gradient = [f"loss_value, grads = {fn}(params{args})"]
     return {
         "name": name,
         "metadata": wrap_items(f'OPTIMIZER = ("{name}", {{', [f'"{k}": {_py(v)}' for k, v in hyper], "})"),
         "summary": describe(name, hp),
         "buffers": list(bufs),
         "gradient": gradient,
+        "step_args": step_args,
         "prologue": prologue,
         "grad": grad,
         "body": body,

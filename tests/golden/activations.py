@@ -348,7 +348,7 @@ def init_params(seed=0, *, xp=None, dtype="float32"):
         "p.alpha": np.full((4,), 0.25),
     }
     xp = np if xp is None else xp
-    return {name: xp.asarray(v, dtype=getattr(xp, dtype)) for name, v in values.items()}
+    return {name: xp.asarray(v, dtype=_float_dtype(xp, dtype)) for name, v in values.items()}
 
 
 def forward(params, x):
@@ -760,6 +760,18 @@ def _to_numpy(x):
         return np.asarray(x)
 
 
+def _float_dtype(xp, dtype):
+    """`xp`'s float32 or float64, for "float32"/"float64" or a dtype object of any library
+    (np.float64, np.dtype("float32"), torch.float64)."""
+    if isinstance(dtype, str):
+        name = dtype
+    else:
+        name = getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype).rpartition(".")[2]
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64' (or such a dtype), got {dtype!r}")
+    return getattr(xp, name)
+
+
 def _check_weights(arrays, shapes, where):
     """Raise ValueError naming the first parameter whose name, shape, dtype or values are wrong."""
     missing = [name for name in shapes if name not in arrays]
@@ -796,7 +808,7 @@ def _write_weights(arrays, path, metadata=None):
         codes = {"float16": "F16", "float32": "F32", "float64": "F64"}
         header, chunks, offset = {}, [], 0
         for name, a in arrays.items():
-            a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+            a = np.require(a, dtype=a.dtype.newbyteorder("<"), requirements="C")  # keeps 0-d arrays 0-d
             header[name] = {"dtype": codes[a.dtype.name], "shape": list(a.shape),
                             "data_offsets": [offset, offset + a.nbytes]}
             chunks.append(a.tobytes())
@@ -901,4 +913,4 @@ def load_params(path, *, xp=None, dtype=None):
     xp = np if xp is None else xp
     if dtype is None:
         return {name: xp.asarray(arrays[name]) for name in PARAM_NAMES}
-    return {name: xp.asarray(arrays[name], dtype=getattr(xp, dtype)) for name in PARAM_NAMES}
+    return {name: xp.asarray(arrays[name], dtype=_float_dtype(xp, dtype)) for name in PARAM_NAMES}

@@ -352,7 +352,7 @@ def init_params(seed=0, *, xp=None, dtype="float32"):
         "h.b": np.zeros((4,)),
     }
     xp = np if xp is None else xp
-    return {name: xp.asarray(v, dtype=getattr(xp, dtype)) for name, v in values.items()}
+    return {name: xp.asarray(v, dtype=_float_dtype(xp, dtype)) for name, v in values.items()}
 
 
 def forward(params, x):
@@ -804,12 +804,9 @@ def init_optimizer(params):
     return state
 
 
-def train_step(params, state, *inputs):
-    """One sgd(lr=0.01, momentum=0.5, nesterov=true, weight_decay=0.001) step: updates params and state in place, returns the loss.
-
-    `inputs` are those of value_and_grad: x, p, t.
-    """
-    loss_value, grads = value_and_grad(params, *inputs)
+def train_step(params, state, x, p, t):
+    """One sgd(lr=0.01, momentum=0.5, nesterov=true, weight_decay=0.001) step: updates params and state in place, returns the loss."""
+    loss_value, grads = value_and_grad(params, x, p, t)
     for name in PARAM_NAMES:
         p, g = params[name], grads[name]
         velocity = state["velocity"][name]
@@ -833,6 +830,18 @@ def _to_numpy(x):
         return np.from_dlpack(x)
     except (AttributeError, TypeError, BufferError, RuntimeError, ValueError):
         return np.asarray(x)
+
+
+def _float_dtype(xp, dtype):
+    """`xp`'s float32 or float64, for "float32"/"float64" or a dtype object of any library
+    (np.float64, np.dtype("float32"), torch.float64)."""
+    if isinstance(dtype, str):
+        name = dtype
+    else:
+        name = getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype).rpartition(".")[2]
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64' (or such a dtype), got {dtype!r}")
+    return getattr(xp, name)
 
 
 def _check_weights(arrays, shapes, where):
@@ -871,7 +880,7 @@ def _write_weights(arrays, path, metadata=None):
         codes = {"float16": "F16", "float32": "F32", "float64": "F64"}
         header, chunks, offset = {}, [], 0
         for name, a in arrays.items():
-            a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+            a = np.require(a, dtype=a.dtype.newbyteorder("<"), requirements="C")  # keeps 0-d arrays 0-d
             header[name] = {"dtype": codes[a.dtype.name], "shape": list(a.shape),
                             "data_offsets": [offset, offset + a.nbytes]}
             chunks.append(a.tobytes())
@@ -976,4 +985,4 @@ def load_params(path, *, xp=None, dtype=None):
     xp = np if xp is None else xp
     if dtype is None:
         return {name: xp.asarray(arrays[name]) for name in PARAM_NAMES}
-    return {name: xp.asarray(arrays[name], dtype=getattr(xp, dtype)) for name in PARAM_NAMES}
+    return {name: xp.asarray(arrays[name], dtype=_float_dtype(xp, dtype)) for name in PARAM_NAMES}
