@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_portability import _dtype_name, _forward_args, _jax, _numpy, _strict, _strict_2023, _torch
-from test_unseen_specs import _run_all
+from test_portability import _forward_args, _jax, _numpy, _strict, _strict_2023, _torch
+from test_unseen_specs import _run_all, assert_results_agree
 
 from helpers import load_source
 from nnc.api import compile_spec
@@ -278,18 +278,7 @@ def test_reviewer_spec_agrees_with_numpy_float64(spec, backend_name, dtype, tmp_
         got = _run_all(module, {k: backend.asarray(v.astype(dtype)) for k, v in params.items()},
                        {k: backend.asarray(v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in inputs.items()},
                        backend.asarray)
-    assert got.keys() == want.keys()
-    wrong = {k: _dtype_name(v) for k, v in got.items() if _dtype_name(v) != dtype}
-    assert not wrong, f"{spec} on {backend.name}: not {dtype}: {wrong}"
-    for key, expected in want.items():
-        value = backend.to_numpy(got[key])
-        assert value.shape == expected.shape, f"{spec} on {backend.name}: {key}"
-        if dtype == "float64":
-            rtol, atol = 1e-10, 1e-12
-        else:
-            rtol, atol = 2e-3, 2e-4 * max(1.0, float(np.max(np.abs(expected), initial=0.0)))
-        np.testing.assert_allclose(value, expected, rtol=rtol, atol=atol,
-                                   err_msg=f"{spec} on {backend.name}, {dtype}: {key}")
+    assert_results_agree(got, want, backend, dtype, f"{spec} on {backend.name}, {dtype}")
 
 
 # ---- numerics: large logits in float32 ---------------------------------------------------------

@@ -139,18 +139,23 @@ def test_unseen_spec_agrees_with_numpy_float64(spec, backend_name, dtype, batch,
     with backend.context():
         got = _run_all(module, {k: backend.asarray(v.astype(dtype)) for k, v in params.items()},
                        {k: backend.asarray(v.copy()) for k, v in cast.items()}, backend.asarray)
+    assert_results_agree(got, want, backend, dtype, f"{spec} on {backend.name}, {dtype}, B={batch}")
+
+
+def assert_results_agree(got: dict, want: dict, backend, dtype: str, what: str) -> None:
+    """`got` (on `backend`, in `dtype` throughout) matches the NumPy float64 results `want`:
+    to 1e-10 in float64, to float32 rounding in float32."""
     assert got.keys() == want.keys()
     wrong = {k: _dtype_name(v) for k, v in got.items() if _dtype_name(v) != dtype}
-    assert not wrong, f"{spec} on {backend.name}: not {dtype}: {wrong}"
+    assert not wrong, f"{what}: not {dtype}: {wrong}"
     for key, expected in want.items():
         value = backend.to_numpy(got[key])
-        assert value.shape == expected.shape, f"{spec} on {backend.name}: {key}"
+        assert value.shape == expected.shape, f"{what}: {key}"
         if dtype == "float64":
             rtol, atol = 1e-10, 1e-12
         else:
             rtol, atol = 2e-3, 2e-4 * max(1.0, float(np.max(np.abs(expected), initial=0.0)))
-        np.testing.assert_allclose(value, expected, rtol=rtol, atol=atol,
-                                   err_msg=f"{spec} on {backend.name}, {dtype}, B={batch}: {key}")
+        np.testing.assert_allclose(value, expected, rtol=rtol, atol=atol, err_msg=f"{what}: {key}")
 
 
 # ---- class labels in every integer dtype ----------------------------------------------------
