@@ -377,7 +377,7 @@ def _weights_path(value: str | None, option: str) -> None:
 @click.option("--clip-norm", type=_Finite(min=0, min_open=True),
               help="Clip the gradient to this global norm (overrides the spec).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds initialization, shuffling, the split.")
-@click.option("--val-split", type=click.FloatRange(0, 1, max_open=True),
+@click.option("--val-split", type=_Finite(0, 1, max_open=True),
               help="Share of examples held out for validation (default: 0.2; 0 below 100 examples).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the weights: .npz or .safetensors.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from these weights.")
@@ -441,7 +441,10 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
         inputs = tr.input_specs(prog)
         kind = tr.output_kind(prog)
         bound = None
-        if features_only:  # with the targets when the data has them: they say whether it is a classifier
+        # with the targets when the data names them (.npz, built-in sets; a .csv's columns are
+        # split by position, so features alone would be read as features and targets): they say
+        # whether it is a classifier
+        if features_only and not data.endswith(".csv"):
             try:
                 bound = datamod.bind(datamod.load(data, inputs), inputs, kind)
             except (tr.TrainError, ValueError):
@@ -462,7 +465,7 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
 @click.option("--split", type=click.Choice(["all", "train", "val"]), default="all", show_default=True,
               help="Evaluate on all examples, or on the part `nnc train` trained or validated on "
                    "(with the same --seed and --val-split).")
-@click.option("--val-split", type=click.FloatRange(0, 1, max_open=True),
+@click.option("--val-split", type=_Finite(0, 1, max_open=True),
               help="As for nnc train (default: 0.2; 0 below 100 examples).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--backend", default="numpy", show_default=True)
@@ -573,7 +576,8 @@ def _load_target(target: str, debug: bool):
 @click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
               help="Size of a symbolic dimension (repeatable; default: small distinct sizes).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random point.")
-@click.option("--eps", type=_Finite(min=0, min_open=True), default=None, help="Relative step h = eps * max(1, |x|) [1e-6; float32: 3e-3].")
+@click.option("--eps", type=_Finite(min=0, min_open=True), default=None,
+              help="Relative step h = eps * max(1, |x|) [1e-6; float32: 3e-3].")
 @click.option("--rtol", type=_Finite(min=0), default=None, help="Relative tolerance [1e-5; float32: 1e-2].")
 @click.option("--atol", type=_Finite(min=0), default=None,
               help="Absolute tolerance, times max(1, |loss|) [1e-8; float32: 1e-3].")

@@ -194,3 +194,11 @@ def test_every_builtin_of_numbers_is_a_number_in_the_generated_code(call, tmp_pa
     x = xps.asarray([1.0, 2.0, 3.0], dtype=xps.float64)
     np.testing.assert_allclose(float(m.loss({}, x)), 6 * _ON_NUMBERS[call], rtol=1e-14, atol=1e-15)
     assert m.loss({}, np.ones(3, np.float32)).dtype == np.float32
+
+
+def test_a_primitive_of_numbers_that_only_takes_arrays_is_left_to_run_time():
+    """hinge of numbers lowers to a reduction over an axis a number has not: found by
+    test_fuzz, it was an internal error once builtins of numbers were computed at compile time."""
+    from nnc.api import compile_spec
+
+    assert "def value_and_grad(" in compile_spec("model fuzz\nloss = -hinge(0, 0)\n", "fuzz.nn")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -246,7 +247,7 @@ def _grad_function(prog: Program, name: str, doc: str, check: Check) -> Function
     unpack, _ = _reads(prog, eqns, grads_needed + const_grads)
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
     # never hand out an input, a parameter or the loss itself, nor one array twice
-    arrays = handed_out([prog.loss, *(g for _, g in prog.grads)], _declared(prog))[1:]
+    loss_text, *arrays = handed_out([prog.loss, *(g for _, g in prog.grads)], _declared(prog))
     grad_items = []
     for (gname, g), text in zip(prog.grads, arrays):
         ident = param_ident.get(gname, gname)
@@ -256,9 +257,9 @@ def _grad_function(prog: Program, name: str, doc: str, check: Check) -> Function
             grad_items.append(f'"{gname}": xp.full_like({ident}, {result_text(g)})')
         else:
             grad_items.append(f'"{gname}": {text}')
-    returns = prog.loss.name + ", {" + ", ".join(grad_items) + "}"
+    returns = loss_text + ", {" + ", ".join(grad_items) + "}"
     if len(returns) > 80:
-        returns = prog.loss.name + ", {\n        " + ",\n        ".join(grad_items) + ",\n    }"
+        returns = loss_text + ", {\n        " + ",\n        ".join(grad_items) + ",\n    }"
     inputs = list(prog.inputs)
     return _function(prog, name, ["params", *(d.var.name for d in inputs)], doc, check, unpack,
                      [("forward", fwd_blocks), ("backward", bwd_blocks)], returns, inputs)
@@ -429,9 +430,11 @@ def _optimizer_model(prog: Program) -> dict:
     elif any("xp." in s for s in body):  # no parameters: the loop never runs, but must be valid code
         body.insert(0, "xp = _namespace(p)")
     # train_step takes the inputs by name, as value_and_grad does, unless one is named like a
-    # function it calls (an input may be called value_and_grad)
+    # global or builtin its body reads (PARAM_NAMES, min, sum, value_and_grad: spec names may be)
     names = [d.var.name for d in prog.inputs]
-    step_args = ["*inputs"] if {"value_and_grad", "loss"} & set(names) else names
+    read = set(re.findall(r"[A-Za-z_]\w*", "\n".join(prologue + body + stores)))
+    read |= {"PARAM_NAMES", "value_and_grad", "loss"} | set(dir(builtins))
+    step_args = ["*inputs"] if read & set(names) else names
     args = "".join(", " + a for a in step_args)
     if opt.direction is not None:
         gradient = [f"loss_value = loss(params{args})", f"grads = _perceptron_direction(params{args})"]
@@ -445,6 +448,7 @@ def _optimizer_model(prog: Program) -> dict:
         "buffers": list(bufs),
         "gradient": gradient,
         "step_args": step_args,
+        "inputs_doc": "" if step_args == names else f"`inputs` are those of value_and_grad: {', '.join(names)}.",
         "prologue": prologue,
         "grad": grad,
         "body": body,

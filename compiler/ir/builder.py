@@ -14,10 +14,13 @@ def as_atom(x: Atom | float | int) -> Atom:
     return x if isinstance(x, (Var, Lit)) or hasattr(x, "dims") else Lit(float(x))
 
 
-def _evaluate_literals(prim: str, atoms: tuple[Lit, ...], params: dict[str, Any]) -> Lit:
-    """A primitive of numbers, computed now: its own emission evaluated on float64 NumPy, so the
-    number is what the generated line would have computed (generated code must not call the
-    namespace on Python floats: array_api_strict and PyTorch refuse them, NumPy upcasts)."""
+def _evaluate_literals(prim: str, atoms: tuple[Lit, ...], params: dict[str, Any]) -> Lit | None:
+    """A primitive of numbers, computed now: its own emission evaluated on float64 0-d arrays
+    of array_api_compat's NumPy namespace (NumPy's own lacks `astype` before 2.1), so the number
+    is what the generated line would have computed. Generated code must not call the namespace
+    on Python floats: array_api_strict and PyTorch refuse them, NumPy upcasts. None when the
+    emission cannot take numbers (it is then emitted as it is)."""
+    import array_api_compat.numpy as xp
     import numpy as np
 
     from ..primitives.core import ShapeError
@@ -25,9 +28,12 @@ def _evaluate_literals(prim: str, atoms: tuple[Lit, ...], params: dict[str, Any]
 
     operands = tuple(Var(f"operand{i}", (), "float") for i in range(len(atoms)))  # 0-d float64 arrays
     eqn = Eqn(prim, operands, Var("value", (), "float"), tuple(sorted(params.items())))
-    with np.errstate(all="ignore"):
-        env = {v.name: np.asarray(float(a.value)) for v, a in zip(operands, atoms)}
-        value = float(evaluate([eqn], env)["value"])
+    try:
+        with np.errstate(all="ignore"):
+            env = {v.name: np.asarray(float(a.value)) for v, a in zip(operands, atoms)}
+            value = float(evaluate([eqn], env, xp)["value"])
+    except Exception:  # noqa: BLE001 - a rule written for arrays only (a reduction over an axis)
+        return None
     if not np.isfinite(value):
         args = ", ".join(repr(float(a.value)) for a in atoms)
         raise ShapeError(f"{prim}({args}) has no finite real value")
@@ -61,7 +67,9 @@ class Builder:
                 return folded
         shape, dtype = p.shape(atoms, params)
         if atoms and shape == () and dtype == "float" and all(isinstance(a, Lit) for a in atoms):
-            return _evaluate_literals(prim, atoms, params)  # sigmoid(1.0): a number, not xp on floats
+            value = _evaluate_literals(prim, atoms, params)  # sigmoid(1.0): a number, not xp on floats
+            if value is not None:
+                return value
         host = all(is_host(a) for a in atoms)
         out = Var(self.namer.fresh(hint), shape, dtype, temp=True, host=host)
         eqn = Eqn(prim, atoms, out, tuple(sorted(params.items())), self.line)

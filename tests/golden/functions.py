@@ -804,9 +804,12 @@ def init_optimizer(params):
     return state
 
 
-def train_step(params, state, x, p, t):
-    """One sgd(lr=0.01, momentum=0.5, nesterov=true, weight_decay=0.001) step: updates params and state in place, returns the loss."""
-    loss_value, grads = value_and_grad(params, x, p, t)
+def train_step(params, state, *inputs):
+    """One sgd(lr=0.01, momentum=0.5, nesterov=true, weight_decay=0.001) step: updates params and state in place, returns the loss.
+
+    `inputs` are those of value_and_grad: x, p, t.
+    """
+    loss_value, grads = value_and_grad(params, *inputs)
     for name in PARAM_NAMES:
         p, g = params[name], grads[name]
         velocity = state["velocity"][name]
