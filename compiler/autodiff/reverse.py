@@ -7,10 +7,12 @@ parameter or a `wrt` input are differentiated, so data inputs get no gradient.
 
 from __future__ import annotations
 
+from ..errors import Span, SpecError
 from ..ir.builder import Builder
 from ..ir.core import Atom, Eqn, Lit, Program, Var, is_host
 from ..ir.naming import Namer, adjoint
 from ..primitives import PRIMITIVES
+from ..primitives.core import ShapeError
 from ..primitives.nn import batch_size
 
 
@@ -110,7 +112,11 @@ def differentiate(prog: Program, seed: float = 1.0) -> Program:
                 # a mask over two constants, xp.where(m, 0.5, 0.0), would be float64 whatever
                 # the model's dtype: give the constant cotangent the output's array type first
                 g = b.full_like(eqn.out, g)
-            cts = PRIMITIVES[eqn.prim].vjp(b, eqn, g)
+            try:
+                cts = PRIMITIVES[eqn.prim].vjp(b, eqn, g)
+            except ShapeError as exc:  # a derivative with no finite value: located at the spec line
+                raise SpecError(f"this line has no derivative: {exc}",
+                                Span.point(eqn.line, 1) if eqn.line else None) from None
         for inp, ct in zip(eqn.inputs, cts):
             if ct is not None and isinstance(inp, Var) and inp.name in active:
                 contributions.setdefault(inp.name, []).append(ct)

@@ -235,6 +235,9 @@ def pow_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, c = eqn.inputs
     if isinstance(c, Lit):
         return b.mul(g, b.mul(c.value, b.pow(x, c.value - 1.0))), None
+    if isinstance(x, Lit) and x.value <= 0:  # d(c^x)/dx = c^x log(c)
+        raise ShapeError(f"{float(x.value):g} ^ (a value that varies) has no derivative in the exponent: "
+                         "c ^ x * log(c) needs a positive base c")
     dx = b.mul(g, b.mul(c, b.pow(x, b.sub(c, 1.0))))
     dc = b.mul(g, b.mul(eqn.out, b.log(x)))
     return b.sum_to(dx, shape=x.shape), b.sum_to(dc, shape=c.shape)
