@@ -202,3 +202,13 @@ def test_a_primitive_of_numbers_that_only_takes_arrays_is_left_to_run_time():
     from nnc.api import compile_spec
 
     assert "def value_and_grad(" in compile_spec("model fuzz\nloss = -hinge(0, 0)\n", "fuzz.nn")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd(lr=0.1)", "adam(lr=0.1)"])
+def test_a_loss_that_is_a_parameter_is_returned_before_the_update(optimizer, tmp_path):
+    m = compile_and_load(f"model m\nparam p : float = 1.5\nloss = p\noptimizer {optimizer}\n", tmp_path, "lp")
+    params = m.init_params(dtype="float64")
+    value, grads = m.value_and_grad(params)
+    assert value is not params["p"] and float(value) == 1.5 and float(grads["p"]) == 1.0
+    assert float(m.train_step(params, m.init_optimizer(params))) == 1.5
+    assert float(params["p"]) == pytest.approx(1.4)

@@ -459,7 +459,9 @@ def _optimizer_model(prog: Program) -> dict:
         "grads_fn": "value_and_grad" if scale is None else "_loss_and_sgd_steps",  # see `gradient`
         # plain SGD, no step aliasing a parameter: train_step is one function, forward,
         # lr-seeded backward, then `W -= d_W` per parameter (no grads dict, no loop)
-        "fused_step": "train_step" if scale is not None and not aliased else None,
+        # not fused when the loss is a parameter itself: the update would rebind the returned name
+        "fused_step": ("train_step" if scale is not None and not aliased
+                       and prog.loss.name not in {p.var.name for p in prog.params} else None),
     }
 
 
