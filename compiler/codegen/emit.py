@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..ir.core import Atom, Eqn, Lit, Size, Var
+from ..ir.core import Atom, Eqn, Lit, Program, Size, Var
 from ..primitives import PRIMITIVES
 from ..primitives.core import ADD, ATOM, MUL, UNARY, size_text
 
@@ -268,6 +268,11 @@ def emit_body(eqns: tuple[Eqn, ...], results: list[Atom], names: dict[str, str] 
 
 def result_text(a: Atom) -> str:
     return atom_text(a)[0]
+
+
+def caller_arrays(prog: Program) -> set[str]:
+    """The names of the arrays a caller passes to an entry point: inputs and parameters."""
+    return {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
 
 
 def handed_out(results: list[Atom], external: set[str]) -> list[str]:

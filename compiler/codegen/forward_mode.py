@@ -7,7 +7,7 @@ from collections.abc import Callable
 from ..autodiff.forward import Linearized, hvp_program, jvp_program
 from ..ir.core import Atom, Lit, Program, Var
 from ..passes.dce import live_eqns, live_split
-from .emit import emit_sections, handed_out
+from .emit import caller_arrays, emit_sections, handed_out
 
 
 def _unpack(lin: Linearized, eqns, results: list[Atom], arg: str) -> list[str]:
@@ -33,8 +33,7 @@ def _result_vars(lin: Linearized) -> list[Var]:
 
 def _external(lin: Linearized) -> set[str]:
     """The names of the arrays the caller passes in: inputs, parameters, tangent seeds."""
-    return ({d.var.name for d in lin.prog.inputs} | {p.var.name for p in lin.prog.params}
-            | {v.name for _, v in lin.seeds})
+    return caller_arrays(lin.prog) | {v.name for _, v in lin.seeds}
 
 
 def forward_mode_functions(prog: Program, make_function: Callable, check, decls) -> list:

@@ -17,7 +17,7 @@ from ..ir.core import Atom, Eqn, Lit, Program, Var, is_host
 from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns, live_split
-from .emit import VIEWS, Block, emit_body, emit_sections, handed_out, result_text
+from .emit import VIEWS, Block, caller_arrays, emit_body, emit_sections, handed_out, result_text
 from .forward_mode import forward_mode_functions
 from .inline import function_source, module_source
 from .wrap import wrap_condition, wrap_items, wrap_statement
@@ -172,7 +172,7 @@ def build_model(prog: Program) -> dict:
     checks.append(all_check)
     if not same_inputs and fwd_inputs:
         checks.append(fwd_check)
-    outputs_text = ", ".join(handed_out(list(prog.outputs), _declared(prog))) or "None"
+    outputs_text = ", ".join(handed_out(list(prog.outputs), caller_arrays(prog))) or "None"
     functions.append(_function(
         prog, "forward", ["params", *(d.var.name for d in fwd_inputs)],
         f"Compute {', '.join(o.name for o in prog.outputs) or 'nothing'} (the spec's outputs).",
@@ -183,7 +183,7 @@ def build_model(prog: Program) -> dict:
     unpack, _ = _reads(prog, loss_eqns, [prog.loss])
     functions.append(_function(
         prog, "loss", ["params", *(d.var.name for d in inputs_all)], "The scalar loss.", all_check, unpack,
-        [("", emit_body(loss_eqns, [prog.loss]))], handed_out([prog.loss], _declared(prog))[0], inputs_all))
+        [("", emit_body(loss_eqns, [prog.loss]))], handed_out([prog.loss], caller_arrays(prog))[0], inputs_all))
 
     # value_and_grad(): forward, then backward
     functions.append(_grad_function(
@@ -231,11 +231,6 @@ def build_model(prog: Program) -> dict:
     }
 
 
-def _declared(prog: Program) -> set[str]:
-    """The names of the arrays a caller passes in: inputs and parameters."""
-    return {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
-
-
 def _grad_function(prog: Program, name: str, doc: str, check: Check) -> Function:
     """A function returning the loss and the gradients `prog.grads`: forward, then backward."""
     param_ident = {p.name: p.var.name for p in prog.params}
@@ -247,7 +242,7 @@ def _grad_function(prog: Program, name: str, doc: str, check: Check) -> Function
     unpack, _ = _reads(prog, eqns, grads_needed + const_grads)
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
     # never hand out an input, a parameter or the loss itself, nor one array twice
-    loss_text, *arrays = handed_out([prog.loss, *(g for _, g in prog.grads)], _declared(prog))
+    loss_text, *arrays = handed_out([prog.loss, *(g for _, g in prog.grads)], caller_arrays(prog))
     grad_items = []
     for (gname, g), text in zip(prog.grads, arrays):
         ident = param_ident.get(gname, gname)
