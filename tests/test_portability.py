@@ -107,8 +107,10 @@ def _forward_args(module, inputs: dict) -> list:
     return [inputs[n] for n in names]
 
 
-def _run_all(module, params: dict, inputs: dict) -> dict:
-    """Everything a module computes, as host arrays: outputs, loss, grads, two steps."""
+def _run_all(module, params: dict, inputs: dict, *, steps: int = 2, asarray=None) -> dict:
+    """Everything a module computes: outputs, loss, grads, `steps` train_steps and the state
+    after them; with `asarray` (host array -> the backend's), jvp and hvp along a fixed
+    direction made with it too, before the steps change the parameters."""
     args = list(inputs.values())
     out = module.forward(params, *_forward_args(module, inputs))
     out = out if isinstance(out, tuple) else (out,)
@@ -117,8 +119,14 @@ def _run_all(module, params: dict, inputs: dict) -> dict:
     value, grads = module.value_and_grad(params, *args)
     result["value"] = value
     result.update({f"grad {k}": g for k, g in grads.items()})
+    if asarray is not None:
+        along = {**params, **{k: inputs[k] for k in module.WRT}}
+        direction = {k: asarray(np.full(tuple(v.shape), 0.5 + 0.1 * n, dtype=_dtype_name(v)))
+                     for n, (k, v) in enumerate(along.items())}
+        result["jvp value"], result["jvp"] = module.jvp(params, direction, *args)
+        result.update({f"hvp {k}": v for k, v in module.hvp(params, direction, *args).items()})
     state = module.init_optimizer(params)
-    for step in range(2):
+    for step in range(steps):
         result[f"step{step} loss"] = module.train_step(params, state, *args)
     result.update({f"param {k}": p for k, p in params.items()})
     for buf, per_param in state.items():

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_portability import _dtype_name, _forward_args, _jax, _numpy, _strict, _strict_2023, _torch
+from test_portability import _run_all as run_everything
 
 from helpers import load_source
 from nnc.api import compile_spec
@@ -91,27 +92,7 @@ def _host_case(module, batch: int = 3, seed: int = 0) -> tuple[dict, dict]:
 
 def _run_all(module, params: dict, inputs: dict, asarray) -> dict:
     """Everything a module computes: outputs, loss, gradients, jvp, hvp, three steps, state."""
-    args = list(inputs.values())
-    out = module.forward(params, *_forward_args(module, inputs))
-    out = out if isinstance(out, tuple) else (out,)
-    result = {f"out{k}": o for k, o in enumerate(out)}
-    result["loss"] = module.loss(params, *args)
-    value, grads = module.value_and_grad(params, *args)
-    result["value"] = value
-    result.update({f"grad {k}": g for k, g in grads.items()})
-    along = {**params, **{k: inputs[k] for k in module.WRT}}
-    direction = {k: asarray(np.full(tuple(v.shape), 0.5 + 0.1 * n, dtype=_dtype_name(v)))
-                 for n, (k, v) in enumerate(along.items())}
-    result["jvp value"], result["jvp"] = module.jvp(params, direction, *args)
-    result.update({f"hvp {k}": v for k, v in module.hvp(params, direction, *args).items()})
-    state = module.init_optimizer(params)
-    for step in range(3):
-        result[f"step{step} loss"] = module.train_step(params, state, *args)
-    result.update({f"param {k}": p for k, p in params.items()})
-    for buf, per_param in state.items():
-        if isinstance(per_param, dict):
-            result.update({f"state {buf} {k}": v for k, v in per_param.items()})
-    return result
+    return run_everything(module, params, inputs, steps=3, asarray=asarray)
 
 
 _REFERENCES: dict[tuple[str, int], dict] = {}
