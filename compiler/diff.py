@@ -11,17 +11,19 @@ import difflib
 import re
 from dataclasses import dataclass
 
-# Sections in module order; a top-level function belongs to the section its name maps to,
-# everything else (docstring, metadata, helpers, input checks, init_params) to "header".
+# Sections in module order; a top-level function, class or assignment belongs to the section
+# its name maps to, everything else (docstring, metadata, helpers, input checks, init_params)
+# to "header". A top-level comment or closing bracket stays in the section it is in.
 SECTIONS = ("header", "forward", "backward", "forward-mode", "optimizer", "weights")
 SECTION_OF = {
     "forward": "forward", "loss": "forward", "value_and_grad": "backward",
     "jvp": "forward-mode", "hvp": "forward-mode", "init_optimizer": "optimizer", "train_step": "optimizer",
-    "_perceptron_direction": "optimizer", "_loss_and_sgd_steps": "optimizer",
+    "_perceptron_direction": "optimizer", "_loss_and_sgd_steps": "optimizer", "_CudaKernel": "optimizer",
+    "_CUDA_UPDATE": "optimizer",
     "_to_numpy": "weights", "_float_dtype": "weights", "_check_weights": "weights", "_write_weights": "weights",
     "_read_weights": "weights", "save_params": "weights", "load_params": "weights",
 }
-_DEF = re.compile(r"def (\w+)\s*\(")
+_DEF = re.compile(r"(?:def|class) (\w+)\b|(\w+) = ")
 _TRACE = re.compile(r"^\s*# (\S+:\d+)  (.*)$")
 _TRACE_FILE = re.compile(r"^(\s*# )\S+(:\d+  )")
 
@@ -33,8 +35,8 @@ def split_sections(text: str) -> dict[str, list[tuple[int, str]]]:
     for number, line in enumerate(text.splitlines(), start=1):
         m = _DEF.match(line)
         if m:
-            current = SECTION_OF.get(m.group(1), "header")
-        elif line.strip() and not line[0].isspace():
+            current = SECTION_OF.get(m.group(1) or m.group(2), "header")
+        elif line.strip() and not line[0].isspace() and not line.startswith(("#", ")", "]", "}")):
             current = "header"
         out[current].append((number, line))
     return out

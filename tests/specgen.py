@@ -141,6 +141,8 @@ def _layer(s: _Spec, a: Value, name: str) -> tuple[str, tuple, float] | None:
     if not a.shape or len(a.shape) > 2 or a.bound > 100:
         return None
     kind = s.pick(["dense", "matmul", "lmatmul", "prelu", "transpose"])
+    if kind == "transpose" and len(a.shape) == 1:
+        kind = "matmul"  # a vector's transpose is itself: take it to a product instead
     k = a.shape[-1]
     if kind != "transpose" and s.spans_batch(a.shape[0] if kind == "lmatmul" else k):
         return None  # its parameter would span the batch axis
@@ -149,7 +151,7 @@ def _layer(s: _Spec, a: Value, name: str) -> tuple[str, tuple, float] | None:
         return f"dense({a.name}, {units})", a.shape[:-1] + (units,), a.bound * k + 1
     if kind == "prelu":
         return f"prelu({a.name})", a.shape, a.bound
-    if kind == "transpose" and len(a.shape) == 2:
+    if kind == "transpose":
         return f"transpose({a.name})", a.shape[::-1], a.bound
     if kind == "lmatmul":  # W @ a contracts a's first axis
         w = s.param((s.pick([2, 3]), a.shape[0]))

@@ -298,6 +298,38 @@ def test_train_step_updates_numpy_params_in_place(modules):
     assert all(not np.array_equal(params[k], before[k]) for k in params if k.endswith(".W"))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("optimizer", ["sgd(lr=0.1, momentum=0.9, nesterov=true)", "adam(lr=0.01, clip_norm=1.0)",
+                                       "rmsprop(lr=0.01, momentum=0.5)", "adadelta(lr=1.0, weight_decay=0.01)"])
+def test_cupy_runs_the_update_as_one_kernel_with_the_loops_results(optimizer, dtype, tmp_path):
+    """On CuPy train_step's update loop is one CUDA kernel a parameter (_CUDA_UPDATE); it
+    performs the loop's operations in the loop's order, without FMA contraction, so it agrees
+    with the portable loop run on the same device to the last bit or so (the CPU test of the
+    kernel text, tests/test_cuda_kernels.py, finds them equal bit for bit)."""
+    backend = _cupy()
+    import cupy
+
+    source = MLP.read_text().replace("optimizer sgd(lr=0.1, momentum=0.9)", f"optimizer {optimizer}")
+    assert optimizer in source
+    runs = {}
+    for fused in (True, False):
+        module = compile_and_load(source, tmp_path, "fused" if fused else "portable")
+        if not fused:
+            module._CUDA_UPDATE.kernels[cupy.ndarray] = None  # the portable loop, on the GPU
+        params, inputs = _host_case(module, dtype=np.dtype(dtype).type)
+        params = {k: backend.asarray(v) for k, v in params.items()}
+        args = [backend.asarray(v) for v in inputs.values()]
+        state = module.init_optimizer(params)
+        for _ in range(3):
+            module.train_step(params, state, *args)
+        if fused:
+            assert module._CUDA_UPDATE.kernels.get(cupy.ndarray) is not None, "the kernel did not run"
+        runs[fused] = {k: backend.to_numpy(v) for k, v in params.items()}
+    rtol = 2e-6 if dtype == "float32" else 1e-14
+    for k in runs[True]:
+        np.testing.assert_allclose(runs[True][k], runs[False][k], rtol=rtol, atol=rtol * 1e-3, err_msg=k)
+
+
 def test_train_step_rebinds_immutable_jax_params(modules):
     """JAX arrays cannot be written: train_step must rebind params entries, and agree."""
     _jax()

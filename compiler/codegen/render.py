@@ -17,6 +17,7 @@ from ..ir.core import Atom, Eqn, Lit, Program, Var, is_host
 from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns, live_split
+from .cuda import elementwise_kernel
 from .emit import VIEWS, Block, caller_arrays, emit_body, emit_sections, handed_out, result_text
 from .forward_mode import forward_mode_functions
 from .inline import function_source, module_source
@@ -222,6 +223,7 @@ def build_model(prog: Program) -> dict:
         "functions": functions,
         "optimizer_functions": optimizer_functions,
         "numpy_namespace": function_source("numpy_fast", "_NumPy"),
+        "cuda_helper": function_source("cuda", "_CudaKernel") if optimizer_model["cuda"] else None,
         "scalar_args_namespace": function_source("scalar_args", "_ScalarArgs"),
         "helpers": [function_source("kernels", k) for k in kernels_used] + _check_helpers(checks),
         "init_helpers": [function_source("initializers", k) for k in inits_used],
@@ -358,7 +360,7 @@ def _init_expr(p) -> str:
 
 # Names train_step uses itself; optimizer temporaries are named around them.
 _STEP_NAMES = {"p", "g", "name", "step", "lr", "clip", "grad_norm", "xp", "math", "params", "state",
-               "grads", "loss_value", "inputs"}
+               "grads", "loss_value", "inputs", "kernel"}
 
 
 def _optimizer_model(prog: Program) -> dict:
@@ -424,10 +426,11 @@ def _optimizer_model(prog: Program) -> dict:
         prologue.insert(0, f'xp = _namespace(params["{prog.params[0].name}"])')
     elif any("xp." in s for s in body):  # no parameters: the loop never runs, but must be valid code
         body.insert(0, "xp = _namespace(p)")
+    cuda = None if aliased or not prog.params else _cuda_update(prog, loop, new_p, new_bufs, grad)
     # train_step takes the inputs by name, as value_and_grad does, unless one is named like a
     # global or builtin its body reads (PARAM_NAMES, min, sum, value_and_grad: spec names may be)
     names = [d.var.name for d in prog.inputs]
-    read = set(re.findall(r"[A-Za-z_]\w*", "\n".join(prologue + body + stores)))
+    read = set(re.findall(r"[A-Za-z_]\w*", "\n".join(prologue + body + stores + list((cuda or {}).values()))))
     read |= {"PARAM_NAMES", "value_and_grad", "loss"} | set(dir(builtins))
     step_args = ["*inputs"] if read & set(names) else names
     args = "".join(", " + a for a in step_args)
@@ -449,6 +452,7 @@ def _optimizer_model(prog: Program) -> dict:
         "body": body,
         "stores": stores,
         "uses_math": any("math." in s for s in prologue),
+        "cuda": cuda,
         "scale": scale,
         "scaled_program": scaled,
         "grads_fn": "value_and_grad" if scale is None else "_loss_and_sgd_steps",  # see `gradient`
@@ -457,6 +461,27 @@ def _optimizer_model(prog: Program) -> dict:
         # not fused when the loss is a parameter itself: the update would rebind the returned name
         "fused_step": ("train_step" if scale is not None and not aliased
                        and prog.loss.name not in {p.var.name for p in prog.params} else None),
+    }
+
+
+def _cuda_update(prog: Program, loop, new_p: Atom, new_bufs: dict, grad: str) -> dict | None:
+    """train_step's update loop as one CUDA kernel a parameter, for CuPy arrays (codegen/cuda.py):
+    the kernel's definition and the statements that pick and call it. None when the loop is
+    one array operation already, or has one the kernel cannot compute."""
+    if len(loop) < 2:
+        return None
+    kernel = elementwise_kernel(f"{prog.name}_{prog.optimizer[0]}_update", loop, {"p": new_p, **new_bufs})
+    if kernel is None or kernel.arrays not in ((), ("g",)):
+        return None
+    first = prog.params[0].name
+    args = [grad] * len(kernel.arrays) + list(kernel.scalars)
+    args += ["params[name]" if k == "p" else f'state["{k}"][name]' for k in kernel.outputs]
+    operation = "".join(f"    {line}\n" for line in kernel.body)
+    return {
+        "definition": (f'_CUDA_UPDATE = _CudaKernel(\n    "{kernel.in_params}",\n    "{kernel.out_params}",\n'
+                       f'    """\n{operation}    """,\n    "{kernel.name}",\n)'),
+        "select": f'kernel = _CUDA_UPDATE.on(params["{first}"], grads["{first}"])',
+        "call": wrap_items(" " * 12 + "kernel(", args, ")")[12:],
     }
 
 

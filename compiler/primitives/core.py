@@ -72,6 +72,9 @@ class Primitive:
     kink: bool = False  # has points where it is not differentiable
     differentiable: bool = True  # False: output is bool/int or a constant (no gradient flows)
     jvp: JvpRule | None = None  # tangent rule `(b, eqn, dots) -> tangent of out`
+    # How one element is computed in CUDA C++ (elementwise primitives only), over operands that
+    # are names or `(T)` casts: the fused kernels of codegen/cuda.py. None: never fused.
+    cuda: EmitRule | None = None
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -79,14 +82,15 @@ PRIMITIVES: dict[str, Primitive] = {}
 
 def primitive(name: str, arity: int, *, shape: ShapeRule, emit: EmitRule, examples: Iterable[Example],
               fold: FoldRule | None = None, linear: Iterable[int] = (), kink: bool = False,
-              differentiable: bool = True, jvp: JvpRule | None = None) -> Callable[[VjpRule], VjpRule]:
+              differentiable: bool = True, jvp: JvpRule | None = None,
+              cuda: EmitRule | None = None) -> Callable[[VjpRule], VjpRule]:
     """Register a primitive; decorates its VJP rule `(b, eqn, g) -> cotangents per input`."""
 
     def register(vjp: VjpRule) -> VjpRule:
         if name in PRIMITIVES:
             raise ValueError(f"primitive {name!r} registered twice")
         PRIMITIVES[name] = Primitive(
-            name, arity, shape, emit, vjp, tuple(examples), fold, tuple(linear), kink, differentiable, jvp
+            name, arity, shape, emit, vjp, tuple(examples), fold, tuple(linear), kink, differentiable, jvp, cuda
         )
         return vjp
 

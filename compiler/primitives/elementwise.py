@@ -76,7 +76,7 @@ def _fold_add(inputs: Operands, params: Params, defs: Defs) -> Folded:
 
 
 @primitive("add", 2, shape=elementwise_shape, emit=binary("+", ADD), examples=BINARY_EXAMPLES,
-           fold=_fold_add, linear=(0, 1))
+           fold=_fold_add, linear=(0, 1), cuda=binary("+", ADD))
 def add_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, y = eqn.inputs
     return b.sum_to(g, shape=x.shape), b.sum_to(g, shape=y.shape)
@@ -97,7 +97,7 @@ def _fold_sub(inputs: Operands, params: Params, defs: Defs) -> Folded:
 
 
 @primitive("sub", 2, shape=elementwise_shape, emit=binary("-", ADD), examples=BINARY_EXAMPLES,
-           fold=_fold_sub, linear=(0, 1))
+           fold=_fold_sub, linear=(0, 1), cuda=binary("-", ADD))
 def sub_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, y = eqn.inputs
     return b.sum_to(g, shape=x.shape), b.sum_to(b.neg(g), shape=y.shape)
@@ -149,7 +149,7 @@ def _emit_mul(inputs: Operands, params: Params) -> Emit:
 
 
 @primitive("mul", 2, shape=elementwise_shape, emit=_emit_mul, examples=BINARY_EXAMPLES,
-           fold=_fold_mul, linear=())
+           fold=_fold_mul, linear=(), cuda=_emit_mul)
 def mul_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, y = eqn.inputs
     return b.sum_to(b.mul(g, y), shape=x.shape), b.sum_to(b.mul(g, x), shape=y.shape)
@@ -177,7 +177,7 @@ def _fold_div(inputs: Operands, params: Params, defs: Defs) -> Folded:
            examples=(Example((((3, 4), "real"), ((3, 4), "positive"))),
                      Example((((3, 4), "real"), ((4,), "positive"))),
                      Example((((), "real"), ((3, 1), "positive")))),
-           fold=_fold_div)
+           fold=_fold_div, cuda=binary("/", MUL))
 def div_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, y = eqn.inputs
     # d(x/y)/dy = -x/y^2 = -out/y
@@ -207,7 +207,7 @@ def _fold_neg(inputs: Operands, params: Params, defs: Defs) -> Folded:
 
 
 @primitive("neg", 1, shape=same_shape, emit=lambda i, p: Emit("-{0}", UNARY, (UNARY,)),
-           examples=UNARY_EXAMPLES, fold=_fold_neg, linear=(0,))
+           examples=UNARY_EXAMPLES, fold=_fold_neg, linear=(0,), cuda=lambda i, p: Emit("-{0}", UNARY, (UNARY,)))
 def neg_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.neg(g),)
 
@@ -253,7 +253,8 @@ def pow_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     return add_tangents(b, eqn.out.shape, scaled(b, slope, dx), scaled(b, b.mul(eqn.out, b.log(x)), dc))
 
 
-@primitive("square", 1, shape=same_shape, emit=call("square"), examples=UNARY_EXAMPLES)
+@primitive("square", 1, shape=same_shape, emit=call("square"), examples=UNARY_EXAMPLES,
+           cuda=lambda i, p: Emit("{0} * {0}", MUL, (MUL, MUL + 1)))
 def square_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.mul(g, b.mul(2.0, eqn.inputs[0])),)
 
@@ -303,7 +304,8 @@ def log_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
 tangent("log")(symmetric_jvp)
 
 
-@primitive("sqrt", 1, shape=same_shape, emit=call("sqrt"), fold=fold_constant(math.sqrt, "sqrt"), examples=POSITIVE_EXAMPLES)
+@primitive("sqrt", 1, shape=same_shape, emit=call("sqrt"), fold=fold_constant(math.sqrt, "sqrt"),
+           examples=POSITIVE_EXAMPLES, cuda=lambda i, p: Emit("sqrt({0})"))
 def sqrt_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.div(g, b.mul(2.0, eqn.out)),)
 

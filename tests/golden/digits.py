@@ -557,17 +557,66 @@ def init_optimizer(params):
     return state
 
 
+class _CudaKernel:
+    """A CUDA kernel for a loop of elementwise array operations, used on CuPy arrays only.
+
+    `on(a, b)` is the kernel, a cupy.ElementwiseKernel, when `a` is a CuPy array and `b` has
+    its dtype; else None, and the caller runs its portable code. The kernel is built once per
+    array type and compiled by CuPy at its first call (then cached on disk), without
+    contracting `a * b + c` into fused multiply-adds, so that it rounds as the portable
+    operations do (--fmad=false is NVRTC's; ROCm's compiler gets no options).
+    """
+
+    def __init__(self, in_params, out_params, operation, name):
+        self.source = (in_params, out_params, operation, name)
+        self.kernels = {}
+
+    def on(self, a, b):
+        kernel = self.kernels.get(type(a), False)
+        if kernel is False:
+            kernel = self.kernels[type(a)] = self._build(type(a))
+        return kernel if kernel is not None and b.dtype == a.dtype else None
+
+    def _build(self, array_type):
+        if array_type.__module__.partition(".")[0] != "cupy":
+            return None
+        import cupy
+
+        options = () if getattr(cupy.cuda.runtime, "is_hip", False) else ("--fmad=false",)
+        return cupy.ElementwiseKernel(*self.source, options=options)
+
+
+# train_step's update loop for CuPy arrays: one kernel launch a parameter, where the loop makes
+# one per array operation. It performs the loop's operations, in its order, on the same types.
+_CUDA_UPDATE = _CudaKernel(
+    "T g",
+    "T p, T velocity",
+    """
+    const T new_velocity = (T)0.9 * velocity + g;
+    const T new_p = p - (T)0.1 * new_velocity;
+    p = new_p;
+    velocity = new_velocity;
+    """,
+    "nnc_digits_sgd_update",
+)
+
+
 def train_step(params, state, x, y):
     """One sgd(lr=0.1, momentum=0.9, nesterov=false, weight_decay=0) step: updates params and state in place, returns the loss."""
     loss_value, grads = value_and_grad(params, x, y)
-    for name in PARAM_NAMES:
-        p, g = params[name], grads[name]
-        velocity = state["velocity"][name]
-        velocity *= 0.9
-        velocity += g
-        p -= 0.1 * velocity
-        params[name] = p
-        state["velocity"][name] = velocity
+    kernel = _CUDA_UPDATE.on(params["h.W"], grads["h.W"])
+    if kernel is not None:  # CuPy: the loop below as one kernel a parameter (_CUDA_UPDATE)
+        for name in PARAM_NAMES:
+            kernel(grads[name], params[name], state["velocity"][name])
+    else:
+        for name in PARAM_NAMES:
+            p, g = params[name], grads[name]
+            velocity = state["velocity"][name]
+            velocity *= 0.9
+            velocity += g
+            p -= 0.1 * velocity
+            params[name] = p
+            state["velocity"][name] = velocity
     state["step"] += 1
     return loss_value
 
