@@ -272,3 +272,50 @@ def test_each_primitives_cuda_form_computes_its_numpy_emission(prim, dtype, tmp_
     CpuKernel(source, tmp_path, dtype)(*values.values(), result)
     assert expected.dtype == dtype
     np.testing.assert_array_equal(result, expected)
+
+
+def _cupy_kernel_source(cupy, source: tuple[str, str, str, str], dtype) -> str:
+    """The CUDA source CuPy's ElementwiseKernel makes of `source` for contiguous 1-D arrays of
+    `dtype`, through CuPy's own code generator (its internals: no device is needed for this)."""
+    from cupy._core import _kernel, core
+
+    in_params, out_params, operation, name = source
+    ins, outs = _kernel._get_param_info(in_params, True), _kernel._get_param_info(out_params, False)
+    params = ins + outs + _kernel._get_param_info("CIndexer _ind", False)
+    element = np.dtype(dtype).type
+    _, _, type_map = _kernel._decide_params_type(
+        ins, outs, tuple(element if p.ctype == "T" else None for p in ins), tuple(element for _ in outs))
+    ndarray, scalar, indexer = 1, 3, 2  # cupy._core._kernel._ArgKind
+    arginfos = [_kernel._ArgInfo(ndarray, cupy.ndarray, element, 1, True, True) if p.ctype == "T"
+                else _kernel._ArgInfo(scalar, cupy._core._scalar.CScalar, p.dtype, 0, True, True) for p in ins + outs]
+    arginfos.append(_kernel._ArgInfo(indexer, cupy._core._carray.Indexer, None, 1, True, True))
+    code = _kernel._get_elementwise_kernel_code(tuple(arginfos), type_map, params, operation, name, "")
+    return "".join(f"#include <{h}>\n" for h in core._cupy_header_list) + code
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZER_CASES)
+def test_cupy_makes_each_kernel_and_nvrtc_compiles_it(optimizer, tmp_path):
+    """Where CuPy and NVRTC are installed but no GPU is (CI installs both): CuPy's own code
+    generator makes the kernel's CUDA source from the module's _CUDA_UPDATE, and NVRTC compiles
+    it for a Hopper GPU with the options the module passes (--fmad=false) and those CuPy adds;
+    the PTX has the kernel and no fused multiply-add."""
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed (CI installs it, with NVRTC)")
+    from cupy.cuda import compiler
+
+    try:
+        compiler._get_nvrtc_version()
+    except Exception as exc:  # noqa: BLE001 - the library is missing or unloadable
+        pytest.skip(f"NVRTC cannot be loaded here ({type(exc).__name__}): pip install nvidia-cuda-nvrtc")
+    module = compile_and_load(SPEC.format(optimizer=optimizer), tmp_path, "fusedtest")
+    options = ("--fmad=false", "-ftz=true", "-arch=compute_90", "--device-as-default-execution-space",
+               *cupy._core.core.assemble_cupy_compiler_options(()))
+    for dtype in (np.float32, np.float64):
+        try:
+            code = _cupy_kernel_source(cupy, module._CUDA_UPDATE.source, dtype)
+        except (AttributeError, TypeError, ImportError) as exc:
+            pytest.skip(f"CuPy {cupy.__version__}'s kernel internals differ from 14.2's ({exc})")
+        program = compiler._NVRTCProgram(code, "kern.cu", (), (), name_expressions=None, method="ptx")
+        ptx, _ = program.compile(options)  # raises CompileException with NVRTC's log
+        ptx = ptx.decode() if isinstance(ptx, bytes) else str(ptx)
+        assert f".entry {module._CUDA_UPDATE.source[3]}(" in ptx
+        assert "fma.rn" not in ptx, "FMA contraction was not switched off"
