@@ -426,7 +426,7 @@ def _optimizer_model(prog: Program) -> dict:
         prologue.insert(0, f'xp = _namespace(params["{prog.params[0].name}"])')
     elif any("xp." in s for s in body):  # no parameters: the loop never runs, but must be valid code
         body.insert(0, "xp = _namespace(p)")
-    cuda = None if aliased or not prog.params else _cuda_update(prog, loop, new_p, new_bufs, grad)
+    cuda = None if aliased or not prog.params else _cuda_update(prog, loop, new_p, new_bufs, b.namer)
     # train_step takes the inputs by name, as value_and_grad does, unless one is named like a
     # global or builtin its body reads (PARAM_NAMES, min, sum, value_and_grad: spec names may be)
     names = [d.var.name for d in prog.inputs]
@@ -464,17 +464,23 @@ def _optimizer_model(prog: Program) -> dict:
     }
 
 
-def _cuda_update(prog: Program, loop, new_p: Atom, new_bufs: dict, grad: str) -> dict | None:
+def _cuda_update(prog: Program, loop, new_p: Atom, new_bufs: dict, namer: Namer) -> dict | None:
     """train_step's update loop as one CUDA kernel a parameter, for CuPy arrays (codegen/cuda.py):
-    the kernel's definition and the statements that pick and call it. None when the loop is
+    the kernel's definition and the statements that pick and call it. With gradient clipping
+    the kernel scales the gradient itself (`g = clip * unclipped_g`). None when the loop is
     one array operation already, or has one the kernel cannot compute."""
     if len(loop) < 2:
         return None
+    g = Var("g", ("n",), "float")
+    if prog.optimizer[1] and dict(prog.optimizer[1]).get("clip_norm"):
+        unclipped = Var(namer.fresh("unclipped_g"), g.shape, "float")
+        loop = (Eqn("mul", (Var("clip", (), "float", host=True), unclipped), g),) + tuple(loop)
+        g = unclipped
     kernel = elementwise_kernel(f"{prog.name}_{prog.optimizer[0]}_update", loop, {"p": new_p, **new_bufs})
-    if kernel is None or kernel.arrays not in ((), ("g",)):
+    if kernel is None or kernel.arrays not in ((), (g.name,)):
         return None
     first = prog.params[0].name
-    args = [grad] * len(kernel.arrays) + list(kernel.scalars)
+    args = ["grads[name]"] * len(kernel.arrays) + list(kernel.scalars)
     args += ["params[name]" if k == "p" else f'state["{k}"][name]' for k in kernel.outputs]
     operation = "".join(f"    {line}\n" for line in kernel.body)
     return {
