@@ -25,7 +25,7 @@ if ! "$PY" -c "import nnc, lark, hypothesis" 2>/dev/null; then
     "$PY" -m pip install "${pip_args[@]}" -e ".[test]"
 fi
 "$PY" -c "import cupy; print('cupy', cupy.__version__, '- CUDA devices:', cupy.cuda.runtime.getDeviceCount())"
-"$PY" -m pytest tests/test_portability.py -k cupy -rs -q
+"$PY" -m pytest tests/test_portability.py tests/test_cuda_kernels.py -k "cupy or cuda or fused or kernel" -rs -q
 # The fused update kernel against the portable loop, both on CuPy (writes its own JSON).
 "$PY" benchmarks/cuda_update.py --json benchmarks/gpu-cuda-update.json
 # Speed figures: OpenBLAS's full kernels for the CPU baselines (unset here only, never in CI).
