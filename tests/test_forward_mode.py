@@ -303,3 +303,15 @@ def test_hvp_of_a_parameter_the_loss_ignores_is_zero(tmp_path):
     hv = m.hvp(params, {"a": np.ones(3), "c": np.ones(3)}, x)
     np.testing.assert_allclose(hv["a"], 2 * x)
     np.testing.assert_array_equal(hv["c"], np.zeros(3))
+
+
+def test_jvp_of_a_loss_that_is_a_parameter(tmp_path):
+    # `loss = a`: jvp returned `a` without reading it from params (NameError)
+    m = compile_and_load("model lossparam\ninput x : float[B, 2]\nparam a : float = 1.5\n"
+                         "h = tanh(dense(x, 2))\nloss = a\noutput h\n", tmp_path, "lossparam")
+    params = m.init_params(dtype="float64")
+    x = np.ones((3, 2))
+    tangents = {k: np.full(np.shape(v), 0.5) for k, v in params.items()}
+    value, derivative = m.jvp(params, tangents, x)
+    assert float(value) == 1.5 and float(derivative) == 0.5
+    assert all(not np.any(v) for k, v in m.hvp(params, tangents, x).items())

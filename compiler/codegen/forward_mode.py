@@ -51,7 +51,7 @@ def forward_mode_functions(prog: Program, make_function: Callable, check, decls)
     out.append(make_function(
         prog, "jvp", ["params", "tangents", *names],
         f"The loss and its directional derivative along `tangents` (keys: {keys}), by forward mode.",
-        check, _unpack(lin, eqns, [dot_loss], "tangents"), [("forward with tangents", blocks)],
+        check, _unpack(lin, eqns, [loss, dot_loss], "tangents"), [("forward with tangents", blocks)],
         f"{loss_text}, {f'xp.zeros_like({loss.name})' if _is_zero(dot_loss) else dot_text}", decls))
 
     lin = hvp_program(prog)
