@@ -122,7 +122,8 @@ class _Lowering:
                     self._declare_param(st)
                 elif isinstance(st, ast.DefineStmt):
                     self._define(st)
-                    last_def = st.name
+                    if isinstance(self.env.get(st.name), Var):  # a constant is no default output
+                        last_def = st.name
                 elif isinstance(st, ast.LossStmt):
                     if loss_span is not None:
                         self._twice("loss", st, loss_span)

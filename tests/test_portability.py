@@ -113,7 +113,8 @@ def _run_all(module, params: dict, inputs: dict, *, steps: int = 2, asarray=None
     direction made with it too, before the steps change the parameters."""
     args = list(inputs.values())
     out = module.forward(params, *_forward_args(module, inputs))
-    out = out if isinstance(out, tuple) else (out,)
+    out = out if isinstance(out, tuple) else () if out is None else (out,)  # None: no outputs
+    assert (out == ()) == (module.OUTPUTS == ()), "forward returns None exactly when there are no outputs"
     result = {f"out{k}": o for k, o in enumerate(out)}
     result["loss"] = module.loss(params, *args)
     value, grads = module.value_and_grad(params, *args)

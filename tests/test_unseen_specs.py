@@ -34,8 +34,10 @@ from helpers import load_source
 from nnc.api import compile_spec
 
 UNSEEN = Path(__file__).resolve().parent / "unseen"
-SPECS = {p.stem: p for p in sorted(UNSEEN.glob("*.nn"))}
-SIZES = {"B": 3, "T": 5}  # distinct from each other and from every fixed size of the specs
+# tests/unseen3: a third sweep (loss a parameter or an input, names that collide with the
+# module's globals and train_step's locals, a 120-layer chain, sizes 0 and 1, ...)
+SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3")) for p in sorted(folder.glob("*.nn"))}
+SIZES = {"B": 3, "T": 5, "N": 4, "C": 6}  # distinct from each other and from every fixed size of the specs
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "array_api_strict 2023.12": _strict_2023,
             "torch": _torch, "jax": _jax}
 _ALL_JAX = os.environ.get("NNC_UNSEEN_JAX") == "all"
@@ -203,7 +205,9 @@ def test_unseen_forward_maps_an_empty_dimension_to_an_output(spec, dim, backend_
         out = module.forward(params, *_forward_args(module, {k: backend.asarray(v) for k, v in inputs.items()}))
         with pytest.raises(ValueError, match=f"is empty \\({dim} = 0\\)"):
             module.loss(params, *(backend.asarray(v) for v in inputs.values()))
-    for o in out if isinstance(out, tuple) else (out,):
+    if not module.OUTPUTS:
+        assert out is None  # a spec with no outputs (language.md: forward returns None)
+    for o in out if isinstance(out, tuple) else () if out is None else (out,):
         assert _dtype_name(o) == "float64"
 
 
@@ -263,3 +267,13 @@ def test_unseen_pure_entry_points_under_jax_jit(spec, tmp_path):
         assert len(eager) == len(traced)
         for a, b in zip(eager, traced):
             np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12, err_msg=spec)
+
+
+def test_a_constant_is_not_the_default_output(tmp_path):
+    """The last definition before the loss folds to a number (`c = 2 * 3`): forward returns
+    the last definition that is an array instead of nothing (found by the third sweep)."""
+    module = _module("default_const_out", tmp_path)
+    assert module.OUTPUTS == ("h",)
+    x = np.ones((3, 2))
+    np.testing.assert_allclose(module.forward(module.init_params(dtype="float64"), x),
+                               x @ module.init_params(dtype="float64")["W"])
