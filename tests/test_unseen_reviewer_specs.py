@@ -642,10 +642,12 @@ def test_reviewer_spec_pure_entry_points_under_jax_jit(spec, tmp_path):
             np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-10, atol=1e-12, err_msg=spec)
 
 
-@pytest.mark.parametrize("name", ["PARAM_NAMES", "min", "sum"])
+@pytest.mark.parametrize("name", ["PARAM_NAMES", "min", "sum", "kernel", "p", "step"])
 def test_train_step_with_an_input_named_like_a_global_it_reads(name, tmp_path):
-    """train_step names its inputs, unless one is named like a global or builtin its body
-    reads (clip_norm's min and sum, the loop's PARAM_NAMES): then it takes *inputs."""
+    """train_step names its inputs, unless one is named like a global, builtin or local its
+    body reads (clip_norm's min and sum, the loop's PARAM_NAMES and p, the CuPy branch's
+    kernel): then it takes *inputs and **named_inputs and hands them to value_and_grad, so
+    calls by keyword still work (the third sweep found them refused)."""
     text = (f"model m\ninput {name} : float[B, 3]\nparam w : float[3] = 0.5\nloss = mean({name} @ w) + sum(w ^ 2)\n"
             "optimizer adam(lr=0.1, clip_norm=1.0)\n")
     module = load_source(compile_spec(text, "m.nn"), tmp_path, "named")
@@ -654,3 +656,9 @@ def test_train_step_with_an_input_named_like_a_global_it_reads(name, tmp_path):
     loss = module.train_step(params, module.init_optimizer(params), x)
     assert float(loss) == pytest.approx(1.5 + 0.75)
     assert np.all(params["w"] < 0.5)  # the step moved w down
+    by_keyword = module.init_params(dtype="float64")
+    assert float(module.train_step(by_keyword, module.init_optimizer(by_keyword), **{name: x})) == float(loss)
+    for k in params:
+        np.testing.assert_array_equal(by_keyword[k], params[k])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
+        module.train_step(by_keyword, module.init_optimizer(by_keyword), z=x)

@@ -432,7 +432,8 @@ def _optimizer_model(prog: Program) -> dict:
     names = [d.var.name for d in prog.inputs]
     read = set(re.findall(r"[A-Za-z_]\w*", "\n".join(prologue + body + stores + list((cuda or {}).values()))))
     read |= {"PARAM_NAMES", "value_and_grad", "loss"} | set(dir(builtins))
-    step_args = ["*inputs"] if read & set(names) else names
+    # (then it passes them on as it got them, by position or keyword: value_and_grad binds them)
+    step_args = ["*inputs", "**named_inputs"] if read & set(names) else names
     args = "".join(", " + a for a in step_args)
     if opt.direction is not None:
         gradient = [f"loss_value = loss(params{args})", f"grads = _perceptron_direction(params{args})"]
@@ -446,7 +447,8 @@ def _optimizer_model(prog: Program) -> dict:
         "buffers": list(bufs),
         "gradient": gradient,
         "step_args": step_args,
-        "inputs_doc": "" if step_args == names else f"`inputs` are those of value_and_grad: {', '.join(names)}.",
+        "inputs_doc": "" if step_args == names else (
+            f"`inputs` and `named_inputs` are value_and_grad's, by position or keyword: {', '.join(names)}."),
         "prologue": prologue,
         "grad": grad,
         "body": body,

@@ -849,12 +849,12 @@ _CUDA_UPDATE = _CudaKernel(
 )
 
 
-def train_step(params, state, *inputs):
+def train_step(params, state, *inputs, **named_inputs):
     """One sgd(lr=0.01, momentum=0.5, nesterov=true, weight_decay=0.001) step: updates params and state in place, returns the loss.
 
-    `inputs` are those of value_and_grad: x, p, t.
+    `inputs` and `named_inputs` are value_and_grad's, by position or keyword: x, p, t.
     """
-    loss_value, grads = value_and_grad(params, *inputs)
+    loss_value, grads = value_and_grad(params, *inputs, **named_inputs)
     kernel = _CUDA_UPDATE.on(params["s"], grads["s"])
     if kernel is not None:  # CuPy: the loop below as one kernel a parameter (_CUDA_UPDATE)
         for name in PARAM_NAMES:
