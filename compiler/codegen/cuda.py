@@ -16,6 +16,7 @@ the registry gives a CUDA form only to correctly rounded operations (+ - * / sqr
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -71,13 +72,15 @@ def elementwise_kernel(name: str, eqns: Sequence[Eqn], updates: Mapping[str, Ato
     arrays: list[str] = []
     scalars: list[str] = []
     uses: dict[str, int] = {}
+    emits = {}
     for e in eqns:
         rule = PRIMITIVES[e.prim].cuda
         if rule is None or e.out.dtype != "float" or e.out.host:
             return None
-        for a in e.inputs:
+        emits[e.out.name] = emit = rule(e.inputs, dict(e.params))
+        for i, a in enumerate(e.inputs):
             if isinstance(a, Lit):
-                if not (a.dtype == "float" and abs(a.value) < float("inf")):
+                if not (a.dtype == "float" and math.isfinite(a.value)):
                     return None
             elif not isinstance(a, Var) or a.dtype != "float":
                 return None  # sizes are known only at call time; int/bool arrays are no T
@@ -85,13 +88,13 @@ def elementwise_kernel(name: str, eqns: Sequence[Eqn], updates: Mapping[str, Ato
                 scalars += [] if a.name in scalars else [a.name]
             elif a.name not in defined and a.name not in updates:
                 arrays += [] if a.name in arrays else [a.name]
-            if isinstance(a, Var):
-                uses[a.name] = uses.get(a.name, 0) + 1
+            if isinstance(a, Var):  # counted as written: square's `{0} * {0}` reads its operand twice
+                uses[a.name] = uses.get(a.name, 0) + emit.fmt.count(f"{{{i}}}")
     finals = {v.name: k for k, v in updates.items() if isinstance(v, Var) and v.name in defined}
     for k, v in updates.items():
         if isinstance(v, Var) and v.name in updates and v.name != k:
             return None  # a new value that is another array's old one: its store would clobber it
-        if isinstance(v, Var) and v.host or isinstance(v, Lit) and not abs(v.value) < float("inf"):
+        if isinstance(v, Var) and v.host or isinstance(v, Lit) and not math.isfinite(v.value):
             return None
 
     names = {n: _c_name(n) for n in arrays + scalars + list(updates)}
@@ -109,14 +112,13 @@ def elementwise_kernel(name: str, eqns: Sequence[Eqn], updates: Mapping[str, Ato
         return inline.pop(a.name, (names[a.name], ATOM))
 
     for e in eqns:
-        emit = PRIMITIVES[e.prim].cuda(e.inputs, dict(e.params))
+        emit = emits[e.out.name]
         texts = []
         for i, a in enumerate(e.inputs):
             text, prec = operand(a)
             texts.append(f"({text})" if i < len(emit.arg_prec) and prec < emit.arg_prec[i] else text)
         expr = emit.fmt.format(*texts)
-        if (uses.get(e.out.name) == 1 and e.out.name not in finals and len(expr) <= MAX_INLINE
-                and not _read_twice_by(e.out.name, eqns)):
+        if uses.get(e.out.name) == 1 and e.out.name not in finals and len(expr) <= MAX_INLINE:
             inline[e.out.name] = (expr, emit.prec)
         else:
             body.append(f"const T {names[e.out.name]} = {expr};")
@@ -136,12 +138,3 @@ def elementwise_kernel(name: str, eqns: Sequence[Eqn], updates: Mapping[str, Ato
         outputs=tuple(updates),
     )
 
-
-def _read_twice_by(value: str, eqns: Sequence[Eqn]) -> bool:
-    """True when the one equation reading `value` writes it more than once in its CUDA form
-    (`{0} * {0}` for square): the value then gets a local rather than being computed twice."""
-    for e in eqns:
-        for i, a in enumerate(e.inputs):
-            if isinstance(a, Var) and a.name == value:
-                return PRIMITIVES[e.prim].cuda(e.inputs, dict(e.params)).fmt.count(f"{{{i}}}") > 1
-    return False

@@ -426,7 +426,7 @@ def _optimizer_model(prog: Program) -> dict:
         prologue.insert(0, f'xp = _namespace(params["{prog.params[0].name}"])')
     elif any("xp." in s for s in body):  # no parameters: the loop never runs, but must be valid code
         body.insert(0, "xp = _namespace(p)")
-    cuda = None if aliased or not prog.params else _cuda_update(prog, loop, new_p, new_bufs, b.namer)
+    cuda = None if aliased or not prog.params else _cuda_update(prog, loop, new_p, new_bufs, b.namer, bool(hp.get("clip_norm")))
     # train_step takes the inputs by name, as value_and_grad does, unless one is named like a
     # global or builtin its body reads (PARAM_NAMES, min, sum, value_and_grad: spec names may be)
     names = [d.var.name for d in prog.inputs]
@@ -466,7 +466,7 @@ def _optimizer_model(prog: Program) -> dict:
     }
 
 
-def _cuda_update(prog: Program, loop, new_p: Atom, new_bufs: dict, namer: Namer) -> dict | None:
+def _cuda_update(prog: Program, loop, new_p: Atom, new_bufs: dict, namer: Namer, clipped: bool) -> dict | None:
     """train_step's update loop as one CUDA kernel a parameter, for CuPy arrays (codegen/cuda.py):
     the kernel's definition and the statements that pick and call it. With gradient clipping
     the kernel scales the gradient itself (`g = clip * unclipped_g`). None when the loop is
@@ -474,7 +474,7 @@ def _cuda_update(prog: Program, loop, new_p: Atom, new_bufs: dict, namer: Namer)
     if len(loop) < 2:
         return None
     g = Var("g", ("n",), "float")
-    if prog.optimizer[1] and dict(prog.optimizer[1]).get("clip_norm"):
+    if clipped:
         unclipped = Var(namer.fresh("unclipped_g"), g.shape, "float")
         loop = (Eqn("mul", (Var("clip", (), "float", host=True), unclipped), g),) + tuple(loop)
         g = unclipped

@@ -206,8 +206,12 @@ def _fold_neg(inputs: Operands, params: Params, defs: Defs) -> Folded:
     return inner.inputs[0] if inner is not None else None
 
 
-@primitive("neg", 1, shape=same_shape, emit=lambda i, p: Emit("-{0}", UNARY, (UNARY,)),
-           examples=UNARY_EXAMPLES, fold=_fold_neg, linear=(0,), cuda=lambda i, p: Emit("-{0}", UNARY, (UNARY,)))
+def _emit_neg(inputs: Operands, params: Params) -> Emit:
+    return Emit("-{0}", UNARY, (UNARY,))  # the same in Python and in C++
+
+
+@primitive("neg", 1, shape=same_shape, emit=_emit_neg, examples=UNARY_EXAMPLES, fold=_fold_neg, linear=(0,),
+           cuda=_emit_neg)
 def neg_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.neg(g),)
 
