@@ -456,17 +456,20 @@ class _Lowering:
         if e.id in BUILTINS:
             raise SpecError(f"'{e.id}' is a function; call it with arguments", e.span, help=f"write {e.id}(...)")
         if "." in e.id:
-            owner = e.id.split(".")[0]
-            busy = len(self.errors) > SpecErrors.MAX_REPORTED  # not shown: skip the scan
-            known = [] if busy else [p.name for p in self.params if p.name.startswith(owner + ".")]
-            raise SpecError(f"'{e.id}' is not a parameter" + (
-                f"; '{owner}' creates {', '.join(known)}" if known else ""), e.span,
-                help=did_you_mean(e.id, known) or (f"'{owner}' must be defined by a layer call such as dense(...)"))
+            raise self._not_a_parameter(e)
         later = self.first_definition.get(e.id)
         if later is not None:
             raise SpecError(f"'{e.id}' is used before it is defined (on line {later})", e.span,
                             help="move the definition above this line")
         raise SpecError(f"undefined name '{e.id}'", e.span, help=self._suggest(e.id, self.env))
+
+    def _not_a_parameter(self, e: ast.Name) -> SpecError:
+        owner = e.id.split(".")[0]
+        busy = len(self.errors) > SpecErrors.MAX_REPORTED  # not shown: skip the scan
+        known = [] if busy else [p.name for p in self.params if p.name.startswith(owner + ".")]
+        return SpecError(f"'{e.id}' is not a parameter" + (
+            f"; '{owner}' creates {', '.join(known)}" if known else ""), e.span,
+            help=did_you_mean(e.id, known) or (f"'{owner}' must be defined by a layer call such as dense(...)"))
 
     def _suggest(self, name: str, candidates) -> str | None:
         """did_you_mean, but only while the errors collected so far will all be shown: it costs
@@ -617,6 +620,8 @@ class _Lowering:
             if atom is None and n.id == "loss":
                 self.error("'loss' cannot be an output: loss() and value_and_grad() return it", n.span,
                            help="'output' lists the other values forward() should return")
+            elif atom is None and "." in n.id:
+                self.errors.append(self._not_a_parameter(n))
             elif atom is None:
                 self.error(f"undefined name '{n.id}' in output", n.span, self._suggest(n.id, self.env))
             elif not isinstance(atom, Var):

@@ -212,3 +212,21 @@ def test_a_loss_that_is_a_parameter_is_returned_before_the_update(optimizer, tmp
     assert value is not params["p"] and float(value) == 1.5 and float(grads["p"]) == 1.0
     assert float(m.train_step(params, m.init_optimizer(params))) == 1.5
     assert float(params["p"]) == pytest.approx(1.4)
+
+
+def test_output_names_a_layers_parameter_by_its_dotted_name(tmp_path):
+    m = compile_and_load("""
+model m
+input x : float[B, 3]
+h = dense(x, 2)
+loss = l2(h)
+output h, h.W
+""", tmp_path, "dotted_output")
+    assert m.OUTPUTS == ("h", "h.W")
+    params = m.init_params(dtype="float64")
+    x = np.ones((4, 3))
+    h, w = m.forward(params, x)
+    np.testing.assert_array_equal(w, params["h.W"])
+    np.testing.assert_allclose(h, x @ params["h.W"] + params["h.b"])
+    assert w is not params["h.W"]  # a copy, as for `output W`
+    assert m.forward.__doc__ == "Compute h, h.W (the spec's outputs)."

@@ -174,9 +174,10 @@ def build_model(prog: Program) -> dict:
     if not same_inputs and fwd_inputs:
         checks.append(fwd_check)
     outputs_text = ", ".join(handed_out(list(prog.outputs), caller_arrays(prog))) or "None"
+    spec_names = {d.var: d.name for d in prog.params}  # `output h1.W` says h1.W, not h1_W
     functions.append(_function(
         prog, "forward", ["params", *(d.var.name for d in fwd_inputs)],
-        f"Compute {', '.join(o.name for o in prog.outputs) or 'nothing'} (the spec's outputs).",
+        f"Compute {', '.join(spec_names.get(o, o.name) for o in prog.outputs) or 'nothing'} (the spec's outputs).",
         fwd_check if not same_inputs else all_check, unpack,
         [("", emit_body(fwd_eqns, list(prog.outputs)))], outputs_text, fwd_inputs))
 
@@ -217,7 +218,7 @@ def build_model(prog: Program) -> dict:
         "inputs": [_input_meta(d) for d in inputs_all],
         "params": [(p.name, _shape_literal(p.var.shape), _init_expr(p)) for p in prog.params],
         "wrt": _tuple_literal([f'"{n}"' for n in prog.wrt]),
-        "outputs": _tuple_literal([f'"{o.name}"' for o in prog.outputs]),
+        "outputs": _tuple_literal([f'"{spec_names.get(o, o.name)}"' for o in prog.outputs]),
         "optimizer": optimizer_model,
         "checks": checks,
         "functions": functions,

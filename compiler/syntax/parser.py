@@ -170,7 +170,10 @@ class _ToAst(Transformer_NonRecursive):
         return ast.LossStmt(c[0], _span(meta))
 
     def output_stmt(self, meta, c):
-        return ast.NameListStmt("output", tuple(ast.Name(str(t), _tok_span(t)) for t in c), _span(meta))
+        return ast.NameListStmt("output", tuple(c), _span(meta))
+
+    def output_name(self, meta, c):
+        return ast.Name(".".join(map(str, c)), _span(meta))
 
     def wrt_stmt(self, meta, c):
         return ast.NameListStmt("wrt", tuple(ast.Name(str(t), _tok_span(t)) for t in c), _span(meta))
