@@ -147,6 +147,29 @@ def test_fused_update_gives_the_portable_loops_results_bit_for_bit(optimizer, dt
         module.PARAM_NAMES[0]]), "the steps changed nothing: the comparison would prove nothing"
 
 
+@needs_cxx
+def test_a_state_buffer_of_another_dtype_gets_the_portable_loop(tmp_path):
+    """train_step hands the kernel check every array the kernel would write: a float64 state
+    buffer beside float32 parameters (the loop casts into it) takes the loop, not the kernel."""
+    module = compile_and_load(SPEC.format(optimizer="sgd(lr=0.1, momentum=0.9)"), tmp_path, "fusedtest")
+    kernel = CpuKernel(module._CUDA_UPDATE.source, tmp_path, np.float32)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 3)).astype(np.float32), rng.integers(0, 3, size=5)
+    params = module.init_params(1)
+    state = module.init_optimizer(params)
+    last = module.PARAM_NAMES[-1]
+    state["velocity"][last] = state["velocity"][last].astype(np.float64)
+    module._CUDA_UPDATE.kernels[np.ndarray] = kernel
+    try:
+        module.train_step(params, state, x, y)
+        assert kernel.calls == 0
+        state["velocity"][last] = state["velocity"][last].astype(np.float32)
+        module.train_step(params, state, x, y)
+        assert kernel.calls == len(module.PARAM_NAMES)
+    finally:
+        module._CUDA_UPDATE.kernels.clear()
+
+
 def test_every_stateful_optimizer_is_covered():
     names = {case.split("(")[0] for case in OPTIMIZER_CASES}
     stateful = {name for name, opt in OPTIMIZERS.items() if opt.direction is None and name != "sgd"}
@@ -162,15 +185,18 @@ def test_updates_that_are_one_operation_get_no_kernel(tmp_path):
 
 def test_the_portable_loop_runs_for_every_array_that_is_not_cupy(tmp_path):
     module = compile_and_load(SPEC.format(optimizer="adam(lr=0.01)"), tmp_path, "fusedtest")
-    a = np.zeros(3, dtype=np.float32)
-    assert module._CUDA_UPDATE.on(a, a) is None
+    params = module.init_params()
+    state = module.init_optimizer(params)
+    grads = {k: np.zeros_like(v) for k, v in params.items()}
+    assert module._CUDA_UPDATE.on(module.PARAM_NAMES, params, grads, state["exp_avg"]) is None
     assert module._CUDA_UPDATE.kernels == {np.ndarray: None}  # decided once per array type
 
 
 def test_a_cupy_array_gets_an_elementwise_kernel_compiled_without_fma(tmp_path, monkeypatch):
     """The selection and construction of the kernel, with a stand-in for CuPy (which needs a
-    GPU): the ElementwiseKernel gets the module's source and --fmad=false; a gradient of
-    another dtype gets the portable loop."""
+    GPU): the ElementwiseKernel gets the module's source and --fmad=false; where any
+    parameter's gradient or state has another dtype than the parameter, the portable loop
+    runs (it casts into the parameter; the kernel would raise)."""
     module = compile_and_load(SPEC.format(optimizer="adam(lr=0.01)"), tmp_path, "fusedtest")
     made = []
     fake = types.ModuleType("cupy")
@@ -178,13 +204,29 @@ def test_a_cupy_array_gets_an_elementwise_kernel_compiled_without_fma(tmp_path, 
     fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(is_hip=False))
     monkeypatch.setitem(sys.modules, "cupy", fake)
     array_type = type("ndarray", (), {"__module__": "cupy._core.core"})
-    a, b = array_type(), array_type()
-    a.dtype = b.dtype = np.dtype(np.float32)
-    assert module._CUDA_UPDATE.on(a, b) == "kernel"
-    assert module._CUDA_UPDATE.on(a, b) == "kernel"
+
+    def arrays(dtype):
+        made = {}
+        for name in module.PARAM_NAMES:
+            made[name] = array_type()
+            made[name].dtype = np.dtype(dtype)
+        return made
+
+    names = module.PARAM_NAMES
+    params, grads, exp_avg, exp_avg_sq = (arrays(np.float32) for _ in range(4))
+    assert module._CUDA_UPDATE.on(names, params, grads, exp_avg, exp_avg_sq) == "kernel"
+    assert module._CUDA_UPDATE.on(names, params, grads, exp_avg, exp_avg_sq) == "kernel"
     assert made == [(module._CUDA_UPDATE.source, {"options": ("--fmad=false",)})]
-    b.dtype = np.dtype(np.float64)
-    assert module._CUDA_UPDATE.on(a, b) is None
+    for odd in (grads, exp_avg, exp_avg_sq):
+        odd[names[-1]].dtype = np.dtype(np.float64)  # the last parameter's, not the first's
+        assert module._CUDA_UPDATE.on(names, params, grads, exp_avg, exp_avg_sq) is None
+        odd[names[-1]].dtype = np.dtype(np.float32)
+    for p in params.values():  # all float64 together is fine again
+        p.dtype = np.dtype(np.float64)
+    for d in (grads, exp_avg, exp_avg_sq):
+        for a in d.values():
+            a.dtype = np.dtype(np.float64)
+    assert module._CUDA_UPDATE.on(names, params, grads, exp_avg, exp_avg_sq) == "kernel"
 
 
 def _eqn(prim, *inputs, out):

@@ -482,14 +482,14 @@ def _cuda_update(prog: Program, loop, new_p: Atom, new_bufs: dict, namer: Namer,
     kernel = elementwise_kernel(f"{prog.name}_{prog.optimizer[0]}_update", loop, {"p": new_p, **new_bufs})
     if kernel is None or kernel.arrays not in ((), (g.name,)):
         return None
-    first = prog.params[0].name
+    states = "".join(f', state["{k}"]' for k in kernel.outputs if k != "p")
     args = ["grads[name]"] * len(kernel.arrays) + list(kernel.scalars)
     args += ["params[name]" if k == "p" else f'state["{k}"][name]' for k in kernel.outputs]
     operation = "".join(f"    {line}\n" for line in kernel.body)
     return {
         "definition": (f'_CUDA_UPDATE = _CudaKernel(\n    "{kernel.in_params}",\n    "{kernel.out_params}",\n'
                        f'    """\n{operation}    """,\n    "{kernel.name}",\n)'),
-        "select": f'kernel = _CUDA_UPDATE.on(params["{first}"], grads["{first}"])',
+        "select": f"kernel = _CUDA_UPDATE.on(PARAM_NAMES, params, grads{states})",
         "call": wrap_items(" " * 12 + "kernel(", args, ")")[12:],
     }
 

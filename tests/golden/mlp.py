@@ -629,22 +629,32 @@ def init_optimizer(params):
 class _CudaKernel:
     """A CUDA kernel for a loop of elementwise array operations, used on CuPy arrays only.
 
-    `on(a, b)` is the kernel, a cupy.ElementwiseKernel, when `a` is a CuPy array and `b` has
-    its dtype; else None, and the caller runs its portable code. The kernel is built once per
-    array type and compiled by CuPy at its first call (then cached on disk), without
-    contracting `a * b + c` into fused multiply-adds, so that it rounds as the portable
-    operations do (--fmad=false is NVRTC's; ROCm's compiler gets no options).
+    `on(names, params, *arrays)` is the kernel, a cupy.ElementwiseKernel, when the first
+    parameter is a CuPy array and each parameter's gradient and optimizer state (`arrays`:
+    dicts keyed like `params`) have its dtype; else None, and the caller runs its portable
+    code, which casts a value of another dtype into the parameter where the kernel would
+    refuse it. The kernel is built once per array type and compiled by CuPy at its first
+    call (then cached on disk), without contracting `a * b + c` into fused multiply-adds,
+    so that it rounds as the portable operations do (--fmad=false is NVRTC's; ROCm's
+    compiler gets no options).
     """
 
     def __init__(self, in_params, out_params, operation, name):
         self.source = (in_params, out_params, operation, name)
         self.kernels = {}
 
-    def on(self, a, b):
-        kernel = self.kernels.get(type(a), False)
+    def on(self, names, params, *arrays):
+        first = type(params[names[0]])
+        kernel = self.kernels.get(first, False)
         if kernel is False:
-            kernel = self.kernels[type(a)] = self._build(type(a))
-        return kernel if kernel is not None and b.dtype == a.dtype else None
+            kernel = self.kernels[first] = self._build(first)
+        if kernel is None:
+            return None
+        for name in names:  # a few dict reads a parameter, next to a kernel launch
+            dtype = params[name].dtype
+            if any(a[name].dtype != dtype for a in arrays):
+                return None
+        return kernel
 
     def _build(self, array_type):
         if array_type.__module__.partition(".")[0] != "cupy":
@@ -673,7 +683,7 @@ _CUDA_UPDATE = _CudaKernel(
 def train_step(params, state, x, y):
     """One sgd(lr=0.1, momentum=0.9, nesterov=false, weight_decay=0) step: updates params and state in place, returns the loss."""
     loss_value, grads = value_and_grad(params, x, y)
-    kernel = _CUDA_UPDATE.on(params["h1.W"], grads["h1.W"])
+    kernel = _CUDA_UPDATE.on(PARAM_NAMES, params, grads, state["velocity"])
     if kernel is not None:  # CuPy: the loop below as one kernel a parameter (_CUDA_UPDATE)
         for name in PARAM_NAMES:
             kernel(grads[name], params[name], state["velocity"][name])
