@@ -122,7 +122,7 @@ class Summary:
     def text(self) -> str:
         rate = self.steps / self.seconds if self.seconds > 0 else float("inf")
         head = (f"trained {self.spec} on {self.data}: {self.train_examples} training and "
-                f"{self.val_examples} validation examples, {self.epochs} epochs, {self.steps} steps "
+                f"{self.val_examples} validation examples, {_count(self.epochs, 'epoch')}, {_count(self.steps, 'step')} "
                 f"in {self.seconds:.2f} s ({rate:.0f} steps/s)")
         lines = [head]
         r = self.final
@@ -161,3 +161,7 @@ def _panel(ax, history: list[EpochRecord], train_key: str, val_key: str) -> None
         ax.plot(epochs, [getattr(r, val_key) for r in history], label="validation")
     ax.set(xlabel="epoch", ylabel=train_key, title=train_key)
     ax.legend()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

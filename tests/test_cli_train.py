@@ -216,3 +216,9 @@ def test_split_is_seeded_and_disjoint():
     assert np.array_equal(a_val, b_val) and len(a_val) == 20
     assert not set(a_train) & set(a_val) and len(a_train) + len(a_val) == 100
     assert not np.array_equal(a_val, datamod.split(100, 0.2, 4)[1])
+
+
+def test_the_summary_counts_one_step_in_the_singular():
+    from nnc.runtime.progress import _count
+
+    assert [_count(n, "step") for n in (0, 1, 2)] == ["0 steps", "1 step", "2 steps"]
