@@ -8,22 +8,28 @@
 #
 # CuPy is installed only when it is missing (as cupy-cuda12x; set CUPY_PACKAGE for another
 # CUDA, e.g. cupy-cuda13x), and nnc with its test extras only when `import nnc` fails.
-# On a machine that cannot reach a package index, download the wheels elsewhere into .whl/
-# in the repository root (lark, array-api-compat, array-api-strict, ... as pure-Python
-# wheels); pip then installs from there only. PYTHON picks the interpreter (default python3).
+# On a machine that cannot reach a package index (a CUDA image with CuPy, NumPy, Jinja2, click,
+# pytest and hypothesis), first run `bash benchmarks/gpu-wheels.sh` on one that can and bring
+# the .whl/ it writes: nnc (copied as its wheel lays it out, no build needed) and those wheels
+# then go into a folder on PYTHONPATH (NNC_SITE, default /tmp/nnc-site), so nothing is
+# written outside it. PYTHON picks the interpreter (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-pip_args=(--quiet)
-if [ -d .whl ]; then
-    pip_args+=(--no-index --find-links .whl)
-fi
 if ! "$PY" -c "import cupy" 2>/dev/null; then
-    "$PY" -m pip install "${pip_args[@]}" "${CUPY_PACKAGE:-cupy-cuda12x}"
+    "$PY" -m pip install --quiet "${CUPY_PACKAGE:-cupy-cuda12x}"
 fi
-if ! "$PY" -c "import nnc, lark, hypothesis" 2>/dev/null; then
-    "$PY" -m pip install "${pip_args[@]}" -e ".[test]"
+if ! "$PY" -c "import nnc, lark, array_api_compat, array_api_strict, hypothesis, pytest" 2>/dev/null; then
+    if [ -d .whl ]; then
+        site=${NNC_SITE:-/tmp/nnc-site}
+        "$PY" -m pip install --quiet --no-index --no-deps --no-compile --target "$site" .whl/*.whl
+        "$PY" benchmarks/site_copy.py "$site" >/dev/null  # nnc as its wheel lays it out
+        export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+    else
+        "$PY" -m pip install --quiet -e ".[test]"
+    fi
 fi
+"$PY" -c "import nnc; print('nnc from', nnc.__file__)"
 "$PY" -c "import cupy; print('cupy', cupy.__version__, '- CUDA devices:', cupy.cuda.runtime.getDeviceCount())"
 "$PY" -m pytest tests/test_portability.py tests/test_cuda_kernels.py -k "cupy or cuda or fused or kernel" -rs -q
 # The fused update kernel against the portable loop, both on CuPy (writes its own JSON).

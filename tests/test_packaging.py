@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -9,6 +10,7 @@ import zipfile
 import pytest
 
 from helpers import ROOT
+from nnc.api import compile_spec
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +45,25 @@ def test_wheel_installs_and_compiles_in_a_fresh_venv(wheel, tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "def value_and_grad" in done.stdout
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="benchmarks/site_copy.py reads pyproject.toml with tomllib (3.11)")
+def test_site_copy_lays_out_the_wheels_files_and_compiles_the_same_bytes(wheel, tmp_path):
+    """benchmarks/gpu.sh's route on a machine with no package index: nnc copied into a folder
+    on PYTHONPATH as pyproject.toml maps it, with no build. The copy holds the wheel's files
+    and compiles what the checkout compiles."""
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "site_copy.py"), str(site)], check=True,
+                   capture_output=True)
+    copied = {str(p.relative_to(site)) for p in site.rglob("*") if p.is_file()}
+    in_wheel = {n for n in zipfile.ZipFile(wheel).namelist() if not n.split("/")[0].endswith(".dist-info")}
+    assert copied == in_wheel
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    spec = ROOT / "specs" / "mlp.nn"
+    done = subprocess.run([sys.executable, "-c", "import nnc, sys; print(nnc.__file__, file=sys.stderr)",
+                           ], capture_output=True, text=True, cwd=tmp_path, env=env, check=True)
+    assert done.stderr.strip().startswith(str(site)), done.stderr  # the copy, not the checkout
+    done = subprocess.run([sys.executable, "-m", "nnc", "compile", str(spec)], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == compile_spec(spec.read_text(), spec.name)
