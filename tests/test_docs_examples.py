@@ -16,7 +16,8 @@ rest are attributes):
 A command's exit status must be 0 unless its line ends with a comment `# exit status N`.
 Output is compared with doctest's `...` wildcard, after normalising durations and rates
 (`0.51 s`, `2038 steps/s`); in a block marked `approx` every number with a fraction or an
-exponent (a measurement: `0.726`, `8.6e-11`) matches any number, with `approx=all` every number.
+exponent (a measurement: `0.726`, `8.6e-11`) matches any number, with `approx=all` every number,
+and runs of spaces within a line count as one (table columns widen with their numbers).
 `requires=NAME` skips a block (saying why) where NAME is missing: `jax`, `matplotlib`,
 `dot` (Graphviz) or `cupy` (CuPy with a GPU).
 
@@ -207,8 +208,9 @@ def _available(name: str) -> bool:
 def normalise(text: str, approx: str | None) -> str:
     text = "\n".join(line.rstrip() for line in text.strip("\n").split("\n"))
     text = TIMING.sub("<time>", text)
-    if approx is not None:
+    if approx is not None:  # measured numbers vary, and so do the widths of columns aligned on them
         text = re.sub(r" *#+ *", " # ", (NUMBER if approx == "all" else MEASURED).sub("#", text))
+        text = re.sub(r"(?<=\S) {2,}", " ", text)
     return text
 
 
