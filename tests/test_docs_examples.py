@@ -163,6 +163,10 @@ def _make_session(tmp: Path) -> Session:
         script.write_text(f'#!/bin/sh\nexec "{sys.executable}" {args} "$@"\n')
         script.chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", PYTHONUNBUFFERED="1")
+    # The docs show runs on this project's machines, which set these (docs/tools.md says so,
+    # and nnc bench names them and the kernel they pick); a machine without them gets them here.
+    env.setdefault("OPENBLAS_CORETYPE", "Haswell")
+    env.setdefault("OPENBLAS_L2_SIZE", "512")
     return Session(tmp, env)
 
 
