@@ -21,8 +21,13 @@ def module_source(module: str) -> str:
 @cache
 def _functions(module: str) -> dict[str, str]:
     text = module_source(module)
-    return {node.name: ast.get_source_segment(text, node)
-            for node in ast.parse(text).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    lines = text.splitlines(keepends=True)  # once: ast.get_source_segment splits the text per node
+    found = {}
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):  # top level: from column 0
+            last = lines[node.end_lineno - 1].encode("utf-8")[:node.end_col_offset].decode("utf-8")
+            found[node.name] = "".join(lines[node.lineno - 1:node.end_lineno - 1]) + last
+    return found
 
 
 def function_source(module: str, name: str) -> str:

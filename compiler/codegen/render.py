@@ -241,7 +241,8 @@ def _grad_function(prog: Program, name: str, doc: str, check: Check) -> Function
     fwd_part, bwd_part = live_split(prog.eqns, prog.backward, [prog.loss, *grads_needed])
     eqns = fwd_part + bwd_part
     # a parameter with a constant gradient (zero or not) is read by zeros_like / full_like
-    const_grads = [p.var for p in prog.params if is_host(dict(prog.grads).get(p.name, Lit(0.0)))]
+    grad_of = dict(prog.grads)
+    const_grads = [p.var for p in prog.params if is_host(grad_of.get(p.name, Lit(0.0)))]
     unpack, _ = _reads(prog, eqns, grads_needed + const_grads)
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
     # never hand out an input, a parameter or the loss itself, nor one array twice
