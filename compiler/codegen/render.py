@@ -106,7 +106,7 @@ def _check_function(name: str, decls, nonempty: bool = False) -> Check:
                 else:
                     new[dim] = i
         # `__class__`, not type(): a spec input may be called `type`
-        conds.append(f'_DTYPE_KINDS.get(({v.name}.dtype.__class__, {v.name}.dtype)) != "{v.dtype}"')
+        conds.append(f'_DTYPE_KINDS.get(({v.name}.__class__, {v.name}.dtype)) != "{v.dtype}"')
         bound = ", ".join(f'"{dim}": ({dim}, "{where[dim]}")' for dim in dict.fromkeys(v.shape) if dim in where)
         chk.lines.append(f"if {' or '.join(conds)}:")
         chk.lines.append(f'    _check_input(_namespace({v.name}), "{v.name}", {v.name}, "{v.dtype}", '
@@ -139,7 +139,7 @@ def _check_helpers(checks: list[Check]) -> list[str]:
     if not text:
         return []
     module = module_source("checks")
-    cache = module[module.index("# (dtype.__class__"): module.index("\n\n\ndef ")]  # the cache, its comment
+    cache = module[module.index("# (array class"): module.index("\n\n\ndef ")]  # the cache, its comment
     out = [cache, function_source("checks", "_check_input"), function_source("checks", "_check_arrays")]
     if "_check_labels(" in text:
         out.append(function_source("checks", "_check_labels"))
