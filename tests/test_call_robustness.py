@@ -6,8 +6,9 @@ gradients that are views, scalar inputs, square inputs a caller may pass as a pa
 probes the caller's side on NumPy, array_api_strict and PyTorch; the mutation and memory
 tests also run every spec of specs/ and tests/unseen*/. NumPy float64 on fresh copies is
 the reference. Bugs it found, fixed and kept here as regression tests: results that are a
-view of an input, a parameter or another result (`output transpose(W)`, `flatten(x)`,
-a gradient `transpose(x)`) handed out uncopied; `numpy.matrix` inputs giving wrong
+view of an input, a parameter or another result (`output transpose(W)`, `flatten(x)`, a
+gradient `transpose(x)`) handed out uncopied; softmax and log_softmax over an empty batch
+returning their argument, the caller's input, itself; `numpy.matrix` inputs giving wrong
 results without an error (its `*` is a matrix product); `save_params` failing on PyTorch
 tensors that require grad.
 """
@@ -168,6 +169,23 @@ def test_view_results_are_copied_and_plain_ones_are_not():
                    '"D": xp.asarray(t12, copy=True)', '"u": xp.asarray(d_u, copy=True)'):
         assert copied in vg
     assert '"A": e,' in vg and '"x": d_x,' in vg
+
+
+def test_outputs_on_an_empty_batch_are_new_arrays(tmp_path):
+    """forward on an empty batch (B = 0) returns no input, parameter or other output object:
+    softmax and log_softmax over an empty axis returned their argument itself, so
+    `forward(params, x)` of empty_softmax gave `x` twice (shares_memory is False for empty
+    arrays, so the memory tests above do not see it)."""
+    for spec in EVERY_SPEC:
+        module = _module(spec, tmp_path)
+        if not any(isinstance(d, str) for meta in module.INPUTS.values() for d in meta["shape"]):
+            continue
+        params, inputs = _host_case(module, batch=0)
+        out = module.forward(params, *_forward_args(module, inputs))
+        outputs = [o for _, o in _leaves(out, "forward")]
+        held = [*params.values(), *inputs.values()]
+        assert not [o for o in outputs if any(o is h for h in held)], f"{spec}: an output is an argument"
+        assert len({id(o) for o in outputs}) == len(outputs), f"{spec}: one output object twice"
 
 
 # ---- 3. one array in two places -------------------------------------------------------------
