@@ -463,3 +463,28 @@ def test_torch_parameters_that_require_grad(tmp_path):
     module.save_params(leaves, path)
     for k, v in module.load_params(path).items():
         np.testing.assert_array_equal(v, _host(plain[k]), err_msg=k)
+
+
+def test_torch_inputs_that_require_grad_in_train_step(tmp_path):
+    """Inputs that require grad (features of another model, not detached): under
+    torch.no_grad() train_step takes the step of detached inputs and the parameters stay plain
+    tensors; without it they would join the inputs' graph (docs/language.md), which this
+    records."""
+    torch = pytest.importorskip("torch")
+    module = _module("alias_views", tmp_path)
+    hp, hi = _host_case(module)
+    plain = {k: torch.asarray(v.copy()) for k, v in hp.items()}
+    guarded = {k: torch.asarray(v.copy()) for k, v in hp.items()}
+    attached = {k: torch.asarray(v.copy()) for k, v in hp.items()}
+    inputs = [torch.asarray(v).requires_grad_(True) for v in hi.values()]
+    states = [module.init_optimizer(p) for p in (plain, guarded, attached)]
+    for _ in range(2):
+        want = module.train_step(plain, states[0], *(x.detach() for x in inputs))
+        with torch.no_grad():
+            got = module.train_step(guarded, states[1], *inputs)
+        module.train_step(attached, states[2], *inputs)
+        assert float(got) == float(want) and not got.requires_grad
+    for k in plain:
+        assert not guarded[k].requires_grad and guarded[k].is_leaf, k
+        np.testing.assert_array_equal(_host(guarded[k]), _host(plain[k]), err_msg=k)
+    assert all(p.requires_grad for p in attached.values())  # the documented trap
