@@ -6,9 +6,12 @@ kind); only when that filter fails, or meets a dtype for the first time, does it
 the expected type and shape and what was passed. Each helper takes the namespace `xp`.
 """
 
-# (dtype.__class__, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
-# filter. The type in the key keeps dtypes of different libraries from being compared
-# (array_api_strict warns when its dtypes meet NumPy's).
+import numpy as np
+
+# (array class, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
+# filter. The class in the key keeps dtypes of different libraries from being compared
+# (array_api_strict warns when its dtypes meet NumPy's), and sends an array class seen for
+# the first time (numpy.matrix, a subclass) through _check_input once.
 _DTYPE_KINDS = {}
 
 
@@ -20,8 +23,11 @@ def _check_input(xp, name, x, kind, shape, bound):
     """
     expected = kind + "[" + ", ".join(map(str, shape)) + "]"
     _check_arrays((name, x, expected))
+    if isinstance(x, np.matrix):  # its * and ** are matrix products: silently wrong results
+        raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.matrix "
+                        "(pass np.asarray(x))")
     dtype = x.dtype
-    key = (dtype.__class__, dtype)
+    key = (x.__class__, dtype)
     if key not in _DTYPE_KINDS:
         _DTYPE_KINDS[key] = ("float" if xp.isdtype(dtype, "real floating")
                              else "int" if xp.isdtype(dtype, "integral") else "other")

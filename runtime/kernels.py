@@ -7,14 +7,14 @@ it uses, so a module never imports nnc.
 
 def _softmax(xp, x, axis):
     if x.shape[axis] == 0:  # an empty batch along the axis: nothing to normalise, no max to take
-        return x
+        return x + 0.0  # a new array: x may be the caller's input, and the result is handed out
     e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
 def _log_softmax(xp, x, axis):
     if x.shape[axis] == 0:  # an empty batch along the axis: nothing to normalise, no max to take
-        return x
+        return x + 0.0  # a new array: x may be the caller's input, and the result is handed out
     shifted = x - xp.max(x, axis=axis, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 

@@ -19,6 +19,8 @@ def _to_numpy(x):
         return x
     if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
         return x.get()  # CuPy: copy from the device
+    if getattr(x, "requires_grad", False):  # PyTorch exports no tensor that requires grad
+        x = x.detach()
     try:
         return np.from_dlpack(x)
     except (AttributeError, TypeError, BufferError, RuntimeError, ValueError):

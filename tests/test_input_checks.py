@@ -39,7 +39,7 @@ def test_check_input_accepts_good_arrays(xp):
     _check_input(xp, "x", xp.ones((2, 3)), "float", ("B", 3), {"B": (2, "y")})
     _check_input(xp, "y", xp.asarray([1, 2]), "int", ("B",), {"B": (2, "x")})
     for value, kind in ((xp.ones((2,)), "float"), (xp.asarray([1]), "int")):
-        assert checks._DTYPE_KINDS[(value.dtype.__class__, value.dtype)] == kind
+        assert checks._DTYPE_KINDS[(value.__class__, value.dtype)] == kind
 
 
 @pytest.mark.parametrize("xp", [np, xs], ids=["numpy", "array_api_strict"])

@@ -64,10 +64,10 @@ def test_items_fill_lines_and_stay_valid_python():
 
 def test_long_conditions_break_before_or():
     line = ('if y.ndim != 2 or y.shape[0] != B or y.shape[1] != 4'
-            ' or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float":')
+            ' or _DTYPE_KINDS.get((y.__class__, y.dtype)) != "float":')
     wrapped = wrap_condition(line, 8)
     assert wrapped == ('if (y.ndim != 2 or y.shape[0] != B or y.shape[1] != 4\n'
-                       '                or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float"):')
+                       '                or _DTYPE_KINDS.get((y.__class__, y.dtype)) != "float"):')
     body = "\n    pass"
     assert ast.dump(ast.parse(wrapped + body)) == ast.dump(ast.parse(line + body))
     assert wrap_condition('if x.ndim != 2 or "a or b" == s:', 8) == 'if x.ndim != 2 or "a or b" == s:'  # short

@@ -275,18 +275,29 @@ def caller_arrays(prog: Program) -> set[str]:
     return {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
 
 
-def handed_out(results: list[Atom], external: set[str]) -> list[str]:
-    """Source for each array a function returns: a copy where it is one the caller already
-    holds (`external`: an input, a parameter, an entry of `vector`) or one returned earlier
-    in the same call (CSE can make two gradients one array), so that updating a returned
-    array in place never changes another, nor the caller's own."""
+def view_base(a: Atom, eqns) -> Atom:
+    """The array whose memory `a` may share: `a` itself, or what a chain of views of it
+    (transpose, reshape, broadcast_to: VIEWS) starts from, `x` for `flatten(x).T`."""
+    defs = {e.out.name: e for e in eqns}
+    while isinstance(a, Var) and a.name in defs and defs[a.name].prim in VIEWS:
+        a = defs[a.name].inputs[0]
+    return a
+
+
+def handed_out(results: list[Atom], external: set[str], eqns=()) -> list[str]:
+    """Source for each array a function returns: a copy where it is, or is a view of
+    (through `eqns`), one the caller already holds (`external`: an input, a parameter, an
+    entry of `vector`) or one returned earlier in the same call (CSE can make two gradients
+    one array; `transpose(x)` and `flatten(x)` share x's memory), so that updating a
+    returned array in place never changes another, nor the caller's own."""
     seen: set[str] = set()
     texts = []
     for a in results:
-        if isinstance(a, Var) and (a.name in external or a.name in seen):
+        base = view_base(a, eqns)
+        if isinstance(base, Var) and (base.name in external or base.name in seen):
             texts.append(f"xp.asarray({a.name}, copy=True)")
         else:
             texts.append(result_text(a))
-        if isinstance(a, Var):
-            seen.add(a.name)
+        if isinstance(base, Var):
+            seen.add(base.name)
     return texts

@@ -47,7 +47,7 @@ def forward_mode_functions(prog: Program, make_function: Callable, check, decls)
     (_, dot_loss), loss = lin.results[0], lin.prog.loss
     eqns = live_eqns(lin.prog.eqns, [loss, dot_loss])
     [blocks] = emit_sections([eqns], [loss, dot_loss])
-    loss_text, dot_text = handed_out([loss, dot_loss], _external(lin))
+    loss_text, dot_text = handed_out([loss, dot_loss], _external(lin), eqns)
     out.append(make_function(
         prog, "jvp", ["params", "tangents", *names],
         f"The loss and its directional derivative along `tangents` (keys: {keys}), by forward mode.",
@@ -61,7 +61,7 @@ def forward_mode_functions(prog: Program, make_function: Callable, check, decls)
     fwd_blocks, bwd_blocks = emit_sections([fwd, bwd], results)
     idents = {p.name: p.var.name for p in prog.params}
     # never hand out an entry of `vector`, an input or a parameter itself, nor one array twice
-    texts = handed_out(results, _external(lin))
+    texts = handed_out(results, _external(lin), eqns)
     items = [f'"{name}": ' + (f"xp.zeros_like({idents.get(name, name)})" if _is_zero(a) else text)
              for (name, a), text in zip(lin.results, texts)]
     returns = "{" + ", ".join(items) + "}"

@@ -18,7 +18,7 @@ from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns, live_split
 from .cuda import elementwise_kernel
-from .emit import VIEWS, Block, caller_arrays, emit_body, emit_sections, handed_out, result_text
+from .emit import Block, caller_arrays, emit_body, emit_sections, handed_out, result_text, view_base
 from .forward_mode import forward_mode_functions
 from .inline import function_source, module_source
 from .wrap import wrap_condition, wrap_items, wrap_statement
@@ -106,7 +106,7 @@ def _check_function(name: str, decls, nonempty: bool = False) -> Check:
                 else:
                     new[dim] = i
         # `__class__`, not type(): a spec input may be called `type`
-        conds.append(f'_DTYPE_KINDS.get(({v.name}.dtype.__class__, {v.name}.dtype)) != "{v.dtype}"')
+        conds.append(f'_DTYPE_KINDS.get(({v.name}.__class__, {v.name}.dtype)) != "{v.dtype}"')
         bound = ", ".join(f'"{dim}": ({dim}, "{where[dim]}")' for dim in dict.fromkeys(v.shape) if dim in where)
         chk.lines.append(f"if {' or '.join(conds)}:")
         chk.lines.append(f'    _check_input(_namespace({v.name}), "{v.name}", {v.name}, "{v.dtype}", '
@@ -139,7 +139,7 @@ def _check_helpers(checks: list[Check]) -> list[str]:
     if not text:
         return []
     module = module_source("checks")
-    cache = module[module.index("# (dtype.__class__"): module.index("\n\n\ndef ")]  # the cache, its comment
+    cache = module[module.index("# (array class"): module.index("\n\n\ndef ")]  # the cache, its comment
     out = [cache, function_source("checks", "_check_input"), function_source("checks", "_check_arrays")]
     if "_check_labels(" in text:
         out.append(function_source("checks", "_check_labels"))
@@ -173,7 +173,7 @@ def build_model(prog: Program) -> dict:
     checks.append(all_check)
     if not same_inputs and fwd_inputs:
         checks.append(fwd_check)
-    outputs_text = ", ".join(handed_out(list(prog.outputs), caller_arrays(prog))) or "None"
+    outputs_text = ", ".join(handed_out(list(prog.outputs), caller_arrays(prog), fwd_eqns)) or "None"
     spec_names = {d.var: d.name for d in prog.params}  # `output h1.W` says h1.W, not h1_W
     functions.append(_function(
         prog, "forward", ["params", *(d.var.name for d in fwd_inputs)],
@@ -185,7 +185,7 @@ def build_model(prog: Program) -> dict:
     unpack, _ = _reads(prog, loss_eqns, [prog.loss])
     functions.append(_function(
         prog, "loss", ["params", *(d.var.name for d in inputs_all)], "The scalar loss.", all_check, unpack,
-        [("", emit_body(loss_eqns, [prog.loss]))], handed_out([prog.loss], caller_arrays(prog))[0], inputs_all))
+        [("", emit_body(loss_eqns, [prog.loss]))], handed_out([prog.loss], caller_arrays(prog), loss_eqns)[0], inputs_all))
 
     # value_and_grad(): forward, then backward
     functions.append(_grad_function(
@@ -246,7 +246,7 @@ def _grad_function(prog: Program, name: str, doc: str, check: Check) -> Function
     unpack, _ = _reads(prog, eqns, grads_needed + const_grads)
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
     # never hand out an input, a parameter or the loss itself, nor one array twice
-    loss_text, *arrays = handed_out([prog.loss, *(g for _, g in prog.grads)], caller_arrays(prog))
+    loss_text, *arrays = handed_out([prog.loss, *(g for _, g in prog.grads)], caller_arrays(prog), eqns)
     grad_items = []
     for (gname, g), text in zip(prog.grads, arrays):
         ident = param_ident.get(gname, gname)
@@ -538,18 +538,8 @@ def _sgd_scale(eqns, p: Var, g: Var, new_p: Atom, new_bufs: dict) -> float | Non
 
 def _grads_may_alias(prog: Program) -> bool:
     """True when some gradient may be (a view of) a parameter or input array."""
-    defs = {e.out.name: e for e in prog.eqns + prog.backward}
-    external = {p.var.name for p in prog.params} | {d.var.name for d in prog.inputs}
-
-    def aliases(a: Atom) -> bool:
-        if not isinstance(a, Var):
-            return False
-        if a.name in external:
-            return True
-        eqn = defs.get(a.name)
-        return eqn is not None and eqn.prim in VIEWS and aliases(eqn.inputs[0])
-
-    return any(aliases(a) for _, a in prog.grads)
+    eqns, external = prog.eqns + prog.backward, caller_arrays(prog)
+    return any(isinstance(base := view_base(a, eqns), Var) and base.name in external for _, a in prog.grads)
 
 
 def _py(v) -> str:

@@ -241,7 +241,7 @@ def _namespace(x):
 
 def _log_softmax(xp, x, axis):
     if x.shape[axis] == 0:  # an empty batch along the axis: nothing to normalise, no max to take
-        return x
+        return x + 0.0  # a new array: x may be the caller's input, and the result is handed out
     shifted = x - xp.max(x, axis=axis, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
@@ -257,9 +257,10 @@ def _onehot(xp, labels, classes, like):
     return xp.astype(hits, like.dtype)
 
 
-# (dtype.__class__, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
-# filter. The type in the key keeps dtypes of different libraries from being compared
-# (array_api_strict warns when its dtypes meet NumPy's).
+# (array class, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
+# filter. The class in the key keeps dtypes of different libraries from being compared
+# (array_api_strict warns when its dtypes meet NumPy's), and sends an array class seen for
+# the first time (numpy.matrix, a subclass) through _check_input once.
 _DTYPE_KINDS = {}
 
 
@@ -271,8 +272,11 @@ def _check_input(xp, name, x, kind, shape, bound):
     """
     expected = kind + "[" + ", ".join(map(str, shape)) + "]"
     _check_arrays((name, x, expected))
+    if isinstance(x, np.matrix):  # its * and ** are matrix products: silently wrong results
+        raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.matrix "
+                        "(pass np.asarray(x))")
     dtype = x.dtype
-    key = (dtype.__class__, dtype)
+    key = (x.__class__, dtype)
     if key not in _DTYPE_KINDS:
         _DTYPE_KINDS[key] = ("float" if xp.isdtype(dtype, "real floating")
                              else "int" if xp.isdtype(dtype, "integral") else "other")
@@ -337,13 +341,12 @@ def _he_normal(rng, shape):
 def _check_inputs(x, y):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
     try:
-        if (x.ndim != 2 or x.shape[1] != 64
-                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
+        if x.ndim != 2 or x.shape[1] != 64 or _DTYPE_KINDS.get((x.__class__, x.dtype)) != "float":
             _check_input(_namespace(x), "x", x, "float", ("B", 64), {})
         B = x.shape[0]
         if not B:
             raise ValueError("input 'x' is empty (B = 0): the loss needs at least one example along B")
-        if y.shape != (B,) or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "int":
+        if y.shape != (B,) or _DTYPE_KINDS.get((y.__class__, y.dtype)) != "int":
             _check_input(_namespace(y), "y", y, "int", ("B",), {"B": (B, "x")})
         _check_labels(_namespace(y), "y", y, 10)
     except AttributeError:  # an input that is not an array: say which
@@ -355,8 +358,7 @@ def _check_inputs(x, y):
 def _check_forward_inputs(x):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
     try:
-        if (x.ndim != 2 or x.shape[1] != 64
-                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
+        if x.ndim != 2 or x.shape[1] != 64 or _DTYPE_KINDS.get((x.__class__, x.dtype)) != "float":
             _check_input(_namespace(x), "x", x, "float", ("B", 64), {})
         B = x.shape[0]
     except AttributeError:  # an input that is not an array: say which
@@ -637,6 +639,8 @@ def _to_numpy(x):
         return x
     if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
         return x.get()  # CuPy: copy from the device
+    if getattr(x, "requires_grad", False):  # PyTorch exports no tensor that requires grad
+        x = x.detach()
     try:
         return np.from_dlpack(x)
     except (AttributeError, TypeError, BufferError, RuntimeError, ValueError):

@@ -252,14 +252,15 @@ def _namespace(x):
 
 def _log_softmax(xp, x, axis):
     if x.shape[axis] == 0:  # an empty batch along the axis: nothing to normalise, no max to take
-        return x
+        return x + 0.0  # a new array: x may be the caller's input, and the result is handed out
     shifted = x - xp.max(x, axis=axis, keepdims=True)
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
 
-# (dtype.__class__, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
-# filter. The type in the key keeps dtypes of different libraries from being compared
-# (array_api_strict warns when its dtypes meet NumPy's).
+# (array class, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
+# filter. The class in the key keeps dtypes of different libraries from being compared
+# (array_api_strict warns when its dtypes meet NumPy's), and sends an array class seen for
+# the first time (numpy.matrix, a subclass) through _check_input once.
 _DTYPE_KINDS = {}
 
 
@@ -271,8 +272,11 @@ def _check_input(xp, name, x, kind, shape, bound):
     """
     expected = kind + "[" + ", ".join(map(str, shape)) + "]"
     _check_arrays((name, x, expected))
+    if isinstance(x, np.matrix):  # its * and ** are matrix products: silently wrong results
+        raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.matrix "
+                        "(pass np.asarray(x))")
     dtype = x.dtype
-    key = (dtype.__class__, dtype)
+    key = (x.__class__, dtype)
     if key not in _DTYPE_KINDS:
         _DTYPE_KINDS[key] = ("float" if xp.isdtype(dtype, "real floating")
                              else "int" if xp.isdtype(dtype, "integral") else "other")
@@ -314,14 +318,14 @@ def _check_inputs(x, p, t):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
     try:
         if (x.ndim != 3 or x.shape[1] != 2 or x.shape[2] != 3
-                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
+                or _DTYPE_KINDS.get((x.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("B", 2, 3), {})
         B = x.shape[0]
         if not B:
             raise ValueError("input 'x' is empty (B = 0): the loss needs at least one example along B")
-        if p.shape != (B, 4) or _DTYPE_KINDS.get((p.dtype.__class__, p.dtype)) != "float":
+        if p.shape != (B, 4) or _DTYPE_KINDS.get((p.__class__, p.dtype)) != "float":
             _check_input(_namespace(p), "p", p, "float", ("B", 4), {"B": (B, "x")})
-        if t.shape != (B, 4) or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float":
+        if t.shape != (B, 4) or _DTYPE_KINDS.get((t.__class__, t.dtype)) != "float":
             _check_input(_namespace(t), "t", t, "float", ("B", 4), {"B": (B, "x")})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("x", x, "float[B, 2, 3]"), ("p", p, "float[B, 4]"), ("t", t, "float[B, 4]"))
@@ -333,7 +337,7 @@ def _check_forward_inputs(x):
     """Check the inputs against the spec; return the symbolic dimensions (B)."""
     try:
         if (x.ndim != 3 or x.shape[1] != 2 or x.shape[2] != 3
-                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
+                or _DTYPE_KINDS.get((x.__class__, x.dtype)) != "float"):
             _check_input(_namespace(x), "x", x, "float", ("B", 2, 3), {})
         B = x.shape[0]
     except AttributeError:  # an input that is not an array: say which
@@ -889,6 +893,8 @@ def _to_numpy(x):
         return x
     if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
         return x.get()  # CuPy: copy from the device
+    if getattr(x, "requires_grad", False):  # PyTorch exports no tensor that requires grad
+        x = x.detach()
     try:
         return np.from_dlpack(x)
     except (AttributeError, TypeError, BufferError, RuntimeError, ValueError):

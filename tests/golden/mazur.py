@@ -242,9 +242,10 @@ def _namespace(x):
     return xp
 
 
-# (dtype.__class__, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
-# filter. The type in the key keeps dtypes of different libraries from being compared
-# (array_api_strict warns when its dtypes meet NumPy's).
+# (array class, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
+# filter. The class in the key keeps dtypes of different libraries from being compared
+# (array_api_strict warns when its dtypes meet NumPy's), and sends an array class seen for
+# the first time (numpy.matrix, a subclass) through _check_input once.
 _DTYPE_KINDS = {}
 
 
@@ -256,8 +257,11 @@ def _check_input(xp, name, x, kind, shape, bound):
     """
     expected = kind + "[" + ", ".join(map(str, shape)) + "]"
     _check_arrays((name, x, expected))
+    if isinstance(x, np.matrix):  # its * and ** are matrix products: silently wrong results
+        raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.matrix "
+                        "(pass np.asarray(x))")
     dtype = x.dtype
-    key = (dtype.__class__, dtype)
+    key = (x.__class__, dtype)
     if key not in _DTYPE_KINDS:
         _DTYPE_KINDS[key] = ("float" if xp.isdtype(dtype, "real floating")
                              else "int" if xp.isdtype(dtype, "integral") else "other")
@@ -294,9 +298,9 @@ def _check_arrays(*inputs):
 def _check_inputs(i, t):
     """Check the inputs against the spec."""
     try:
-        if i.shape != (2,) or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float":
+        if i.shape != (2,) or _DTYPE_KINDS.get((i.__class__, i.dtype)) != "float":
             _check_input(_namespace(i), "i", i, "float", (2,), {})
-        if t.shape != (2,) or _DTYPE_KINDS.get((t.dtype.__class__, t.dtype)) != "float":
+        if t.shape != (2,) or _DTYPE_KINDS.get((t.__class__, t.dtype)) != "float":
             _check_input(_namespace(t), "t", t, "float", (2,), {})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("i", i, "float[2]"), ("t", t, "float[2]"))
@@ -306,7 +310,7 @@ def _check_inputs(i, t):
 def _check_forward_inputs(i):
     """Check the inputs against the spec."""
     try:
-        if i.shape != (2,) or _DTYPE_KINDS.get((i.dtype.__class__, i.dtype)) != "float":
+        if i.shape != (2,) or _DTYPE_KINDS.get((i.__class__, i.dtype)) != "float":
             _check_input(_namespace(i), "i", i, "float", (2,), {})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("i", i, "float[2]"))
@@ -575,6 +579,8 @@ def _to_numpy(x):
         return x
     if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
         return x.get()  # CuPy: copy from the device
+    if getattr(x, "requires_grad", False):  # PyTorch exports no tensor that requires grad
+        x = x.detach()
     try:
         return np.from_dlpack(x)
     except (AttributeError, TypeError, BufferError, RuntimeError, ValueError):

@@ -239,9 +239,10 @@ def _namespace(x):
     return xp
 
 
-# (dtype.__class__, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
-# filter. The type in the key keeps dtypes of different libraries from being compared
-# (array_api_strict warns when its dtypes meet NumPy's).
+# (array class, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
+# filter. The class in the key keeps dtypes of different libraries from being compared
+# (array_api_strict warns when its dtypes meet NumPy's), and sends an array class seen for
+# the first time (numpy.matrix, a subclass) through _check_input once.
 _DTYPE_KINDS = {}
 
 
@@ -253,8 +254,11 @@ def _check_input(xp, name, x, kind, shape, bound):
     """
     expected = kind + "[" + ", ".join(map(str, shape)) + "]"
     _check_arrays((name, x, expected))
+    if isinstance(x, np.matrix):  # its * and ** are matrix products: silently wrong results
+        raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.matrix "
+                        "(pass np.asarray(x))")
     dtype = x.dtype
-    key = (dtype.__class__, dtype)
+    key = (x.__class__, dtype)
     if key not in _DTYPE_KINDS:
         _DTYPE_KINDS[key] = ("float" if xp.isdtype(dtype, "real floating")
                              else "int" if xp.isdtype(dtype, "integral") else "other")
@@ -297,13 +301,12 @@ def _glorot_uniform(rng, shape):
 def _check_inputs(x, y):
     """Check the inputs against the spec; return the symbolic dimensions (N)."""
     try:
-        if (x.ndim != 2 or x.shape[1] != 2
-                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
+        if x.ndim != 2 or x.shape[1] != 2 or _DTYPE_KINDS.get((x.__class__, x.dtype)) != "float":
             _check_input(_namespace(x), "x", x, "float", ("N", 2), {})
         N = x.shape[0]
         if not N:
             raise ValueError("input 'x' is empty (N = 0): the loss needs at least one example along N")
-        if y.shape != (N, 1) or _DTYPE_KINDS.get((y.dtype.__class__, y.dtype)) != "float":
+        if y.shape != (N, 1) or _DTYPE_KINDS.get((y.__class__, y.dtype)) != "float":
             _check_input(_namespace(y), "y", y, "float", ("N", 1), {"N": (N, "x")})
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("x", x, "float[N, 2]"), ("y", y, "float[N, 1]"))
@@ -314,8 +317,7 @@ def _check_inputs(x, y):
 def _check_forward_inputs(x):
     """Check the inputs against the spec; return the symbolic dimensions (N)."""
     try:
-        if (x.ndim != 2 or x.shape[1] != 2
-                or _DTYPE_KINDS.get((x.dtype.__class__, x.dtype)) != "float"):
+        if x.ndim != 2 or x.shape[1] != 2 or _DTYPE_KINDS.get((x.__class__, x.dtype)) != "float":
             _check_input(_namespace(x), "x", x, "float", ("N", 2), {})
         N = x.shape[0]
     except AttributeError:  # an input that is not an array: say which
@@ -600,6 +602,8 @@ def _to_numpy(x):
         return x
     if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
         return x.get()  # CuPy: copy from the device
+    if getattr(x, "requires_grad", False):  # PyTorch exports no tensor that requires grad
+        x = x.detach()
     try:
         return np.from_dlpack(x)
     except (AttributeError, TypeError, BufferError, RuntimeError, ValueError):
