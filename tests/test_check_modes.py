@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from click.testing import CliRunner
 
@@ -48,7 +49,8 @@ def test_a_wrong_tangent_in_a_module_fails_forward_mode(tmp_path):
 def test_a_module_whose_jvp_raises_fails_with_the_reason_and_keeps_the_reverse_table(tmp_path):
     text = compile_spec((SPECS / "mazur.nn").read_text(), "mazur.nn")
     jvp = text[text.index("def jvp("):text.index("def hvp(")]
-    broken = jvp.replace("    xp = _namespace(i)\n", "    xp = _namespace(i)\n    raise RuntimeError('planted')\n", 1)
+    broken = re.sub(r"(\n    xp = _namespace\(.*\)\n)", r"\1    raise RuntimeError('planted')\n", jvp, count=1)
+    assert broken != jvp
     module = tmp_path / "mazur_raises.py"
     module.write_text(text.replace(jvp, broken))
     result = run("check", str(module), "--mode", "both")

@@ -24,10 +24,10 @@ Bugs this sweep found, fixed and kept as regression tests: 0-d parameters writte
 bench --min-time (a traceback) and by check --eps (a vacuous PASS); predict deciding
 'classifier' differently from eval; eval --split val on no examples printing 'loss nan' with
 exit 0; --backend jax --dtype float64 training in float32; train_step refusing inputs by
-keyword (except plain SGD); an unhelpful error for init_params(dtype=np.float64). Two strict
-xfails remain, both limitations rather than broken promises: PyTorch parameters with NumPy
-inputs get PyTorch's or NumPy's own error, and torch.autograd cannot run through the
-generated loss(), which updates arrays in place.
+keyword (except plain SGD); an unhelpful error for init_params(dtype=np.float64); PyTorch parameters with NumPy inputs
+(and the other way round) failing deep inside with an obscure error, now a TypeError that
+names both libraries. One strict xfail remains, a limitation rather than a broken promise:
+torch.autograd cannot run through the generated loss(), which updates arrays in place.
 """
 
 from __future__ import annotations
@@ -605,20 +605,24 @@ def test_init_params_dtype_given_as_a_dtype_object(tmp_path):
         module.init_params(dtype=np.int32)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "limitation, not fixed (checking every parameter's library costs each call): the generated "
-    "_namespace/_check_inputs take the namespace from the first input alone, so PyTorch "
-    "parameters with NumPy inputs reach _NumPy.matmul and fail with \"TypeError: '<=' not supported "
-    "between instances of 'builtin_function_or_method' and 'int'\" (x2.size is a method on a "
-    "tensor) instead of an error naming the parameter or input of the other library"))
 def test_torch_parameters_with_numpy_inputs_get_a_clear_error(tmp_path):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     module = _module("two_inputs_wrt", tmp_path)
     params = {k: torch.tensor(v) for k, v in _params(module).items()}
-    with pytest.raises((TypeError, ValueError)) as info:
-        module.value_and_grad(params, *_inputs(module).values())
-    message = str(info.value)
-    assert any(w in message for w in ("namespace", "torch", "numpy", "NumPy", "input", "param")), message
+    inputs = _inputs(module)
+    want = "the parameters are torch.Tensor but the inputs are numpy.ndarray: pass arrays of one library"
+    for entry in (module.value_and_grad, module.loss):
+        with pytest.raises(TypeError, match=want):
+            entry(params, *inputs.values())
+    with pytest.raises(TypeError, match=want):
+        module.train_step(params, module.init_optimizer(params), *inputs.values())
+    numpy_params = _params(module)  # and the other way round, in every entry point that reads both
+    tensors = [torch.asarray(v) for v in inputs.values()]
+    for entry in (module.loss, module.value_and_grad):
+        with pytest.raises(TypeError, match="the parameters are numpy.ndarray but the inputs are torch.Tensor"):
+            entry(numpy_params, *tensors)
+    with pytest.raises(TypeError, match="the parameters must be arrays, as the inputs are"):
+        module.loss({k: v.tolist() for k, v in numpy_params.items()}, *inputs.values())
 
 
 # ---- under jax.jit --------------------------------------------------------------------------

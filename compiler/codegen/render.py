@@ -318,6 +318,9 @@ def _function(prog, name, args, doc, check: Check, unpack, sections, returns, de
     first = decls[0].var.name if decls else None
     # with no inputs, the namespace comes from a parameter, read before it is unpacked
     source = first or (unpack[0].split(" = ", 1)[1] if unpack else None)
+    param = next((line.split(" = ", 1)[0] for line in unpack if line.split(" = ", 1)[1].startswith("params[")), None)
+    if first and param:  # the parameters must be of the inputs' library (_check_library)
+        source = f"{first}, {param}"
     fn = Function(name, args, doc, call, unpack, secs, returns)
     fn.uses_xp = _uses(statements, "xp.") or _uses(statements, "(xp,")
     if fn.uses_xp and source is None:

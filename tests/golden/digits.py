@@ -205,23 +205,31 @@ class _ScalarArgs:
 
 
 _NAMESPACES = {}
+_LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.numpy", ...)
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
 _XP_NAMES = ("arange", "asarray", "astype", "exp", "float32", "float64", "iinfo", "int32", "int64",
              "isdtype", "log", "matmul", "max", "maximum", "min", "sum")
 
 
-def _namespace(x):
+def _namespace(x, param=None):
     """The array-API namespace of `x`, found once per array type: the array's own
     `__array_namespace__()` (NumPy 2, JAX, array_api_strict) when it has every name in
     _XP_NAMES, else the array_api_compat wrapper (PyTorch; CuPy 14, whose arrays name no
     namespace). Wrapping NumPy costs 5-60% per step.
     A namespace whose functions take no Python numbers (the standard before 2024.12) is
-    wrapped to take them; one whose sums turn float32 into float64 (2022.12) is refused."""
+    wrapped to take them; one whose sums turn float32 into float64 (2022.12) is refused.
+    With `param`, a parameter, raise TypeError when it is of another library than `x`."""
     try:
-        return _NAMESPACES[type(x)]
+        xp = _NAMESPACES[type(x)]
     except KeyError:
-        pass
+        xp = _new_namespace(x)
+    if param is not None and param.__class__ is not x.__class__:
+        _check_library(x, param)
+    return xp
+
+
+def _new_namespace(x):
     try:
         xp = x.__array_namespace__()
         missing = [name for name in _XP_NAMES if not hasattr(xp, name)]
@@ -235,8 +243,25 @@ def _namespace(x):
                             "array-api-compat (pip install array-api-compat): their own namespace "
                             f"has no {missing[0]}") from None
         xp = array_api_compat.array_namespace(x)
-    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else _ScalarArgs.around(xp, x)
-    return xp
+    name = getattr(xp, "__name__", None)  # array_api_compat.torch is PyTorch's
+    _LIBRARIES[type(x)] = name.removeprefix("array_api_compat.") if isinstance(name, str) else id(xp)
+    _NAMESPACES[type(x)] = wrapped = _NumPy() if xp is np else _ScalarArgs.around(xp, x)
+    return wrapped
+
+
+def _check_library(x, param):
+    """Parameters and inputs of two array classes are fine within one library (a
+    torch.nn.Parameter and a Tensor, a JAX tracer and an Array); of two libraries, an error
+    that says so, where the first operation mixing them would raise something obscure."""
+    kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    try:
+        _namespace(param)
+    except (TypeError, AttributeError):
+        raise TypeError(f"the parameters must be arrays, as the inputs are ({kinds[1]}); got {kinds[0]}") from None
+    if _LIBRARIES[type(param)] != _LIBRARIES[type(x)]:
+        raise TypeError(f"the parameters are {kinds[0]} but the inputs are {kinds[1]}: pass arrays "
+                        "of one library (init_params(xp=...) and load_params(..., xp=...) make "
+                        "parameters in the inputs' library)")
 
 
 def _log_softmax(xp, x, axis):
@@ -383,11 +408,11 @@ def init_params(seed=0, *, xp=None, dtype="float32"):
 def forward(params, x):
     """Compute logits (the spec's outputs)."""
     _check_forward_inputs(x)
-    xp = _namespace(x)
     h_W = params["h.W"]
     h_b = params["h.b"]
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
+    xp = _namespace(x, h_W)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
     h += h_b
@@ -401,11 +426,11 @@ def forward(params, x):
 def loss(params, x, y):
     """The scalar loss."""
     B = _check_inputs(x, y)
-    xp = _namespace(x)
     h_W = params["h.W"]
     h_b = params["h.b"]
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
+    xp = _namespace(x, h_W)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
     h += h_b
@@ -421,11 +446,11 @@ def loss(params, x, y):
 def value_and_grad(params, x, y):
     """The loss and its gradient with respect to every parameter."""
     B = _check_inputs(x, y)
-    xp = _namespace(x)
     h_W = params["h.W"]
     h_b = params["h.b"]
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
+    xp = _namespace(x, h_W)
 
     # ---- forward ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
@@ -463,7 +488,6 @@ def value_and_grad(params, x, y):
 def jvp(params, tangents, x, y):
     """The loss and its directional derivative along `tangents` (keys: h.W, h.b, logits.W, logits.b), by forward mode."""
     B = _check_inputs(x, y)
-    xp = _namespace(x)
     h_W = params["h.W"]
     h_b = params["h.b"]
     logits_W = params["logits.W"]
@@ -472,6 +496,7 @@ def jvp(params, tangents, x, y):
     dot_h_b = tangents["h.b"]
     dot_logits_W = tangents["logits.W"]
     dot_logits_b = tangents["logits.b"]
+    xp = _namespace(x, h_W)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
@@ -498,7 +523,6 @@ def jvp(params, tangents, x, y):
 def hvp(params, vector, x, y):
     """The Hessian of the loss times `vector` (keys: h.W, h.b, logits.W, logits.b), by forward-over-reverse mode."""
     B = _check_inputs(x, y)
-    xp = _namespace(x)
     h_W = params["h.W"]
     h_b = params["h.b"]
     logits_W = params["logits.W"]
@@ -507,6 +531,7 @@ def hvp(params, vector, x, y):
     dot_h_b = vector["h.b"]
     dot_logits_W = vector["logits.W"]
     dot_logits_b = vector["logits.b"]
+    xp = _namespace(x, h_W)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))

@@ -215,6 +215,7 @@ class _ScalarArgs:
 
 
 _NAMESPACES = {}
+_LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.numpy", ...)
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
 _XP_NAMES = ("abs", "asarray", "astype", "cos", "exp", "float32", "float64", "full_like", "isdtype",
@@ -222,17 +223,24 @@ _XP_NAMES = ("abs", "asarray", "astype", "cos", "exp", "float32", "float64", "fu
              "square", "sum", "tanh", "where")
 
 
-def _namespace(x):
+def _namespace(x, param=None):
     """The array-API namespace of `x`, found once per array type: the array's own
     `__array_namespace__()` (NumPy 2, JAX, array_api_strict) when it has every name in
     _XP_NAMES, else the array_api_compat wrapper (PyTorch; CuPy 14, whose arrays name no
     namespace). Wrapping NumPy costs 5-60% per step.
     A namespace whose functions take no Python numbers (the standard before 2024.12) is
-    wrapped to take them; one whose sums turn float32 into float64 (2022.12) is refused."""
+    wrapped to take them; one whose sums turn float32 into float64 (2022.12) is refused.
+    With `param`, a parameter, raise TypeError when it is of another library than `x`."""
     try:
-        return _NAMESPACES[type(x)]
+        xp = _NAMESPACES[type(x)]
     except KeyError:
-        pass
+        xp = _new_namespace(x)
+    if param is not None and param.__class__ is not x.__class__:
+        _check_library(x, param)
+    return xp
+
+
+def _new_namespace(x):
     try:
         xp = x.__array_namespace__()
         missing = [name for name in _XP_NAMES if not hasattr(xp, name)]
@@ -246,8 +254,25 @@ def _namespace(x):
                             "array-api-compat (pip install array-api-compat): their own namespace "
                             f"has no {missing[0]}") from None
         xp = array_api_compat.array_namespace(x)
-    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else _ScalarArgs.around(xp, x)
-    return xp
+    name = getattr(xp, "__name__", None)  # array_api_compat.torch is PyTorch's
+    _LIBRARIES[type(x)] = name.removeprefix("array_api_compat.") if isinstance(name, str) else id(xp)
+    _NAMESPACES[type(x)] = wrapped = _NumPy() if xp is np else _ScalarArgs.around(xp, x)
+    return wrapped
+
+
+def _check_library(x, param):
+    """Parameters and inputs of two array classes are fine within one library (a
+    torch.nn.Parameter and a Tensor, a JAX tracer and an Array); of two libraries, an error
+    that says so, where the first operation mixing them would raise something obscure."""
+    kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    try:
+        _namespace(param)
+    except (TypeError, AttributeError):
+        raise TypeError(f"the parameters must be arrays, as the inputs are ({kinds[1]}); got {kinds[0]}") from None
+    if _LIBRARIES[type(param)] != _LIBRARIES[type(x)]:
+        raise TypeError(f"the parameters are {kinds[0]} but the inputs are {kinds[1]}: pass arrays "
+                        "of one library (init_params(xp=...) and load_params(..., xp=...) make "
+                        "parameters in the inputs' library)")
 
 
 def _log_softmax(xp, x, axis):
@@ -362,10 +387,10 @@ def init_params(seed=0, *, xp=None, dtype="float32"):
 def forward(params, x):
     """Compute q, m (the spec's outputs)."""
     B = _check_forward_inputs(x)
-    xp = _namespace(x)
     k = params["k"]
     h_W = params["h.W"]
     h_b = params["h.b"]
+    xp = _namespace(x, k)
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
@@ -393,11 +418,11 @@ def forward(params, x):
 def loss(params, x, p, t):
     """The scalar loss."""
     B = _check_inputs(x, p, t)
-    xp = _namespace(x)
     s = params["s"]
     k = params["k"]
     h_W = params["h.W"]
     h_b = params["h.b"]
+    xp = _namespace(x, s)
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
@@ -431,11 +456,11 @@ def loss(params, x, p, t):
 def value_and_grad(params, x, p, t):
     """The loss and its gradient with respect to every parameter and to x."""
     B = _check_inputs(x, p, t)
-    xp = _namespace(x)
     s = params["s"]
     k = params["k"]
     h_W = params["h.W"]
     h_b = params["h.b"]
+    xp = _namespace(x, s)
 
     # ---- forward ----
     # functions.nn:9  f = flatten(x)
@@ -541,7 +566,6 @@ def value_and_grad(params, x, p, t):
 def jvp(params, tangents, x, p, t):
     """The loss and its directional derivative along `tangents` (keys: s, k, h.W, h.b, x), by forward mode."""
     B = _check_inputs(x, p, t)
-    xp = _namespace(x)
     s = params["s"]
     k = params["k"]
     h_W = params["h.W"]
@@ -551,6 +575,7 @@ def jvp(params, tangents, x, p, t):
     dot_h_W = tangents["h.W"]
     dot_h_b = tangents["h.b"]
     dot_x = tangents["x"]
+    xp = _namespace(x, s)
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)
@@ -619,7 +644,6 @@ def jvp(params, tangents, x, p, t):
 def hvp(params, vector, x, p, t):
     """The Hessian of the loss times `vector` (keys: s, k, h.W, h.b, x), by forward-over-reverse mode."""
     B = _check_inputs(x, p, t)
-    xp = _namespace(x)
     s = params["s"]
     k = params["k"]
     h_W = params["h.W"]
@@ -629,6 +653,7 @@ def hvp(params, vector, x, p, t):
     dot_h_W = vector["h.W"]
     dot_h_b = vector["h.b"]
     dot_x = vector["x"]
+    xp = _namespace(x, s)
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)

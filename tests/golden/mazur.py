@@ -209,22 +209,30 @@ class _ScalarArgs:
 
 
 _NAMESPACES = {}
+_LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.numpy", ...)
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
 _XP_NAMES = ("asarray", "astype", "float32", "float64", "isdtype", "matmul", "sum", "tanh")
 
 
-def _namespace(x):
+def _namespace(x, param=None):
     """The array-API namespace of `x`, found once per array type: the array's own
     `__array_namespace__()` (NumPy 2, JAX, array_api_strict) when it has every name in
     _XP_NAMES, else the array_api_compat wrapper (PyTorch; CuPy 14, whose arrays name no
     namespace). Wrapping NumPy costs 5-60% per step.
     A namespace whose functions take no Python numbers (the standard before 2024.12) is
-    wrapped to take them; one whose sums turn float32 into float64 (2022.12) is refused."""
+    wrapped to take them; one whose sums turn float32 into float64 (2022.12) is refused.
+    With `param`, a parameter, raise TypeError when it is of another library than `x`."""
     try:
-        return _NAMESPACES[type(x)]
+        xp = _NAMESPACES[type(x)]
     except KeyError:
-        pass
+        xp = _new_namespace(x)
+    if param is not None and param.__class__ is not x.__class__:
+        _check_library(x, param)
+    return xp
+
+
+def _new_namespace(x):
     try:
         xp = x.__array_namespace__()
         missing = [name for name in _XP_NAMES if not hasattr(xp, name)]
@@ -238,8 +246,25 @@ def _namespace(x):
                             "array-api-compat (pip install array-api-compat): their own namespace "
                             f"has no {missing[0]}") from None
         xp = array_api_compat.array_namespace(x)
-    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else _ScalarArgs.around(xp, x)
-    return xp
+    name = getattr(xp, "__name__", None)  # array_api_compat.torch is PyTorch's
+    _LIBRARIES[type(x)] = name.removeprefix("array_api_compat.") if isinstance(name, str) else id(xp)
+    _NAMESPACES[type(x)] = wrapped = _NumPy() if xp is np else _ScalarArgs.around(xp, x)
+    return wrapped
+
+
+def _check_library(x, param):
+    """Parameters and inputs of two array classes are fine within one library (a
+    torch.nn.Parameter and a Tensor, a JAX tracer and an Array); of two libraries, an error
+    that says so, where the first operation mixing them would raise something obscure."""
+    kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    try:
+        _namespace(param)
+    except (TypeError, AttributeError):
+        raise TypeError(f"the parameters must be arrays, as the inputs are ({kinds[1]}); got {kinds[0]}") from None
+    if _LIBRARIES[type(param)] != _LIBRARIES[type(x)]:
+        raise TypeError(f"the parameters are {kinds[0]} but the inputs are {kinds[1]}: pass arrays "
+                        "of one library (init_params(xp=...) and load_params(..., xp=...) make "
+                        "parameters in the inputs' library)")
 
 
 # (array class, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
@@ -332,11 +357,11 @@ def init_params(seed=0, *, xp=None, dtype="float32"):
 def forward(params, i):
     """Compute out_o (the spec's outputs)."""
     _check_forward_inputs(i)
-    xp = _namespace(i)
     W1 = params["W1"]
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
+    xp = _namespace(i, W1)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
     net_h += b1
@@ -353,11 +378,11 @@ def forward(params, i):
 def loss(params, i, t):
     """The scalar loss."""
     _check_inputs(i, t)
-    xp = _namespace(i)
     W1 = params["W1"]
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
+    xp = _namespace(i, W1)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
     net_h += b1
@@ -377,11 +402,11 @@ def loss(params, i, t):
 def value_and_grad(params, i, t):
     """The loss and its gradient with respect to every parameter."""
     _check_inputs(i, t)
-    xp = _namespace(i)
     W1 = params["W1"]
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
+    xp = _namespace(i, W1)
 
     # ---- forward ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -418,7 +443,6 @@ def value_and_grad(params, i, t):
 def jvp(params, tangents, i, t):
     """The loss and its directional derivative along `tangents` (keys: W1, b1, W2, b2), by forward mode."""
     _check_inputs(i, t)
-    xp = _namespace(i)
     W1 = params["W1"]
     b1 = params["b1"]
     W2 = params["W2"]
@@ -427,6 +451,7 @@ def jvp(params, tangents, i, t):
     dot_b1 = tangents["b1"]
     dot_W2 = tangents["W2"]
     dot_b2 = tangents["b2"]
+    xp = _namespace(i, W1)
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -456,7 +481,6 @@ def jvp(params, tangents, i, t):
 def hvp(params, vector, i, t):
     """The Hessian of the loss times `vector` (keys: W1, b1, W2, b2), by forward-over-reverse mode."""
     _check_inputs(i, t)
-    xp = _namespace(i)
     W1 = params["W1"]
     b1 = params["b1"]
     W2 = params["W2"]
@@ -465,6 +489,7 @@ def hvp(params, vector, i, t):
     dot_b1 = vector["b1"]
     dot_W2 = vector["W2"]
     dot_b2 = vector["b2"]
+    xp = _namespace(i, W1)
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -524,11 +549,11 @@ def train_step(params, state, i, t):
     Forward, backward and update in one pass; the backward starts from the learning rate,
     so each d_* below is already lr * gradient."""
     _check_inputs(i, t)
-    xp = _namespace(i)
     W1 = params["W1"]
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
+    xp = _namespace(i, W1)
 
     # ---- forward ----
     # mazur.nn:10  net_h = W1 @ i + b1

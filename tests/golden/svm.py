@@ -201,23 +201,31 @@ class _ScalarArgs:
 
 
 _NAMESPACES = {}
+_LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.numpy", ...)
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
 _XP_NAMES = ("arange", "asarray", "astype", "float32", "float64", "iinfo", "int32", "int64",
              "isdtype", "matmul", "max", "maximum", "min", "sum", "zeros_like")
 
 
-def _namespace(x):
+def _namespace(x, param=None):
     """The array-API namespace of `x`, found once per array type: the array's own
     `__array_namespace__()` (NumPy 2, JAX, array_api_strict) when it has every name in
     _XP_NAMES, else the array_api_compat wrapper (PyTorch; CuPy 14, whose arrays name no
     namespace). Wrapping NumPy costs 5-60% per step.
     A namespace whose functions take no Python numbers (the standard before 2024.12) is
-    wrapped to take them; one whose sums turn float32 into float64 (2022.12) is refused."""
+    wrapped to take them; one whose sums turn float32 into float64 (2022.12) is refused.
+    With `param`, a parameter, raise TypeError when it is of another library than `x`."""
     try:
-        return _NAMESPACES[type(x)]
+        xp = _NAMESPACES[type(x)]
     except KeyError:
-        pass
+        xp = _new_namespace(x)
+    if param is not None and param.__class__ is not x.__class__:
+        _check_library(x, param)
+    return xp
+
+
+def _new_namespace(x):
     try:
         xp = x.__array_namespace__()
         missing = [name for name in _XP_NAMES if not hasattr(xp, name)]
@@ -231,8 +239,25 @@ def _namespace(x):
                             "array-api-compat (pip install array-api-compat): their own namespace "
                             f"has no {missing[0]}") from None
         xp = array_api_compat.array_namespace(x)
-    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else _ScalarArgs.around(xp, x)
-    return xp
+    name = getattr(xp, "__name__", None)  # array_api_compat.torch is PyTorch's
+    _LIBRARIES[type(x)] = name.removeprefix("array_api_compat.") if isinstance(name, str) else id(xp)
+    _NAMESPACES[type(x)] = wrapped = _NumPy() if xp is np else _ScalarArgs.around(xp, x)
+    return wrapped
+
+
+def _check_library(x, param):
+    """Parameters and inputs of two array classes are fine within one library (a
+    torch.nn.Parameter and a Tensor, a JAX tracer and an Array); of two libraries, an error
+    that says so, where the first operation mixing them would raise something obscure."""
+    kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    try:
+        _namespace(param)
+    except (TypeError, AttributeError):
+        raise TypeError(f"the parameters must be arrays, as the inputs are ({kinds[1]}); got {kinds[0]}") from None
+    if _LIBRARIES[type(param)] != _LIBRARIES[type(x)]:
+        raise TypeError(f"the parameters are {kinds[0]} but the inputs are {kinds[1]}: pass arrays "
+                        "of one library (init_params(xp=...) and load_params(..., xp=...) make "
+                        "parameters in the inputs' library)")
 
 
 def _onehot(xp, labels, classes, like):
@@ -366,9 +391,9 @@ def init_params(seed=0, *, xp=None, dtype="float32"):
 def forward(params, x):
     """Compute scores (the spec's outputs)."""
     _check_forward_inputs(x)
-    xp = _namespace(x)
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
+    xp = _namespace(x, scores_W)
     # svm.nn:5  scores = dense(x, 3)
     scores = xp.matmul(x, scores_W)
     scores += scores_b
@@ -378,9 +403,9 @@ def forward(params, x):
 def loss(params, x, y):
     """The scalar loss."""
     N = _check_inputs(x, y)
-    xp = _namespace(x)
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
+    xp = _namespace(x, scores_W)
     # svm.nn:5  scores = dense(x, 3)
     scores = xp.matmul(x, scores_W)
     scores += scores_b
@@ -393,9 +418,9 @@ def loss(params, x, y):
 def value_and_grad(params, x, y):
     """The loss and its gradient with respect to every parameter."""
     N = _check_inputs(x, y)
-    xp = _namespace(x)
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
+    xp = _namespace(x, scores_W)
 
     # ---- forward ----
     # svm.nn:5  scores = dense(x, 3)
@@ -423,11 +448,11 @@ def value_and_grad(params, x, y):
 def jvp(params, tangents, x, y):
     """The loss and its directional derivative along `tangents` (keys: scores.W, scores.b), by forward mode."""
     N = _check_inputs(x, y)
-    xp = _namespace(x)
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     dot_scores_W = tangents["scores.W"]
     dot_scores_b = tangents["scores.b"]
+    xp = _namespace(x, scores_W)
 
     # ---- forward with tangents ----
     # svm.nn:5  scores = dense(x, 3)
@@ -447,9 +472,9 @@ def jvp(params, tangents, x, y):
 def hvp(params, vector, x, y):
     """The Hessian of the loss times `vector` (keys: scores.W, scores.b), by forward-over-reverse mode."""
     _check_inputs(x, y)
-    xp = _namespace(x)
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
+    xp = _namespace(x, scores_W)
     return {"scores.W": xp.zeros_like(scores_W), "scores.b": xp.zeros_like(scores_b)}
 
 
@@ -465,9 +490,9 @@ def train_step(params, state, x, y):
     Forward, backward and update in one pass; the backward starts from the learning rate,
     so each d_* below is already lr * gradient."""
     N = _check_inputs(x, y)
-    xp = _namespace(x)
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
+    xp = _namespace(x, scores_W)
 
     # ---- forward ----
     # svm.nn:5  scores = dense(x, 3)

@@ -205,23 +205,31 @@ class _ScalarArgs:
 
 
 _NAMESPACES = {}
+_LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.numpy", ...)
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
 _XP_NAMES = ("asarray", "astype", "float32", "float64", "isdtype", "logaddexp", "matmul", "sum",
              "tanh")
 
 
-def _namespace(x):
+def _namespace(x, param=None):
     """The array-API namespace of `x`, found once per array type: the array's own
     `__array_namespace__()` (NumPy 2, JAX, array_api_strict) when it has every name in
     _XP_NAMES, else the array_api_compat wrapper (PyTorch; CuPy 14, whose arrays name no
     namespace). Wrapping NumPy costs 5-60% per step.
     A namespace whose functions take no Python numbers (the standard before 2024.12) is
-    wrapped to take them; one whose sums turn float32 into float64 (2022.12) is refused."""
+    wrapped to take them; one whose sums turn float32 into float64 (2022.12) is refused.
+    With `param`, a parameter, raise TypeError when it is of another library than `x`."""
     try:
-        return _NAMESPACES[type(x)]
+        xp = _NAMESPACES[type(x)]
     except KeyError:
-        pass
+        xp = _new_namespace(x)
+    if param is not None and param.__class__ is not x.__class__:
+        _check_library(x, param)
+    return xp
+
+
+def _new_namespace(x):
     try:
         xp = x.__array_namespace__()
         missing = [name for name in _XP_NAMES if not hasattr(xp, name)]
@@ -235,8 +243,25 @@ def _namespace(x):
                             "array-api-compat (pip install array-api-compat): their own namespace "
                             f"has no {missing[0]}") from None
         xp = array_api_compat.array_namespace(x)
-    _NAMESPACES[type(x)] = xp = _NumPy() if xp is np else _ScalarArgs.around(xp, x)
-    return xp
+    name = getattr(xp, "__name__", None)  # array_api_compat.torch is PyTorch's
+    _LIBRARIES[type(x)] = name.removeprefix("array_api_compat.") if isinstance(name, str) else id(xp)
+    _NAMESPACES[type(x)] = wrapped = _NumPy() if xp is np else _ScalarArgs.around(xp, x)
+    return wrapped
+
+
+def _check_library(x, param):
+    """Parameters and inputs of two array classes are fine within one library (a
+    torch.nn.Parameter and a Tensor, a JAX tracer and an Array); of two libraries, an error
+    that says so, where the first operation mixing them would raise something obscure."""
+    kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    try:
+        _namespace(param)
+    except (TypeError, AttributeError):
+        raise TypeError(f"the parameters must be arrays, as the inputs are ({kinds[1]}); got {kinds[0]}") from None
+    if _LIBRARIES[type(param)] != _LIBRARIES[type(x)]:
+        raise TypeError(f"the parameters are {kinds[0]} but the inputs are {kinds[1]}: pass arrays "
+                        "of one library (init_params(xp=...) and load_params(..., xp=...) make "
+                        "parameters in the inputs' library)")
 
 
 # (array class, dtype) -> "float" | "int" | "other": filled by _check_input, read by the fast
@@ -342,11 +367,11 @@ def init_params(seed=0, *, xp=None, dtype="float32"):
 def forward(params, x):
     """Compute prob (the spec's outputs)."""
     _check_forward_inputs(x)
-    xp = _namespace(x)
     hidden_W = params["hidden.W"]
     hidden_b = params["hidden.b"]
     logit_W = params["logit.W"]
     logit_b = params["logit.b"]
+    xp = _namespace(x, hidden_W)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
     hidden += hidden_b
@@ -362,11 +387,11 @@ def forward(params, x):
 def loss(params, x, y):
     """The scalar loss."""
     N = _check_inputs(x, y)
-    xp = _namespace(x)
     hidden_W = params["hidden.W"]
     hidden_b = params["hidden.b"]
     logit_W = params["logit.W"]
     logit_b = params["logit.b"]
+    xp = _namespace(x, hidden_W)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
     hidden += hidden_b
@@ -382,11 +407,11 @@ def loss(params, x, y):
 def value_and_grad(params, x, y):
     """The loss and its gradient with respect to every parameter."""
     N = _check_inputs(x, y)
-    xp = _namespace(x)
     hidden_W = params["hidden.W"]
     hidden_b = params["hidden.b"]
     logit_W = params["logit.W"]
     logit_b = params["logit.b"]
+    xp = _namespace(x, hidden_W)
 
     # ---- forward ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
@@ -425,7 +450,6 @@ def value_and_grad(params, x, y):
 def jvp(params, tangents, x, y):
     """The loss and its directional derivative along `tangents` (keys: hidden.W, hidden.b, logit.W, logit.b), by forward mode."""
     N = _check_inputs(x, y)
-    xp = _namespace(x)
     hidden_W = params["hidden.W"]
     hidden_b = params["hidden.b"]
     logit_W = params["logit.W"]
@@ -434,6 +458,7 @@ def jvp(params, tangents, x, y):
     dot_hidden_b = tangents["hidden.b"]
     dot_logit_W = tangents["logit.W"]
     dot_logit_b = tangents["logit.b"]
+    xp = _namespace(x, hidden_W)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
@@ -458,7 +483,6 @@ def jvp(params, tangents, x, y):
 def hvp(params, vector, x, y):
     """The Hessian of the loss times `vector` (keys: hidden.W, hidden.b, logit.W, logit.b), by forward-over-reverse mode."""
     N = _check_inputs(x, y)
-    xp = _namespace(x)
     hidden_W = params["hidden.W"]
     hidden_b = params["hidden.b"]
     logit_W = params["logit.W"]
@@ -467,6 +491,7 @@ def hvp(params, vector, x, y):
     dot_hidden_b = vector["hidden.b"]
     dot_logit_W = vector["logit.W"]
     dot_logit_b = vector["logit.b"]
+    xp = _namespace(x, hidden_W)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
