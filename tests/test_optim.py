@@ -165,3 +165,31 @@ def test_running_averages_read_as_one_minus_the_decay(optimizer, written, not_wr
     text = compile_spec(SPEC.format(optimizer=optimizer), "m.nn")
     assert all(w in text for w in written), text
     assert not any(w in text for w in not_written), text
+
+
+@pytest.mark.parametrize("optimizer", ["sgd(lr=0.1, momentum=0.9)", "adam(lr=0.01)", "adadelta(lr=1.0)"])
+def test_optimizer_state_is_zeros_like_each_parameter(tmp_path, optimizer):
+    """Zeros of each parameter's shape and dtype, whatever its values (`p * 0.0` made nan
+    state of an inf parameter) and, for PyTorch, not part of any graph."""
+    module = compile_and_load(f"""
+model m
+input x : float[B, 3]
+h = dense(x, 2)
+loss = l2(h)
+optimizer {optimizer}
+""", tmp_path, "zeros")
+    params = module.init_params()
+    params["h.W"][0, 0] = np.inf
+    params["h.b"][:] = np.nan
+    state = module.init_optimizer(params)
+    buffers = [v for v in state.values() if isinstance(v, dict)]
+    assert buffers and state["step"] == 0
+    for buf in buffers:
+        for name, p in params.items():
+            assert buf[name].dtype == p.dtype and buf[name].shape == p.shape
+            np.testing.assert_array_equal(buf[name], np.zeros_like(p))
+            assert not np.shares_memory(buf[name], p)
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    tparams = {k: torch.ones(v.shape, dtype=torch.float64, requires_grad=True) for k, v in params.items()}
+    for buf in (v for v in module.init_optimizer(tparams).values() if isinstance(v, dict)):
+        assert all(not t.requires_grad and t.dtype == torch.float64 for t in buf.values())

@@ -688,8 +688,7 @@ def hvp(params, vector, x, y):
 
 def init_optimizer(params):
     """Optimizer state for sgd(lr=0.01, momentum=0, nesterov=false, weight_decay=0)."""
-    state = {"step": 0}
-    return state
+    return {"step": 0}
 
 
 def train_step(params, state, x, y):

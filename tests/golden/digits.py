@@ -209,7 +209,7 @@ _LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.nump
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
 _XP_NAMES = ("arange", "asarray", "astype", "exp", "float32", "float64", "iinfo", "int32", "int64",
-             "isdtype", "log", "matmul", "max", "maximum", "min", "sum")
+             "isdtype", "log", "matmul", "max", "maximum", "min", "sum", "zeros_like")
 
 
 def _namespace(x, param=None):
@@ -579,8 +579,10 @@ def hvp(params, vector, x, y):
 
 def init_optimizer(params):
     """Optimizer state for sgd(lr=0.1, momentum=0.9, nesterov=false, weight_decay=0)."""
-    state = {"step": 0}
-    state["velocity"] = {name: p * 0.0 for name, p in params.items()}
+    state = {"step": 0, "velocity": {}}
+    for name, p in params.items():  # zeros of each parameter's shape, dtype and device
+        xp = _namespace(p)
+        state["velocity"][name] = xp.zeros_like(p)
     return state
 
 

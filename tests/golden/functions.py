@@ -220,7 +220,7 @@ _LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.nump
 # namespace of a library that does not follow the standard everywhere) is not used directly.
 _XP_NAMES = ("abs", "asarray", "astype", "cos", "exp", "float32", "float64", "full_like", "isdtype",
              "log", "logaddexp", "matmul", "max", "maximum", "minimum", "reshape", "sin", "sqrt",
-             "square", "sum", "tanh", "where")
+             "square", "sum", "tanh", "where", "zeros_like")
 
 
 def _namespace(x, param=None):
@@ -828,8 +828,10 @@ def hvp(params, vector, x, p, t):
 
 def init_optimizer(params):
     """Optimizer state for sgd(lr=0.01, momentum=0.5, nesterov=true, weight_decay=0.001)."""
-    state = {"step": 0}
-    state["velocity"] = {name: p * 0.0 for name, p in params.items()}
+    state = {"step": 0, "velocity": {}}
+    for name, p in params.items():  # zeros of each parameter's shape, dtype and device
+        xp = _namespace(p)
+        state["velocity"][name] = xp.zeros_like(p)
     return state
 
 

@@ -539,8 +539,7 @@ def hvp(params, vector, i, t):
 
 def init_optimizer(params):
     """Optimizer state for sgd(lr=0.5, momentum=0, nesterov=false, weight_decay=0)."""
-    state = {"step": 0}
-    return state
+    return {"step": 0}
 
 
 def train_step(params, state, i, t):
