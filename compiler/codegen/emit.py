@@ -275,10 +275,10 @@ def caller_arrays(prog: Program) -> set[str]:
     return {d.var.name for d in prog.inputs} | {p.var.name for p in prog.params}
 
 
-def view_base(a: Atom, eqns) -> Atom:
+def view_base(a: Atom, defs: dict[str, Eqn]) -> Atom:
     """The array whose memory `a` may share: `a` itself, or what a chain of views of it
-    (transpose, reshape, broadcast_to: VIEWS) starts from, `x` for `flatten(x).T`."""
-    defs = {e.out.name: e for e in eqns}
+    (transpose, reshape, broadcast_to: VIEWS) starts from, `x` for `flatten(x).T`.
+    `defs` maps each variable to the equation defining it."""
     while isinstance(a, Var) and a.name in defs and defs[a.name].prim in VIEWS:
         a = defs[a.name].inputs[0]
     return a
@@ -292,8 +292,9 @@ def handed_out(results: list[Atom], external: set[str], eqns=()) -> list[str]:
     returned array in place never changes another, nor the caller's own."""
     seen: set[str] = set()
     texts = []
+    defs = {e.out.name: e for e in eqns}  # once: a scan per result was quadratic in the spec
     for a in results:
-        base = view_base(a, eqns)
+        base = view_base(a, defs)
         if isinstance(base, Var) and (base.name in external or base.name in seen):
             texts.append(f"xp.asarray({a.name}, copy=True)")
         else:

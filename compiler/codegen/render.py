@@ -541,8 +541,8 @@ def _sgd_scale(eqns, p: Var, g: Var, new_p: Atom, new_bufs: dict) -> float | Non
 
 def _grads_may_alias(prog: Program) -> bool:
     """True when some gradient may be (a view of) a parameter or input array."""
-    eqns, external = prog.eqns + prog.backward, caller_arrays(prog)
-    return any(isinstance(base := view_base(a, eqns), Var) and base.name in external for _, a in prog.grads)
+    defs, external = {e.out.name: e for e in prog.eqns + prog.backward}, caller_arrays(prog)
+    return any(isinstance(base := view_base(a, defs), Var) and base.name in external for _, a in prog.grads)
 
 
 def _py(v) -> str:

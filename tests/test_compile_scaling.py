@@ -1,0 +1,53 @@
+"""Compile work grows linearly with the spec, counted, not timed: the lines of nnc's own code
+executed while compiling a chain of N layers, for two N.
+
+benchmarks/bench.py times (C) (500 layers in under 3 s); this catches the usual way that
+figure regresses, a pass that scans the whole program once per value (twice so far: a
+gradient map rebuilt per parameter, a definitions map rebuilt per returned array), without
+depending on how fast the machine is. Line events include every loop iteration, so a
+quadratic scan shows even when it is cheap per step."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nnc
+from nnc.api import compile_spec
+
+NNC_DIR = str(Path(nnc.__file__).resolve().parent.parent)  # compiler/, templates/, runtime/ ...
+
+
+def _chain(layers: int) -> str:  # the shape of benchmarks/bench.py's chain_spec
+    lines = ["model chain", "input x : float[B, 16]", "input y : float[B, 16]", "h0 = x"]
+    lines += [f"h{k} = tanh(dense(h{k - 1}, 16))" for k in range(1, layers + 1)]
+    return "\n".join([*lines, f"loss = mse(h{layers}, y)", "optimizer sgd(lr=0.01, momentum=0.9)"]) + "\n"
+
+
+def _lines_executed(text: str) -> int:
+    count = 0
+
+    def local(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    def call(frame, event, arg):  # trace nnc's frames only: lark and jinja2 are not ours
+        return local if frame.f_code.co_filename.startswith(NNC_DIR) else None
+
+    sys.settrace(call)
+    try:
+        compile_spec(text, "chain.nn")
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_compile_work_grows_linearly_with_the_number_of_layers():
+    compile_spec(_chain(2), "chain.nn")  # caches (grammar, template, runtime sources) filled once
+    small, large = 25, 100
+    per_layer = {n: _lines_executed(_chain(n)) / n for n in (small, large)}
+    growth = per_layer[large] / per_layer[small]
+    # linear work gives 1.0 plus a fixed part spread thinner; a scan per value gives ~1 + 4x its share
+    assert growth < 1.15, f"lines per layer: {per_layer} (growth {growth:.2f}x from {small} to {large} layers)"
