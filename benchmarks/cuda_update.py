@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Impl, run_rounds, summary  # noqa: E402
 
-from nnc.api import compile_spec  # noqa: E402
+from nnc.api import compile_spec, load_module  # noqa: E402
 
 ADAM = "optimizer adam(lr=0.001)"
-
-
-def load(source: str, tmp: Path, name: str):
-    import importlib.util
-
-    path = tmp / f"{name}.py"
-    path.write_text(compile_spec(source, f"{name}.nn"), encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def impl(cupy, module, name: str, batch: int) -> tuple[Impl, dict]:
@@ -85,25 +73,25 @@ def main(argv: list[str] | None = None) -> int:
                "rows": []}
     print(f"CuPy {results['cupy']} on {results['device']}: train_step of specs/mlp.nn, float32")
     print(f"{'optimizer':<14}{'batch':>6}{'fused kernel':>16}{'portable loop':>16}{'ratio (min-max)':>22}")
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, source in sources.items():
-            name = label.replace(" ", "_")
-            module, portable = load(source, Path(tmp), name), load(source, Path(tmp), name + "_portable")
-            portable._CUDA_UPDATE.kernels[cupy.ndarray] = None  # the kernel cache says: no kernel, run the loop
-            for batch in (32, 1024):
-                fused, fused_params = impl(cupy, module, "fused kernel", batch)
-                loop, loop_params = impl(cupy, portable, "portable loop", batch)
-                run_rounds([fused, loop], rounds, sample_s)
-                s, base = summary(fused, loop), summary(loop, None)
-                fused.reset(), loop.reset()
-                for _ in range(5):
-                    fused.step(), loop.step()
-                worst = max(float(cupy.max(cupy.abs(fused_params[k] - loop_params[k]))) for k in fused_params)
-                row = {"optimizer": label, "batch": batch, "fused": s, "loop": base, "max_abs_difference": worst}
-                results["rows"].append(row)
-                print(f"{label:<14}{batch:>6}{s['median_s'] * 1e6:>13.1f} us{base['median_s'] * 1e6:>13.1f} us"
-                      f"{s['ratio']:>10.3f} ({s['ratio_min']:.3f}-{s['ratio_max']:.3f})"
-                      f"   params differ by at most {worst:.3g} after 5 steps")
+    for label, source in sources.items():
+        name = label.replace(" ", "_")
+        text = compile_spec(source, f"{name}.nn")
+        module, portable = load_module(text, name), load_module(text, name + "_portable")
+        portable._CUDA_UPDATE.kernels[cupy.ndarray] = None  # the kernel cache says: no kernel, run the loop
+        for batch in (32, 1024):
+            fused, fused_params = impl(cupy, module, "fused kernel", batch)
+            loop, loop_params = impl(cupy, portable, "portable loop", batch)
+            run_rounds([fused, loop], rounds, sample_s)
+            s, base = summary(fused, loop), summary(loop, None)
+            fused.reset(), loop.reset()
+            for _ in range(5):
+                fused.step(), loop.step()
+            worst = max(float(cupy.max(cupy.abs(fused_params[k] - loop_params[k]))) for k in fused_params)
+            row = {"optimizer": label, "batch": batch, "fused": s, "loop": base, "max_abs_difference": worst}
+            results["rows"].append(row)
+            print(f"{label:<14}{batch:>6}{s['median_s'] * 1e6:>13.1f} us{base['median_s'] * 1e6:>13.1f} us"
+                  f"{s['ratio']:>10.3f} ({s['ratio_min']:.3f}-{s['ratio_max']:.3f})"
+                  f"   params differ by at most {worst:.3g} after 5 steps")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0
