@@ -284,7 +284,7 @@ def view_base(a: Atom, defs: dict[str, Eqn]) -> Atom:
     return a
 
 
-def handed_out(results: list[Atom], external: set[str], eqns=()) -> list[str]:
+def handed_out(results: list[Atom], external: set[str], eqns: tuple[Eqn, ...] | list[Eqn]) -> list[str]:
     """Source for each array a function returns: a copy where it is, or is a view of
     (through `eqns`), one the caller already holds (`external`: an input, a parameter, an
     entry of `vector`) or one returned earlier in the same call (CSE can make two gradients
