@@ -15,15 +15,14 @@ tensors that require grad.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_portability import _numpy, _strict, _torch
+from test_portability import _forward_args, _numpy, _strict, _torch
 
-from helpers import load_source
+from helpers import load_source, random_inputs
 from nnc.api import compile_spec
 
 TESTS = Path(__file__).resolve().parent
@@ -46,12 +45,7 @@ def _module(spec: str, tmp_path: Path, text: str | None = None):
 
 def _host_case(module, batch: int = 3, seed: int = 0) -> tuple[dict, dict]:
     """float64 parameters and inputs on the host; labels cover their classes."""
-    rng = np.random.default_rng(seed)
-    inputs = {}
-    for name, meta in module.INPUTS.items():
-        shape = tuple(batch if isinstance(d, str) else d for d in meta["shape"])
-        inputs[name] = (rng.integers(0, meta["classes"], size=shape) if meta["kind"] == "int"
-                        else rng.normal(size=shape))
+    inputs = dict(zip(module.INPUTS, random_inputs(module, np.random.default_rng(seed), size=batch)))
     return module.init_params(seed=seed, dtype="float64"), inputs
 
 
@@ -80,10 +74,6 @@ def _leaves(result, prefix: str):
             yield from _leaves(v, f"{prefix}[{i}]")
     elif result is not None:
         yield prefix, result
-
-
-def _forward_args(module, inputs: dict) -> list:
-    return [inputs[n] for n in inspect.signature(module.forward).parameters if n != "params"]
 
 
 def _calls(module, params: dict, inputs: dict, vector: dict) -> dict:
