@@ -15,13 +15,9 @@ from pathlib import Path
 import nnc
 from nnc.api import compile_spec
 
-NNC_DIR = str(Path(nnc.__file__).resolve().parent.parent)  # compiler/, templates/, runtime/ ...
-
-
-def _chain(layers: int) -> str:  # the shape of benchmarks/bench.py's chain_spec
-    lines = ["model chain", "input x : float[B, 16]", "input y : float[B, 16]", "h0 = x"]
-    lines += [f"h{k} = tanh(dense(h{k - 1}, 16))" for k in range(1, layers + 1)]
-    return "\n".join([*lines, f"loss = mse(h{layers}, y)", "optimizer sgd(lr=0.01, momentum=0.9)"]) + "\n"
+NNC_DIR = str(Path(nnc.__file__).resolve().parent)  # the compiler: compiler/ here, nnc/ in an installed wheel
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from bench import chain_spec  # noqa: E402  (workload C's spec: the figure this test stands behind)
 
 
 def _lines_executed(text: str) -> int:
@@ -45,9 +41,9 @@ def _lines_executed(text: str) -> int:
 
 
 def test_compile_work_grows_linearly_with_the_number_of_layers():
-    compile_spec(_chain(2), "chain.nn")  # caches (grammar, template, runtime sources) filled once
+    compile_spec(chain_spec(2), "chain.nn")  # caches (grammar, template, runtime sources) filled once
     small, large = 25, 100
-    per_layer = {n: _lines_executed(_chain(n)) / n for n in (small, large)}
+    per_layer = {n: _lines_executed(chain_spec(n)) / n for n in (small, large)}
     growth = per_layer[large] / per_layer[small]
     # linear work gives 1.0 plus a fixed part spread thinner; a scan per value gives ~1 + 4x its share
     assert growth < 1.15, f"lines per layer: {per_layer} (growth {growth:.2f}x from {small} to {large} layers)"
