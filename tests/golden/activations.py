@@ -254,15 +254,19 @@ def _check_library(x, param):
     """Parameters and inputs of two array classes are fine within one library (a
     torch.nn.Parameter and a Tensor, a JAX tracer and an Array); of two libraries, an error
     that says so, where the first operation mixing them would raise something obscure."""
-    kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
     try:
         _namespace(param)
+        array = True
     except (TypeError, AttributeError):
-        raise TypeError(f"the parameters must be arrays, as the inputs are ({kinds[1]}); got {kinds[0]}") from None
-    if _LIBRARIES[type(param)] != _LIBRARIES[type(x)]:
-        raise TypeError(f"the parameters are {kinds[0]} but the inputs are {kinds[1]}: pass arrays "
-                        "of one library (init_params(xp=...) and load_params(..., xp=...) make "
-                        "parameters in the inputs' library)")
+        array = False
+    if array and _LIBRARIES[type(param)] == _LIBRARIES[type(x)]:
+        return
+    kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if not array:
+        raise TypeError(f"the parameters must be arrays, as the inputs are ({kinds[1]}); got {kinds[0]}")
+    raise TypeError(f"the parameters are {kinds[0]} but the inputs are {kinds[1]}: pass arrays "
+                    "of one library (init_params(xp=...) and load_params(..., xp=...) make "
+                    "parameters in the inputs' library)")
 
 
 def _log_softmax(xp, x, axis):
