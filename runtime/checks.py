@@ -77,3 +77,13 @@ def _check_labels(xp, name, y, classes):
     if low < 0 or high >= classes:
         raise ValueError(f"input '{name}' holds class labels in [0, {classes}), "
                          f"got values from {low} to {high}")
+
+
+def _check_params(params, shapes, spec):
+    """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
+    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    for name, shape in shapes.items():
+        actual = tuple(params[name].shape) if name in params else shape
+        if actual != shape:
+            raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
+                             "(init_params() and load_params() make this model's parameters)")

@@ -15,7 +15,9 @@ tensors that require grad.
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -390,6 +392,48 @@ def test_bad_labels_are_refused_by_name_on_every_backend(backend_name, labels, m
         with pytest.raises(ValueError, match=rf"^input 'y' {message}"):
             entry(*call_args, *args)
     assert not _changed(before, params)
+
+
+def _misshapen(shape: tuple) -> tuple:
+    """A shape that broadcasts where `shape` does (a leading axis of 1), so that only a shape
+    check can tell; a scalar becomes (1,)."""
+    return (1, *shape)
+
+
+# every spec on NumPy; the specs of specs/ on array_api_strict and PyTorch too
+_SHIPPED = sorted(p.stem for p in (TESTS.parent / "specs").glob("*.nn"))
+
+
+@pytest.mark.parametrize("spec, backend_name", [(s, "numpy") for s in EVERY_SPEC]
+                         + [(s, b) for b in ("array_api_strict", "torch") for s in _SHIPPED])
+def test_parameters_of_another_shape_are_refused_by_name(spec, backend_name, tmp_path):
+    """Every entry point that reads a parameter refuses it with another shape, naming it,
+    before computing anything (a bias of shape (1, 256) would broadcast: a loss and gradients
+    of the wrong shape, or a train_step that fails deep inside NumPy); params stay as they were."""
+    backend = BACKENDS[backend_name]()
+    module = _module(spec, tmp_path)
+    params, inputs, vector = _case(module, backend.asarray)
+    for name, shape in module.PARAMS.items():
+        bad = {**params, name: backend.asarray(np.zeros(_misshapen(shape)))}
+        calls = _calls(module, bad, inputs, vector)
+        calls["train_step"] = lambda bad=bad: module.train_step(bad, module.init_optimizer(params),
+                                                                *inputs.values())
+        read = f'params["{name}"]'
+        checked = 0
+        for entry, call in calls.items():
+            source = inspect.getsource(getattr(module, entry))
+            if entry == "train_step" and "value_and_grad(" in source:
+                source = inspect.getsource(module.value_and_grad)
+            if read not in source:
+                continue  # this entry point does not read it (a parameter only the loss uses)
+            before = _snapshot(bad)
+            with pytest.raises(ValueError, match=rf"^parameter '{re.escape(name)}' has shape "
+                                                 rf"\({', '.join(map(str, _misshapen(shape)))},?\), "
+                                                 rf"but {spec}\.nn makes it"):
+                call()
+            assert not _changed(before, bad), f"{entry} changed params before refusing {name}"
+            checked += 1
+        assert checked or spec in {"unused_param"}, f"no entry point reads {name}"
 
 
 # ---- 6. repeated and interleaved calls --------------------------------------------------------

@@ -81,7 +81,9 @@ def test_two_specs_differ_only_where_they_changed(tmp_path):
     result = CliRunner().invoke(main, ["diff", str(SPECS / "mlp.nn"), str(new), "--section", "forward"])
     assert result.exit_code == 1
     removed = [ln for ln in result.output.splitlines() if ln.startswith("-") and not ln.startswith("---")]
-    assert removed == ["-    # mlp.nn:6  h2 = relu(dense(h1, 256))"] * 2  # in forward() and loss()
+    # in forward() and loss(): the comment, and the parameter shapes test (h2 and logits.W changed)
+    assert [ln for ln in removed if ".shape != " not in ln] == ["-    # mlp.nn:6  h2 = relu(dense(h1, 256))"] * 2
+    assert len(removed) == 2 * 3 and "h2_W.shape != (256, 256)" in removed[0]
     assert "logits = dense(h2, 10)" not in "".join(removed)  # a renamed spec file alone is no change
 
 

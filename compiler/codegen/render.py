@@ -34,6 +34,7 @@ class Function:
     doc: str
     check: str  # the input-check statement ("" for none)
     unpack: list[str]  # parameter reads
+    param_check: list[str]  # the parameters' shape test, after the reads
     sections: list[tuple[str, list[tuple[str, list[str]]]]]  # (title, [(comment, statements)])
     returns: str
     uses_xp: bool = False
@@ -226,7 +227,9 @@ def build_model(prog: Program) -> dict:
         "numpy_namespace": function_source("numpy_fast", "_NumPy"),
         "cuda_helper": function_source("cuda", "_CudaKernel") if optimizer_model["cuda"] else None,
         "scalar_args_namespace": function_source("scalar_args", "_ScalarArgs"),
-        "helpers": [function_source("kernels", k) for k in kernels_used] + _check_helpers(checks),
+        "helpers": ([function_source("kernels", k) for k in kernels_used] + _check_helpers(checks)
+                    + [function_source("checks", "_check_params")] * any(
+                        fn.param_check for fn in functions + optimizer_functions)),
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
         "uses_rng": any("rng" in _init_expr(p) for p in prog.params),
@@ -321,12 +324,23 @@ def _function(prog, name, args, doc, check: Check, unpack, sections, returns, de
     param = next((line.split(" = ", 1)[0] for line in unpack if line.split(" = ", 1)[1].startswith("params[")), None)
     if first and param:  # the parameters must be of the inputs' library (_check_library)
         source = f"{first}, {param}"
-    fn = Function(name, args, doc, call, unpack, secs, returns)
+    fn = Function(name, args, doc, call, unpack, _param_check(prog, unpack), secs, returns)
     fn.uses_xp = _uses(statements, "xp.") or _uses(statements, "(xp,")
     if fn.uses_xp and source is None:
         fn.uses_xp = False
     fn.xp_source = source or ""
     return fn
+
+
+def _param_check(prog: Program, unpack: list[str]) -> list[str]:
+    """An `if` that calls _check_params when a parameter read in `unpack` has another shape
+    than the spec gives it: a bias of shape (1,) would broadcast, and train, silently wrong.
+    Inline tuple comparisons, as the input checks: 40 ns a parameter."""
+    conds = [f"{p.var.name}.shape != {_tuple_literal([str(d) for d in p.var.shape])}"
+             for p in prog.params if f'{p.var.name} = params["{p.name}"]' in unpack]
+    if not conds:
+        return []
+    return [wrap_condition(f"if {' or '.join(conds)}:", indent=4), "    _check_params(params, PARAMS, SPEC)"]
 
 
 def _input_meta(d) -> str:

@@ -336,6 +336,16 @@ def _check_arrays(*inputs):
             raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
 
 
+def _check_params(params, shapes, spec):
+    """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
+    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    for name, shape in shapes.items():
+        actual = tuple(params[name].shape) if name in params else shape
+        if actual != shape:
+            raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
+                             "(init_params() and load_params() make this model's parameters)")
+
+
 def _glorot_uniform(rng, shape):
     fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -389,6 +399,8 @@ def forward(params, x):
     z_b = params["z.b"]
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
+    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+        _check_params(params, PARAMS, SPEC)
     # activations.nn:5  z = dense(x, 4)
     z = xp.matmul(x, z_W)
     z += z_b
@@ -417,6 +429,8 @@ def loss(params, x, y):
     z_b = params["z.b"]
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
+    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+        _check_params(params, PARAMS, SPEC)
     # activations.nn:5  z = dense(x, 4)
     z = xp.matmul(x, z_W)
     z += z_b
@@ -446,6 +460,8 @@ def value_and_grad(params, x, y):
     z_b = params["z.b"]
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
+    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward ----
     # activations.nn:5  z = dense(x, 4)
@@ -519,6 +535,8 @@ def jvp(params, tangents, x, y):
     dot_z_b = tangents["z.b"]
     dot_p_alpha = tangents["p.alpha"]
     xp = _namespace(x, z_W)
+    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)
@@ -580,6 +598,8 @@ def hvp(params, vector, x, y):
     dot_z_b = vector["z.b"]
     dot_p_alpha = vector["p.alpha"]
     xp = _namespace(x, z_W)
+    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)
@@ -705,6 +725,8 @@ def train_step(params, state, x, y):
     z_b = params["z.b"]
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
+    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward ----
     # activations.nn:5  z = dense(x, 4)

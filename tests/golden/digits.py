@@ -357,6 +357,16 @@ def _check_labels(xp, name, y, classes):
                          f"got values from {low} to {high}")
 
 
+def _check_params(params, shapes, spec):
+    """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
+    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    for name, shape in shapes.items():
+        actual = tuple(params[name].shape) if name in params else shape
+        if actual != shape:
+            raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
+                             "(init_params() and load_params() make this model's parameters)")
+
+
 def _glorot_uniform(rng, shape):
     fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -417,6 +427,9 @@ def forward(params, x):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h_W)
+    if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
+            or logits_b.shape != (10,)):
+        _check_params(params, PARAMS, SPEC)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
     h += h_b
@@ -435,6 +448,9 @@ def loss(params, x, y):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h_W)
+    if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
+            or logits_b.shape != (10,)):
+        _check_params(params, PARAMS, SPEC)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
     h += h_b
@@ -455,6 +471,9 @@ def value_and_grad(params, x, y):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h_W)
+    if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
+            or logits_b.shape != (10,)):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
@@ -501,6 +520,9 @@ def jvp(params, tangents, x, y):
     dot_logits_W = tangents["logits.W"]
     dot_logits_b = tangents["logits.b"]
     xp = _namespace(x, h_W)
+    if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
+            or logits_b.shape != (10,)):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
@@ -536,6 +558,9 @@ def hvp(params, vector, x, y):
     dot_logits_W = vector["logits.W"]
     dot_logits_b = vector["logits.b"]
     xp = _namespace(x, h_W)
+    if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
+            or logits_b.shape != (10,)):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))

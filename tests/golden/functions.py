@@ -339,6 +339,16 @@ def _check_arrays(*inputs):
             raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
 
 
+def _check_params(params, shapes, spec):
+    """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
+    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    for name, shape in shapes.items():
+        actual = tuple(params[name].shape) if name in params else shape
+        if actual != shape:
+            raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
+                             "(init_params() and load_params() make this model's parameters)")
+
+
 def _he_normal(rng, shape):
     return rng.normal(0.0, math.sqrt(2.0 / shape[0]), size=shape)
 
@@ -395,6 +405,8 @@ def forward(params, x):
     h_W = params["h.W"]
     h_b = params["h.b"]
     xp = _namespace(x, k)
+    if k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+        _check_params(params, PARAMS, SPEC)
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
@@ -427,6 +439,8 @@ def loss(params, x, p, t):
     h_W = params["h.W"]
     h_b = params["h.b"]
     xp = _namespace(x, s)
+    if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+        _check_params(params, PARAMS, SPEC)
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
@@ -465,6 +479,8 @@ def value_and_grad(params, x, p, t):
     h_W = params["h.W"]
     h_b = params["h.b"]
     xp = _namespace(x, s)
+    if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward ----
     # functions.nn:9  f = flatten(x)
@@ -580,6 +596,8 @@ def jvp(params, tangents, x, p, t):
     dot_h_b = tangents["h.b"]
     dot_x = tangents["x"]
     xp = _namespace(x, s)
+    if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)
@@ -658,6 +676,8 @@ def hvp(params, vector, x, p, t):
     dot_h_b = vector["h.b"]
     dot_x = vector["x"]
     xp = _namespace(x, s)
+    if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)

@@ -324,6 +324,16 @@ def _check_arrays(*inputs):
             raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
 
 
+def _check_params(params, shapes, spec):
+    """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
+    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    for name, shape in shapes.items():
+        actual = tuple(params[name].shape) if name in params else shape
+        if actual != shape:
+            raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
+                             "(init_params() and load_params() make this model's parameters)")
+
+
 def _check_inputs(i, t):
     """Check the inputs against the spec."""
     try:
@@ -366,6 +376,8 @@ def forward(params, i):
     W2 = params["W2"]
     b2 = params["b2"]
     xp = _namespace(i, W1)
+    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+        _check_params(params, PARAMS, SPEC)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
     net_h += b1
@@ -387,6 +399,8 @@ def loss(params, i, t):
     W2 = params["W2"]
     b2 = params["b2"]
     xp = _namespace(i, W1)
+    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+        _check_params(params, PARAMS, SPEC)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
     net_h += b1
@@ -411,6 +425,8 @@ def value_and_grad(params, i, t):
     W2 = params["W2"]
     b2 = params["b2"]
     xp = _namespace(i, W1)
+    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -456,6 +472,8 @@ def jvp(params, tangents, i, t):
     dot_W2 = tangents["W2"]
     dot_b2 = tangents["b2"]
     xp = _namespace(i, W1)
+    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -494,6 +512,8 @@ def hvp(params, vector, i, t):
     dot_W2 = vector["W2"]
     dot_b2 = vector["b2"]
     xp = _namespace(i, W1)
+    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -557,6 +577,8 @@ def train_step(params, state, i, t):
     W2 = params["W2"]
     b2 = params["b2"]
     xp = _namespace(i, W1)
+    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward ----
     # mazur.nn:10  net_h = W1 @ i + b1

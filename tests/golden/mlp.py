@@ -359,6 +359,16 @@ def _check_labels(xp, name, y, classes):
                          f"got values from {low} to {high}")
 
 
+def _check_params(params, shapes, spec):
+    """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
+    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    for name, shape in shapes.items():
+        actual = tuple(params[name].shape) if name in params else shape
+        if actual != shape:
+            raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
+                             "(init_params() and load_params() make this model's parameters)")
+
+
 def _glorot_uniform(rng, shape):
     fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -419,6 +429,9 @@ def forward(params, x):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h1_W)
+    if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
+            or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+        _check_params(params, PARAMS, SPEC)
     # mlp.nn:5  h1 = relu(dense(x, 256))
     h1 = xp.matmul(x, h1_W)
     h1 += h1_b
@@ -443,6 +456,9 @@ def loss(params, x, y):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h1_W)
+    if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
+            or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+        _check_params(params, PARAMS, SPEC)
     # mlp.nn:5  h1 = relu(dense(x, 256))
     h1 = xp.matmul(x, h1_W)
     h1 += h1_b
@@ -470,6 +486,9 @@ def value_and_grad(params, x, y):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h1_W)
+    if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
+            or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward ----
     # mlp.nn:5  h1 = relu(dense(x, 256))
@@ -534,6 +553,9 @@ def jvp(params, tangents, x, y):
     dot_logits_W = tangents["logits.W"]
     dot_logits_b = tangents["logits.b"]
     xp = _namespace(x, h1_W)
+    if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
+            or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # mlp.nn:5  h1 = relu(dense(x, 256))
@@ -583,6 +605,9 @@ def hvp(params, vector, x, y):
     dot_logits_W = vector["logits.W"]
     dot_logits_b = vector["logits.b"]
     xp = _namespace(x, h1_W)
+    if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
+            or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # mlp.nn:5  h1 = relu(dense(x, 256))

@@ -346,6 +346,16 @@ def _check_labels(xp, name, y, classes):
                          f"got values from {low} to {high}")
 
 
+def _check_params(params, shapes, spec):
+    """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
+    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    for name, shape in shapes.items():
+        actual = tuple(params[name].shape) if name in params else shape
+        if actual != shape:
+            raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
+                             "(init_params() and load_params() make this model's parameters)")
+
+
 def _glorot_uniform(rng, shape):
     fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -398,6 +408,8 @@ def forward(params, x):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
+    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+        _check_params(params, PARAMS, SPEC)
     # svm.nn:5  scores = dense(x, 3)
     scores = xp.matmul(x, scores_W)
     scores += scores_b
@@ -410,6 +422,8 @@ def loss(params, x, y):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
+    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+        _check_params(params, PARAMS, SPEC)
     # svm.nn:5  scores = dense(x, 3)
     scores = xp.matmul(x, scores_W)
     scores += scores_b
@@ -425,6 +439,8 @@ def value_and_grad(params, x, y):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
+    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward ----
     # svm.nn:5  scores = dense(x, 3)
@@ -457,6 +473,8 @@ def jvp(params, tangents, x, y):
     dot_scores_W = tangents["scores.W"]
     dot_scores_b = tangents["scores.b"]
     xp = _namespace(x, scores_W)
+    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # svm.nn:5  scores = dense(x, 3)
@@ -479,6 +497,8 @@ def hvp(params, vector, x, y):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
+    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+        _check_params(params, PARAMS, SPEC)
     return {"scores.W": xp.zeros_like(scores_W), "scores.b": xp.zeros_like(scores_b)}
 
 
@@ -496,6 +516,8 @@ def train_step(params, state, x, y):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
+    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward ----
     # svm.nn:5  scores = dense(x, 3)

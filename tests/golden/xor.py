@@ -321,6 +321,16 @@ def _check_arrays(*inputs):
             raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
 
 
+def _check_params(params, shapes, spec):
+    """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
+    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    for name, shape in shapes.items():
+        actual = tuple(params[name].shape) if name in params else shape
+        if actual != shape:
+            raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
+                             "(init_params() and load_params() make this model's parameters)")
+
+
 def _glorot_uniform(rng, shape):
     fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -376,6 +386,9 @@ def forward(params, x):
     logit_W = params["logit.W"]
     logit_b = params["logit.b"]
     xp = _namespace(x, hidden_W)
+    if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
+            or logit_b.shape != (1,)):
+        _check_params(params, PARAMS, SPEC)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
     hidden += hidden_b
@@ -396,6 +409,9 @@ def loss(params, x, y):
     logit_W = params["logit.W"]
     logit_b = params["logit.b"]
     xp = _namespace(x, hidden_W)
+    if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
+            or logit_b.shape != (1,)):
+        _check_params(params, PARAMS, SPEC)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
     hidden += hidden_b
@@ -416,6 +432,9 @@ def value_and_grad(params, x, y):
     logit_W = params["logit.W"]
     logit_b = params["logit.b"]
     xp = _namespace(x, hidden_W)
+    if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
+            or logit_b.shape != (1,)):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
@@ -463,6 +482,9 @@ def jvp(params, tangents, x, y):
     dot_logit_W = tangents["logit.W"]
     dot_logit_b = tangents["logit.b"]
     xp = _namespace(x, hidden_W)
+    if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
+            or logit_b.shape != (1,)):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
@@ -496,6 +518,9 @@ def hvp(params, vector, x, y):
     dot_logit_W = vector["logit.W"]
     dot_logit_b = vector["logit.b"]
     xp = _namespace(x, hidden_W)
+    if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
+            or logit_b.shape != (1,)):
+        _check_params(params, PARAMS, SPEC)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
