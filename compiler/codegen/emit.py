@@ -8,6 +8,25 @@ from ..ir.core import Atom, Eqn, Lit, Program, Size, Var
 from ..primitives import PRIMITIVES
 from ..primitives.core import ADD, ATOM, MUL, UNARY, size_text
 
+
+@dataclass(frozen=True)
+class Read:
+    """An entry point's read of an array its caller passed in a dict: `var = source["key"]`
+    (a parameter from `params`, a tangent from `tangents` or `vector`)."""
+
+    var: Var
+    source: str
+    key: str
+
+    @property
+    def expr(self) -> str:
+        return f'{self.source}["{self.key}"]'
+
+    @property
+    def line(self) -> str:
+        return f"{self.var.name} = {self.expr}"
+
+
 # Binary elementwise primitives that can update their first operand in place (`a += b`).
 INPLACE_OPS = {"add": "+=", "sub": "-=", "mul": "*=", "div": "/="}
 _COMMUTATIVE = frozenset({"add", "mul"})

@@ -7,18 +7,17 @@ from collections.abc import Callable
 from ..autodiff.forward import Linearized, hvp_program, jvp_program
 from ..ir.core import Atom, Lit, Program, Var
 from ..passes.dce import live_eqns, live_split
-from .emit import caller_arrays, emit_sections, handed_out
+from .emit import Read, caller_arrays, emit_sections, handed_out
 
 
-def _unpack(lin: Linearized, eqns, results: list[Atom], arg: str) -> list[str]:
+def _unpack(lin: Linearized, eqns, results: list[Atom], arg: str) -> list[Read]:
     """Reads of the parameters and tangent seeds that `eqns` and `results` use (a zero
     result is `xp.zeros_like(param)`, so it reads its parameter too)."""
     used = {a.name for e in eqns for a in e.inputs if isinstance(a, Var)}
     used |= {a.name for a in results if isinstance(a, Var)}
     used |= {v.name for (name, a), v in zip(lin.results, _result_vars(lin)) if _is_zero(a)}
-    lines = [f'{p.var.name} = params["{p.name}"]' for p in lin.prog.params if p.var.name in used]
-    lines += [f'{v.name} = {arg}["{name}"]' for name, v in lin.seeds if v.name in used]
-    return lines
+    reads = [Read(p.var, "params", p.name) for p in lin.prog.params if p.var.name in used]
+    return reads + [Read(v, arg, name) for name, v in lin.seeds if v.name in used]
 
 
 def _is_zero(a: Atom) -> bool:

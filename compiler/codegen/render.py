@@ -18,7 +18,7 @@ from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns, live_split
 from .cuda import elementwise_kernel
-from .emit import Block, caller_arrays, emit_body, emit_sections, handed_out, result_text, view_base
+from .emit import Block, Read, caller_arrays, emit_body, emit_sections, handed_out, result_text, view_base
 from .forward_mode import forward_mode_functions
 from .inline import function_source, module_source
 from .wrap import wrap_condition, wrap_items, wrap_statement
@@ -33,7 +33,7 @@ class Function:
     args: list[str]
     doc: str
     check: str  # the input-check statement ("" for none)
-    unpack: list[str]  # parameter reads
+    unpack: list[Read]  # reads of parameters (and tangents)
     param_check: list[str]  # the parameters' shape test, after the reads
     sections: list[tuple[str, list[tuple[str, list[str]]]]]  # (title, [(comment, statements)])
     returns: str
@@ -147,12 +147,12 @@ def _check_helpers(checks: list[Check]) -> list[str]:
     return out
 
 
-def _reads(prog: Program, eqns, extra: list[Atom]) -> tuple[list[str], list]:
-    """What code running `eqns` (and returning `extra`) reads: the lines unpacking the
-    parameters it uses from `params`, and the inputs it uses."""
+def _reads(prog: Program, eqns, extra: list[Atom]) -> tuple[list[Read], list]:
+    """What code running `eqns` (and returning `extra`) reads: the parameters it uses (from
+    `params`), and the inputs it uses."""
     used = {a.name for e in eqns for a in e.inputs if isinstance(a, Var)} | {
         a.name for a in extra if isinstance(a, Var)}
-    unpack = [f'{p.var.name} = params["{p.name}"]' for p in prog.params if p.var.name in used]
+    unpack = [Read(p.var, "params", p.name) for p in prog.params if p.var.name in used]
     return unpack, [d for d in prog.inputs if d.var.name in used]
 
 
@@ -308,7 +308,7 @@ def _scaled_program(prog: Program, optimizer: dict) -> Program | None:
     return simplify(differentiate(base, seed=optimizer["scale"]))
 
 
-def _function(prog, name, args, doc, check: Check, unpack, sections, returns, decls) -> Function:
+def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections, returns, decls) -> Function:
     secs = _sections(prog, sections)
     statements = _all_statements(secs) + [returns]
     dims = [d for d in check.dims if _uses(statements, d)]
@@ -320,11 +320,11 @@ def _function(prog, name, args, doc, check: Check, unpack, sections, returns, de
         call = f"{check.name}({', '.join(check.args)})" if check.args else ""
     first = decls[0].var.name if decls else None
     # with no inputs, the namespace comes from a parameter, read before it is unpacked
-    source = first or (unpack[0].split(" = ", 1)[1] if unpack else None)
-    param = next((line.split(" = ", 1)[0] for line in unpack if line.split(" = ", 1)[1].startswith("params[")), None)
-    if first and param:  # the parameters must be of the inputs' library (_check_library)
-        source = f"{first}, {param}"
-    fn = Function(name, args, doc, call, unpack, _param_check(prog, unpack), secs, returns)
+    source = first or (unpack[0].expr if unpack else None)
+    params = [r.var for r in unpack if r.source == "params"]
+    if first and params:  # the parameters must be of the inputs' library (_check_library)
+        source = f"{first}, {params[0].name}"
+    fn = Function(name, args, doc, call, unpack, _param_check(params), secs, returns)
     fn.uses_xp = _uses(statements, "xp.") or _uses(statements, "(xp,")
     if fn.uses_xp and source is None:
         fn.uses_xp = False
@@ -332,12 +332,11 @@ def _function(prog, name, args, doc, check: Check, unpack, sections, returns, de
     return fn
 
 
-def _param_check(prog: Program, unpack: list[str]) -> list[str]:
-    """An `if` that calls _check_params when a parameter read in `unpack` has another shape
+def _param_check(params: list[Var]) -> list[str]:
+    """An `if` that calls _check_params when one of the parameters read has another shape
     than the spec gives it: a bias of shape (1,) would broadcast, and train, silently wrong.
     Inline tuple comparisons, as the input checks: 40 ns a parameter."""
-    conds = [f"{p.var.name}.shape != {_tuple_literal([str(d) for d in p.var.shape])}"
-             for p in prog.params if f'{p.var.name} = params["{p.name}"]' in unpack]
+    conds = [f"{v.name}.shape != {_tuple_literal([str(d) for d in v.shape])}" for v in params]
     if not conds:
         return []
     return [wrap_condition(f"if {' or '.join(conds)}:", indent=4), "    _check_params(params, PARAMS, SPEC)"]
