@@ -181,3 +181,51 @@ def test_training_steps_do_not_page_fault_their_temporaries_in_again(tmp_path):
         pytest.skip(f"this allocator keeps freed temporaries by itself ({before:.0f} faults a step)")
     # 8 MB of 4 KB pages is 2,048 faults; a step that reuses its memory faults almost never
     assert step < 50 and after < 50, (before, step, after)
+
+
+def _bits(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a).tobytes()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from([(7,), (16383,), (16384,), (128, 128), (1024, 256), (2, 96, 96)]), float_dtypes,
+       st.sampled_from(["array", "float", "row", "transposed"]), st.sampled_from(["array", "float", "row"]),
+       st.integers(0, 2**16))
+def test_where_matches_numpy_bit_for_bit(shape, dtype, kind1, kind2, seed):
+    """The bit-select route (floats of one dtype, 16384 elements and more) against np.where:
+    the same dtype, shape and bits, with nan payloads, infinities and signed zeros in both
+    operands and a condition of random values."""
+    rng = np.random.default_rng(seed)
+    x = _array(seed, shape, dtype)
+    flat = x.reshape(-1)
+    flat[rng.integers(0, flat.size, 8)] = np.array([np.nan, -np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-40, -1e-310],
+                                                   dtype)
+    condition = rng.random(shape) < 0.5
+
+    def operand(kind, k):
+        if kind == "float":
+            return [0.01, -2.5, 0.0][k]
+        if kind == "row":
+            return np.ascontiguousarray(x[(0,) * (x.ndim - 1)][None] if x.ndim > 1 else x[:1]) * (k + 1)
+        if kind == "transposed" and x.ndim == 2:
+            return np.ascontiguousarray(x.T).T * -1.0
+        return x * (0.5 + k)
+
+    x1, x2 = operand(kind1, 0), operand(kind2, 1)
+    got, want = xp.where(condition, x1, x2), np.where(condition, x1, x2)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert _bits(got) == _bits(want)
+
+
+@pytest.mark.parametrize("x1, x2", [
+    (np.arange(20000.0, dtype=np.float32), np.ones(20000, np.float64)),  # two dtypes: NumPy promotes
+    (np.arange(20000, dtype=np.int64), 0.5),
+    (np.arange(20000.0, dtype=np.float16), 0.5),
+    (np.arange(20000.0, dtype=np.float32), np.float64(0.5)),  # a NumPy scalar is no weak Python number
+    (np.arange(20000.0, dtype=np.float32), 2),
+    (1.0, 2.0),
+])
+def test_where_leaves_other_operands_to_numpy(x1, x2):
+    condition = np.arange(20000) % 3 == 0
+    got, want = xp.where(condition, x1, x2), np.where(condition, x1, x2)
+    assert got.dtype == want.dtype and _bits(got) == _bits(want)

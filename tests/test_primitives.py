@@ -11,7 +11,7 @@ import pytest
 
 from nnc.builtins import BUILTINS
 from nnc.ir.builder import Builder
-from nnc.ir.core import Eqn, Var
+from nnc.ir.core import Eqn, Lit, Var
 from nnc.ir.interpret import evaluate
 from nnc.ir.naming import Namer
 from nnc.primitives import PRIMITIVES
@@ -108,3 +108,38 @@ def test_vjp_matches_central_differences(name, index):
             assert np.shape(values[ct.name]) == tuple(inp.shape), "cotangent has the wrong shape"
         np.testing.assert_allclose(analytic, numeric, rtol=1e-7, atol=1e-8,
                                    err_msg=f"d {name} / d {inp.name}")
+
+
+_POW_EXPONENTS = [-4.0, -3.0, -2.0, -1.0, -0.5, 0.5, 1.5, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", _POW_EXPONENTS)
+def test_pow_by_a_literal_matches_numpy_power(n, dtype):
+    """A small integer power is emitted as products (NumPy's pow is slow there, see _emit_pow):
+    np.power's values to a few roundings, and its infinities, zeros, signs and nans. Where the
+    product overflows but the power is subnormal (1 / (1e13)^3 in float32), it gives 0."""
+    rng = np.random.default_rng(int(abs(n) * 10))
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 1e-30, -1e-30, 1e13, -1e13, 1e30, -1e30]
+    x = np.concatenate([rng.uniform(-3.0, 3.0, 200), special]).astype(dtype)
+    if n != int(n):
+        x = np.abs(x)  # a fractional power of a negative number is nan either way
+    eqn = Eqn("pow", (Var("x", x.shape, "float"), Lit(n)), Var("out", x.shape, "float"))
+    with np.errstate(all="ignore"):
+        out = evaluate([eqn], {"x": x})["out"]
+        want = np.power(x, x.dtype.type(n))
+    assert out.dtype == x.dtype
+    info = np.finfo(x.dtype)
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(out[finite], want[finite], rtol=4 * info.eps, atol=info.smallest_normal)
+    assert np.array_equal(out[~finite], want[~finite], equal_nan=True)
+    nonzero = finite & (np.abs(want) >= info.smallest_normal)
+    assert np.array_equal(np.signbit(out[nonzero | ~finite]), np.signbit(want[nonzero | ~finite]))
+
+
+@pytest.mark.parametrize("n, text", [(3.0, "x * x * x"), (4.0, "x * x * x * x"), (-2.0, "1.0 / (x * x)"),
+                                     (-4.0, "1.0 / (x * x * x * x)"), (2.0, "x ** 2.0"), (-1.0, "x ** -1.0"),
+                                     (0.5, "x ** 0.5"), (5.0, "x ** 5.0")])
+def test_pow_emission_of_literal_exponents(n, text):
+    emit = PRIMITIVES["pow"].emit((Var("x", (3,), "float"), Lit(n)), {})
+    assert emit.fmt.format("x", repr(n)) == text

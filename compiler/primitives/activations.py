@@ -134,7 +134,7 @@ tangent("silu")(symmetric_jvp)
 
 
 @primitive("gelu", 1, shape=same_shape,
-           emit=_fmt(f"0.5 * {{{{0}}}} * (1.0 + xp.tanh({_GELU_C!r} * ({{{{0}}}} + {_GELU_A!r} * {{{{0}}}} ** 3)))",
+           emit=_fmt(f"0.5 * {{{{0}}}} * (1.0 + xp.tanh({_GELU_C!r} * ({{{{0}}}} + {_GELU_A!r} * ({{{{0}}}} * {{{{0}}}} * {{{{0}}}}))))",
                      MUL, MUL + 1),
            examples=UNARY_EXAMPLES)
 def gelu_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:

@@ -230,8 +230,20 @@ def _fold_pow(inputs: Operands, params: Params, defs: Defs) -> Folded:
     return None
 
 
-@primitive("pow", 2, shape=elementwise_shape,
-           emit=lambda i, p: Emit("{0} ** {1}", POW, (POW + 1, UNARY)),
+def _emit_pow(inputs: Operands, params: Params) -> Emit:
+    """`x ** c`, but a small integer power as products: NumPy's pow is slow there, where
+    `**` has no fast path of its own (NumPy has for -1, 0.5 and 2). On 1024x256 float32 of
+    both signs `x ** 3.0` takes 13 ms and `x * x * x` 0.05 ms; of positive values, 0.3 ms.
+    x ^ 3 and x ^ 4 multiply, x ^ -2 to x ^ -4 divide 1 by the product (two or three
+    roundings for pow's one, and the same infinities, zeros and signs)."""
+    n = lit_value(inputs[1])
+    if n is not None and n == int(n) and (2 < abs(n) <= 4 or n == -2):
+        product = " * ".join(["{0}"] * int(abs(n)))  # `{0}` used more than once: never an inlined expression
+        return Emit(product, MUL, (MUL + 1,)) if n > 0 else Emit(f"1.0 / ({product})", MUL, (MUL + 1,))
+    return Emit("{0} ** {1}", POW, (POW + 1, UNARY))
+
+
+@primitive("pow", 2, shape=elementwise_shape, emit=_emit_pow,
            examples=(Example((((3, 4), "positive"), ((), "real"))),
                      Example((((3, 4), "positive"), ((3, 4), "real")))),
            fold=_fold_pow)

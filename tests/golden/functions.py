@@ -77,7 +77,13 @@ class _NumPy:
       step at batch 32 takes 0.96 of its time, at batch 8 and 16 0.93). Outside those
       bounds (up to 4 rows, 64 and more, float64, narrow W) the route gains nothing or loses;
     - maximum/minimum against a Python number (relu): against a row of that number, which
-      has a vectorized loop where the scalar has none (1024x256: 40 us against 88 us).
+      has a vectorized loop where the scalar has none (1024x256: 40 us against 88 us);
+    - where over floats (leaky_relu, elu, prelu, the derivatives of abs, maximum and
+      minimum): NumPy's where branches per element, slow on a mask of mixed values, so the
+      values are selected as bits instead, `(x1 ^ x2) & mask ^ x2` with the mask all ones where
+      the condition holds (1024x256 float32 of random signs: 0.13 ms against 1.1 ms; 128x256:
+      16 us against 52), the same bits as NumPy's where, nan payloads and signed zeros
+      included. Below 16384 elements NumPy's where is as fast (32x256: 8 us either way).
 
     When a module makes it (once per array type), it also allocates and frees one block just
     under 32 MB, touching none of it. glibc raises its mmap threshold to the size of a freed
@@ -147,6 +153,27 @@ class _NumPy:
         if type(x2) is float and type(x1) is np.ndarray and x1.size >= 4096 and x1.dtype.kind == "f":
             return np.minimum(x1, np.full(x1.shape[-1:], x2, dtype=x1.dtype))
         return np.minimum(x1, x2)
+
+    @staticmethod
+    def where(condition, x1, x2, /):
+        a = x1 if type(x1) is np.ndarray else None
+        b = x2 if type(x2) is np.ndarray else None
+        dtype = (a if a is not None else b).dtype if a is not None or b is not None else None
+        if (dtype is None or dtype.kind != "f" or dtype.itemsize not in (4, 8) or type(condition) is not np.ndarray
+                or condition.dtype != np.bool_ or condition.size < 16384):
+            return np.where(condition, x1, x2)
+        if a is None and type(x1) is not float or b is None and type(x2) is not float:
+            return np.where(condition, x1, x2)  # a NumPy scalar or an int: NumPy's promotion
+        if a is not None and b is not None and a.dtype != b.dtype:
+            return np.where(condition, x1, x2)
+        bits = np.uint32 if dtype.itemsize == 4 else np.uint64
+        v1 = (a if a is not None else np.asarray(x1, dtype)).view(bits)
+        v2 = (b if b is not None else np.asarray(x2, dtype)).view(bits)
+        mask = condition.astype(bits)
+        np.negative(mask, out=mask)  # 1 -> all ones
+        out = np.bitwise_and(np.bitwise_xor(v1, v2), mask)
+        out ^= v2
+        return out.view(dtype)
 
 
 class _ScalarArgs:
