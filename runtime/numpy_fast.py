@@ -38,7 +38,11 @@ class _NumPy:
       values are selected as bits instead, `(x1 ^ x2) & mask ^ x2` with the mask all ones where
       the condition holds (1024x256 float32 of random signs: 0.13 ms against 1.1 ms; 128x256:
       16 us against 52), the same bits as NumPy's where, nan payloads and signed zeros
-      included. Below 16384 elements NumPy's where is as fast (32x256: 8 us either way).
+      included. Below 16384 elements NumPy's where is as fast (32x256: 8 us either way);
+    - logaddexp of an array and a number (softplus is `logaddexp(0.0, x)`): NumPy's loop
+      is scalar, so it is taken as `maximum(x, c) + log1p(exp(-|x - c|))` (1024x256 float32:
+      0.36 ms against 4.2 ms; float64 0.65 against 4.1), within 2.5 eps of NumPy's values
+      and with its infinities and nans.
 
     When a module makes it (once per array type), it also allocates and frees one block just
     under 32 MB, touching none of it. glibc raises its mmap threshold to the size of a freed
@@ -129,3 +133,18 @@ class _NumPy:
         out = np.bitwise_and(np.bitwise_xor(v1, v2), mask)
         out ^= v2
         return out.view(dtype)
+
+
+    @staticmethod
+    def logaddexp(x1, x2, /):
+        x, c = (x2, x1) if type(x1) is float else (x1, x2)
+        if (type(c) is not float or type(x) is not np.ndarray or x.size < 4096 or x.dtype.kind != "f"
+                or x.dtype.itemsize < 4 or not -3e38 < c < 3e38):  # c finite in float32 too
+            return np.logaddexp(x1, x2)
+        top = _NumPy.maximum(x, c)
+        gap = np.abs(x - c) if c else np.abs(x)
+        np.negative(gap, out=gap)
+        np.exp(gap, out=gap)
+        np.log1p(gap, out=gap)
+        gap += top
+        return gap

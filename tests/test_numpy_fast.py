@@ -229,3 +229,37 @@ def test_where_leaves_other_operands_to_numpy(x1, x2):
     condition = np.arange(20000) % 3 == 0
     got, want = xp.where(condition, x1, x2), np.where(condition, x1, x2)
     assert got.dtype == want.dtype and _bits(got) == _bits(want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([(7,), (4095,), (4096,), (32, 256), (1024, 256), (2, 64, 64)]), float_dtypes,
+       st.sampled_from([0.0, -0.0, 1.5, -30.0]), st.booleans(), st.integers(0, 2**16))
+def test_logaddexp_with_a_number_matches_numpy(shape, dtype, c, number_first, seed):
+    """softplus's logaddexp(0.0, x), taken as maximum + log1p(exp(-|x - c|)): NumPy's values to
+    3 eps (relative, or of the smallest normal near 0), its infinities and nans, its dtype."""
+    rng = np.random.default_rng(seed)
+    x = (_array(seed, shape, dtype) * 30).astype(dtype)
+    flat = x.reshape(-1)
+    flat[rng.integers(0, flat.size, 6)] = np.array([np.nan, np.inf, -np.inf, -0.0, 1e30, -1e30], dtype)
+    args = (c, x) if number_first else (x, c)
+    with np.errstate(invalid="ignore"):  # NumPy's loop warns of the nan
+        got, want = xp.logaddexp(*args), np.logaddexp(*args)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    info = np.finfo(dtype)
+    finite = np.isfinite(want)
+    assert np.array_equal(got[~finite], want[~finite], equal_nan=True)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=3 * info.eps, atol=info.smallest_normal)
+
+
+@pytest.mark.parametrize("x1, x2", [
+    (0.0, np.arange(5000, dtype=np.int64)),  # an int array: NumPy's float64 result
+    (0.0, np.arange(5000.0, dtype=np.float16)),
+    (np.float32(0.0), np.arange(5000.0, dtype=np.float32)),  # a NumPy scalar
+    (np.arange(5000.0), np.arange(5000.0)),  # two arrays
+    (float("inf"), np.arange(5000.0)),  # an infinite number: NumPy's own special cases
+    (1e300, np.arange(5000.0, dtype=np.float32)),
+])
+def test_logaddexp_leaves_other_operands_to_numpy(x1, x2):
+    with np.errstate(all="ignore"):
+        got, want = xp.logaddexp(x1, x2), np.logaddexp(x1, x2)
+    assert got.dtype == want.dtype and _bits(got) == _bits(want)
