@@ -119,3 +119,16 @@ def test_product_lines_are_timed_apart_from_the_rest():
     in_products, whole = bench.product_time_in_step(step, (1.0, 2.0), 3)
     assert 0.004 <= in_products < whole and whole >= 0.006
     assert whole - in_products >= 0.002
+
+
+def test_numpy_paths_benchmark_runs_and_its_pairs_agree(tmp_path):
+    """benchmarks/numpy_paths.py (the table in docs/performance.md) in its quick mode: every
+    pair timed, and nnc's side agreeing with NumPy's (its exit status says so)."""
+    out = tmp_path / "paths.json"
+    script = BENCH.with_name("numpy_paths.py")
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["operation"] for r in rows} >= {"x ** 3.0", "where(x > 0, x, 0.01 x)", "logaddexp(0.0, x)"}
+    assert all(r["agrees"] and r["numpy_s"] > 0 and r["nnc_s"] > 0 for r in rows)
