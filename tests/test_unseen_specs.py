@@ -36,7 +36,10 @@ from nnc.api import compile_spec
 UNSEEN = Path(__file__).resolve().parent / "unseen"
 # tests/unseen3: a third sweep (loss a parameter or an input, names that collide with the
 # module's globals and train_step's locals, a 120-layer chain, sizes 0 and 1, ...)
-SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3")) for p in sorted(folder.glob("*.nn"))}
+# tests/unseen5: a fifth sweep (4-D stacks that broadcast, 3-D parameters, positional
+# arguments, a single class, losses between broadcasting operands, a layer's weights reused)
+SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3"), UNSEEN.with_name("unseen5"))
+         for p in sorted(folder.glob("*.nn"))}
 SIZES = {"B": 3, "T": 5, "N": 4, "C": 6}  # distinct from each other and from every fixed size of the specs
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "array_api_strict 2023.12": _strict_2023,
             "torch": _torch, "jax": _jax}
@@ -129,7 +132,9 @@ def assert_results_agree(got: dict, want: dict, backend, dtype: str, what: str) 
     """`got` (on `backend`, in `dtype` throughout) matches the NumPy float64 results `want`:
     to 1e-10 in float64, to float32 rounding in float32."""
     assert got.keys() == want.keys()
-    wrong = {k: _dtype_name(v) for k, v in got.items() if _dtype_name(v) != dtype}
+    # an int input among the outputs (unseen5/output_int_dotted) keeps its own dtype
+    expect = {k: dtype if np.asarray(v).dtype.kind == "f" else str(np.asarray(v).dtype) for k, v in want.items()}
+    wrong = {k: _dtype_name(v) for k, v in got.items() if _dtype_name(v) != expect[k]}
     assert not wrong, f"{what}: not {dtype}: {wrong}"
     for key, expected in want.items():
         value = backend.to_numpy(got[key])
@@ -207,8 +212,9 @@ def test_unseen_forward_maps_an_empty_dimension_to_an_output(spec, dim, backend_
             module.loss(params, *(backend.asarray(v) for v in inputs.values()))
     if not module.OUTPUTS:
         assert out is None  # a spec with no outputs (language.md: forward returns None)
-    for o in out if isinstance(out, tuple) else () if out is None else (out,):
-        assert _dtype_name(o) == "float64"
+    labels = {n for n, meta in module.INPUTS.items() if meta["kind"] == "int"}
+    for name, o in zip(module.OUTPUTS, out if isinstance(out, tuple) else () if out is None else (out,)):
+        assert _dtype_name(o) == ("int64" if name in labels else "float64"), name
 
 
 # ---- results that are separate arrays -------------------------------------------------------
@@ -277,3 +283,4 @@ def test_a_constant_is_not_the_default_output(tmp_path):
     x = np.ones((3, 2))
     np.testing.assert_allclose(module.forward(module.init_params(dtype="float64"), x),
                                x @ module.init_params(dtype="float64")["W"])
+
