@@ -284,3 +284,29 @@ def test_a_constant_is_not_the_default_output(tmp_path):
     np.testing.assert_allclose(module.forward(module.init_params(dtype="float64"), x),
                                x @ module.init_params(dtype="float64")["W"])
 
+
+def test_hinge_with_float_targets_reduces_over_the_last_axis(tmp_path):
+    """hinge(scores [B, T, C], one-hot [B, T, C]) and hinge(scores [C], one-hot [C]) are the int-label
+    hinge of the rows reshaped to [N, C]: loss and gradients (found by the fifth sweep: the correct
+    score was summed over axis 1, the sum divided by B alone, and [C] scores failed at run time)."""
+    module = _module("hinge_float_targets", tmp_path)
+    rows = load_source(compile_spec("model rows\ninput s : float[N, 3]\ninput y : int[N]\nloss = hinge(s, y)\n"
+                                    "wrt s\n", "rows.nn"), tmp_path, "rows")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 3))
+    y = rng.integers(0, 3, size=(2, 5))
+    scores = rng.normal(size=(2, 5, 3))
+    want, want_grads = rows.value_and_grad({}, scores.reshape(-1, 3), y.reshape(-1))
+    three = load_source(compile_spec("model three\ninput s : float[B, T, 3]\ninput t : float[B, T, 3]\n"
+                                     "loss = hinge(s, t)\nwrt s\n", "three.nn"), tmp_path, "three")
+    got, got_grads = three.value_and_grad({}, scores, np.eye(3)[y])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(got_grads["s"], want_grads["s"].reshape(2, 5, 3), rtol=1e-12, atol=1e-15)
+    one = load_source(compile_spec("model one\ninput s : float[3]\ninput t : float[3]\nloss = hinge(s, t)\n"
+                                   "wrt s\n", "one.nn"), tmp_path, "one")
+    got, got_grads = one.value_and_grad({}, scores[0, 0], np.eye(3)[y[0, 0]])
+    want, want_grads = rows.value_and_grad({}, scores[:1, 0], y[:1, 0])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(got_grads["s"], want_grads["s"][0], rtol=1e-12, atol=1e-15)
+    params = module.init_params(dtype="float64")
+    assert np.isfinite(module.loss(params, x, np.eye(3)[y], scores[0, 0, :2].repeat(2), np.eye(4)[1]))
