@@ -310,3 +310,25 @@ def test_hinge_with_float_targets_reduces_over_the_last_axis(tmp_path):
     np.testing.assert_allclose(got_grads["s"], want_grads["s"][0], rtol=1e-12, atol=1e-15)
     params = module.init_params(dtype="float64")
     assert np.isfinite(module.loss(params, x, np.eye(3)[y], scores[0, 0, :2].repeat(2), np.eye(4)[1]))
+
+
+def test_learnable_exponents_of_zero_have_pytorchs_gradients(tmp_path):
+    """d(x^z)/dz = 0 where x = 0 (0^z is constant in z for z >= 0) and d(x^z)/dx = 0 where z = 0
+    (x^0 = 1), as PyTorch has them: both were nan (0 * log(0) and 0 * 0^-1, found by the fifth
+    sweep), in value_and_grad and jvp alike, with no warning from NumPy."""
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    text = "model p\ninput x : float[4]\nparam k : float = 1.5\nparam z : float\nloss = sum(x ^ k) + sum(x ^ z)\nwrt x\n"
+    module = load_source(compile_spec(text, "p.nn"), tmp_path, "p")
+    x = np.array([0.0, 0.0, 0.5, 2.0])
+    params = {"k": np.asarray(1.5), "z": np.asarray(0.0)}
+    tx, tk, tz = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (x, 1.5, 0.0))
+    want = torch.autograd.grad((tx ** tk).sum() + (tx ** tz).sum(), [tk, tz, tx])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, grads = module.value_and_grad(params, x)
+        _, derivative = module.jvp(params, {"k": np.asarray(1.0), "z": np.asarray(1.0), "x": np.ones(4)}, x)
+    for name, w in zip(("k", "z", "x"), want):
+        np.testing.assert_allclose(grads[name], w.numpy(), rtol=1e-12, atol=1e-15, err_msg=name)
+    np.testing.assert_allclose(derivative, sum(float(w.sum()) for w in want), rtol=1e-12)
