@@ -17,7 +17,10 @@ floats, which array_api_strict and PyTorch refuse and NumPy upcasts (const_activ
 const_step_sign); `a ^ 0` differentiated to nan at a = 0 (pow_zero); int8/uint8 labels with
 257 classes hitting two classes (int_labels_fixed); `forward` failing on an empty batch
 under a softmax over that axis (softmax_axes3d and others); results sharing memory with one
-another or with the caller's arrays (shared_gradient, pow_zero).
+another or with the caller's arrays (shared_gradient, pow_zero). The fifth sweep
+(tests/unseen5) found hinge with float targets reducing over axis 1 instead of the class axis
+(hinge_float_targets) and nan gradients of a learnable exponent of exact zeros
+(pow_param_exponent).
 """
 
 from __future__ import annotations
