@@ -204,11 +204,16 @@ def _bce(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
 def _hinge(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     # L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + margin); mean over the batch
     s = a["scores"]
+    if not s.shape:
+        raise ShapeError("the scores need a class axis (the last one), got []")
     onehot = _class_targets(lw, b, s, a["labels"], call)
-    correct = b.emit("sum", b.mul(onehot, s), axes=(1,), keepdims=True, hint="correct_score")
+    # the classes are the last axis and the rows all the others, as for cross_entropy: float
+    # targets may be [C] or [N, T, C] (axis 1 summed over T, and dividing by N alone)
+    classes = len(s.shape) - 1
+    correct = b.emit("sum", b.mul(onehot, s), axes=(classes,), keepdims=True, hint="correct_score")
     margins = b.emit("relu", b.add(b.sub(s, correct), a["margin"]), hint="margins")
     wrong = b.mul(margins, b.emit("sub", 1.0, onehot, hint="other_classes"))
-    return b.div(b.sum(wrong, axes=None, keepdims=False), lw.size(s.shape[:1]))
+    return b.div(b.sum(wrong, axes=None, keepdims=False), lw.size(s.shape[:-1]))
 
 
 ACTIVATIONS = {p: True for p in (*_UNARY.values(), "leaky_relu", "elu", "prelu", "softmax", "log_softmax")}

@@ -635,7 +635,14 @@ class _Lowering:
             return ()
         names = []
         input_names = {d.var.name: d for d in self.inputs}
+        first: dict[str, Span] = {}
         for n in st.names:
+            if n.id in first:  # WRT would name it twice, and nnc check report its gradient twice
+                err = SpecError(f"'{n.id}' is named twice in wrt", n.span, help="name each input once")
+                err.notes = ((f"'{n.id}' is first named here", first[n.id]),)
+                self.errors.append(err)
+                continue
+            first[n.id] = n.span
             if n.id in input_names and input_names[n.id].var.dtype == "float":
                 names.append(n.id)
             elif n.id in input_names:

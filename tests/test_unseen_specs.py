@@ -17,7 +17,10 @@ floats, which array_api_strict and PyTorch refuse and NumPy upcasts (const_activ
 const_step_sign); `a ^ 0` differentiated to nan at a = 0 (pow_zero); int8/uint8 labels with
 257 classes hitting two classes (int_labels_fixed); `forward` failing on an empty batch
 under a softmax over that axis (softmax_axes3d and others); results sharing memory with one
-another or with the caller's arrays (shared_gradient, pow_zero).
+another or with the caller's arrays (shared_gradient, pow_zero). The fifth sweep
+(tests/unseen5) found hinge with float targets reducing over axis 1 instead of the class axis
+(hinge_float_targets) and nan gradients of a learnable exponent of exact zeros
+(pow_param_exponent).
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ from nnc.api import compile_spec
 UNSEEN = Path(__file__).resolve().parent / "unseen"
 # tests/unseen3: a third sweep (loss a parameter or an input, names that collide with the
 # module's globals and train_step's locals, a 120-layer chain, sizes 0 and 1, ...)
-SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3")) for p in sorted(folder.glob("*.nn"))}
+# tests/unseen5: a fifth sweep (4-D stacks that broadcast, 3-D parameters, positional
+# arguments, a single class, losses between broadcasting operands, a layer's weights reused)
+SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3"), UNSEEN.with_name("unseen5"))
+         for p in sorted(folder.glob("*.nn"))}
 SIZES = {"B": 3, "T": 5, "N": 4, "C": 6}  # distinct from each other and from every fixed size of the specs
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "array_api_strict 2023.12": _strict_2023,
             "torch": _torch, "jax": _jax}
@@ -129,7 +135,9 @@ def assert_results_agree(got: dict, want: dict, backend, dtype: str, what: str) 
     """`got` (on `backend`, in `dtype` throughout) matches the NumPy float64 results `want`:
     to 1e-10 in float64, to float32 rounding in float32."""
     assert got.keys() == want.keys()
-    wrong = {k: _dtype_name(v) for k, v in got.items() if _dtype_name(v) != dtype}
+    # an int input among the outputs (unseen5/output_int_dotted) keeps its own dtype
+    expect = {k: dtype if np.asarray(v).dtype.kind == "f" else str(np.asarray(v).dtype) for k, v in want.items()}
+    wrong = {k: _dtype_name(v) for k, v in got.items() if _dtype_name(v) != expect[k]}
     assert not wrong, f"{what}: not {dtype}: {wrong}"
     for key, expected in want.items():
         value = backend.to_numpy(got[key])
@@ -207,8 +215,9 @@ def test_unseen_forward_maps_an_empty_dimension_to_an_output(spec, dim, backend_
             module.loss(params, *(backend.asarray(v) for v in inputs.values()))
     if not module.OUTPUTS:
         assert out is None  # a spec with no outputs (language.md: forward returns None)
-    for o in out if isinstance(out, tuple) else () if out is None else (out,):
-        assert _dtype_name(o) == "float64"
+    labels = {n for n, meta in module.INPUTS.items() if meta["kind"] == "int"}
+    for name, o in zip(module.OUTPUTS, out if isinstance(out, tuple) else () if out is None else (out,)):
+        assert _dtype_name(o) == ("int64" if name in labels else "float64"), name
 
 
 # ---- results that are separate arrays -------------------------------------------------------
@@ -277,3 +286,52 @@ def test_a_constant_is_not_the_default_output(tmp_path):
     x = np.ones((3, 2))
     np.testing.assert_allclose(module.forward(module.init_params(dtype="float64"), x),
                                x @ module.init_params(dtype="float64")["W"])
+
+
+def test_hinge_with_float_targets_reduces_over_the_last_axis(tmp_path):
+    """hinge(scores [B, T, C], one-hot [B, T, C]) and hinge(scores [C], one-hot [C]) are the int-label
+    hinge of the rows reshaped to [N, C]: loss and gradients (found by the fifth sweep: the correct
+    score was summed over axis 1, the sum divided by B alone, and [C] scores failed at run time)."""
+    module = _module("hinge_float_targets", tmp_path)
+    rows = load_source(compile_spec("model rows\ninput s : float[N, 3]\ninput y : int[N]\nloss = hinge(s, y)\n"
+                                    "wrt s\n", "rows.nn"), tmp_path, "rows")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 3))
+    y = rng.integers(0, 3, size=(2, 5))
+    scores = rng.normal(size=(2, 5, 3))
+    want, want_grads = rows.value_and_grad({}, scores.reshape(-1, 3), y.reshape(-1))
+    three = load_source(compile_spec("model three\ninput s : float[B, T, 3]\ninput t : float[B, T, 3]\n"
+                                     "loss = hinge(s, t)\nwrt s\n", "three.nn"), tmp_path, "three")
+    got, got_grads = three.value_and_grad({}, scores, np.eye(3)[y])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(got_grads["s"], want_grads["s"].reshape(2, 5, 3), rtol=1e-12, atol=1e-15)
+    one = load_source(compile_spec("model one\ninput s : float[3]\ninput t : float[3]\nloss = hinge(s, t)\n"
+                                   "wrt s\n", "one.nn"), tmp_path, "one")
+    got, got_grads = one.value_and_grad({}, scores[0, 0], np.eye(3)[y[0, 0]])
+    want, want_grads = rows.value_and_grad({}, scores[:1, 0], y[:1, 0])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(got_grads["s"], want_grads["s"][0], rtol=1e-12, atol=1e-15)
+    params = module.init_params(dtype="float64")
+    assert np.isfinite(module.loss(params, x, np.eye(3)[y], scores[0, 0, :2].repeat(2), np.eye(4)[1]))
+
+
+def test_learnable_exponents_of_zero_have_pytorchs_gradients(tmp_path):
+    """d(x^z)/dz = 0 where x = 0 (0^z is constant in z for z >= 0) and d(x^z)/dx = 0 where z = 0
+    (x^0 = 1), as PyTorch has them: both were nan (0 * log(0) and 0 * 0^-1, found by the fifth
+    sweep), in value_and_grad and jvp alike, with no warning from NumPy."""
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    text = "model p\ninput x : float[4]\nparam k : float = 1.5\nparam z : float\nloss = sum(x ^ k) + sum(x ^ z)\nwrt x\n"
+    module = load_source(compile_spec(text, "p.nn"), tmp_path, "p")
+    x = np.array([0.0, 0.0, 0.5, 2.0])
+    params = {"k": np.asarray(1.5), "z": np.asarray(0.0)}
+    tx, tk, tz = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (x, 1.5, 0.0))
+    want = torch.autograd.grad((tx ** tk).sum() + (tx ** tz).sum(), [tk, tz, tx])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, grads = module.value_and_grad(params, x)
+        _, derivative = module.jvp(params, {"k": np.asarray(1.0), "z": np.asarray(1.0), "x": np.ones(4)}, x)
+    for name, w in zip(("k", "z", "x"), want):
+        np.testing.assert_allclose(grads[name], w.numpy(), rtol=1e-12, atol=1e-15, err_msg=name)
+    np.testing.assert_allclose(derivative, sum(float(w.sum()) for w in want), rtol=1e-12)

@@ -57,7 +57,7 @@ FUNCTIONS = {
     "maximum": lambda a, b: torch.maximum(_t(a), _t(b)),
     "minimum": lambda a, b: torch.minimum(_t(a), _t(b)),
     "sum": _reduce(torch.sum), "mean": _reduce(torch.mean),
-    "transpose": lambda x: x.T, "flatten": lambda x: x.reshape(x.shape[0], -1),
+    "transpose": lambda x: x.transpose(-1, -2), "flatten": lambda x: x.reshape(x.shape[0], -1),
     "mse": _mse, "sse": lambda p, t: 0.5 * torch.sum((_t(t) - _t(p)) ** 2),
     "cross_entropy": lambda logits, labels: F.cross_entropy(logits, labels),
     "bce": _bce, "hinge": _hinge, "l2": lambda x: torch.sum(x ** 2),
@@ -86,7 +86,7 @@ class TorchModel:
         if isinstance(e, ast.Num):
             return float(e.value)
         if isinstance(e, ast.Name):
-            return env[e.id]
+            return {"true": True, "false": False}.get(e.id) if e.id in ("true", "false") else env[e.id]
         if isinstance(e, ast.Neg):
             return -self._expr(e.operand, env, owner)
         if isinstance(e, ast.BinOp):
@@ -95,12 +95,15 @@ class TorchModel:
                 return {"+": a + b, "-": a - b, "*": a * b, "/": a / b, "^": a ** b}[e.op]
             return _BINOPS[e.op](_t(a), b)
         assert isinstance(e, ast.Call), e
-        args = [self._expr(a, env, owner) for a in e.args]
         kwargs = {k.name: self._kwarg(k.value) for k in e.kwargs}
-        if e.func == "dense":
-            x, _units = args[0], args[1]
+        if e.func == "dense":  # dense(x, units, bias, init): the initializer is no value
+            x = self._expr(e.args[0], env, owner)
+            bias = self._expr(e.args[2], env, owner) if len(e.args) > 2 else kwargs.get("bias", True)
             h = x @ env[f"{owner}.W"]
-            return h + env[f"{owner}.b"] if kwargs.get("bias", True) else h
+            return h + env[f"{owner}.b"] if bias else h
+        args = [self._expr(a, env, owner) for a in e.args]
+        if not any(isinstance(a, torch.Tensor) for a in args):  # a builtin of numbers: log(2)
+            args = [_t(a) for a in args[:1]] + args[1:]
         if e.func == "prelu":
             alpha = env[f"{owner}.alpha"]
             return torch.where(args[0] >= 0, args[0], alpha * args[0])
@@ -112,4 +115,6 @@ class TorchModel:
             return {"true": True, "false": False}.get(e.id, e.id)
         if isinstance(e, ast.Neg):
             return -e.operand.value
+        if isinstance(e, ast.Call):  # an initializer, init=normal(0.1)
+            return e
         return e.value

@@ -254,9 +254,24 @@ def pow_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     if isinstance(x, Lit) and x.value <= 0:  # d(c^x)/dx = c^x log(c)
         raise ShapeError(f"{float(x.value):g} ^ (a value that varies) has no derivative in the exponent: "
                          "c ^ x * log(c) needs a positive base c")
-    dx = b.mul(g, b.mul(c, b.pow(x, b.sub(c, 1.0))))
-    dc = b.mul(g, b.mul(eqn.out, b.log(x)))
+    dx = b.mul(g, _pow_base_slope(b, x, c))
+    dc = b.mul(g, _pow_exponent_slope(b, eqn))
     return b.sum_to(dx, shape=x.shape), b.sum_to(dc, shape=c.shape)
+
+
+def _pow_base_slope(b: Builder, x: Atom, c: Atom) -> Atom:
+    """d(x^c)/dx = c x^(c-1), written c x^0 = 0 where c = 0: x^0 = 1 is constant, and c x^(c-1)
+    would be 0 * inf at x = 0 (a nan gradient, as `a ^ 0` gave before it folded)."""
+    return b.mul(c, b.pow(x, b.where(b.gt(b.abs(c), 0.0), b.sub(c, 1.0), 0.0)))
+
+
+def _pow_exponent_slope(b: Builder, eqn: Eqn) -> Atom:
+    """d(x^c)/dc = x^c log(x), with log(1) = 0 in place of log(0) where x = 0: 0^c is constant
+    in c for c >= 0 (PyTorch's convention), and 0 * log(0) gave `relu(h) ^ k` a nan gradient."""
+    x = eqn.inputs[0]
+    if isinstance(x, Lit):  # a positive number (pow_vjp refuses others): log(x) is a number too
+        return b.mul(eqn.out, b.log(x))
+    return b.mul(eqn.out, b.log(b.where(b.gt(b.abs(x), 0.0), x, 1.0)))
 
 
 @tangent("pow")
@@ -265,8 +280,9 @@ def pow_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
     (x, c), (dx, dc) = eqn.inputs, dots
     if isinstance(c, Lit):
         return scaled(b, b.mul(c.value, b.pow(x, c.value - 1.0)), dx)
-    slope = b.mul(c, b.pow(x, b.sub(c, 1.0)))
-    return add_tangents(b, eqn.out.shape, scaled(b, slope, dx), scaled(b, b.mul(eqn.out, b.log(x)), dc))
+    base = None if dx is None else scaled(b, _pow_base_slope(b, x, c), dx)
+    exponent = None if dc is None else scaled(b, _pow_exponent_slope(b, eqn), dc)
+    return add_tangents(b, eqn.out.shape, base, exponent)
 
 
 @primitive("square", 1, shape=same_shape, emit=call("square"), examples=UNARY_EXAMPLES,
