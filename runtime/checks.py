@@ -87,3 +87,13 @@ def _check_params(params, shapes, spec):
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
                              "(init_params() and load_params() make this model's parameters)")
+
+
+def _check_tangents(arg, tangents, shapes):
+    """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
+    `arg`) whose shape is not that of its parameter or input (`shapes`)."""
+    for name, shape in shapes.items():
+        actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
+        if actual != tuple(shape):
+            raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
+                             "a direction has the shape of what it moves")

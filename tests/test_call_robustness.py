@@ -437,6 +437,39 @@ def test_parameters_of_another_shape_are_refused_by_name(spec, backend_name, tmp
         assert checked or spec in {"unused_param"}, f"no entry point reads {name}"
 
 
+@pytest.mark.parametrize("spec, backend_name", [(s, "numpy") for s in EVERY_SPEC]
+                         + [(s, b) for b in ("array_api_strict", "torch") for s in _SHIPPED])
+def test_directions_of_another_shape_are_refused_by_name(spec, backend_name, tmp_path):
+    """jvp's tangents and hvp's vector: an entry of another shape than its parameter's or its
+    `wrt` input's (a leading axis of 1, which would broadcast) is refused, naming it."""
+    backend = BACKENDS[backend_name]()
+    module = _module(spec, tmp_path)
+    params, inputs, vector = _case(module, backend.asarray)
+    for name in vector:
+        bad = {**vector, name: backend.asarray(np.zeros((1, *_host(vector[name]).shape)))}
+        for entry, arg in ((module.jvp, "tangents"), (module.hvp, "vector")):
+            if f'{arg}["{name}"]' not in inspect.getsource(entry):
+                continue  # a direction this entry point never reads (a parameter the loss does not use)
+            with pytest.raises(ValueError, match=rf"^{arg}\['{re.escape(name)}'\] has shape \(1,"):
+                entry(params, bad, *inputs.values())
+
+
+def test_shape_checks_work_where_inputs_and_definitions_are_named_params_and_spec(tmp_path):
+    """The checks' error paths name PARAMS and SPEC as _PARAMS and _SPEC: here an input is
+    called PARAMS and a definition SPEC, which would shadow the module's constants."""
+    text = ("model coll\ninput PARAMS : float[B, 3]\ninput y : int[B]\nSPEC = dense(PARAMS, 4)\n"
+            "logits = dense(tanh(SPEC), 3)\nloss = cross_entropy(logits, y)\nwrt PARAMS\noptimizer sgd(lr=0.1)\n")
+    module = _module("coll", tmp_path, text)
+    params, inputs, vector = _case(module, np.asarray)
+    bad = {**params, "SPEC.b": np.zeros((1, 4))}
+    for call in _calls(module, bad, inputs, vector).values():
+        with pytest.raises(ValueError, match=r"^parameter 'SPEC.b' has shape \(1, 4\), but coll.nn makes it \(4,\)"):
+            call()
+    bad_direction = {**vector, "PARAMS": np.zeros((1, 3, 3))}
+    with pytest.raises(ValueError, match=r"^tangents\['PARAMS'\] has shape \(1, 3, 3\), but PARAMS has shape \(3, 3\)"):
+        module.jvp(params, bad_direction, *inputs.values())
+
+
 # ---- 6. repeated and interleaved calls --------------------------------------------------------
 
 def test_interleaved_backends_dtypes_and_batches_match_fresh_modules(tmp_path):

@@ -34,7 +34,7 @@ class Function:
     doc: str
     check: str  # the input-check statement ("" for none)
     unpack: list[Read]  # reads of parameters (and tangents)
-    param_check: list[str]  # the parameters' shape test, after the reads
+    shape_check: list[str]  # the shape tests of what was read from params (and tangents)
     sections: list[tuple[str, list[tuple[str, list[str]]]]]  # (title, [(comment, statements)])
     returns: str
     uses_xp: bool = False
@@ -208,6 +208,7 @@ def build_model(prog: Program) -> dict:
             f"{optimizer_model['scale']!r} times its gradient\n    (the backward starts from the learning rate, "
             "so no update multiplies).", all_check))
 
+    shape_checks = any(fn.shape_check for fn in functions + optimizer_functions)
     used_eqns = prog.eqns + prog.backward + (scaled.backward if scaled is not None else ())
     kernels_used = sorted({_KERNELS[e.prim] for e in used_eqns if e.prim in _KERNELS})
     inits_used = sorted({f"_{p.init[0]}" for p in prog.params if p.init[0] in ("glorot_uniform", "he_normal")})
@@ -228,8 +229,10 @@ def build_model(prog: Program) -> dict:
         "cuda_helper": function_source("cuda", "_CudaKernel") if optimizer_model["cuda"] else None,
         "scalar_args_namespace": function_source("scalar_args", "_ScalarArgs"),
         "helpers": ([function_source("kernels", k) for k in kernels_used] + _check_helpers(checks)
-                    + [function_source("checks", "_check_params")] * any(
-                        fn.param_check for fn in functions + optimizer_functions)),
+                    + [function_source("checks", "_check_params")] * shape_checks
+                    + [function_source("checks", "_check_tangents")] * any(
+                        "_check_tangents(" in line for fn in functions for line in fn.shape_check)),
+        "shape_checks": shape_checks,
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
         "uses_rng": any("rng" in _init_expr(p) for p in prog.params),
@@ -324,7 +327,7 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
     params = [r.var for r in unpack if r.source == "params"]
     if first and params:  # the parameters must be of the inputs' library (_check_library)
         source = f"{first}, {params[0].name}"
-    fn = Function(name, args, doc, call, unpack, _param_check(params), secs, returns)
+    fn = Function(name, args, doc, call, unpack, _param_check(params) + _tangent_check(prog, unpack), secs, returns)
     fn.uses_xp = _uses(statements, "xp.") or _uses(statements, "(xp,")
     if fn.uses_xp and source is None:
         fn.uses_xp = False
@@ -339,7 +342,22 @@ def _param_check(params: list[Var]) -> list[str]:
     conds = [f"{v.name}.shape != {_tuple_literal([str(d) for d in v.shape])}" for v in params]
     if not conds:
         return []
-    return [wrap_condition(f"if {' or '.join(conds)}:", indent=4), "    _check_params(params, PARAMS, SPEC)"]
+    return [wrap_condition(f"if {' or '.join(conds)}:", indent=4), "    _check_params(params, _PARAMS, _SPEC)"]
+
+
+def _tangent_check(prog: Program, unpack: list[Read]) -> list[str]:
+    """The same for jvp's `tangents` and hvp's `vector`: each entry must have its parameter's
+    shape, or its input's (compared with the input passed, whose size may be symbolic)."""
+    seeds = [r for r in unpack if r.source != "params"]
+    if not seeds:
+        return []
+    inputs = {d.var.name for d in prog.inputs}
+    conds = [f"{r.var.name}.shape != " + (f"{r.key}.shape" if r.key in inputs else
+                                           _tuple_literal([str(d) for d in r.var.shape])) for r in seeds]
+    shapes = ", ".join(f'"{r.key}": {r.key}.shape' for r in seeds if r.key in inputs)
+    arg = seeds[0].source
+    return [wrap_condition(f"if {' or '.join(conds)}:", indent=4),
+            f'    _check_tangents("{arg}", {arg}, {"{**_PARAMS, " + shapes + "}" if shapes else "_PARAMS"})']
 
 
 def _input_meta(d) -> str:

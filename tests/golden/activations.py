@@ -392,6 +392,21 @@ def _check_params(params, shapes, spec):
                              "(init_params() and load_params() make this model's parameters)")
 
 
+def _check_tangents(arg, tangents, shapes):
+    """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
+    `arg`) whose shape is not that of its parameter or input (`shapes`)."""
+    for name, shape in shapes.items():
+        actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
+        if actual != tuple(shape):
+            raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
+                             "a direction has the shape of what it moves")
+
+
+# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
+# and no spec name starts with "_"
+_PARAMS, _SPEC = PARAMS, SPEC
+
+
 def _glorot_uniform(rng, shape):
     fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -446,7 +461,7 @@ def forward(params, x):
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
     if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # activations.nn:5  z = dense(x, 4)
     z = xp.matmul(x, z_W)
     z += z_b
@@ -476,7 +491,7 @@ def loss(params, x, y):
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
     if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # activations.nn:5  z = dense(x, 4)
     z = xp.matmul(x, z_W)
     z += z_b
@@ -507,7 +522,7 @@ def value_and_grad(params, x, y):
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
     if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
 
     # ---- forward ----
     # activations.nn:5  z = dense(x, 4)
@@ -582,7 +597,9 @@ def jvp(params, tangents, x, y):
     dot_p_alpha = tangents["p.alpha"]
     xp = _namespace(x, z_W)
     if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
+    if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
+        _check_tangents("tangents", tangents, _PARAMS)
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)
@@ -645,7 +662,9 @@ def hvp(params, vector, x, y):
     dot_p_alpha = vector["p.alpha"]
     xp = _namespace(x, z_W)
     if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
+    if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
+        _check_tangents("vector", vector, _PARAMS)
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)
@@ -772,7 +791,7 @@ def train_step(params, state, x, y):
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
     if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
 
     # ---- forward ----
     # activations.nn:5  z = dense(x, 4)

@@ -413,6 +413,21 @@ def _check_params(params, shapes, spec):
                              "(init_params() and load_params() make this model's parameters)")
 
 
+def _check_tangents(arg, tangents, shapes):
+    """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
+    `arg`) whose shape is not that of its parameter or input (`shapes`)."""
+    for name, shape in shapes.items():
+        actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
+        if actual != tuple(shape):
+            raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
+                             "a direction has the shape of what it moves")
+
+
+# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
+# and no spec name starts with "_"
+_PARAMS, _SPEC = PARAMS, SPEC
+
+
 def _glorot_uniform(rng, shape):
     fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -475,7 +490,7 @@ def forward(params, x):
     xp = _namespace(x, h_W)
     if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
             or logits_b.shape != (10,)):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
     h += h_b
@@ -496,7 +511,7 @@ def loss(params, x, y):
     xp = _namespace(x, h_W)
     if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
             or logits_b.shape != (10,)):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
     h += h_b
@@ -519,7 +534,7 @@ def value_and_grad(params, x, y):
     xp = _namespace(x, h_W)
     if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
             or logits_b.shape != (10,)):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
 
     # ---- forward ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
@@ -568,7 +583,10 @@ def jvp(params, tangents, x, y):
     xp = _namespace(x, h_W)
     if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
             or logits_b.shape != (10,)):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
+    if (dot_h_W.shape != (64, 256) or dot_h_b.shape != (256,) or dot_logits_W.shape != (256, 10)
+            or dot_logits_b.shape != (10,)):
+        _check_tangents("tangents", tangents, _PARAMS)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
@@ -606,7 +624,10 @@ def hvp(params, vector, x, y):
     xp = _namespace(x, h_W)
     if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
             or logits_b.shape != (10,)):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
+    if (dot_h_W.shape != (64, 256) or dot_h_b.shape != (256,) or dot_logits_W.shape != (256, 10)
+            or dot_logits_b.shape != (10,)):
+        _check_tangents("vector", vector, _PARAMS)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))

@@ -395,6 +395,21 @@ def _check_params(params, shapes, spec):
                              "(init_params() and load_params() make this model's parameters)")
 
 
+def _check_tangents(arg, tangents, shapes):
+    """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
+    `arg`) whose shape is not that of its parameter or input (`shapes`)."""
+    for name, shape in shapes.items():
+        actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
+        if actual != tuple(shape):
+            raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
+                             "a direction has the shape of what it moves")
+
+
+# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
+# and no spec name starts with "_"
+_PARAMS, _SPEC = PARAMS, SPEC
+
+
 def _he_normal(rng, shape):
     return rng.normal(0.0, math.sqrt(2.0 / shape[0]), size=shape)
 
@@ -452,7 +467,7 @@ def forward(params, x):
     h_b = params["h.b"]
     xp = _namespace(x, k)
     if k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
@@ -486,7 +501,7 @@ def loss(params, x, p, t):
     h_b = params["h.b"]
     xp = _namespace(x, s)
     if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
@@ -526,7 +541,7 @@ def value_and_grad(params, x, p, t):
     h_b = params["h.b"]
     xp = _namespace(x, s)
     if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
 
     # ---- forward ----
     # functions.nn:9  f = flatten(x)
@@ -643,7 +658,10 @@ def jvp(params, tangents, x, p, t):
     dot_x = tangents["x"]
     xp = _namespace(x, s)
     if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
+    if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
+            or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
+        _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape})
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)
@@ -724,7 +742,10 @@ def hvp(params, vector, x, p, t):
     dot_x = vector["x"]
     xp = _namespace(x, s)
     if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
+    if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
+            or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
+        _check_tangents("vector", vector, {**_PARAMS, "x": x.shape})
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)

@@ -380,6 +380,21 @@ def _check_params(params, shapes, spec):
                              "(init_params() and load_params() make this model's parameters)")
 
 
+def _check_tangents(arg, tangents, shapes):
+    """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
+    `arg`) whose shape is not that of its parameter or input (`shapes`)."""
+    for name, shape in shapes.items():
+        actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
+        if actual != tuple(shape):
+            raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
+                             "a direction has the shape of what it moves")
+
+
+# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
+# and no spec name starts with "_"
+_PARAMS, _SPEC = PARAMS, SPEC
+
+
 def _check_inputs(i, t):
     """Check the inputs against the spec."""
     try:
@@ -423,7 +438,7 @@ def forward(params, i):
     b2 = params["b2"]
     xp = _namespace(i, W1)
     if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
     net_h += b1
@@ -446,7 +461,7 @@ def loss(params, i, t):
     b2 = params["b2"]
     xp = _namespace(i, W1)
     if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
     net_h += b1
@@ -472,7 +487,7 @@ def value_and_grad(params, i, t):
     b2 = params["b2"]
     xp = _namespace(i, W1)
     if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
 
     # ---- forward ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -519,7 +534,9 @@ def jvp(params, tangents, i, t):
     dot_b2 = tangents["b2"]
     xp = _namespace(i, W1)
     if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
+    if dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2) or dot_b2.shape != ():
+        _check_tangents("tangents", tangents, _PARAMS)
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -559,7 +576,9 @@ def hvp(params, vector, i, t):
     dot_b2 = vector["b2"]
     xp = _namespace(i, W1)
     if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
+    if dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2) or dot_b2.shape != ():
+        _check_tangents("vector", vector, _PARAMS)
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -624,7 +643,7 @@ def train_step(params, state, i, t):
     b2 = params["b2"]
     xp = _namespace(i, W1)
     if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
 
     # ---- forward ----
     # mazur.nn:10  net_h = W1 @ i + b1

@@ -402,6 +402,21 @@ def _check_params(params, shapes, spec):
                              "(init_params() and load_params() make this model's parameters)")
 
 
+def _check_tangents(arg, tangents, shapes):
+    """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
+    `arg`) whose shape is not that of its parameter or input (`shapes`)."""
+    for name, shape in shapes.items():
+        actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
+        if actual != tuple(shape):
+            raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
+                             "a direction has the shape of what it moves")
+
+
+# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
+# and no spec name starts with "_"
+_PARAMS, _SPEC = PARAMS, SPEC
+
+
 def _glorot_uniform(rng, shape):
     fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -455,7 +470,7 @@ def forward(params, x):
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
     if scores_W.shape != (4, 3) or scores_b.shape != (3,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # svm.nn:5  scores = dense(x, 3)
     scores = xp.matmul(x, scores_W)
     scores += scores_b
@@ -469,7 +484,7 @@ def loss(params, x, y):
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
     if scores_W.shape != (4, 3) or scores_b.shape != (3,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # svm.nn:5  scores = dense(x, 3)
     scores = xp.matmul(x, scores_W)
     scores += scores_b
@@ -486,7 +501,7 @@ def value_and_grad(params, x, y):
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
     if scores_W.shape != (4, 3) or scores_b.shape != (3,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
 
     # ---- forward ----
     # svm.nn:5  scores = dense(x, 3)
@@ -520,7 +535,9 @@ def jvp(params, tangents, x, y):
     dot_scores_b = tangents["scores.b"]
     xp = _namespace(x, scores_W)
     if scores_W.shape != (4, 3) or scores_b.shape != (3,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
+    if dot_scores_W.shape != (4, 3) or dot_scores_b.shape != (3,):
+        _check_tangents("tangents", tangents, _PARAMS)
 
     # ---- forward with tangents ----
     # svm.nn:5  scores = dense(x, 3)
@@ -544,7 +561,7 @@ def hvp(params, vector, x, y):
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
     if scores_W.shape != (4, 3) or scores_b.shape != (3,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     return {"scores.W": xp.zeros_like(scores_W), "scores.b": xp.zeros_like(scores_b)}
 
 
@@ -563,7 +580,7 @@ def train_step(params, state, x, y):
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
     if scores_W.shape != (4, 3) or scores_b.shape != (3,):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
 
     # ---- forward ----
     # svm.nn:5  scores = dense(x, 3)

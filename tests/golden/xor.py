@@ -377,6 +377,21 @@ def _check_params(params, shapes, spec):
                              "(init_params() and load_params() make this model's parameters)")
 
 
+def _check_tangents(arg, tangents, shapes):
+    """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
+    `arg`) whose shape is not that of its parameter or input (`shapes`)."""
+    for name, shape in shapes.items():
+        actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
+        if actual != tuple(shape):
+            raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
+                             "a direction has the shape of what it moves")
+
+
+# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
+# and no spec name starts with "_"
+_PARAMS, _SPEC = PARAMS, SPEC
+
+
 def _glorot_uniform(rng, shape):
     fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -434,7 +449,7 @@ def forward(params, x):
     xp = _namespace(x, hidden_W)
     if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
             or logit_b.shape != (1,)):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
     hidden += hidden_b
@@ -457,7 +472,7 @@ def loss(params, x, y):
     xp = _namespace(x, hidden_W)
     if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
             or logit_b.shape != (1,)):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
     hidden += hidden_b
@@ -480,7 +495,7 @@ def value_and_grad(params, x, y):
     xp = _namespace(x, hidden_W)
     if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
             or logit_b.shape != (1,)):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
 
     # ---- forward ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
@@ -530,7 +545,10 @@ def jvp(params, tangents, x, y):
     xp = _namespace(x, hidden_W)
     if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
             or logit_b.shape != (1,)):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
+    if (dot_hidden_W.shape != (2, 2) or dot_hidden_b.shape != (2,) or dot_logit_W.shape != (2, 1)
+            or dot_logit_b.shape != (1,)):
+        _check_tangents("tangents", tangents, _PARAMS)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
@@ -566,7 +584,10 @@ def hvp(params, vector, x, y):
     xp = _namespace(x, hidden_W)
     if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
             or logit_b.shape != (1,)):
-        _check_params(params, PARAMS, SPEC)
+        _check_params(params, _PARAMS, _SPEC)
+    if (dot_hidden_W.shape != (2, 2) or dot_hidden_b.shape != (2,) or dot_logit_W.shape != (2, 1)
+            or dot_logit_b.shape != (1,)):
+        _check_tangents("vector", vector, _PARAMS)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
