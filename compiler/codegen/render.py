@@ -231,7 +231,7 @@ def build_model(prog: Program) -> dict:
         "helpers": ([function_source("kernels", k) for k in kernels_used] + _check_helpers(checks)
                     + [function_source("checks", "_check_params")] * shape_checks
                     + [function_source("checks", "_check_tangents")] * any(
-                        "_check_tangents(" in line for fn in functions for line in fn.shape_check)),
+                        r.source != "params" for fn in functions for r in fn.unpack)),
         "shape_checks": shape_checks,
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
