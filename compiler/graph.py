@@ -114,6 +114,9 @@ def concrete_inputs(prog: Program, assigns: list[str], data: dict[str, Any] | No
             if not np.array_equal(value, np.round(value)):
                 raise ValueError(f"input {name!r} holds class labels: whole numbers expected")
             value = value.astype(np.int64)
+            if d.classes is not None and value.size and not (0 <= value.min() and value.max() < d.classes):
+                raise ValueError(f"input {name!r} holds class labels in [0, {d.classes}), "
+                                 f"got values from {value.min()} to {value.max()}")
         if not _fits(d.var.shape, value.shape, dims):
             raise ValueError(f"input {name!r} must have shape {_shape(d.var)}, got {list(value.shape)}")
         out[name] = value

@@ -120,9 +120,11 @@ def test_values_from_a_data_file(tmp_path):
     (["--input", "q=1", "--input", "i=[1, 2]", "--input", "t=[0, 1]"], "q: not an input of model mazur"),
     (["-o", "graph.jpg"], "must end in .svg, .png, .pdf, .dot or .gv"),
     (["--input", "x=[[1, 2, 3, 4]]", "--input", "y=[0.5]"], "input 'y' holds class labels"),
+    (["--input", "x=[[1, 2, 3, 4]]", "--input", "y=[3]"], "input 'y' holds class labels in [0, 3), got values from 3 to 3"),
+    (["--input", "x=[[1, 2, 3, 4]]", "--input", "y=[-1]"], "input 'y' holds class labels in [0, 3)"),
 ])
 def test_bad_arguments_exit_2(args, message, tmp_path):
-    spec = "svm.nn" if "y=[0.5]" in args else "mazur.nn"
+    spec = "svm.nn" if any(a.startswith("y=") for a in args) else "mazur.nn"
     result = CliRunner().invoke(main, ["graph", str(SPECS / spec), *args])
     assert result.exit_code == 2
     assert message in result.output
