@@ -223,7 +223,7 @@ def predict_classes(outputs: np.ndarray, kind: str, mode: str) -> np.ndarray:
 class Evaluation:
     loss: float
     accuracy: float | None
-    predictions: np.ndarray  # first output, host copy, examples on the first axis
+    predictions: np.ndarray | None  # first output, host copy, examples on the first axis
     classes: np.ndarray | None  # predicted class per example (classifiers)
 
 
@@ -234,29 +234,47 @@ def _spans(module: ModuleType, dev: Device, chunk: int) -> list[tuple[int, int]]
     return _batches(len(dev), chunk, dev.host.mode)
 
 
-def _first_output(module: ModuleType, params: dict, batch: dict) -> np.ndarray:
+def _first_output(module: ModuleType, params: dict, batch: dict, n: int, mode: str) -> np.ndarray | None:
+    """The first output for the `n` examples of `batch`, or None when the spec has no output or
+    its first output is not one value per example (a parameter, a batch mean)."""
+    if not module.OUTPUTS or module.OUTPUTS[0] in module.PARAMS:
+        return None
     out = _call(module.forward, params, batch)
-    return _to_numpy(out[0] if isinstance(out, tuple) else out)
+    out = _to_numpy(out[0] if isinstance(out, tuple) else out)
+    return out if mode == "single" or out.shape[:1] == (n,) else None
+
+
+def _no_predictions(module: ModuleType) -> TrainError:
+    if not module.OUTPUTS:
+        return TrainError(f"model {module.MODEL} has no output to predict (add an `output` line to the spec)")
+    return TrainError(f"the first output of model {module.MODEL}, {module.OUTPUTS[0]}, is not one value per "
+                      "example; predictions are taken from the first output")
 
 
 def evaluate_outputs(module: ModuleType, params: dict, dev: Device, chunk: int = 4096) -> np.ndarray:
     """The first output for every example of `dev` (a host array, examples on the first axis)."""
-    outs = [_first_output(module, params, dev.batch(np.arange(lo, hi))) for lo, hi in _spans(module, dev, chunk)]
+    outs = [_first_output(module, params, dev.batch(np.arange(lo, hi)), hi - lo, dev.host.mode)
+            for lo, hi in _spans(module, dev, chunk)]
+    if any(o is None for o in outs):
+        raise _no_predictions(module)
     if not outs:
         return np.zeros((0,))
     return np.stack(outs) if dev.host.mode == "single" else np.concatenate(outs)
 
 
 def evaluate(module: ModuleType, params: dict, dev: Device, kind: str, chunk: int = 4096) -> Evaluation:
-    """The spec's loss (averaged over chunks, weighted by size), the outputs and the accuracy."""
+    """The spec's loss (averaged over chunks, weighted by size), the outputs and the accuracy
+    (None, like the outputs, when the first output is not one value per example)."""
     total, count, outs = 0.0, 0, []
     for lo, hi in _spans(module, dev, chunk):
         batch = dev.batch(np.arange(lo, hi))
         total += float(_call(module.loss, params, batch)) * (hi - lo)
         count += hi - lo
-        outs.append(_first_output(module, params, batch))
+        outs.append(_first_output(module, params, batch, hi - lo, dev.host.mode))
     if not outs:
         return Evaluation(math.nan, None, np.zeros((0,)), None)
+    if any(o is None for o in outs):
+        return Evaluation(total / count, None, None, None)
     mode = dev.host.mode
     outputs = np.stack(outs) if mode == "single" else np.concatenate(outs)
     classes = accuracy = None

@@ -222,3 +222,26 @@ def test_the_summary_counts_one_step_in_the_singular():
     from nnc.runtime.progress import _count
 
     assert [_count(n, "step") for n in (0, 1, 2)] == ["0 steps", "1 step", "2 steps"]
+
+
+@pytest.mark.parametrize("outputs", ["", "output W"])
+def test_specs_whose_first_output_is_not_per_example(tmp_path, outputs):
+    """No output, or a parameter first: train, eval and val rows give the loss without an
+    accuracy (they used to stop on a NumPy concatenate/broadcast error), predict says why."""
+    spec = tmp_path / "m.nn"
+    spec.write_text("model m\ninput x : float[B, 2]\ninput y : int[B]\nparam W : float[2, 2]\n"
+                    f"loss = cross_entropy(x @ W, y)\n{outputs}\n")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=rng.random((5000, 2)), y=rng.integers(0, 2, 5000))  # two evaluation chunks
+    weights = tmp_path / "w.npz"
+    result = run("train", str(spec), "--data", str(data), "--epochs", "1", "--quiet", "--out", str(weights))
+    assert result.exit_code == 0, result.output
+    assert "validation" in result.output
+    result = run("eval", str(spec), "--weights", str(weights), "--data", str(data))
+    assert result.exit_code == 0, result.output
+    assert "loss" in result.output and "accuracy" not in result.output
+    result = run("predict", str(spec), "--weights", str(weights), "--data", str(data))
+    assert result.exit_code == 2
+    assert ("has no output to predict" if not outputs else "W, is not one value per example") in result.output
+    assert "Traceback" not in result.output
