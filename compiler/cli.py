@@ -401,6 +401,9 @@ def train_cmd(spec: str, data: str, out: str | None, init_from: str | None, plot
     _weights_path(out, "--out")
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         _fail_run("train", "--plot needs matplotlib, which is not installed: python -m pip install 'nnc[plot]'")
+    for option, path in (("--out", out), ("--log", options.get("log")), ("--plot", plot)):
+        if path is not None and not Path(path).resolve().parent.is_dir():  # before training, not after it
+            _fail_run("train", f"{option} {path}: no such directory: {Path(path).parent}")
     _, prog = _run(build_program, spec, debug)
     opts = tr.Options(init_from=init_from, **options)
     try:

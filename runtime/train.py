@@ -423,7 +423,10 @@ def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device |
     rng = np.random.default_rng([opts.seed, 2])  # shuffling: its own stream, fixed by --seed
     run = Run(module, params)
     progress = Progress(epochs, len(spans), quiet=opts.quiet, stream=stream)
-    log = open(opts.log, "w", encoding="utf-8") if opts.log else None  # noqa: SIM115 (closed below)
+    try:
+        log = open(opts.log, "w", encoding="utf-8") if opts.log else None  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise TrainError(f"--log {opts.log}: cannot write it: {exc.strerror or exc}") from None
     classifier = train_dev.host.labels is not None
     start = time.perf_counter()
     try:

@@ -101,8 +101,12 @@ def test_lr_and_schedule_overrides_reach_the_generated_step(tmp_path, clf):
     (["--data", "missing.csv"], "no such file"),
     (["--data", "digits"], "each example of 'x' has shape [64]"),
     (["--backend", "no_such_module_xyz"], "cannot import"),
+    (["--log", "{tmp}/nodir/m.jsonl"], "--log {tmp}/nodir/m.jsonl: no such directory"),
+    (["--out", "{tmp}/nodir/w.npz"], "--out {tmp}/nodir/w.npz: no such directory"),
 ])
 def test_bad_arguments_exit_2_without_traceback(tmp_path, clf, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    message = message.format(tmp=tmp_path)
     base = ["train", clf, "--data", "moons", "--epochs", "1"]
     if args[0] == "--data":
         base = base[:2] + args + base[4:]
@@ -112,6 +116,7 @@ def test_bad_arguments_exit_2_without_traceback(tmp_path, clf, args, message):
     assert r.exit_code == 2, r.output
     assert message in r.output
     assert "Traceback" not in r.output
+    assert "trained" not in r.output  # refused before training, not after it
 
 
 def test_plot_draws_curves_or_says_what_is_missing(tmp_path, clf):
