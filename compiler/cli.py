@@ -531,6 +531,8 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
 
     if out is not None and not out.endswith((".npy", ".csv")):
         raise click.BadParameter("predictions are written to .npy or .csv", param_hint="--out")
+    if out is not None and not Path(out).resolve().parent.is_dir():
+        _fail_run("predict", f"--out {out}: no such directory: {Path(out).parent}")
     prog, module, xp, params, bound, kind, dtype = _load_for_use("predict", spec, weights, data, backend, dtype,
                                                                  debug, features_only=True)
     if bound.arrays.keys() == {d.var.name for d in prog.inputs}:  # targets given: decided as eval decides

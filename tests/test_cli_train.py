@@ -57,6 +57,10 @@ def test_train_writes_weights_log_and_summary(tmp_path):
     raw = run("predict", XOR, "--weights", str(out), "--data", "xor", "--raw")
     values = [float(v) for v in raw.output.split()]
     assert values[0] < 0.5 < values[1]
+    missing = tmp_path / "nodir" / "p.csv"
+    bad = run("predict", XOR, "--weights", str(out), "--data", "xor", "--out", str(missing))
+    assert bad.exit_code == 2 and f"--out {missing}: no such directory" in bad.output
+    assert "Traceback" not in bad.output
 
 
 def test_init_from_continues_training(tmp_path):
