@@ -232,6 +232,9 @@ def _fit(name: str, values: np.ndarray, spec: InputSpec, mode: str, source: str)
     """Reshape examples to the spec's item shape (flattening or unflattening when sizes agree)."""
     item = _item_shape(spec, mode)
     got = values.shape[1:]
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        bad = int(np.argmin(np.isfinite(values).reshape(len(values), -1).all(axis=1)))
+        raise DataError(f"{source}: '{name}' holds nan or inf values (first in example {bad})")
     concrete = all(isinstance(d, int) for d in item)
     if concrete and tuple(got) != tuple(item):
         if math.prod(got) != math.prod(item):

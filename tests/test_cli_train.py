@@ -254,3 +254,15 @@ def test_specs_whose_first_output_is_not_per_example(tmp_path, outputs):
     assert result.exit_code == 2
     assert ("has no output to predict" if not outputs else "W, is not one value per example") in result.output
     assert "Traceback" not in result.output
+
+
+def test_non_finite_data_is_refused_before_training(tmp_path, clf):
+    """A nan in the data used to train one step and then blame the learning rate."""
+    data = tmp_path / "d.csv"
+    data.write_text("0.5,1.0,0\n1.5,inf,1\n0.1,0.2,1\n")
+    r = run("train", clf, "--data", str(data), "--epochs", "1")
+    assert r.exit_code == 2, r.output
+    assert "d.csv: 'x' holds nan or inf values (first in example 1)" in r.output
+    np.savez(tmp_path / "d.npz", x=np.array([[0.5, np.nan]]), y=np.array([0]))
+    r = run("train", clf, "--data", str(tmp_path / "d.npz"), "--epochs", "1")
+    assert r.exit_code == 2 and "'x' holds nan or inf values (first in example 0)" in r.output
