@@ -223,6 +223,19 @@ def _mode(first: InputSpec, example_shape: tuple) -> str:
     return "single"
 
 
+def _check_batch_axes(inputs: list[InputSpec], mode: str) -> None:
+    """Examples are fed along the first axis of every input: each needs the batch axis."""
+    if mode == "single":
+        return
+    axis = inputs[0].shape[0]
+    for spec in inputs[1:]:
+        if not spec.shape or spec.shape[0] != axis:
+            declared = spec.kind + (_dims(spec.shape) if spec.shape else "")
+            raise DataError(f"input {spec.name} : {declared} has no batch axis {axis}: "
+                            f"nnc train, eval and predict take every input example by example, along the "
+                            f"batch axis of {inputs[0].name} : {inputs[0].kind}{_dims(inputs[0].shape)}")
+
+
 def _item_shape(spec: InputSpec, mode: str) -> tuple:
     """The shape of one example of `spec` (without the batch axis, when the spec has one)."""
     return tuple(spec.shape[1:]) if mode != "single" else tuple(spec.shape)
@@ -267,6 +280,7 @@ def bind(data: Dataset, inputs: list[InputSpec], output_kind: str = "score") -> 
         raise DataError(f"the first input '{first.name}' gets the features and must be float")
     features = np.asarray(data.features, np.float64)
     mode = _mode(first, features.shape[1:])
+    _check_batch_axes(inputs, mode)
     arrays = {first.name: _fit(first.name, features, first, mode, data.name)}
     labels, classes = None, data.classes
     if len(inputs) == 2:
@@ -332,6 +346,7 @@ def _bind_arrays(data: Dataset, inputs: list[InputSpec], output_kind: str) -> Bo
     first = inputs[0]
     mode = _mode(first, arrays[first.name].shape[1:])
     out, n = {}, None
+    _check_batch_axes(inputs, mode)
     for spec in inputs:
         a = arrays[spec.name]
         if a.ndim == 0:

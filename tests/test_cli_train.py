@@ -266,3 +266,16 @@ def test_non_finite_data_is_refused_before_training(tmp_path, clf):
     np.savez(tmp_path / "d.npz", x=np.array([[0.5, np.nan]]), y=np.array([0]))
     r = run("train", clf, "--data", str(tmp_path / "d.npz"), "--epochs", "1")
     assert r.exit_code == 2 and "'x' holds nan or inf values (first in example 0)" in r.output
+
+
+def test_an_input_without_the_batch_axis_is_refused_clearly(tmp_path):
+    """A scalar input used to be asked for "one value per example" and then refused by the module."""
+    spec = tmp_path / "s.nn"
+    spec.write_text("model s\ninput x : float[B, 2]\ninput s : float\ninput y : float[B, 1]\n"
+                    "o = dense(x, 1) * s\nloss = mse(o, y)\n")
+    rng = np.random.default_rng(0)
+    for s in (np.float64(2.0), rng.random(50)):
+        np.savez(tmp_path / "d.npz", x=rng.random((50, 2)), s=s, y=rng.random((50, 1)))
+        r = run("train", str(spec), "--data", str(tmp_path / "d.npz"), "--epochs", "1")
+        assert r.exit_code == 2, r.output
+        assert "input s : float has no batch axis B" in r.output
