@@ -324,7 +324,8 @@ def check_module(module: ModuleType, *, dims: dict[str, int] | None = None, seed
 
     Unset eps, rtol and atol take the defaults of `dtype` (DEFAULTS). Raises
     NotAModuleError for an object without the generated module's interface and
-    ValueError for a bad argument (an unknown dimension name, dtype or max_entries).
+    ValueError for a bad argument (an unknown dimension name, dtype or max_entries, eps <= 0,
+    rtol and atol both 0).
     """
     missing = [a for a in _REQUIRED if not hasattr(module, a)]
     if missing:
@@ -340,6 +341,11 @@ def check_module(module: ModuleType, *, dims: dict[str, int] | None = None, seed
         eps=d["eps"] if eps is None else eps, rtol=d["rtol"] if rtol is None else rtol,
         atol=d["atol"] if atol is None else atol, max_entries=max_entries,
         dims=bind_dims(module.INPUTS, dims))
+    if not settings.eps > 0:
+        raise ValueError(f"eps must be positive, got {settings.eps:g}")
+    if settings.rtol == 0 and settings.atol == 0:
+        raise ValueError("rtol and atol cannot both be 0: rounding keeps a finite difference from "
+                         "matching a gradient exactly")
     if dtype == "float32":
         settings.notes.append(FLOAT32_NOTE)
     with np.errstate(all="ignore"):  # non-finite values are detected and reported, not warned

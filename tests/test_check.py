@@ -141,6 +141,7 @@ def test_bad_module_exits_2(tmp_path: Path, text: str, message: str):
     (["--dim", "Q=3"], "unknown dimension Q (the model's symbolic dimensions: B)"),
     (["--dtype", "float16"], "float16"),
     (["--max-entries", "0"], "max-entries"),
+    (["--rtol", "0", "--atol", "0"], "rtol and atol cannot both be 0"),  # was a ZeroDivisionError blamed on the module
 ])
 def test_bad_arguments_exit_2(args, message):
     result = run_cli(str(SPECS / "mlp.nn"), *args)
