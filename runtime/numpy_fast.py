@@ -115,25 +115,21 @@ class _NumPy:
 
     @staticmethod
     def where(condition, x1, x2, /):
-        a = x1 if type(x1) is np.ndarray else None
-        b = x2 if type(x2) is np.ndarray else None
-        dtype = (a if a is not None else b).dtype if a is not None or b is not None else None
-        if (dtype is None or dtype.kind != "f" or dtype.itemsize not in (4, 8) or type(condition) is not np.ndarray
-                or condition.dtype != np.bool_ or condition.size < 16384):
+        x = x1 if type(x1) is np.ndarray else x2
+        if (type(x) is not np.ndarray or type(condition) is not np.ndarray or condition.size < 16384
+                or condition.dtype != np.bool_ or x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8)):
             return np.where(condition, x1, x2)
-        if a is None and type(x1) is not float or b is None and type(x2) is not float:
-            return np.where(condition, x1, x2)  # a NumPy scalar or an int: NumPy's promotion
-        if a is not None and b is not None and a.dtype != b.dtype:
-            return np.where(condition, x1, x2)
-        bits = np.uint32 if dtype.itemsize == 4 else np.uint64
-        v1 = (a if a is not None else np.asarray(x1, dtype)).view(bits)
-        v2 = (b if b is not None else np.asarray(x2, dtype)).view(bits)
+        other = x2 if x is x1 else x1
+        if not (type(other) is float or type(other) is np.ndarray and other.dtype == x.dtype):
+            return np.where(condition, x1, x2)  # a NumPy scalar, an int, another dtype: NumPy's promotion
+        bits = np.uint32 if x.dtype.itemsize == 4 else np.uint64
+        v1 = np.asarray(x1, x.dtype).view(bits)  # an array of that dtype is itself
+        v2 = np.asarray(x2, x.dtype).view(bits)
         mask = condition.astype(bits)
         np.negative(mask, out=mask)  # 1 -> all ones
         out = np.bitwise_and(np.bitwise_xor(v1, v2), mask)
         out ^= v2
-        return out.view(dtype)
-
+        return out.view(x.dtype)
 
     @staticmethod
     def logaddexp(x1, x2, /):
