@@ -360,6 +360,12 @@ def _limit_threads(threads: int | None) -> None:
             os.environ.setdefault(var, "1")
 
 
+def _require_folder(command: str, option: str, path: str | None) -> None:
+    """An output path whose folder is missing is an error now, not after the run."""
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        _fail_run(command, f"{option} {path}: no such directory: {Path(path).parent}")
+
+
 def _weights_path(value: str | None, option: str) -> None:
     if value is not None and not value.endswith((".npz", ".safetensors")):
         raise click.BadParameter("weights files end in .npz or .safetensors", param_hint=option)
@@ -402,8 +408,7 @@ def train_cmd(spec: str, data: str, out: str | None, init_from: str | None, plot
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         _fail_run("train", "--plot needs matplotlib, which is not installed: python -m pip install 'nnc[plot]'")
     for option, path in (("--out", out), ("--log", options.get("log")), ("--plot", plot)):
-        if path is not None and not Path(path).resolve().parent.is_dir():  # before training, not after it
-            _fail_run("train", f"{option} {path}: no such directory: {Path(path).parent}")
+        _require_folder("train", option, path)
     _, prog = _run(build_program, spec, debug)
     opts = tr.Options(init_from=init_from, **options)
     try:
@@ -531,8 +536,7 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
 
     if out is not None and not out.endswith((".npy", ".csv")):
         raise click.BadParameter("predictions are written to .npy or .csv", param_hint="--out")
-    if out is not None and not Path(out).resolve().parent.is_dir():
-        _fail_run("predict", f"--out {out}: no such directory: {Path(out).parent}")
+    _require_folder("predict", "--out", out)
     prog, module, xp, params, bound, kind, dtype = _load_for_use("predict", spec, weights, data, backend, dtype,
                                                                  debug, features_only=True)
     if bound.arrays.keys() == {d.var.name for d in prog.inputs}:  # targets given: decided as eval decides
@@ -696,8 +700,7 @@ def bench_cmd(target: str, dims: tuple[str, ...], dtype: str, backend: str, entr
         sizes = _parse_dims(dims)
     except click.UsageError as exc:
         _fail_run("bench", exc.message)
-    if json_out is not None and not Path(json_out).resolve().parent.is_dir():
-        _fail_run("bench", f"--json {json_out}: no such folder")  # found out now, not after the run
+    _require_folder("bench", "--json", json_out)
     module, source = _load_target(target, debug)
     try:
         xp = tr.namespace(backend, dtype)
