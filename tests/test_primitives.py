@@ -9,12 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nnc.api import compile_spec
 from nnc.builtins import BUILTINS
 from nnc.ir.builder import Builder
 from nnc.ir.core import Eqn, Lit, Var
 from nnc.ir.interpret import evaluate
 from nnc.ir.naming import Namer
 from nnc.primitives import PRIMITIVES
+from nnc.primitives.core import ADD, ATOM, MUL, POW, UNARY, Operand
 
 CASES = [(name, i) for name, p in sorted(PRIMITIVES.items()) for i in range(len(p.examples))]
 
@@ -143,3 +145,29 @@ def test_pow_by_a_literal_matches_numpy_power(n, dtype):
 def test_pow_emission_of_literal_exponents(n, text):
     emit = PRIMITIVES["pow"].emit((Var("x", (3,), "float"), Lit(n)), {})
     assert emit.fmt.format("x", repr(n)) == text
+
+
+@pytest.mark.parametrize("spec_text, emitted", [
+    ("sigmoid(x)", "xp.exp(-xp.logaddexp(0.0, -x))"),
+    ("sigmoid(-x)", "xp.exp(-xp.logaddexp(0.0, x))"),  # not -(-x): a pass and a reader's double take
+    ("sigmoid(x + y)", "xp.exp(-xp.logaddexp(0.0, -(x + y)))"),
+    ("sigmoid(-(x + y))", "xp.exp(-xp.logaddexp(0.0, x + y))"),
+    ("sigmoid(x ^ 2)", "xp.exp(-xp.logaddexp(0.0, -xp.square(x)))"),
+])
+def test_sigmoid_negates_its_operand_in_the_text(spec_text, emitted):
+    """`{0:neg}` (primitives.core.Operand): the operand negated where the formula needs -x,
+    a negation's minus dropped rather than doubled."""
+    source = compile_spec(f"model m\ninput x : float[B]\ninput y : float[B]\ns = {spec_text}\noutput s\nloss = sum(s)\n")
+    forward = source[source.index("def forward("):source.index("def loss(")]
+    assert f"s = {emitted}" in forward, forward
+
+
+@pytest.mark.parametrize("placed, text, prec, negated", [
+    ("x", "x", ATOM, "-x"), ("-x", "-x", UNARY, "x"), ("(a + b)", "a + b", ADD, "-(a + b)"),
+    ("-(a + b)", "-(a + b)", UNARY, "a + b"), ("-(a + b)[0]", "-(a + b)[0]", UNARY, "(a + b)[0]"),
+    ("(-(a) * (b))", "-(a) * (b)", MUL, "-(-(a) * (b))"), ("-1.0", "-1.0", UNARY, "1.0"),
+    ("x ** 2", "x ** 2", POW, "-x ** 2"),
+])
+def test_operand_negation(placed, text, prec, negated):
+    op = Operand(placed, text, prec)
+    assert f"{op}" == placed and f"{op:neg}" == negated

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..ir.core import Atom, Eqn, Lit, Var
 from ..primitives import PRIMITIVES
-from ..primitives.core import ATOM, UNARY
+from ..primitives.core import ATOM, UNARY, Operand
 
 # Names a kernel's own names must not take: CuPy's (`i` is the loop index, `_ind` the
 # indexer), the element type T, the math functions the registry's forms call, and C++ keywords
@@ -89,7 +89,7 @@ def elementwise_kernel(name: str, eqns: Sequence[Eqn], updates: Mapping[str, Ato
             elif a.name not in defined and a.name not in updates:
                 arrays += [] if a.name in arrays else [a.name]
             if isinstance(a, Var):  # counted as written: square's `{0} * {0}` reads its operand twice
-                uses[a.name] = uses.get(a.name, 0) + emit.fmt.count(f"{{{i}}}")
+                uses[a.name] = uses.get(a.name, 0) + emit.uses(i)
     finals = {v.name: k for k, v in updates.items() if isinstance(v, Var) and v.name in defined}
     for k, v in updates.items():
         if isinstance(v, Var) and v.name in updates and v.name != k:
@@ -116,7 +116,8 @@ def elementwise_kernel(name: str, eqns: Sequence[Eqn], updates: Mapping[str, Ato
         texts = []
         for i, a in enumerate(e.inputs):
             text, prec = operand(a)
-            texts.append(f"({text})" if i < len(emit.arg_prec) and prec < emit.arg_prec[i] else text)
+            placed = f"({text})" if i < len(emit.arg_prec) and prec < emit.arg_prec[i] else text
+            texts.append(Operand(placed, text, prec))
         expr = emit.fmt.format(*texts)
         if uses.get(e.out.name) == 1 and e.out.name not in finals and len(expr) <= MAX_INLINE:
             inline[e.out.name] = (expr, emit.prec)

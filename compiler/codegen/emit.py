@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..ir.core import Atom, Eqn, Lit, Program, Size, Var
 from ..primitives import PRIMITIVES
-from ..primitives.core import ADD, ATOM, MUL, UNARY, size_text
+from ..primitives.core import ADD, ATOM, MUL, UNARY, Operand, size_text
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,8 @@ class Block:
 
 
 def _operand_counts(eqn: Eqn) -> list[int]:
-    fmt = PRIMITIVES[eqn.prim].emit(eqn.inputs, dict(eqn.params)).fmt
-    return [fmt.count(f"{{{i}}}") for i in range(len(eqn.inputs))]
+    spec = PRIMITIVES[eqn.prim].emit(eqn.inputs, dict(eqn.params))
+    return [spec.uses(i) for i in range(len(eqn.inputs))]
 
 
 def _in_place_candidates(eqn: Eqn) -> tuple[int, ...]:
@@ -224,7 +224,7 @@ def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
                 else:
                     text, prec = atom_text(a)
                 need = spec.arg_prec[i] if i < len(spec.arg_prec) else 0
-                args.append(_wrap(text, prec, need))
+                args.append(Operand(_wrap(text, prec, need), text, prec))
             out = eqn.out
             target = storage.get(out.name) or names.get(out.name, out.name)
             statements = _in_place(eqn, args, plan, owned, last_read, position, exprs, target)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..codegen.emit import atom_text
 from ..primitives import PRIMITIVES
+from ..primitives.core import ATOM, Operand
 from ..runtime import kernels
 
 _GLOBALS = {"xp": np, "_softmax": kernels._softmax, "_log_softmax": kernels._log_softmax,
@@ -24,6 +25,7 @@ def evaluate(eqns, env: dict[str, Any], xp: Any = np) -> dict[str, Any]:
     glb = dict(_GLOBALS, xp=xp)
     for eqn in eqns:
         spec = PRIMITIVES[eqn.prim].emit(eqn.inputs, dict(eqn.params))
-        code = spec.fmt.format(*(f"({atom_text(a)[0]})" for a in eqn.inputs))
+        texts = [f"({atom_text(a)[0]})" for a in eqn.inputs]
+        code = spec.fmt.format(*(Operand(t, t, ATOM) for t in texts))
         env[eqn.out.name] = eval(code, glb, env)  # noqa: S307 - compiler-made code, never user text
     return env

@@ -26,12 +26,48 @@ class Emit:
     """How a primitive prints: a format string over operands `{0}`, `{1}`, ...
 
     `prec` is the precedence of the whole expression; `arg_prec[i]` the least
-    precedence operand i may have without parentheses.
+    precedence operand i may have without parentheses. `{i:neg}` is operand i negated,
+    for a place that takes any expression (a call's argument): `-x` for `x`, `x` for `-x`,
+    `a + b` for `-(a + b)`.
     """
 
     fmt: str
     prec: int = ATOM
     arg_prec: tuple[int, ...] = ()
+
+    def uses(self, i: int) -> int:
+        """How many times the format reads operand i."""
+        return self.fmt.count(f"{{{i}}}") + self.fmt.count(f"{{{i}:neg}}")
+
+
+class Operand(str):
+    """An operand's text as placed in a format (parenthesized for its place), which
+    formats under `neg` as its negation, from its own text and precedence: negating a
+    negation drops the minus (exact in IEEE arithmetic) rather than print `-(-x)`."""
+
+    def __new__(cls, placed: str, text: str, prec: int) -> Operand:
+        self = super().__new__(cls, placed)
+        self.text, self.prec = text, prec
+        return self
+
+    def __format__(self, spec: str) -> str:
+        if spec != "neg":
+            return str.__format__(self, spec)
+        if self.prec == UNARY and self.text.startswith("-"):
+            return _unwrapped(self.text[1:])  # -x, -(a + b), -1.0: the minus applies to the rest
+        return "-" + (self.text if self.prec >= UNARY else f"({self.text})")
+
+
+def _unwrapped(text: str) -> str:
+    """`text` without parentheses around the whole of it, if it has them."""
+    if not text.startswith("("):
+        return text
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0:
+            return text[1:-1] if i == len(text) - 1 else text
+    return text
 
 
 # ---- the types of the rules --------------------------------------------------------------

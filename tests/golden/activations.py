@@ -463,12 +463,12 @@ def forward(params, x):
     z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
     a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0)
-         + (0.5 * xp.tanh(0.5 * z) + 0.5) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0))
+         + xp.exp(-xp.logaddexp(0.0, -z)) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0))
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
     b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
     b += xp.logaddexp(0.0, z)
-    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    b += z * xp.exp(-xp.logaddexp(0.0, -z))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
@@ -493,12 +493,12 @@ def loss(params, x, y):
     z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
     a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0)
-         + (0.5 * xp.tanh(0.5 * z) + 0.5) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0))
+         + xp.exp(-xp.logaddexp(0.0, -z)) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0))
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
     b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
     b += xp.logaddexp(0.0, z)
-    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    b += z * xp.exp(-xp.logaddexp(0.0, -z))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
@@ -525,7 +525,7 @@ def value_and_grad(params, x, y):
     z = xp.matmul(x, z_W)
     z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
-    t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
+    t7 = xp.exp(-xp.logaddexp(0.0, -z))
     t9 = xp.tanh(z)
     t13 = xp.maximum(z, 0.0)
     a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9
@@ -535,7 +535,7 @@ def value_and_grad(params, x, y):
     t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
     b += t16
     b += xp.logaddexp(0.0, z)
-    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    b += z * xp.exp(-xp.logaddexp(0.0, -z))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
@@ -604,7 +604,7 @@ def jvp(params, tangents, x, y):
     z += z_b
     dot_z += dot_z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
-    t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
+    t7 = xp.exp(-xp.logaddexp(0.0, -z))
     t23 = 1.0 - t7
     t9 = xp.tanh(z)
     t71 = z * z
@@ -622,7 +622,7 @@ def jvp(params, tangents, x, y):
     dot_b += xp.where(z > 0.0, dot_z, dot_z * (t16 + 1.0))
     b += xp.logaddexp(0.0, z)
     dot_b += dot_z * t7
-    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    b += z * xp.exp(-xp.logaddexp(0.0, -z))
     dot_b += dot_z * (t7 * (1.0 + z * t23))
     t127 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
@@ -669,7 +669,7 @@ def hvp(params, vector, x, y):
     z += z_b
     dot_z += dot_z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
-    t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
+    t7 = xp.exp(-xp.logaddexp(0.0, -z))
     t23 = 1.0 - t7
     t24 = t7 * t23
     t28 = dot_z * t24
@@ -697,7 +697,7 @@ def hvp(params, vector, x, y):
     dot_b += dot_z * t7
     t118 = 1.0 + z * t23
     t119 = t7 * t118
-    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    b += z * xp.exp(-xp.logaddexp(0.0, -z))
     dot_b += dot_z * t119
     t127 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
     t130 = 0.7978845608028654 * (1.0 + 0.134145 * t71)
@@ -794,7 +794,7 @@ def train_step(params, state, x, y):
     z = xp.matmul(x, z_W)
     z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
-    t7 = 0.5 * xp.tanh(0.5 * z) + 0.5
+    t7 = xp.exp(-xp.logaddexp(0.0, -z))
     t9 = xp.tanh(z)
     t13 = xp.maximum(z, 0.0)
     a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9
@@ -804,7 +804,7 @@ def train_step(params, state, x, y):
     t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
     b += t16
     b += xp.logaddexp(0.0, z)
-    b += z * (0.5 * xp.tanh(0.5 * z) + 0.5)
+    b += z * xp.exp(-xp.logaddexp(0.0, -z))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b

@@ -254,7 +254,8 @@ _NAMESPACES = {}
 _LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.numpy", ...)
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
-_XP_NAMES = ("asarray", "astype", "float32", "float64", "isdtype", "matmul", "sum", "tanh")
+_XP_NAMES = ("asarray", "astype", "exp", "float32", "float64", "isdtype", "logaddexp", "matmul",
+             "sum")
 
 
 def _namespace(x, param=None):
@@ -439,12 +440,12 @@ def forward(params, i):
     net_h = xp.matmul(W1, i)
     net_h += b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
+    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
     net_o += b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
+    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
     return out_o
 
 
@@ -462,12 +463,12 @@ def loss(params, i, t):
     net_h = xp.matmul(W1, i)
     net_h += b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
+    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
     net_o += b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
+    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
     # mazur.nn:14  loss = sse(out_o, t)
     residual = out_o - t
     loss = 0.5 * xp.matmul(residual, residual)
@@ -490,12 +491,12 @@ def value_and_grad(params, i, t):
     net_h = xp.matmul(W1, i)
     net_h += b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
+    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
     net_o += b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
+    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
     # mazur.nn:14  loss = sse(out_o, t)
     residual = out_o - t
     loss = 0.5 * xp.matmul(residual, residual)
@@ -541,7 +542,7 @@ def jvp(params, tangents, i, t):
     net_h += b1
     dot_out_h += dot_b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
+    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
     dot_out_h *= out_h * (1.0 - out_h)
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
@@ -550,7 +551,7 @@ def jvp(params, tangents, i, t):
     net_o += b2
     dot_out_o += dot_b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
+    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
     dot_out_o *= out_o * (1.0 - out_o)
     # mazur.nn:14  loss = sse(out_o, t)
     residual = out_o - t
@@ -583,7 +584,7 @@ def hvp(params, vector, i, t):
     net_h += b1
     dot_out_h += dot_b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
+    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
     t7 = 1.0 - out_h
     t9 = out_h * t7
     dot_out_h *= t9
@@ -594,7 +595,7 @@ def hvp(params, vector, i, t):
     net_o += b2
     dot_out_o += dot_b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
+    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
     t19 = 1.0 - out_o
     t20 = out_o * t19
     dot_out_o *= t20
@@ -646,12 +647,12 @@ def train_step(params, state, i, t):
     net_h = xp.matmul(W1, i)
     net_h += b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = 0.5 * xp.tanh(0.5 * net_h) + 0.5
+    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
     net_o += b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = 0.5 * xp.tanh(0.5 * net_o) + 0.5
+    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
     # mazur.nn:14  loss = sse(out_o, t)
     residual = out_o - t
     loss = 0.5 * xp.matmul(residual, residual)
