@@ -354,6 +354,11 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
         if len(train_set) < batch_size:
             raise TrainError(f"the spec's batch size is {batch_size}, but there are only {len(train_set)} "
                              "training examples")
+        if 0 < len(val_set) < batch_size:  # evaluation runs in batches of that size too
+            least = math.ceil((batch_size - 0.5) / n * 1000) / 1000
+            raise TrainError(f"the spec's batch size is {batch_size}, but the validation split holds only "
+                             f"{len(val_set)} of the {n} examples (--val-split {val_split:g}): pass "
+                             f"--val-split {least:g} or more, or --val-split 0 to train on every example")
     spans = _batches(len(train_set), batch_size, bound.mode)
     epochs = opts.epochs or default_epochs(len(spans))
     schedule = parse_schedule(opts.schedule) if opts.schedule else None

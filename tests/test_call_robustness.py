@@ -556,3 +556,48 @@ def test_torch_inputs_that_require_grad_in_train_step(tmp_path):
         assert not guarded[k].requires_grad and guarded[k].is_leaf, k
         np.testing.assert_array_equal(_host(guarded[k]), _host(plain[k]), err_msg=k)
     assert all(p.requires_grad for p in attached.values())  # the documented trap
+
+
+@pytest.mark.parametrize("spec, backend_name", [(s, "numpy") for s in EVERY_SPEC]
+                         + [(s, b) for b in ("array_api_strict", "torch") for s in _SHIPPED])
+def test_float_inputs_take_the_parameters_dtype(spec, backend_name, tmp_path):
+    """float64 inputs with float32 parameters give, from every entry point, what float32
+    inputs give: the same bits, float32 throughout (array_api_strict used to refuse the first
+    in-place update that promoted; NumPy and PyTorch computed in float64)."""
+    backend = BACKENDS[backend_name]()
+    module = _module(spec, tmp_path)
+    if not module.PARAMS:
+        pytest.skip("no parameters: a spec without them computes in its inputs' dtype")
+    hp, hi = _host_case(module)
+    params = {k: backend.asarray(v.astype(np.float32)) for k, v in hp.items()}
+    wide = {k: backend.asarray(v) for k, v in hi.items()}
+    narrow = {k: backend.asarray(v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in hi.items()}
+    _, _, vector = _case(module, lambda v: backend.asarray(np.asarray(v, dtype=np.float32)))
+    results = [{entry: call() for entry, call in _calls(module, params, inputs, vector).items()}
+               for inputs in (wide, narrow)]
+    for inputs in (wide, narrow):
+        p = {k: backend.asarray(_host(v).copy()) for k, v in params.items()}
+        results.append(module.train_step(p, module.init_optimizer(p), *inputs.values()))
+        results.append(p)
+    got, want = dict(_leaves((results[0], results[2], results[3]), "wide")), \
+        dict(_leaves((results[1], results[4], results[5]), "wide"))
+    assert got.keys() == want.keys()
+    for name, value in got.items():
+        host = _host(value)
+        if host.dtype.kind == "f":
+            assert host.dtype == np.float32, (name, host.dtype)
+        assert np.array_equal(host, _host(want[name]), equal_nan=True), name
+
+
+@pytest.mark.parametrize("spec", _SHIPPED)
+def test_parameters_that_are_no_arrays_are_refused_by_name(spec, tmp_path):
+    """A parameter given as a list or a float (not the first one read, which the library check
+    sees) is a TypeError naming it, not an AttributeError from the shape test."""
+    module = _module(spec, tmp_path)
+    params, inputs, _ = _case(module, np.asarray)
+    for name in list(module.PARAMS)[1:]:
+        for value in (_host(params[name]).tolist(), 1.5):
+            bad = {**params, name: value}
+            with pytest.raises(TypeError, match=rf"^parameter '{re.escape(name)}' must be an array, got "
+                                                rf"{type(value).__name__} \(init_params\(\)"):
+                module.value_and_grad(bad, *inputs.values())

@@ -279,3 +279,23 @@ def test_an_input_without_the_batch_axis_is_refused_clearly(tmp_path):
         r = run("train", str(spec), "--data", str(tmp_path / "d.npz"), "--epochs", "1")
         assert r.exit_code == 2, r.output
         assert "input s : float has no batch axis B" in r.output
+
+
+FIXED_BATCH = CLASSIFIER.replace("float[B, 2]", "float[64, 2]").replace("int[B]", "int[64]")
+
+
+def test_a_validation_split_smaller_than_the_fixed_batch_is_refused(tmp_path):
+    """Evaluation runs in the spec's batch size: 30 validation examples against a batch of 64
+    gave no batch at all, and the epoch lines printed val_loss nan."""
+    spec = tmp_path / "fixed.nn"
+    spec.write_text(FIXED_BATCH)
+    result = run("train", str(spec), "--data", "moons", "--epochs", "1", "--val-split", "0.05", "-q")
+    assert result.exit_code != 0
+    assert ("the spec's batch size is 64, but the validation split holds only 30 of the 600 examples "
+            "(--val-split 0.05): pass --val-split 0.106 or more, or --val-split 0") in result.output
+    assert "Traceback" not in result.output
+    result = run("train", str(spec), "--data", "moons", "--epochs", "1", "--val-split", "0.106", "-q",
+                 "--log", str(tmp_path / "log.jsonl"))
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert math.isfinite(record["val_loss"]), record

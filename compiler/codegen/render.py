@@ -39,6 +39,7 @@ class Function:
     returns: str
     uses_xp: bool = False
     xp_source: str = ""
+    input_cast: list[str] = field(default_factory=list)  # float inputs to the parameters' dtype
 
 
 @dataclass
@@ -322,13 +323,19 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
     else:
         call = f"{check.name}({', '.join(check.args)})" if check.args else ""
     first = decls[0].var.name if decls else None
+    uses_xp = _uses(statements, "xp.") or _uses(statements, "(xp,")
+    if prog.params and any(d.var.dtype == "float" for d in decls):
+        uses_xp = True  # float inputs take the parameters' dtype (_input_cast), with xp.astype
+        if not any(r.source == "params" for r in unpack):  # one parameter is read for its dtype
+            unpack = [Read(prog.params[0].var, "params", prog.params[0].name), *unpack]
     # with no inputs, the namespace comes from a parameter, read before it is unpacked
     source = first or (unpack[0].expr if unpack else None)
     params = [r.var for r in unpack if r.source == "params"]
     if first and params:  # the parameters must be of the inputs' library (_check_library)
         source = f"{first}, {params[0].name}"
-    fn = Function(name, args, doc, call, unpack, _param_check(params) + _tangent_check(prog, unpack), secs, returns)
-    fn.uses_xp = _uses(statements, "xp.") or _uses(statements, "(xp,")
+    fn = Function(name, args, doc, call, unpack, _param_check(params) + _tangent_check(prog, unpack), secs, returns,
+                  input_cast=_input_cast(decls, params))
+    fn.uses_xp = uses_xp
     if fn.uses_xp and source is None:
         fn.uses_xp = False
     fn.xp_source = source or ""
@@ -338,11 +345,30 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
 def _param_check(params: list[Var]) -> list[str]:
     """An `if` that calls _check_params when one of the parameters read has another shape
     than the spec gives it: a bias of shape (1,) would broadcast, and train, silently wrong.
-    Inline tuple comparisons, as the input checks: 40 ns a parameter."""
+    Inline tuple comparisons, as the input checks: 40 ns a parameter. A parameter that is no
+    array (has no .shape) reaches _check_params too, which names it; a try costs nothing."""
     conds = [f"{v.name}.shape != {_tuple_literal([str(d) for d in v.shape])}" for v in params]
     if not conds:
         return []
-    return [wrap_condition(f"if {' or '.join(conds)}:", indent=4), "    _check_params(params, _PARAMS, _SPEC)"]
+    call = "_check_params(params, _PARAMS, _SPEC)"
+    test = "    " + wrap_condition(f"if {' or '.join(conds)}:", indent=8)  # continuations: absolute
+    return ["try:", test, f"        {call}", "except AttributeError:  # a parameter that is no array", f"    {call}"]
+
+
+
+def _input_cast(decls, params: list[Var]) -> list[str]:
+    """Float inputs of another dtype than the parameters are cast to theirs: float arrays
+    have the dtype init_params chose (DESIGN.md), and float64 data with float32 parameters
+    would otherwise compute in float64 on NumPy and fail on array_api_strict, which refuses
+    in-place updates that promote. One comparison an input when the dtypes agree."""
+    floats = [d.var.name for d in decls if d.var.dtype == "float"]
+    if not floats or not params:
+        return []
+    dtype = f"{params[0].name}.dtype"
+    conds = " or ".join(f"{x}.dtype != {dtype}" for x in floats)
+    casts = ", ".join(f"xp.astype({x}, {dtype})" for x in floats)
+    return ["# float inputs in the parameters' dtype", wrap_condition(f"if {conds}:", indent=4),
+            "    " + wrap_statement(f"{', '.join(floats)} = {casts}", indent=8)]
 
 
 def _tangent_check(prog: Program, unpack: list[Read]) -> list[str]:

@@ -380,8 +380,12 @@ def _check_arrays(*inputs):
 
 def _check_params(params, shapes, spec):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
+    an entry point's inline test fails."""
     for name, shape in shapes.items():
+        if name in params and not hasattr(params[name], "shape"):
+            raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
+                            "(init_params() and load_params() make this model's parameters)")
         actual = tuple(params[name].shape) if name in params else shape
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
@@ -456,8 +460,14 @@ def forward(params, x):
     z_b = params["z.b"]
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
-    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+    try:
+        if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != z_W.dtype:
+        x = xp.astype(x, z_W.dtype)
     # activations.nn:5  z = dense(x, 4)
     z = xp.matmul(x, z_W)
     z += z_b
@@ -486,8 +496,14 @@ def loss(params, x, y):
     z_b = params["z.b"]
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
-    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+    try:
+        if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
+        x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
     # activations.nn:5  z = dense(x, 4)
     z = xp.matmul(x, z_W)
     z += z_b
@@ -517,8 +533,14 @@ def value_and_grad(params, x, y):
     z_b = params["z.b"]
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
-    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+    try:
+        if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
+        x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
 
     # ---- forward ----
     # activations.nn:5  z = dense(x, 4)
@@ -592,10 +614,16 @@ def jvp(params, tangents, x, y):
     dot_z_b = tangents["z.b"]
     dot_p_alpha = tangents["p.alpha"]
     xp = _namespace(x, z_W)
-    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+    try:
+        if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
         _check_tangents("tangents", tangents, _PARAMS)
+    # float inputs in the parameters' dtype
+    if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
+        x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)
@@ -657,10 +685,16 @@ def hvp(params, vector, x, y):
     dot_z_b = vector["z.b"]
     dot_p_alpha = vector["p.alpha"]
     xp = _namespace(x, z_W)
-    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+    try:
+        if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
         _check_tangents("vector", vector, _PARAMS)
+    # float inputs in the parameters' dtype
+    if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
+        x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)
@@ -786,8 +820,14 @@ def train_step(params, state, x, y):
     z_b = params["z.b"]
     p_alpha = params["p.alpha"]
     xp = _namespace(x, z_W)
-    if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+    try:
+        if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
+        x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
 
     # ---- forward ----
     # activations.nn:5  z = dense(x, 4)

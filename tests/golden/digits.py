@@ -401,8 +401,12 @@ def _check_labels(xp, name, y, classes):
 
 def _check_params(params, shapes, spec):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
+    an entry point's inline test fails."""
     for name, shape in shapes.items():
+        if name in params and not hasattr(params[name], "shape"):
+            raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
+                            "(init_params() and load_params() make this model's parameters)")
         actual = tuple(params[name].shape) if name in params else shape
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
@@ -484,9 +488,15 @@ def forward(params, x):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h_W)
-    if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
-            or logits_b.shape != (10,)):
+    try:
+        if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
+                or logits_b.shape != (10,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != h_W.dtype:
+        x = xp.astype(x, h_W.dtype)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
     h += h_b
@@ -505,9 +515,15 @@ def loss(params, x, y):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h_W)
-    if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
-            or logits_b.shape != (10,)):
+    try:
+        if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
+                or logits_b.shape != (10,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != h_W.dtype:
+        x = xp.astype(x, h_W.dtype)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
     h += h_b
@@ -528,9 +544,15 @@ def value_and_grad(params, x, y):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h_W)
-    if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
-            or logits_b.shape != (10,)):
+    try:
+        if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
+                or logits_b.shape != (10,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != h_W.dtype:
+        x = xp.astype(x, h_W.dtype)
 
     # ---- forward ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
@@ -577,12 +599,18 @@ def jvp(params, tangents, x, y):
     dot_logits_W = tangents["logits.W"]
     dot_logits_b = tangents["logits.b"]
     xp = _namespace(x, h_W)
-    if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
-            or logits_b.shape != (10,)):
+    try:
+        if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
+                or logits_b.shape != (10,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if (dot_h_W.shape != (64, 256) or dot_h_b.shape != (256,) or dot_logits_W.shape != (256, 10)
             or dot_logits_b.shape != (10,)):
         _check_tangents("tangents", tangents, _PARAMS)
+    # float inputs in the parameters' dtype
+    if x.dtype != h_W.dtype:
+        x = xp.astype(x, h_W.dtype)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
@@ -618,12 +646,18 @@ def hvp(params, vector, x, y):
     dot_logits_W = vector["logits.W"]
     dot_logits_b = vector["logits.b"]
     xp = _namespace(x, h_W)
-    if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
-            or logits_b.shape != (10,)):
+    try:
+        if (h_W.shape != (64, 256) or h_b.shape != (256,) or logits_W.shape != (256, 10)
+                or logits_b.shape != (10,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if (dot_h_W.shape != (64, 256) or dot_h_b.shape != (256,) or dot_logits_W.shape != (256, 10)
             or dot_logits_b.shape != (10,)):
         _check_tangents("vector", vector, _PARAMS)
+    # float inputs in the parameters' dtype
+    if x.dtype != h_W.dtype:
+        x = xp.astype(x, h_W.dtype)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))

@@ -383,8 +383,12 @@ def _check_arrays(*inputs):
 
 def _check_params(params, shapes, spec):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
+    an entry point's inline test fails."""
     for name, shape in shapes.items():
+        if name in params and not hasattr(params[name], "shape"):
+            raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
+                            "(init_params() and load_params() make this model's parameters)")
         actual = tuple(params[name].shape) if name in params else shape
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
@@ -462,8 +466,14 @@ def forward(params, x):
     h_W = params["h.W"]
     h_b = params["h.b"]
     xp = _namespace(x, k)
-    if k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+    try:
+        if k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != k.dtype:
+        x = xp.astype(x, k.dtype)
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
@@ -496,8 +506,14 @@ def loss(params, x, p, t):
     h_W = params["h.W"]
     h_b = params["h.b"]
     xp = _namespace(x, s)
-    if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+    try:
+        if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype:
+        x, p, t = xp.astype(x, s.dtype), xp.astype(p, s.dtype), xp.astype(t, s.dtype)
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
@@ -536,8 +552,14 @@ def value_and_grad(params, x, p, t):
     h_W = params["h.W"]
     h_b = params["h.b"]
     xp = _namespace(x, s)
-    if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+    try:
+        if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype:
+        x, p, t = xp.astype(x, s.dtype), xp.astype(p, s.dtype), xp.astype(t, s.dtype)
 
     # ---- forward ----
     # functions.nn:9  f = flatten(x)
@@ -653,11 +675,17 @@ def jvp(params, tangents, x, p, t):
     dot_h_b = tangents["h.b"]
     dot_x = tangents["x"]
     xp = _namespace(x, s)
-    if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+    try:
+        if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
             or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
         _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape})
+    # float inputs in the parameters' dtype
+    if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype:
+        x, p, t = xp.astype(x, s.dtype), xp.astype(p, s.dtype), xp.astype(t, s.dtype)
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)
@@ -737,11 +765,17 @@ def hvp(params, vector, x, p, t):
     dot_h_b = vector["h.b"]
     dot_x = vector["x"]
     xp = _namespace(x, s)
-    if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+    try:
+        if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
             or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
         _check_tangents("vector", vector, {**_PARAMS, "x": x.shape})
+    # float inputs in the parameters' dtype
+    if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype:
+        x, p, t = xp.astype(x, s.dtype), xp.astype(p, s.dtype), xp.astype(t, s.dtype)
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)

@@ -369,8 +369,12 @@ def _check_arrays(*inputs):
 
 def _check_params(params, shapes, spec):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
+    an entry point's inline test fails."""
     for name, shape in shapes.items():
+        if name in params and not hasattr(params[name], "shape"):
+            raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
+                            "(init_params() and load_params() make this model's parameters)")
         actual = tuple(params[name].shape) if name in params else shape
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
@@ -434,8 +438,14 @@ def forward(params, i):
     W2 = params["W2"]
     b2 = params["b2"]
     xp = _namespace(i, W1)
-    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+    try:
+        if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if i.dtype != W1.dtype:
+        i = xp.astype(i, W1.dtype)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
     net_h += b1
@@ -457,8 +467,14 @@ def loss(params, i, t):
     W2 = params["W2"]
     b2 = params["b2"]
     xp = _namespace(i, W1)
-    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+    try:
+        if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if i.dtype != W1.dtype or t.dtype != W1.dtype:
+        i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
     net_h += b1
@@ -483,8 +499,14 @@ def value_and_grad(params, i, t):
     W2 = params["W2"]
     b2 = params["b2"]
     xp = _namespace(i, W1)
-    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+    try:
+        if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if i.dtype != W1.dtype or t.dtype != W1.dtype:
+        i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
 
     # ---- forward ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -530,10 +552,16 @@ def jvp(params, tangents, i, t):
     dot_W2 = tangents["W2"]
     dot_b2 = tangents["b2"]
     xp = _namespace(i, W1)
-    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+    try:
+        if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2) or dot_b2.shape != ():
         _check_tangents("tangents", tangents, _PARAMS)
+    # float inputs in the parameters' dtype
+    if i.dtype != W1.dtype or t.dtype != W1.dtype:
+        i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -572,10 +600,16 @@ def hvp(params, vector, i, t):
     dot_W2 = vector["W2"]
     dot_b2 = vector["b2"]
     xp = _namespace(i, W1)
-    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+    try:
+        if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2) or dot_b2.shape != ():
         _check_tangents("vector", vector, _PARAMS)
+    # float inputs in the parameters' dtype
+    if i.dtype != W1.dtype or t.dtype != W1.dtype:
+        i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -639,8 +673,14 @@ def train_step(params, state, i, t):
     W2 = params["W2"]
     b2 = params["b2"]
     xp = _namespace(i, W1)
-    if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+    try:
+        if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if i.dtype != W1.dtype or t.dtype != W1.dtype:
+        i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
 
     # ---- forward ----
     # mazur.nn:10  net_h = W1 @ i + b1

@@ -403,8 +403,12 @@ def _check_labels(xp, name, y, classes):
 
 def _check_params(params, shapes, spec):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
+    an entry point's inline test fails."""
     for name, shape in shapes.items():
+        if name in params and not hasattr(params[name], "shape"):
+            raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
+                            "(init_params() and load_params() make this model's parameters)")
         actual = tuple(params[name].shape) if name in params else shape
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
@@ -486,9 +490,15 @@ def forward(params, x):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h1_W)
-    if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
-            or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+    try:
+        if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
+                or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != h1_W.dtype:
+        x = xp.astype(x, h1_W.dtype)
     # mlp.nn:5  h1 = relu(dense(x, 256))
     h1 = xp.matmul(x, h1_W)
     h1 += h1_b
@@ -513,9 +523,15 @@ def loss(params, x, y):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h1_W)
-    if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
-            or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+    try:
+        if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
+                or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != h1_W.dtype:
+        x = xp.astype(x, h1_W.dtype)
     # mlp.nn:5  h1 = relu(dense(x, 256))
     h1 = xp.matmul(x, h1_W)
     h1 += h1_b
@@ -543,9 +559,15 @@ def value_and_grad(params, x, y):
     logits_W = params["logits.W"]
     logits_b = params["logits.b"]
     xp = _namespace(x, h1_W)
-    if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
-            or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+    try:
+        if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
+                or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != h1_W.dtype:
+        x = xp.astype(x, h1_W.dtype)
 
     # ---- forward ----
     # mlp.nn:5  h1 = relu(dense(x, 256))
@@ -610,13 +632,19 @@ def jvp(params, tangents, x, y):
     dot_logits_W = tangents["logits.W"]
     dot_logits_b = tangents["logits.b"]
     xp = _namespace(x, h1_W)
-    if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
-            or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+    try:
+        if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
+                or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if (dot_h1_W.shape != (784, 256) or dot_h1_b.shape != (256,) or dot_h2_W.shape != (256, 256)
             or dot_h2_b.shape != (256,) or dot_logits_W.shape != (256, 10)
             or dot_logits_b.shape != (10,)):
         _check_tangents("tangents", tangents, _PARAMS)
+    # float inputs in the parameters' dtype
+    if x.dtype != h1_W.dtype:
+        x = xp.astype(x, h1_W.dtype)
 
     # ---- forward with tangents ----
     # mlp.nn:5  h1 = relu(dense(x, 256))
@@ -666,13 +694,19 @@ def hvp(params, vector, x, y):
     dot_logits_W = vector["logits.W"]
     dot_logits_b = vector["logits.b"]
     xp = _namespace(x, h1_W)
-    if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
-            or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+    try:
+        if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
+                or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if (dot_h1_W.shape != (784, 256) or dot_h1_b.shape != (256,) or dot_h2_W.shape != (256, 256)
             or dot_h2_b.shape != (256,) or dot_logits_W.shape != (256, 10)
             or dot_logits_b.shape != (10,)):
         _check_tangents("vector", vector, _PARAMS)
+    # float inputs in the parameters' dtype
+    if x.dtype != h1_W.dtype:
+        x = xp.astype(x, h1_W.dtype)
 
     # ---- forward with tangents ----
     # mlp.nn:5  h1 = relu(dense(x, 256))

@@ -390,8 +390,12 @@ def _check_labels(xp, name, y, classes):
 
 def _check_params(params, shapes, spec):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
+    an entry point's inline test fails."""
     for name, shape in shapes.items():
+        if name in params and not hasattr(params[name], "shape"):
+            raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
+                            "(init_params() and load_params() make this model's parameters)")
         actual = tuple(params[name].shape) if name in params else shape
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
@@ -465,8 +469,14 @@ def forward(params, x):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
-    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+    try:
+        if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != scores_W.dtype:
+        x = xp.astype(x, scores_W.dtype)
     # svm.nn:5  scores = dense(x, 3)
     scores = xp.matmul(x, scores_W)
     scores += scores_b
@@ -479,8 +489,14 @@ def loss(params, x, y):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
-    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+    try:
+        if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != scores_W.dtype:
+        x = xp.astype(x, scores_W.dtype)
     # svm.nn:5  scores = dense(x, 3)
     scores = xp.matmul(x, scores_W)
     scores += scores_b
@@ -496,8 +512,14 @@ def value_and_grad(params, x, y):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
-    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+    try:
+        if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != scores_W.dtype:
+        x = xp.astype(x, scores_W.dtype)
 
     # ---- forward ----
     # svm.nn:5  scores = dense(x, 3)
@@ -530,10 +552,16 @@ def jvp(params, tangents, x, y):
     dot_scores_W = tangents["scores.W"]
     dot_scores_b = tangents["scores.b"]
     xp = _namespace(x, scores_W)
-    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+    try:
+        if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if dot_scores_W.shape != (4, 3) or dot_scores_b.shape != (3,):
         _check_tangents("tangents", tangents, _PARAMS)
+    # float inputs in the parameters' dtype
+    if x.dtype != scores_W.dtype:
+        x = xp.astype(x, scores_W.dtype)
 
     # ---- forward with tangents ----
     # svm.nn:5  scores = dense(x, 3)
@@ -556,8 +584,14 @@ def hvp(params, vector, x, y):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
-    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+    try:
+        if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != scores_W.dtype:
+        x = xp.astype(x, scores_W.dtype)
     return {"scores.W": xp.zeros_like(scores_W), "scores.b": xp.zeros_like(scores_b)}
 
 
@@ -575,8 +609,14 @@ def train_step(params, state, x, y):
     scores_W = params["scores.W"]
     scores_b = params["scores.b"]
     xp = _namespace(x, scores_W)
-    if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+    try:
+        if scores_W.shape != (4, 3) or scores_b.shape != (3,):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != scores_W.dtype:
+        x = xp.astype(x, scores_W.dtype)
 
     # ---- forward ----
     # svm.nn:5  scores = dense(x, 3)

@@ -365,8 +365,12 @@ def _check_arrays(*inputs):
 
 def _check_params(params, shapes, spec):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS); called when an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
+    an entry point's inline test fails."""
     for name, shape in shapes.items():
+        if name in params and not hasattr(params[name], "shape"):
+            raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
+                            "(init_params() and load_params() make this model's parameters)")
         actual = tuple(params[name].shape) if name in params else shape
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
@@ -443,9 +447,15 @@ def forward(params, x):
     logit_W = params["logit.W"]
     logit_b = params["logit.b"]
     xp = _namespace(x, hidden_W)
-    if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
-            or logit_b.shape != (1,)):
+    try:
+        if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
+                or logit_b.shape != (1,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != hidden_W.dtype:
+        x = xp.astype(x, hidden_W.dtype)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
     hidden += hidden_b
@@ -466,9 +476,15 @@ def loss(params, x, y):
     logit_W = params["logit.W"]
     logit_b = params["logit.b"]
     xp = _namespace(x, hidden_W)
-    if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
-            or logit_b.shape != (1,)):
+    try:
+        if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
+                or logit_b.shape != (1,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
+        x, y = xp.astype(x, hidden_W.dtype), xp.astype(y, hidden_W.dtype)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
     hidden += hidden_b
@@ -489,9 +505,15 @@ def value_and_grad(params, x, y):
     logit_W = params["logit.W"]
     logit_b = params["logit.b"]
     xp = _namespace(x, hidden_W)
-    if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
-            or logit_b.shape != (1,)):
+    try:
+        if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
+                or logit_b.shape != (1,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
+    # float inputs in the parameters' dtype
+    if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
+        x, y = xp.astype(x, hidden_W.dtype), xp.astype(y, hidden_W.dtype)
 
     # ---- forward ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
@@ -539,12 +561,18 @@ def jvp(params, tangents, x, y):
     dot_logit_W = tangents["logit.W"]
     dot_logit_b = tangents["logit.b"]
     xp = _namespace(x, hidden_W)
-    if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
-            or logit_b.shape != (1,)):
+    try:
+        if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
+                or logit_b.shape != (1,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if (dot_hidden_W.shape != (2, 2) or dot_hidden_b.shape != (2,) or dot_logit_W.shape != (2, 1)
             or dot_logit_b.shape != (1,)):
         _check_tangents("tangents", tangents, _PARAMS)
+    # float inputs in the parameters' dtype
+    if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
+        x, y = xp.astype(x, hidden_W.dtype), xp.astype(y, hidden_W.dtype)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
@@ -578,12 +606,18 @@ def hvp(params, vector, x, y):
     dot_logit_W = vector["logit.W"]
     dot_logit_b = vector["logit.b"]
     xp = _namespace(x, hidden_W)
-    if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
-            or logit_b.shape != (1,)):
+    try:
+        if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
+                or logit_b.shape != (1,)):
+            _check_params(params, _PARAMS, _SPEC)
+    except AttributeError:  # a parameter that is no array
         _check_params(params, _PARAMS, _SPEC)
     if (dot_hidden_W.shape != (2, 2) or dot_hidden_b.shape != (2,) or dot_logit_W.shape != (2, 1)
             or dot_logit_b.shape != (1,)):
         _check_tangents("vector", vector, _PARAMS)
+    # float inputs in the parameters' dtype
+    if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
+        x, y = xp.astype(x, hidden_W.dtype), xp.astype(y, hidden_W.dtype)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
