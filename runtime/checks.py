@@ -64,12 +64,20 @@ def _check_arrays(*inputs):
 def _check_labels(xp, name, y, classes):
     """Check that the class labels in `y` lie in [0, classes).
 
-    Under a tracing compiler (jax.jit) the values are not known yet: they go unchecked."""
+    Under a tracing compiler (jax.jit) or torch.func.vmap the values are not known to Python
+    (no int() of them): they go unchecked."""
     try:
         low, high = int(xp.min(y)), int(xp.max(y))
-    except (NotImplementedError, RuntimeError):  # PyTorch reduces no uint16/32/64 tensors
+    except (NotImplementedError, RuntimeError) as exc:  # PyTorch reduces no uint16/32/64 tensors
+        if "vmap" in str(exc):  # a batched tensor: PyTorch says so only in the message
+            return
         y = xp.astype(y, xp.int64)  # (a label too large for int64 turns negative: still caught)
-        low, high = int(xp.min(y)), int(xp.max(y))
+        try:
+            low, high = int(xp.min(y)), int(xp.max(y))
+        except RuntimeError as again:
+            if "vmap" in str(again):
+                return
+            raise
     except TypeError:
         if type(y).__name__.endswith("Tracer"):  # JAX's abstract values: no int() of them
             return

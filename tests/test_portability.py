@@ -377,6 +377,30 @@ def test_every_pure_entry_point_runs_under_jax_jit(spec, modules):
             np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-9, atol=1e-12, err_msg=f"{spec}: {name}")
 
 
+@pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
+def test_forward_and_loss_under_torch_vmap(spec, modules):
+    """torch.func.vmap maps forward and loss over a leading axis of examples (a loss per
+    example), as a loop over them does. Batched labels have no values for Python, so the range
+    check skips them, as under jax.jit; it raised vmap's .item() error before. (value_and_grad
+    accumulates gradients in place into parameter-shaped arrays, which vmap refuses.)"""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    module = modules[spec]
+    examples = [_host_case(module, seed=seed) for seed in range(4)]
+    params = {k: torch.asarray(v) for k, v in examples[0][0].items()}
+    stacked = [torch.asarray(np.stack([inputs[name] for _, inputs in examples])) for name in module.INPUTS]
+    fwd = _forward_args(module, dict(zip(module.INPUTS, stacked)))
+    for fn, args in ((module.loss, stacked), (module.forward, fwd)):
+        mapped = torch.func.vmap(lambda *a, fn=fn: fn(params, *a))(*args)
+        looped = [fn(params, *(a[i] for a in args)) for i in range(len(examples))]
+        for got, want in zip(_tuple(mapped), zip(*map(_tuple, looped))):
+            np.testing.assert_allclose(got.numpy(), torch.stack(list(want)).numpy(), rtol=1e-12, atol=1e-12,
+                                       err_msg=f"{spec}: {fn.__name__}")
+
+
+def _tuple(result) -> tuple:
+    return result if isinstance(result, tuple) else (result,)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd(lr=0.1, momentum=0.9, nesterov=true)", "adam(lr=0.01)",
                                        "rmsprop(lr=0.01, momentum=0.5)", "adagrad(lr=0.1)"])
 def test_train_step_under_jax_jit_through_a_copying_wrapper(optimizer, tmp_path):
