@@ -215,9 +215,9 @@ def numpy_mazur_step(params: dict, i: np.ndarray, t: np.ndarray, lr: float):
 
 def numpy_mazur_step_dot(params: dict, i: np.ndarray, t: np.ndarray, lr: float):
     """Worked example 1 tuned further: `ndarray.dot` called directly (nnc reaches it through
-    `_NumPy.matmul`, 0.12 us a product more), `1 / (1 + exp(-x))` (0.3 us cheaper than nnc's
-    tanh form on 2 elements, 1.5x slower on large arrays, and it overflows with a warning
-    for large -x) and no input check or params dict."""
+    `_NumPy.matmul`, 0.12 us a product more), `1 / (1 + exp(-x))` (0.1 us cheaper than nnc's
+    `exp(-logaddexp(0, -x))` on 2 elements and 2.6x faster on 1024x256 float32, but exp
+    overflows, with a warning, below x = -88 in float32) and no input check or params dict."""
     W1, b1, W2, b2 = (params[k] for k in MAZUR_KEYS)
 
     def step():
