@@ -328,7 +328,8 @@ def _fold_log(inputs: Operands, params: Params, defs: Defs) -> Folded:
     return _log_of_constant(inputs, params, defs)
 
 
-@primitive("log", 1, shape=same_shape, emit=call("log"), fold=_fold_log, examples=POSITIVE_EXAMPLES)
+@primitive("log", 1, shape=same_shape, emit=call("log"), fold=_fold_log, examples=POSITIVE_EXAMPLES,
+           fold_through_names=True)
 def log_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.div(g, eqn.inputs[0]),)
 
