@@ -41,7 +41,11 @@ UNSEEN = Path(__file__).resolve().parent / "unseen"
 # module's globals and train_step's locals, a 120-layer chain, sizes 0 and 1, ...)
 # tests/unseen5: a fifth sweep (4-D stacks that broadcast, 3-D parameters, positional
 # arguments, a single class, losses between broadcasting operands, a layer's weights reused)
-SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3"), UNSEEN.with_name("unseen5"))
+# tests/unseen6: a sixth folder (cross-entropies written by hand from named probabilities,
+# logits of |z| ~ 30-100 and exp near float32 overflow, every activation under every loss,
+# Python builtins as spec names, odd formatting, a model without inputs, batch norm at B = 1)
+SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3"), UNSEEN.with_name("unseen5"),
+                                  UNSEEN.with_name("unseen6"))
          for p in sorted(folder.glob("*.nn"))}
 SIZES = {"B": 3, "T": 5, "N": 4, "C": 6}  # distinct from each other and from every fixed size of the specs
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "array_api_strict 2023.12": _strict_2023,
