@@ -159,8 +159,7 @@ def test_view_results_are_copied_and_plain_ones_are_not():
     earlier result, and nothing else (a copy costs a pass over memory)."""
     text = compile_spec(UNSEEN4["grad_views"].read_text(), "grad_views.nn")
     vg = text[text.index("def value_and_grad"):text.index("def jvp")]
-    for copied in ('"B": xp.asarray(t2, copy=True)', '"C": xp.asarray(t5, copy=True)',
-                   '"D": xp.asarray(t12, copy=True)', '"u": xp.asarray(d_u, copy=True)'):
+    for copied in ('"B": _copy(xp, t2)', '"C": _copy(xp, t5)', '"D": _copy(xp, t12)', '"u": _copy(xp, d_u)'):
         assert copied in vg
     assert '"A": e,' in vg and '"x": d_x,' in vg
 
@@ -557,3 +556,25 @@ def test_torch_inputs_that_require_grad_in_train_step(tmp_path):
         assert not guarded[k].requires_grad and guarded[k].is_leaf, k
         np.testing.assert_array_equal(_host(guarded[k]), _host(plain[k]), err_msg=k)
     assert all(p.requires_grad for p in attached.values())  # the documented trap
+
+
+def test_copied_results_of_tensors_that_require_grad_give_no_warning(tmp_path):
+    """A result that is an input requiring grad (`output h` with `h = x`) is copied by cloning:
+    no warning, still in PyTorch's graph (found by the tests/unseen6 sweep: torch.asarray(copy=True)
+    through array_api_compat warned that 'unspecified requires_grad now defaults to
+    obj.requires_grad', PyTorch 2.13)."""
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    module = _module("aliasrg", tmp_path, "model aliasrg\ninput x : float[B, 3]\nparam W : float[3, 2]\nh = x\n"
+                     "loss = mean((x @ W) ^ 2)\noutput h, W\nwrt x\n")
+    params = {k: torch.asarray(v).requires_grad_() for k, v in module.init_params(dtype="float64").items()}
+    x = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h, w = module.forward(params, x)
+        module.value_and_grad(params, x)
+    assert h.requires_grad and w.requires_grad and h.data_ptr() != x.data_ptr()
+    (h.sum() + 2 * w.sum()).backward()
+    assert torch.equal(x.grad, torch.ones_like(x)) and torch.equal(params["W"].grad, torch.full((3, 2), 2.0,
+                                                                                                 dtype=torch.float64))

@@ -228,7 +228,10 @@ def build_model(prog: Program) -> dict:
         "numpy_namespace": function_source("numpy_fast", "_NumPy"),
         "cuda_helper": function_source("cuda", "_CudaKernel") if optimizer_model["cuda"] else None,
         "scalar_args_namespace": function_source("scalar_args", "_ScalarArgs"),
-        "helpers": ([function_source("kernels", k) for k in kernels_used] + _check_helpers(checks)
+        "helpers": ([function_source("kernels", k) for k in kernels_used]
+                    + [function_source("kernels", "_copy")] * any(
+                        "_copy(xp, " in fn.returns for fn in functions + optimizer_functions)
+                    + _check_helpers(checks)
                     + [function_source("checks", "_check_params")] * shape_checks
                     + [function_source("checks", "_check_tangents")] * any(
                         r.source != "params" for fn in functions for r in fn.unpack)),
