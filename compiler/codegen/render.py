@@ -66,7 +66,12 @@ def _sections(prog, titled_blocks) -> list:
 
 
 def _uses(text_lists, word: str) -> bool:
-    return any(word in s for s in text_lists)
+    """Whether generated statements use `word` as a whole name: the dimension `B`, not the
+    B of `BaseException` (a spec name), nor the `xp.` of `zxp.dtype`."""
+    start = r"(?<![\w.])" if word[0].isalnum() or word[0] == "_" else ""
+    end = r"(?!\w)" if word[-1].isalnum() or word[-1] == "_" else ""
+    pattern = re.compile(start + re.escape(word) + end)
+    return any(pattern.search(s) for s in text_lists)
 
 
 def _all_statements(fn_sections) -> list[str]:
