@@ -324,7 +324,8 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
     statements = _all_statements(secs) + [returns]
     dims = [d for d in check.dims if _uses(statements, d)]
     if dims:
-        call = f"{', '.join(check.dims)} = {check.name}({', '.join(check.args)})"
+        # a dimension this function does not read is unpacked into `_` (ruff's RUF059)
+        call = f"{', '.join(d if d in dims else '_' for d in check.dims)} = {check.name}({', '.join(check.args)})"
         if len(check.dims) == 1:
             call = f"{check.dims[0]} = {check.name}({', '.join(check.args)})"
     else:
