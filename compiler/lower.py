@@ -47,6 +47,9 @@ class _Lowering:
         self.inputs: list[InputDecl] = []
         self.params: list[ParamDecl] = []
         self.eqns: list[Eqn] = []
+        # the equations of the statements lowered so far, by output name: the folds that look
+        # through names (log's) see `p = sigmoid(z)` when a later line reads `log(p)`
+        self.defs: dict[str, Eqn] = {}
         self.classes: dict[str, int] = {}
         self.dims: list[str] = []
         taken = {identifier(n) for n in self._all_names()} | set(self._all_dims())
@@ -342,7 +345,7 @@ class _Lowering:
 
     def _lower_statement(self, st, expr: ast.Expr, name: str) -> Atom:
         self.current, self.creating_call = st, None
-        b = Builder(self.namer, st.span.line)
+        b = Builder(self.namer, st.span.line, named=self.defs)
         value = self._expr(b, expr)
         eqns = b.eqns
         if eqns and isinstance(value, Var) and eqns[-1].out == value:
@@ -359,6 +362,7 @@ class _Lowering:
             eqns[-1] = Eqn(last.prim, inputs, named, last.params, last.line)
             value = named
         self.eqns.extend(eqns)
+        self.defs.update((e.out.name, e) for e in eqns)
         return value
 
     # -- expressions --

@@ -28,3 +28,13 @@ def _onehot(xp, labels, classes, like):
     # (values traced by jax.jit have no device: placement is then the compiler's)
     hits = labels[..., None] == xp.arange(classes, dtype=labels.dtype, device=getattr(like, "device", None))
     return xp.astype(hits, like.dtype)
+
+
+def _copy(xp, a):
+    """A copy of `a`, a result that is (or views) an array the caller holds or another result.
+    A PyTorch tensor that requires grad is cloned, which keeps it in the graph:
+    xp.asarray(a, copy=True) does too, but warns since PyTorch 2.13 (array_api_compat passes no
+    requires_grad to torch.asarray, whose default changed)."""
+    if getattr(a, "requires_grad", False):
+        return a.clone()
+    return xp.asarray(a, copy=True)

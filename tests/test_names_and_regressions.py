@@ -142,3 +142,29 @@ def test_overflowing_folded_constant_is_valid_python(tmp_path):
 def test_constant_expressions_that_cannot_be_folded(expr, message):
     errs = errors_of(f"model m\ninput x : float[2]\nh = x * ({expr})\nloss = l2(h)\n")
     assert message in errs[0].message and errs[0].span.line == 3
+
+
+def test_a_dimension_inside_a_longer_name_is_not_a_use_of_it(tmp_path):
+    """A function binds the symbolic dimension B only when its code uses B itself: a spec name
+    that contains the letter (BaseException, Bx) is no use (found by the tests/unseen6 sweep:
+    forward assigned B and never read it, ruff's F841)."""
+    import re
+    import shutil
+    import subprocess
+
+    text = ("model dimname\ninput x : float[B, 3]\nBaseException = tanh(dense(x, 2))\nBx = BaseException * 2\n"
+            "loss = mean(Bx)\noutput Bx\n")
+    source = compile_spec(text, "dimname.nn")
+    forward = source[source.index("def forward"):source.index("def loss")]
+    assert re.search(r"^\s+_check_forward_inputs\(x\)$", forward, re.MULTILINE), forward
+    loss = source[source.index("def loss"):source.index("def value_and_grad")]
+    assert "    B = _check_inputs(x)" in loss  # the mean divides by B
+    module = load_source(source, tmp_path, "dimname")
+    x = np.ones((4, 3))
+    np.testing.assert_allclose(module.loss(module.init_params(dtype="float64"), x),
+                               np.mean(2 * np.tanh(x @ module.init_params(dtype="float64")["BaseException.W"])))
+    if shutil.which("ruff"):
+        (tmp_path / "dimname.py").write_text(source)
+        done = subprocess.run(["ruff", "check", "--no-cache", "--isolated", "--select", "F", str(tmp_path / "dimname.py")],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout

@@ -50,6 +50,20 @@ def test_generated_modules_pass_ruff(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+def test_generated_modules_of_the_sweep_specs_pass_ruff(tmp_path):
+    """The hand-written specs of tests/unseen*/ too (ruff's default rules): the tests/unseen6 sweep
+    found `B = _check_forward_inputs(x)` never read where a spec name contained a B (F841), an
+    unread second dimension unpacked (`B, T = ...`, RUF059), `return None` as a function's only
+    return (RET501) and `z >= z` in the derivative of maximum(z, z) (PLR0124)."""
+    folders = sorted(Path(__file__).resolve().parent.glob("unseen*"))
+    for folder in folders:
+        for path in sorted(folder.glob("*.nn")):
+            (tmp_path / f"{folder.name}_{path.stem}.py").write_text(compile_spec(path.read_text(), path.name))
+    done = subprocess.run(["ruff", "check", "--no-cache", "--isolated", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 _BLOCK_NNC = """
 import importlib.abc, sys
 class _NoNnc(importlib.abc.MetaPathFinder):

@@ -41,7 +41,11 @@ UNSEEN = Path(__file__).resolve().parent / "unseen"
 # module's globals and train_step's locals, a 120-layer chain, sizes 0 and 1, ...)
 # tests/unseen5: a fifth sweep (4-D stacks that broadcast, 3-D parameters, positional
 # arguments, a single class, losses between broadcasting operands, a layer's weights reused)
-SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3"), UNSEEN.with_name("unseen5"))
+# tests/unseen6: a sixth folder (cross-entropies written by hand from named probabilities,
+# logits of |z| ~ 30-100 and exp near float32 overflow, every activation under every loss,
+# Python builtins as spec names, odd formatting, a model without inputs, batch norm at B = 1)
+SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3"), UNSEEN.with_name("unseen5"),
+                                  UNSEEN.with_name("unseen6"))
          for p in sorted(folder.glob("*.nn"))}
 SIZES = {"B": 3, "T": 5, "N": 4, "C": 6}  # distinct from each other and from every fixed size of the specs
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "array_api_strict 2023.12": _strict_2023,
@@ -335,3 +339,68 @@ def test_learnable_exponents_of_zero_have_pytorchs_gradients(tmp_path):
     for name, w in zip(("k", "z", "x"), want):
         np.testing.assert_allclose(grads[name], w.numpy(), rtol=1e-12, atol=1e-15, err_msg=name)
     np.testing.assert_allclose(derivative, sum(float(w.sum()) for w in want), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_log_of_a_named_probability_is_rewritten(dtype, tmp_path):
+    """log(p) with p = sigmoid(z), 1 - sigmoid(z), softmax(z) or 1 + exp(z) defined on an earlier
+    line is rewritten to its stable form as log(sigmoid(z)) written inline is (language.md): the
+    hand-written cross-entropies equal bce and cross_entropy at |z| ~ 60, with no warning (the
+    sweep of tests/unseen6 found the rewrite blind to names: log(0) = -inf, a nan gradient)."""
+    import warnings
+
+    by_hand = load_source(compile_spec(
+        "model byhand\ninput z : float[B, 3]\ninput t : float[B, 3]\np = sigmoid(z)\nq = 1 - p\n"
+        "s = softmax(z)\nu = 1 + exp(z)\nls = log(s)\n"
+        "loss = -mean(t * log(p) + (1 - t) * log(q)) - mean(sum(t * ls, axis=1)) + mean(log(u))\nwrt z, t\n",
+        "byhand.nn"), tmp_path, "byhand")
+    builtin = load_source(compile_spec(
+        "model builtin\ninput z : float[B, 3]\ninput t : float[B, 3]\n"
+        "loss = bce(z, t) + cross_entropy(z, t) + mean(softplus(z))\nwrt z, t\n", "builtin.nn"), tmp_path, "builtin")
+    z = np.array([[60.0, -60.0, 1.0], [-45.0, 0.5, 50.0]], dtype=dtype)
+    t = np.array([[0.2, 0.7, 0.1], [0.6, 0.0, 0.4]], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got, got_grads = by_hand.value_and_grad({}, z, t)
+    want, want_grads = builtin.value_and_grad({}, z, t)
+    assert np.isfinite(got) and got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    for k in ("z", "t"):
+        assert got_grads[k].dtype == dtype
+        np.testing.assert_allclose(got_grads[k], want_grads[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sigmoid_is_accurate_in_its_lower_tail(dtype, tmp_path):
+    """sigmoid(z), and the gradients that are sigmoid (softplus', bce's), to a few float rounding
+    errors relative to the exact value down to z = -30, as torch.sigmoid has them (found by the
+    sweep of tests/unseen6: nnc check failed on softplus(-30 + x) * 1e12 in float64; sigmoid was
+    (1 + tanh(x/2)) / 2, which cancels: relative error 8e-4 at -12 in float32, 2e-4 at -30 in
+    float64)."""
+    module = load_source(compile_spec("model sig\ninput z : float[N]\np = sigmoid(z)\nloss = sum(softplus(z))\n"
+                                      "wrt z\n", "sig.nn"), tmp_path, "sig")
+    z = np.array([-30.0, -20.0, -12.0, -5.0, 0.0, 5.0])
+    exact = 1 / (1 + np.exp(-z))
+    got = module.forward({}, z.astype(dtype))
+    _, grads = module.value_and_grad({}, z.astype(dtype))
+    rtol = 1e-6 if dtype == "float32" else 1e-14
+    np.testing.assert_allclose(got, exact, rtol=rtol, atol=0)
+    np.testing.assert_allclose(grads["z"], exact, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_elu_gradient_is_accurate_far_below_zero(dtype, tmp_path):
+    """elu'(x) = alpha e^x below 0, to float rounding relative to the exact value, as PyTorch has
+    it, in value_and_grad and jvp (found by the sweep of tests/unseen6: computed as y + alpha
+    from the output, it cancelled, a relative error of 4e-4 at x = -10 and 1 below -17 in
+    float32, 2e-4 at -30 in float64)."""
+    module = load_source(compile_spec("model e\ninput z : float[N]\nloss = sum(elu(z, alpha=0.5))\nwrt z\n",
+                                      "e.nn"), tmp_path, "e")
+    z = np.array([-30.0, -20.0, -15.0, -10.0, -5.0, -1e-3, 0.0, 0.5])
+    exact = np.where(z > 0, 1.0, 0.5 * np.exp(np.minimum(z, 0.0)))
+    _, grads = module.value_and_grad({}, z.astype(dtype))
+    _, derivative = module.jvp({}, {"z": (z == -10.0).astype(dtype)}, z.astype(dtype))
+    rtol = 1e-6 if dtype == "float32" else 1e-14
+    assert grads["z"].dtype == dtype
+    np.testing.assert_allclose(grads["z"], exact, rtol=rtol, atol=0)
+    np.testing.assert_allclose(derivative, 0.5 * np.exp(-10.0), rtol=rtol, atol=0)

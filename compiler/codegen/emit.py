@@ -315,7 +315,7 @@ def handed_out(results: list[Atom], external: set[str], eqns: tuple[Eqn, ...] | 
     for a in results:
         base = view_base(a, defs)
         if isinstance(base, Var) and (base.name in external or base.name in seen):
-            texts.append(f"xp.asarray({a.name}, copy=True)")
+            texts.append(f"_copy(xp, {a.name})")
         else:
             texts.append(result_text(a))
         if isinstance(base, Var):

@@ -67,7 +67,12 @@ def _sections(prog, titled_blocks) -> list:
 
 
 def _uses(text_lists, word: str) -> bool:
-    return any(word in s for s in text_lists)
+    """Whether generated statements use `word` as a whole name: the dimension `B`, not the
+    B of `BaseException` (a spec name), nor the `xp.` of `zxp.dtype`."""
+    start = r"(?<![\w.])" if word[0].isalnum() or word[0] == "_" else ""
+    end = r"(?!\w)" if word[-1].isalnum() or word[-1] == "_" else ""
+    pattern = re.compile(start + re.escape(word) + end)
+    return any(pattern.search(s) for s in text_lists)
 
 
 def _all_statements(fn_sections) -> list[str]:
@@ -229,7 +234,10 @@ def build_model(prog: Program) -> dict:
         "numpy_namespace": function_source("numpy_fast", "_NumPy"),
         "cuda_helper": function_source("cuda", "_CudaKernel") if optimizer_model["cuda"] else None,
         "scalar_args_namespace": function_source("scalar_args", "_ScalarArgs"),
-        "helpers": ([function_source("kernels", k) for k in kernels_used] + _check_helpers(checks)
+        "helpers": ([function_source("kernels", k) for k in kernels_used]
+                    + [function_source("kernels", "_copy")] * any(
+                        "_copy(xp, " in fn.returns for fn in functions + optimizer_functions)
+                    + _check_helpers(checks)
                     + [function_source("checks", "_check_params")] * shape_checks
                     + [function_source("checks", "_check_tangents")] * any(
                         r.source != "params" for fn in functions for r in fn.unpack)),
@@ -317,7 +325,8 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
     statements = _all_statements(secs) + [returns]
     dims = [d for d in check.dims if _uses(statements, d)]
     if dims:
-        call = f"{', '.join(check.dims)} = {check.name}({', '.join(check.args)})"
+        # a dimension this function does not read is unpacked into `_` (ruff's RUF059)
+        call = f"{', '.join(d if d in dims else '_' for d in check.dims)} = {check.name}({', '.join(check.args)})"
         if len(check.dims) == 1:
             call = f"{check.dims[0]} = {check.name}({', '.join(check.args)})"
     else:
@@ -352,7 +361,7 @@ def _param_check(params: list[Var]) -> list[str]:
         return []
     call = "_check_params(params, _PARAMS, _SPEC)"
     test = "    " + wrap_condition(f"if {' or '.join(conds)}:", indent=8)  # continuations: absolute
-    return ["try:", test, f"        {call}", "except AttributeError:  # a parameter that is no array", f"    {call}"]
+    return ["try:", test, f"        {call}", "except _NoShape:  # a parameter that is no array (AttributeError)", f"    {call}"]
 
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import ChainMap
 from functools import partial
 from typing import Any
 
@@ -45,14 +46,17 @@ class Builder:
 
     Each primitive's `fold(inputs, params, defs)` may return an existing atom instead
     (x * 1 -> x, constants folded), or a simpler `(prim, *inputs)` to emit in its place,
-    so rules can be written plainly without emitting dead code.
+    so rules can be written plainly without emitting dead code. `defs` holds this builder's
+    equations; a primitive registered with `fold_through_names=True` also sees `named`, the
+    equations of earlier statements (log(p) with p = sigmoid(z) on a line above).
     """
 
-    def __init__(self, namer: Namer, line: int = 0):
+    def __init__(self, namer: Namer, line: int = 0, named: dict[str, Eqn] | None = None):
         self.namer = namer
         self.line = line
         self.eqns: list[Eqn] = []
         self.defs: dict[str, Eqn] = {}
+        self.named = named or {}
 
     def emit(self, prim: str, *inputs: Atom | float, hint: str | None = None, **params: Any) -> Atom:
         p = PRIMITIVES[prim]
@@ -60,7 +64,8 @@ class Builder:
         if len(atoms) != p.arity:
             raise TypeError(f"{prim} takes {p.arity} operands, got {len(atoms)}")
         if p.fold is not None:
-            folded = p.fold(atoms, params, self.defs)
+            defs = ChainMap(self.defs, self.named) if p.fold_through_names and self.named else self.defs
+            folded = p.fold(atoms, params, defs)
             if isinstance(folded, tuple):  # a simpler expression, possibly nested
                 return self._emit_folded(folded)
             if folded is not None:

@@ -111,6 +111,8 @@ class Primitive:
     # How one element is computed in CUDA C++ (elementwise primitives only), over operands that
     # are names or `(T)` casts: the fused kernels of codegen/cuda.py. None: never fused.
     cuda: EmitRule | None = None
+    # fold also sees the equations of earlier statements, so it rewrites through names
+    fold_through_names: bool = False
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -119,14 +121,15 @@ PRIMITIVES: dict[str, Primitive] = {}
 def primitive(name: str, arity: int, *, shape: ShapeRule, emit: EmitRule, examples: Iterable[Example],
               fold: FoldRule | None = None, linear: Iterable[int] = (), kink: bool = False,
               differentiable: bool = True, jvp: JvpRule | None = None,
-              cuda: EmitRule | None = None) -> Callable[[VjpRule], VjpRule]:
+              cuda: EmitRule | None = None, fold_through_names: bool = False) -> Callable[[VjpRule], VjpRule]:
     """Register a primitive; decorates its VJP rule `(b, eqn, g) -> cotangents per input`."""
 
     def register(vjp: VjpRule) -> VjpRule:
         if name in PRIMITIVES:
             raise ValueError(f"primitive {name!r} registered twice")
         PRIMITIVES[name] = Primitive(
-            name, arity, shape, emit, vjp, tuple(examples), fold, tuple(linear), kink, differentiable, jvp, cuda
+            name, arity, shape, emit, vjp, tuple(examples), fold, tuple(linear), kink, differentiable, jvp, cuda,
+            fold_through_names,
         )
         return vjp
 

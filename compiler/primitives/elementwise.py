@@ -328,7 +328,8 @@ def _fold_log(inputs: Operands, params: Params, defs: Defs) -> Folded:
     return _log_of_constant(inputs, params, defs)
 
 
-@primitive("log", 1, shape=same_shape, emit=call("log"), fold=_fold_log, examples=POSITIVE_EXAMPLES)
+@primitive("log", 1, shape=same_shape, emit=call("log"), fold=_fold_log, examples=POSITIVE_EXAMPLES,
+           fold_through_names=True)
 def log_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.div(g, eqn.inputs[0]),)
 
@@ -388,8 +389,15 @@ def _max_min_jvp(b: Builder, eqn: Eqn, dots: Dots, first_wins: Callable[[Atom, A
     return add_tangents(b, eqn.out.shape, picked)
 
 
+def _fold_same_operands(inputs: Operands, params: Params, defs: Defs) -> Folded:
+    """maximum(x, x) = minimum(x, x) = x, with x's gradient (ties go to the first operand,
+    which is x): no `x >= x` in the derivative code (ruff's PLR0124)."""
+    a, b = inputs
+    return a if isinstance(a, Var) and a == b else None
+
+
 @primitive("maximum", 2, shape=elementwise_shape, emit=lambda i, p: Emit("xp.maximum({0}, {1})"),
-           examples=BINARY_EXAMPLES, kink=True)
+           examples=BINARY_EXAMPLES, kink=True, fold=_fold_same_operands)
 def maximum_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return _max_min_vjp(b, eqn, g, lambda x, y: b.ge(x, y))
 
@@ -400,7 +408,7 @@ def maximum_jvp(b: Builder, eqn: Eqn, dots: Dots) -> Atom | None:
 
 
 @primitive("minimum", 2, shape=elementwise_shape, emit=lambda i, p: Emit("xp.minimum({0}, {1})"),
-           examples=BINARY_EXAMPLES, kink=True)
+           examples=BINARY_EXAMPLES, kink=True, fold=_fold_same_operands)
 def minimum_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return _max_min_vjp(b, eqn, g, lambda x, y: b.ge(y, x))
 

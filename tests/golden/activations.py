@@ -402,9 +402,10 @@ def _check_tangents(arg, tangents, shapes):
                              "a direction has the shape of what it moves")
 
 
-# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
-# and no spec name starts with "_"
-_PARAMS, _SPEC = PARAMS, SPEC
+# The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
+# array raises): an input or a definition may be called PARAMS or AttributeError, and no spec
+# name starts with "_"
+_PARAMS, _SPEC, _NoShape = PARAMS, SPEC, AttributeError
 
 
 def _glorot_uniform(rng, shape):
@@ -463,7 +464,7 @@ def forward(params, x):
     try:
         if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != z_W.dtype:
@@ -499,7 +500,7 @@ def loss(params, x, y):
     try:
         if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
@@ -536,7 +537,7 @@ def value_and_grad(params, x, y):
     try:
         if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
@@ -554,8 +555,7 @@ def value_and_grad(params, x, y):
          + xp.atan(z) + t13)
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
-    t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
-    b += t16
+    b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
     b += xp.logaddexp(0.0, z)
     b += z * xp.exp(-xp.logaddexp(0.0, -z))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
@@ -592,7 +592,7 @@ def value_and_grad(params, x, y):
     # activations.nn:5  z = dense(x, 4)
     d_z += d_p_pre * (t7 * (1.0 + z * t66))
     d_z += d_p_pre * t7
-    d_z += xp.where(z > 0.0, d_p_pre, d_p_pre * (t16 + 1.0))
+    d_z += xp.where(z > 0.0, d_p_pre, d_p_pre * xp.exp(xp.minimum(z, 0.0)))
     d_z += xp.where(z >= 0.0, d_p_pre, 0.1 * d_p_pre)
     d_z += d_p_pre * xp.astype(t13 > 0.0, t13.dtype)
     d_z += d_p_pre / (1.0 + t47)
@@ -617,7 +617,7 @@ def jvp(params, tangents, x, y):
     try:
         if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
         _check_tangents("tangents", tangents, _PARAMS)
@@ -645,23 +645,22 @@ def jvp(params, tangents, x, y):
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
     dot_b = xp.where(z >= 0.0, dot_z, 0.1 * dot_z)
-    t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
-    b += t16
-    dot_b += xp.where(z > 0.0, dot_z, dot_z * (t16 + 1.0))
+    b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
+    dot_b += xp.where(z > 0.0, dot_z, dot_z * xp.exp(xp.minimum(z, 0.0)))
     b += xp.logaddexp(0.0, z)
     dot_b += dot_z * t7
     b += z * xp.exp(-xp.logaddexp(0.0, -z))
     dot_b += dot_z * (t7 * (1.0 + z * t23))
-    t127 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
+    t129 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
-    dot_b += dot_z * (0.5 * (1.0 + t127) + 0.5 * z * ((1.0 - t127 * t127) * (0.7978845608028654 * (1.0 + 0.134145 * t71))))
+    dot_b += dot_z * (0.5 * (1.0 + t129) + 0.5 * z * ((1.0 - t129 * t129) * (0.7978845608028654 * (1.0 + 0.134145 * t71))))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
-    t141 = dot_a + dot_b
+    t143 = dot_a + dot_b
     p = xp.where(p_pre >= 0.0, p_pre, p_alpha * p_pre)
-    t142 = p_pre >= 0.0
-    dot_p = xp.where(t142, t141, p_alpha * t141)
-    dot_p += xp.where(t142, 0.0, p_pre * dot_p_alpha)
+    t144 = p_pre >= 0.0
+    dot_p = xp.where(t144, t143, p_alpha * t143)
+    dot_p += xp.where(t144, 0.0, p_pre * dot_p_alpha)
     # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
     t26 = _softmax(xp, p, -1)
     t27 = _log_softmax(xp, p, -1)
@@ -688,7 +687,7 @@ def hvp(params, vector, x, y):
     try:
         if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
         _check_tangents("vector", vector, _PARAMS)
@@ -711,51 +710,49 @@ def hvp(params, vector, x, y):
     t43 = 1.0 - t9 * t9
     t46 = dot_z * t43
     t71 = z * z
-    t82 = 1.0 + t71
+    t83 = 1.0 + t71
     t13 = xp.maximum(z, 0.0)
-    t100 = xp.astype(t13 > 0.0, t13.dtype)
+    t101 = xp.astype(t13 > 0.0, t13.dtype)
     a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9
          + xp.atan(z) + t13)
-    dot_a = dot_z + t28 + t46 + dot_z / t82 + dot_z * t100
+    dot_a = dot_z + t28 + t46 + dot_z / t83 + dot_z * t101
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
-    t104 = z >= 0.0
-    dot_b = xp.where(t104, dot_z, 0.1 * dot_z)
-    t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
-    t107 = z > 0.0
-    t108 = t16 + 1.0
-    t110 = xp.where(t107, dot_z, dot_z * t108)
-    b += t16
-    dot_b += t110
+    t105 = z >= 0.0
+    dot_b = xp.where(t105, dot_z, 0.1 * dot_z)
+    t108 = z > 0.0
+    t110 = xp.exp(xp.minimum(z, 0.0))
+    b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
+    dot_b += xp.where(t108, dot_z, dot_z * t110)
     b += xp.logaddexp(0.0, z)
     dot_b += dot_z * t7
-    t118 = 1.0 + z * t23
-    t119 = t7 * t118
+    t120 = 1.0 + z * t23
+    t121 = t7 * t120
     b += z * xp.exp(-xp.logaddexp(0.0, -z))
-    dot_b += dot_z * t119
-    t127 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
-    t130 = 0.7978845608028654 * (1.0 + 0.134145 * t71)
-    t133 = 0.5 * z
-    t135 = 1.0 - t127 * t127
-    t136 = t135 * t130
-    t138 = 0.5 * (1.0 + t127) + t133 * t136
+    dot_b += dot_z * t121
+    t129 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
+    t132 = 0.7978845608028654 * (1.0 + 0.134145 * t71)
+    t135 = 0.5 * z
+    t137 = 1.0 - t129 * t129
+    t138 = t137 * t132
+    t140 = 0.5 * (1.0 + t129) + t135 * t138
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
-    dot_b += dot_z * t138
+    dot_b += dot_z * t140
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
-    t141 = dot_a + dot_b
+    t143 = dot_a + dot_b
     p = xp.where(p_pre >= 0.0, p_pre, p_alpha * p_pre)
-    t142 = p_pre >= 0.0
-    dot_p = xp.where(t142, t141, p_alpha * t141)
-    dot_p += xp.where(t142, 0.0, p_pre * dot_p_alpha)
+    t144 = p_pre >= 0.0
+    dot_p = xp.where(t144, t143, p_alpha * t143)
+    dot_p += xp.where(t144, 0.0, p_pre * dot_p_alpha)
     # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
     t26 = _softmax(xp, p, -1)
-    t151 = t26 * (dot_p - xp.sum(dot_p * t26, axis=1, keepdims=True))
+    t153 = t26 * (dot_p - xp.sum(dot_p * t26, axis=1, keepdims=True))
     t27 = _log_softmax(xp, p, -1)
-    t152 = xp.exp(t27)
-    t155 = dot_p - xp.sum(t152 * dot_p, axis=1, keepdims=True)
+    t154 = xp.exp(t27)
+    t157 = dot_p - xp.sum(t154 * dot_p, axis=1, keepdims=True)
     d_residual = t26 + t27
-    dot_d_residual = t151 + t155
+    dot_d_residual = t153 + t157
     # activations.nn:10  loss = mse(s, y)
     d_residual -= y
     d_residual *= 2.0
@@ -767,38 +764,38 @@ def hvp(params, vector, x, y):
     dot_d_residual /= B * 4
     # activations.nn:9  s = softmax(p) + log_softmax(p, axis=-1)
     t33 = xp.sum(d_residual, axis=1, keepdims=True)
-    d_p = d_residual - t152 * t33
+    d_p = d_residual - t154 * t33
     dot_d_p = (dot_d_residual
-               - (t33 * (t155 * t152) + t152 * xp.sum(dot_d_residual, axis=1, keepdims=True)))
+               - (t33 * (t157 * t154) + t154 * xp.sum(dot_d_residual, axis=1, keepdims=True)))
     t38 = d_residual - xp.sum(d_residual * t26, axis=1, keepdims=True)
     # activations.nn:8  p = prelu(a + b)
     d_p += t26 * t38
-    dot_d_p += (t38 * t151
-                + t26 * (dot_d_residual - xp.sum(t26 * dot_d_residual + d_residual * t151, axis=1, keepdims=True)))
+    dot_d_p += (t38 * t153
+                + t26 * (dot_d_residual - xp.sum(t26 * dot_d_residual + d_residual * t153, axis=1, keepdims=True)))
     dot_d_p_pre = p_alpha * dot_d_p
     dot_d_p_pre += d_p * dot_p_alpha
-    d_p_pre = xp.where(t142, d_p, d_p * p_alpha)
-    dot_d_p_pre = xp.where(t142, dot_d_p, dot_d_p_pre)
-    dot_d_p_alpha = xp.sum(xp.where(t142, 0.0, p_pre * dot_d_p + d_p * t141), axis=0)
+    d_p_pre = xp.where(t144, d_p, d_p * p_alpha)
+    dot_d_p_pre = xp.where(t144, dot_d_p, dot_d_p_pre)
+    dot_d_p_alpha = xp.sum(xp.where(t144, 0.0, p_pre * dot_d_p + d_p * t143), axis=0)
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
-    t187 = z * dot_z
-    t189 = t187 + t187
-    t198 = 0.7978845608028654 * (dot_z + 0.044715 * (z * t189 + t71 * dot_z)) * t135
-    t203 = t127 * t198
-    dot_d_z = t138 * dot_d_p_pre
-    dot_d_z += d_p_pre * (0.5 * t198 + (t136 * (0.5 * dot_z) + t133 * (t130 * -(t203 + t203) + t135 * (0.10703222440890037 * t189))))
-    t217 = -t28
+    t189 = z * dot_z
+    t191 = t189 + t189
+    t200 = 0.7978845608028654 * (dot_z + 0.044715 * (z * t191 + t71 * dot_z)) * t137
+    t205 = t129 * t200
+    dot_d_z = t140 * dot_d_p_pre
+    dot_d_z += d_p_pre * (0.5 * t200 + (t138 * (0.5 * dot_z) + t135 * (t132 * -(t205 + t205) + t137 * (0.10703222440890037 * t191))))
+    t219 = -t28
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
-    t240 = t9 * t46
+    t245 = t9 * t46
     # activations.nn:5  z = dense(x, 4)
-    dot_d_z += t119 * dot_d_p_pre + d_p_pre * (t118 * t28 + t7 * (t23 * dot_z + z * t217))
+    dot_d_z += t121 * dot_d_p_pre + d_p_pre * (t120 * t28 + t7 * (t23 * dot_z + z * t219))
     dot_d_z += t7 * dot_d_p_pre + d_p_pre * t28
-    dot_d_z += xp.where(t107, dot_d_p_pre, t108 * dot_d_p_pre + d_p_pre * t110)
-    dot_d_z += xp.where(t104, dot_d_p_pre, 0.1 * dot_d_p_pre)
-    dot_d_z += t100 * dot_d_p_pre
-    dot_d_z += (dot_d_p_pre - d_p_pre / t82 * t189) / t82
-    dot_d_z += t43 * dot_d_p_pre + d_p_pre * -(t240 + t240)
-    dot_d_z += t24 * dot_d_p_pre + d_p_pre * (t23 * t28 + t7 * t217)
+    dot_d_z += xp.where(t108, dot_d_p_pre, t110 * dot_d_p_pre + d_p_pre * (xp.where(0.0 >= z, dot_z, 0.0) * t110))
+    dot_d_z += xp.where(t105, dot_d_p_pre, 0.1 * dot_d_p_pre)
+    dot_d_z += t101 * dot_d_p_pre
+    dot_d_z += (dot_d_p_pre - d_p_pre / t83 * t191) / t83
+    dot_d_z += t43 * dot_d_p_pre + d_p_pre * -(t245 + t245)
+    dot_d_z += t24 * dot_d_p_pre + d_p_pre * (t23 * t28 + t7 * t219)
     dot_d_z += dot_d_p_pre
     dot_d_z_b = xp.sum(dot_d_z, axis=0)
     dot_d_z_W = xp.matmul(x.T, dot_d_z)
@@ -823,7 +820,7 @@ def train_step(params, state, x, y):
     try:
         if z_W.shape != (4, 4) or z_b.shape != (4,) or p_alpha.shape != (4,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
@@ -841,8 +838,7 @@ def train_step(params, state, x, y):
          + xp.atan(z) + t13)
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
-    t16 = xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
-    b += t16
+    b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
     b += xp.logaddexp(0.0, z)
     b += z * xp.exp(-xp.logaddexp(0.0, -z))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
@@ -880,7 +876,7 @@ def train_step(params, state, x, y):
     # activations.nn:5  z = dense(x, 4)
     d_z += d_p_pre * (t7 * (1.0 + z * t67))
     d_z += d_p_pre * t7
-    d_z += xp.where(z > 0.0, d_p_pre, d_p_pre * (t16 + 1.0))
+    d_z += xp.where(z > 0.0, d_p_pre, d_p_pre * xp.exp(xp.minimum(z, 0.0)))
     d_z += xp.where(z >= 0.0, d_p_pre, 0.1 * d_p_pre)
     d_z += d_p_pre * xp.astype(t13 > 0.0, t13.dtype)
     d_z += d_p_pre / (1.0 + t48)

@@ -405,9 +405,10 @@ def _check_tangents(arg, tangents, shapes):
                              "a direction has the shape of what it moves")
 
 
-# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
-# and no spec name starts with "_"
-_PARAMS, _SPEC = PARAMS, SPEC
+# The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
+# array raises): an input or a definition may be called PARAMS or AttributeError, and no spec
+# name starts with "_"
+_PARAMS, _SPEC, _NoShape = PARAMS, SPEC, AttributeError
 
 
 def _he_normal(rng, shape):
@@ -469,7 +470,7 @@ def forward(params, x):
     try:
         if k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != k.dtype:
@@ -509,7 +510,7 @@ def loss(params, x, p, t):
     try:
         if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype:
@@ -555,7 +556,7 @@ def value_and_grad(params, x, p, t):
     try:
         if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype:
@@ -678,7 +679,7 @@ def jvp(params, tangents, x, p, t):
     try:
         if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
             or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
@@ -768,7 +769,7 @@ def hvp(params, vector, x, p, t):
     try:
         if s.shape != (4,) or k.shape != () or h_W.shape != (6, 4) or h_b.shape != (4,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
             or dot_h_b.shape != (4,) or dot_x.shape != x.shape):

@@ -391,9 +391,10 @@ def _check_tangents(arg, tangents, shapes):
                              "a direction has the shape of what it moves")
 
 
-# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
-# and no spec name starts with "_"
-_PARAMS, _SPEC = PARAMS, SPEC
+# The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
+# array raises): an input or a definition may be called PARAMS or AttributeError, and no spec
+# name starts with "_"
+_PARAMS, _SPEC, _NoShape = PARAMS, SPEC, AttributeError
 
 
 def _check_inputs(i, t):
@@ -441,7 +442,7 @@ def forward(params, i):
     try:
         if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype:
@@ -470,7 +471,7 @@ def loss(params, i, t):
     try:
         if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype or t.dtype != W1.dtype:
@@ -502,7 +503,7 @@ def value_and_grad(params, i, t):
     try:
         if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype or t.dtype != W1.dtype:
@@ -555,7 +556,7 @@ def jvp(params, tangents, i, t):
     try:
         if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     if dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2) or dot_b2.shape != ():
         _check_tangents("tangents", tangents, _PARAMS)
@@ -603,7 +604,7 @@ def hvp(params, vector, i, t):
     try:
         if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     if dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2) or dot_b2.shape != ():
         _check_tangents("vector", vector, _PARAMS)
@@ -676,7 +677,7 @@ def train_step(params, state, i, t):
     try:
         if W1.shape != (2, 2) or b1.shape != () or W2.shape != (2, 2) or b2.shape != ():
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype or t.dtype != W1.dtype:

@@ -386,12 +386,20 @@ def _check_arrays(*inputs):
 def _check_labels(xp, name, y, classes):
     """Check that the class labels in `y` lie in [0, classes).
 
-    Under a tracing compiler (jax.jit) the values are not known yet: they go unchecked."""
+    Under a tracing compiler (jax.jit) or torch.func.vmap the values are not known to Python
+    (no int() of them): they go unchecked."""
     try:
         low, high = int(xp.min(y)), int(xp.max(y))
-    except (NotImplementedError, RuntimeError):  # PyTorch reduces no uint16/32/64 tensors
+    except (NotImplementedError, RuntimeError) as exc:  # PyTorch reduces no uint16/32/64 tensors
+        if "vmap" in str(exc):  # a batched tensor: PyTorch says so only in the message
+            return
         y = xp.astype(y, xp.int64)  # (a label too large for int64 turns negative: still caught)
-        low, high = int(xp.min(y)), int(xp.max(y))
+        try:
+            low, high = int(xp.min(y)), int(xp.max(y))
+        except RuntimeError as again:
+            if "vmap" in str(again):
+                return
+            raise
     except TypeError:
         if type(y).__name__.endswith("Tracer"):  # JAX's abstract values: no int() of them
             return
@@ -425,9 +433,10 @@ def _check_tangents(arg, tangents, shapes):
                              "a direction has the shape of what it moves")
 
 
-# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
-# and no spec name starts with "_"
-_PARAMS, _SPEC = PARAMS, SPEC
+# The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
+# array raises): an input or a definition may be called PARAMS or AttributeError, and no spec
+# name starts with "_"
+_PARAMS, _SPEC, _NoShape = PARAMS, SPEC, AttributeError
 
 
 def _glorot_uniform(rng, shape):
@@ -494,7 +503,7 @@ def forward(params, x):
         if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
                 or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != h1_W.dtype:
@@ -527,7 +536,7 @@ def loss(params, x, y):
         if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
                 or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != h1_W.dtype:
@@ -563,7 +572,7 @@ def value_and_grad(params, x, y):
         if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
                 or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != h1_W.dtype:
@@ -636,7 +645,7 @@ def jvp(params, tangents, x, y):
         if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
                 or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     if (dot_h1_W.shape != (784, 256) or dot_h1_b.shape != (256,) or dot_h2_W.shape != (256, 256)
             or dot_h2_b.shape != (256,) or dot_logits_W.shape != (256, 10)
@@ -698,7 +707,7 @@ def hvp(params, vector, x, y):
         if (h1_W.shape != (784, 256) or h1_b.shape != (256,) or h2_W.shape != (256, 256)
                 or h2_b.shape != (256,) or logits_W.shape != (256, 10) or logits_b.shape != (10,)):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     if (dot_h1_W.shape != (784, 256) or dot_h1_b.shape != (256,) or dot_h2_W.shape != (256, 256)
             or dot_h2_b.shape != (256,) or dot_logits_W.shape != (256, 10)

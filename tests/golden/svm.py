@@ -373,12 +373,20 @@ def _check_arrays(*inputs):
 def _check_labels(xp, name, y, classes):
     """Check that the class labels in `y` lie in [0, classes).
 
-    Under a tracing compiler (jax.jit) the values are not known yet: they go unchecked."""
+    Under a tracing compiler (jax.jit) or torch.func.vmap the values are not known to Python
+    (no int() of them): they go unchecked."""
     try:
         low, high = int(xp.min(y)), int(xp.max(y))
-    except (NotImplementedError, RuntimeError):  # PyTorch reduces no uint16/32/64 tensors
+    except (NotImplementedError, RuntimeError) as exc:  # PyTorch reduces no uint16/32/64 tensors
+        if "vmap" in str(exc):  # a batched tensor: PyTorch says so only in the message
+            return
         y = xp.astype(y, xp.int64)  # (a label too large for int64 turns negative: still caught)
-        low, high = int(xp.min(y)), int(xp.max(y))
+        try:
+            low, high = int(xp.min(y)), int(xp.max(y))
+        except RuntimeError as again:
+            if "vmap" in str(again):
+                return
+            raise
     except TypeError:
         if type(y).__name__.endswith("Tracer"):  # JAX's abstract values: no int() of them
             return
@@ -412,9 +420,10 @@ def _check_tangents(arg, tangents, shapes):
                              "a direction has the shape of what it moves")
 
 
-# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
-# and no spec name starts with "_"
-_PARAMS, _SPEC = PARAMS, SPEC
+# The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
+# array raises): an input or a definition may be called PARAMS or AttributeError, and no spec
+# name starts with "_"
+_PARAMS, _SPEC, _NoShape = PARAMS, SPEC, AttributeError
 
 
 def _glorot_uniform(rng, shape):
@@ -472,7 +481,7 @@ def forward(params, x):
     try:
         if scores_W.shape != (4, 3) or scores_b.shape != (3,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != scores_W.dtype:
@@ -492,7 +501,7 @@ def loss(params, x, y):
     try:
         if scores_W.shape != (4, 3) or scores_b.shape != (3,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != scores_W.dtype:
@@ -515,7 +524,7 @@ def value_and_grad(params, x, y):
     try:
         if scores_W.shape != (4, 3) or scores_b.shape != (3,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != scores_W.dtype:
@@ -555,7 +564,7 @@ def jvp(params, tangents, x, y):
     try:
         if scores_W.shape != (4, 3) or scores_b.shape != (3,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     if dot_scores_W.shape != (4, 3) or dot_scores_b.shape != (3,):
         _check_tangents("tangents", tangents, _PARAMS)
@@ -587,7 +596,7 @@ def hvp(params, vector, x, y):
     try:
         if scores_W.shape != (4, 3) or scores_b.shape != (3,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != scores_W.dtype:
@@ -612,7 +621,7 @@ def train_step(params, state, x, y):
     try:
         if scores_W.shape != (4, 3) or scores_b.shape != (3,):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != scores_W.dtype:

@@ -387,9 +387,10 @@ def _check_tangents(arg, tangents, shapes):
                              "a direction has the shape of what it moves")
 
 
-# The shape checks' names for PARAMS and SPEC: an input or a definition may be called PARAMS,
-# and no spec name starts with "_"
-_PARAMS, _SPEC = PARAMS, SPEC
+# The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
+# array raises): an input or a definition may be called PARAMS or AttributeError, and no spec
+# name starts with "_"
+_PARAMS, _SPEC, _NoShape = PARAMS, SPEC, AttributeError
 
 
 def _glorot_uniform(rng, shape):
@@ -451,7 +452,7 @@ def forward(params, x):
         if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
                 or logit_b.shape != (1,)):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != hidden_W.dtype:
@@ -480,7 +481,7 @@ def loss(params, x, y):
         if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
                 or logit_b.shape != (1,)):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
@@ -509,7 +510,7 @@ def value_and_grad(params, x, y):
         if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
                 or logit_b.shape != (1,)):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
@@ -565,7 +566,7 @@ def jvp(params, tangents, x, y):
         if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
                 or logit_b.shape != (1,)):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     if (dot_hidden_W.shape != (2, 2) or dot_hidden_b.shape != (2,) or dot_logit_W.shape != (2, 1)
             or dot_logit_b.shape != (1,)):
@@ -610,7 +611,7 @@ def hvp(params, vector, x, y):
         if (hidden_W.shape != (2, 2) or hidden_b.shape != (2,) or logit_W.shape != (2, 1)
                 or logit_b.shape != (1,)):
             _check_params(params, _PARAMS, _SPEC)
-    except AttributeError:  # a parameter that is no array
+    except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     if (dot_hidden_W.shape != (2, 2) or dot_hidden_b.shape != (2,) or dot_logit_W.shape != (2, 1)
             or dot_logit_b.shape != (1,)):
