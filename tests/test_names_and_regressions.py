@@ -168,3 +168,22 @@ def test_a_dimension_inside_a_longer_name_is_not_a_use_of_it(tmp_path):
         done = subprocess.run(["ruff", "check", "--no-cache", "--isolated", "--select", "F", str(tmp_path / "dimname.py")],
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("init", ["1e39", "[[1.0, -4e38]]", "constant(-1e39)", "uniform(0, 1e39)"])
+def test_initial_values_beyond_float32_refuse_float32_clearly(init, tmp_path):
+    """A given initial value float32 cannot hold makes init_params(dtype='float32') a ValueError
+    naming the parameter (found by the tests/unseen6 sweep: NumPy's 'overflow encountered in
+    cast' warning, then inf parameters); float64 gives the value."""
+    import warnings
+
+    module = load_source(compile_spec(f"model big\ninput x : float[B, 2]\nparam w : float[1, 2] = {init}\n"
+                                      "loss = mean(x * w)\n", "big.nn"), tmp_path, "big")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"parameter 'w' starts at .*, beyond float32's largest value"):
+            module.init_params()
+        with pytest.raises(ValueError, match="float32"):
+            module.init_params(dtype=np.float32)
+        w = module.init_params(dtype="float64")["w"]
+    assert w.dtype == np.float64 and np.all(np.isfinite(w))

@@ -20,7 +20,12 @@ under a softmax over that axis (softmax_axes3d and others); results sharing memo
 another or with the caller's arrays (shared_gradient, pow_zero). The fifth sweep
 (tests/unseen5) found hinge with float targets reducing over axis 1 instead of the class axis
 (hinge_float_targets) and nan gradients of a learnable exponent of exact zeros
-(pow_param_exponent).
+(pow_param_exponent). The sweep of tests/unseen6 found log(p) of a probability named on an
+earlier line (p = sigmoid(z), 1 - p, softmax, 1 + exp) left unrewritten, log(0) = -inf
+(manual_bce_named, manual_ce_named), elu's derivative cancelling far below 0, copies of tensors
+that require grad warning on PyTorch 2.13, and generated code failing ruff's default rules
+(python_builtin_names, exact_kinks), and sigmoid's lower tail inaccurate, (1 + tanh(x/2)) / 2
+cancelling (now exp(-logaddexp(0, -x))), and initial values beyond float32's range.
 """
 
 from __future__ import annotations

@@ -245,6 +245,7 @@ def build_model(prog: Program) -> dict:
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
         "uses_rng": any("rng" in _init_expr(p) for p in prog.params),
+        "float32_overflow": _float32_overflow(prog)[:1],
         "weight_helpers": [function_source("weights", k) for k in _WEIGHT_HELPERS],
     }
 
@@ -407,6 +408,22 @@ def _shape_literal(shape) -> str:
 
 def _tuple_literal(items: list[str]) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _float32_overflow(prog: Program) -> list[tuple[str, float]]:
+    """(name, value) of each parameter whose given initial value float32 cannot hold: init_params
+    refuses float32 for them (a cast would make them inf with NumPy's overflow warning)."""
+    import numpy as np
+
+    largest = float(np.finfo(np.float32).max)
+    found = []
+    for p in prog.params:
+        kind, args = p.init
+        if kind in ("value", "constant", "uniform"):
+            values = np.abs(np.asarray(args if kind == "uniform" else args[0], dtype=np.float64)).reshape(-1)
+            if values.size and float(values.max()) > largest:
+                found.append((p.name, float(values.max())))
+    return found
 
 
 def _init_expr(p) -> str:
