@@ -174,10 +174,15 @@ def _class_targets(lw: _Lowering, b: Builder, logits: Atom, labels: Atom, call: 
         if labels.shape != logits.shape:
             raise ShapeError(f"targets {fmt_shape(labels.shape)} do not match scores {fmt_shape(logits.shape)}")
         return labels
-    if len(logits.shape) != 2 or labels.shape != logits.shape[:1]:
+    # int labels index the last (class) axis of the scores and have their other axes:
+    # [N] for [N, C], [N, T] for [N, T, C] (a class per position of a sequence)
+    if len(logits.shape) < 2:
+        raise ShapeError(f"int labels need scores with a class axis after the others, [N, C], "
+                         f"got scores {fmt_shape(logits.shape)}")
+    if labels.shape != logits.shape[:-1]:
         raise ShapeError(f"labels {fmt_shape(labels.shape)} do not match scores {fmt_shape(logits.shape)}; "
-                         "expected scores [N, C] and int labels [N]")
-    classes = logits.shape[1]
+                         f"int labels have the scores' shape without the class axis, {fmt_shape(logits.shape[:-1])}")
+    classes = logits.shape[-1]
     if not isinstance(classes, int):
         raise ShapeError(f"the number of classes must be concrete, got {fmt_shape(logits.shape)}")
     lw.note_classes(labels, classes)

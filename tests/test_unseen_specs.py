@@ -409,3 +409,30 @@ def test_elu_gradient_is_accurate_far_below_zero(dtype, tmp_path):
     assert grads["z"].dtype == dtype
     np.testing.assert_allclose(grads["z"], exact, rtol=rtol, atol=0)
     np.testing.assert_allclose(derivative, 0.5 * np.exp(-10.0), rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sequence_labels_match_torch_cross_entropy(dtype, tmp_path):
+    """Scores [B, T, C] with int labels [B, T] (tests/unseen6/seq_labels): the loss, its
+    gradients and a train_step are torch's F.cross_entropy over (B, C, T) plus the hinge written
+    out in torch, averaged over all B * T positions. (Int labels used to need [N, C] scores.)"""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    module = load_source(compile_spec(SPECS["seq_labels"].read_text(), "seq_labels.nn"), tmp_path, "seq_labels")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 6, 4)).astype(dtype)
+    y = rng.integers(0, 5, (3, 6))
+    params = module.init_params(dtype=dtype)
+    value, grads = module.value_and_grad(params, x, y)
+    ref = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    h = torch.tanh(torch.tensor(x) @ ref["h.W"] + ref["h.b"])
+    s = h @ ref["scores.W"] + ref["scores.b"]
+    yt = torch.tensor(y)
+    margins = torch.clamp(s - s.gather(-1, yt[..., None]) + 0.5, min=0) * (1 - torch.nn.functional.one_hot(yt, 5))
+    want = torch.nn.functional.cross_entropy(s.permute(0, 2, 1), yt) + 0.3 * margins.sum() / (3 * 6)
+    want.backward()
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    assert np.asarray(value).dtype == dtype
+    np.testing.assert_allclose(value, want.item(), rtol=rtol)
+    for k in params:
+        assert grads[k].dtype == dtype and grads[k].shape == params[k].shape
+        np.testing.assert_allclose(grads[k], ref[k].grad.numpy(), rtol=rtol, atol=rtol * 1e-2, err_msg=k)
