@@ -511,11 +511,28 @@ def eval_cmd(spec: str, weights: str, data: str, split: str, val_split: float | 
         click.echo(f"accuracy  {result.accuracy:.4f} ({right}/{len(result.classes)})")
         classes = max(bound.classes or 0, int(result.classes.max()) + 1, int(bound.labels.max()) + 1)
         m = tr.confusion_matrix(bound.labels[:len(result.classes)], result.classes, classes)
-        width = max(3, len(str(int(m.max()))) + 1)
-        click.echo("confusion matrix (rows: true class, columns: predicted class)")
-        click.echo(" " * 4 + "".join(f"{c:>{width}}" for c in range(classes)))
-        for c in range(classes):
-            click.echo(f"{c:>3} " + "".join(f"{v:>{width}}" for v in m[c]))
+        for line in _confusion_lines(m):
+            click.echo(line)
+
+
+_MAX_MATRIX_CLASSES = 20  # a wider matrix wraps in a terminal and says nothing at a glance
+
+
+def _confusion_lines(m) -> list[str]:
+    """The confusion matrix, or for more than _MAX_MATRIX_CLASSES classes its largest
+    off-diagonal entries (the most frequent confusions)."""
+    classes = len(m)
+    if classes > _MAX_MATRIX_CLASSES:
+        pairs = sorted(((int(m[t, p]), t, p) for t in range(classes) for p in range(classes)
+                        if t != p and m[t, p]), key=lambda e: (-e[0], e[1], e[2]))[:10]
+        lines = [f"confusion matrix: {classes} classes, too many to print",
+                 "most frequent confusions (true class -> predicted class: examples):" if pairs
+                 else "no example is misclassified"]
+        return lines + [f"  {t:>3} -> {p:<3}  {n}" for n, t, p in pairs]
+    width = max(3, len(str(int(m.max()))) + 1)
+    return (["confusion matrix (rows: true class, columns: predicted class)",
+             " " * 4 + "".join(f"{c:>{width}}" for c in range(classes))]
+            + [f"{c:>3} " + "".join(f"{v:>{width}}" for v in m[c]) for c in range(classes)])
 
 
 @main.command("predict")

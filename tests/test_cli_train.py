@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -299,3 +300,26 @@ def test_a_validation_split_smaller_than_the_fixed_batch_is_refused(tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
     assert math.isfinite(record["val_loss"]), record
+
+
+def test_eval_of_many_classes_lists_the_most_frequent_confusions(tmp_path):
+    """Above 20 classes the matrix would wrap in a terminal: nnc eval lists the largest
+    off-diagonal entries instead, largest first (it printed a 257 x 257 matrix)."""
+    spec = tmp_path / "many.nn"
+    spec.write_text(CLASSIFIER.replace("dense(h, 2)", "dense(h, 30)"))
+    rng = np.random.default_rng(0)
+    data = tmp_path / "many.npz"
+    np.savez(data, x=rng.standard_normal((120, 2)).astype(np.float32), y=np.arange(120) % 30)
+    weights = tmp_path / "w.npz"
+    assert run("train", str(spec), "--data", str(data), "--epochs", "2", "-q", "--out", str(weights)).exit_code == 0
+    ev = run("eval", str(spec), "--weights", str(weights), "--data", str(data))
+    assert ev.exit_code == 0, ev.output
+    lines = ev.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("confusion matrix"))
+    assert lines[at:at + 2] == ["confusion matrix: 30 classes, too many to print",
+                                "most frequent confusions (true class -> predicted class: examples):"]
+    listed = [tuple(int(v) for v in re.fullmatch(r"\s+(\d+) -> (\d+)\s+(\d+)", line).groups()) for line in lines[at + 2:]]
+    assert 1 <= len(listed) <= 10 and all(t != p for t, p, _ in listed)
+    counts = [n for _, _, n in listed]
+    assert counts == sorted(counts, reverse=True) and sum(counts) <= 120
+    assert max(len(line) for line in lines[at:]) < 80
