@@ -563,7 +563,8 @@ def test_torch_inputs_that_require_grad_in_train_step(tmp_path):
 def test_float_inputs_take_the_parameters_dtype(spec, backend_name, tmp_path):
     """float64 inputs with float32 parameters give, from every entry point, what float32
     inputs give: the same bits, float32 throughout (array_api_strict used to refuse the first
-    in-place update that promoted; NumPy and PyTorch computed in float64)."""
+    in-place update that promoted; NumPy and PyTorch computed in float64). jvp's and hvp's
+    directions along inputs are cast as the inputs are."""
     backend = BACKENDS[backend_name]()
     module = _module(spec, tmp_path)
     if not module.PARAMS:
@@ -573,8 +574,11 @@ def test_float_inputs_take_the_parameters_dtype(spec, backend_name, tmp_path):
     wide = {k: backend.asarray(v) for k, v in hi.items()}
     narrow = {k: backend.asarray(v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in hi.items()}
     _, _, vector = _case(module, lambda v: backend.asarray(np.asarray(v, dtype=np.float32)))
-    results = [{entry: call() for entry, call in _calls(module, params, inputs, vector).items()}
-               for inputs in (wide, narrow)]
+    # a direction along an input, made from the float64 data, is float64 too
+    wide_vector = {k: backend.asarray(np.asarray(_host(v), dtype=np.float64)) if k in module.WRT else v
+                   for k, v in vector.items()}
+    results = [{entry: call() for entry, call in _calls(module, params, inputs, along).items()}
+               for inputs, along in ((wide, wide_vector), (narrow, vector))]
     for inputs in (wide, narrow):
         p = {k: backend.asarray(_host(v).copy()) for k, v in params.items()}
         results.append(module.train_step(p, module.init_optimizer(p), *inputs.values()))

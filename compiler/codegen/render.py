@@ -344,7 +344,8 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
     if first and params:  # the parameters must be of the inputs' library (_check_library)
         source = f"{first}, {params[0].name}"
     fn = Function(name, args, doc, call, unpack, _param_check(params) + _tangent_check(prog, unpack), secs, returns,
-                  input_cast=_input_cast(decls, params))
+                  input_cast=_input_cast(decls, params, [r.var for r in unpack if r.source != "params"
+                                                         and r.key in {d.var.name for d in decls}]))
     fn.uses_xp = uses_xp
     if fn.uses_xp and source is None:
         fn.uses_xp = False
@@ -366,19 +367,21 @@ def _param_check(params: list[Var]) -> list[str]:
 
 
 
-def _input_cast(decls, params: list[Var]) -> list[str]:
-    """Float inputs of another dtype than the parameters are cast to theirs: float arrays
-    have the dtype init_params chose (DESIGN.md), and float64 data with float32 parameters
-    would otherwise compute in float64 on NumPy and fail on array_api_strict, which refuses
-    in-place updates that promote. One comparison an input when the dtypes agree."""
-    floats = [d.var.name for d in decls if d.var.dtype == "float"]
+def _input_cast(decls, params: list[Var], directions: list[Var]) -> list[str]:
+    """Float inputs (and jvp's tangents, hvp's vector along them) of another dtype than the
+    parameters are cast to theirs: float arrays have the dtype init_params chose (DESIGN.md),
+    and float64 data with float32 parameters would otherwise compute in float64 on NumPy and
+    fail on array_api_strict, which refuses in-place updates that promote. One comparison an
+    array when the dtypes agree."""
+    floats = [d.var.name for d in decls if d.var.dtype == "float"] + [v.name for v in directions]
     if not floats or not params:
         return []
     dtype = f"{params[0].name}.dtype"
     conds = " or ".join(f"{x}.dtype != {dtype}" for x in floats)
-    casts = ", ".join(f"xp.astype({x}, {dtype})" for x in floats)
-    return ["# float inputs in the parameters' dtype", wrap_condition(f"if {conds}:", indent=4),
-            "    " + wrap_statement(f"{', '.join(floats)} = {casts}", indent=8)]
+    cast = f"{', '.join(floats)} = {', '.join(f'xp.astype({x}, {dtype})' for x in floats)}"
+    if 8 + len(cast) > 100 and len(floats) > 1:  # a generator; no spec name starts with "_": _a shadows none
+        cast = f"{', '.join(floats)} = (xp.astype(_a, {dtype}) for _a in ({', '.join(floats)}))"
+    return ["# float inputs in the parameters' dtype", wrap_condition(f"if {conds}:", indent=4), "    " + cast]
 
 
 def _tangent_check(prog: Program, unpack: list[Read]) -> list[str]:

@@ -685,8 +685,8 @@ def jvp(params, tangents, x, p, t):
             or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
         _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape})
     # float inputs in the parameters' dtype
-    if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype:
-        x, p, t = xp.astype(x, s.dtype), xp.astype(p, s.dtype), xp.astype(t, s.dtype)
+    if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_x.dtype != s.dtype:
+        x, p, t, dot_x = (xp.astype(_a, s.dtype) for _a in (x, p, t, dot_x))
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)
@@ -775,8 +775,8 @@ def hvp(params, vector, x, p, t):
             or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
         _check_tangents("vector", vector, {**_PARAMS, "x": x.shape})
     # float inputs in the parameters' dtype
-    if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype:
-        x, p, t = xp.astype(x, s.dtype), xp.astype(p, s.dtype), xp.astype(t, s.dtype)
+    if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_x.dtype != s.dtype:
+        x, p, t, dot_x = (xp.astype(_a, s.dtype) for _a in (x, p, t, dot_x))
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)
