@@ -25,7 +25,7 @@ earlier line (p = sigmoid(z), 1 - p, softmax, 1 + exp) left unrewritten, log(0) 
 (manual_bce_named, manual_ce_named), elu's derivative cancelling far below 0, copies of tensors
 that require grad warning on PyTorch 2.13, and generated code failing ruff's default rules
 (python_builtin_names, exact_kinks), and sigmoid's lower tail inaccurate, (1 + tanh(x/2)) / 2
-cancelling (now exp(-logaddexp(0, -x))), and initial values beyond float32's range.
+cancelling (then exp(-logaddexp(0, -x)), since sweep 8 e^min(x, 0) / (1 + e^-|x|)), and initial values beyond float32's range.
 """
 
 from __future__ import annotations

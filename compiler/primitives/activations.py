@@ -48,14 +48,18 @@ def tanh_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
 tangent("tanh")(symmetric_jvp)
 
 
-# sigmoid(x) = exp(-softplus(-x)), softplus(-x) = logaddexp(0, -x): within a few eps of
-# the exact value at every x, 1 at +inf and 0 at -inf, and nothing overflows. The textbook
-# 1 / (1 + exp(-x)) overflows exp below x = -88 in float32 (NumPy warns), and
-# (1 + tanh(x / 2)) / 2 cancels for x < 0: 7% off at x = -15 in float32.
-_SIGMOID = "xp.exp(-xp.logaddexp(0.0, {{0:neg}}))"
+# sigmoid(x) = e^min(x, 0) / (1 + e^-|x|): e^x / (1 + e^x) below 0, 1 / (1 + e^-x) above; no
+# exp sees a positive argument, so nothing overflows, and it is 1 at +inf and 0 at -inf. Each
+# exp, the add and the divide round once: within 2 eps of the exact value relative to it at
+# every x (PyTorch's float32 sigmoid is within 1). The textbook 1 / (1 + exp(-x)) overflows
+# exp below x = -88 in float32 (NumPy warns), (1 + tanh(x / 2)) / 2 cancels for x < 0 (7% off
+# at x = -15 in float32), and exp(-logaddexp(0, -x)) turns logaddexp's rounding into a
+# relative error of |x| / 2 eps (16 eps at x = -33 in float64). `{0}` is read twice, so it is
+# always a name. On 1024x256 float32 it takes 0.44 ms, the logaddexp form 0.54 ms.
+_SIGMOID = "xp.exp(xp.minimum({{0}}, 0.0)) / (1.0 + xp.exp(-xp.abs({{0}})))"
 
 
-@primitive("sigmoid", 1, shape=same_shape, emit=_fmt(_SIGMOID), examples=UNARY_EXAMPLES)
+@primitive("sigmoid", 1, shape=same_shape, emit=_fmt(_SIGMOID, MUL), examples=UNARY_EXAMPLES)
 def sigmoid_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     y = eqn.out
     return (b.mul(g, b.mul(y, b.sub(1.0, y))),)

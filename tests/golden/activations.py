@@ -251,8 +251,9 @@ _NAMESPACES = {}
 _LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.numpy", ...)
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
-_XP_NAMES = ("asarray", "astype", "atan", "exp", "expm1", "float32", "float64", "isdtype", "log",
-             "logaddexp", "matmul", "max", "maximum", "minimum", "square", "sum", "tanh", "where")
+_XP_NAMES = ("abs", "asarray", "astype", "atan", "exp", "expm1", "float32", "float64", "isdtype",
+             "log", "logaddexp", "matmul", "max", "maximum", "minimum", "square", "sum", "tanh",
+             "where")
 
 
 def _namespace(x, param=None):
@@ -474,12 +475,13 @@ def forward(params, x):
     z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
     a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0)
-         + xp.exp(-xp.logaddexp(0.0, -z)) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0))
+         + xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z))) + xp.tanh(z) + xp.atan(z)
+         + xp.maximum(z, 0.0))
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
     b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
     b += xp.logaddexp(0.0, z)
-    b += z * xp.exp(-xp.logaddexp(0.0, -z))
+    b += z * xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z)))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
@@ -510,12 +512,13 @@ def loss(params, x, y):
     z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
     a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0)
-         + xp.exp(-xp.logaddexp(0.0, -z)) + xp.tanh(z) + xp.atan(z) + xp.maximum(z, 0.0))
+         + xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z))) + xp.tanh(z) + xp.atan(z)
+         + xp.maximum(z, 0.0))
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
     b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
     b += xp.logaddexp(0.0, z)
-    b += z * xp.exp(-xp.logaddexp(0.0, -z))
+    b += z * xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z)))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
@@ -548,7 +551,7 @@ def value_and_grad(params, x, y):
     z = xp.matmul(x, z_W)
     z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
-    t7 = xp.exp(-xp.logaddexp(0.0, -z))
+    t7 = xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z)))
     t9 = xp.tanh(z)
     t13 = xp.maximum(z, 0.0)
     a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9
@@ -557,7 +560,7 @@ def value_and_grad(params, x, y):
     b = xp.where(z >= 0.0, z, 0.1 * z)
     b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
     b += xp.logaddexp(0.0, z)
-    b += z * xp.exp(-xp.logaddexp(0.0, -z))
+    b += z * xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z)))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b
@@ -632,7 +635,7 @@ def jvp(params, tangents, x, y):
     z += z_b
     dot_z += dot_z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
-    t7 = xp.exp(-xp.logaddexp(0.0, -z))
+    t7 = xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z)))
     t23 = 1.0 - t7
     t9 = xp.tanh(z)
     t71 = z * z
@@ -649,7 +652,7 @@ def jvp(params, tangents, x, y):
     dot_b += xp.where(z > 0.0, dot_z, dot_z * xp.exp(xp.minimum(z, 0.0)))
     b += xp.logaddexp(0.0, z)
     dot_b += dot_z * t7
-    b += z * xp.exp(-xp.logaddexp(0.0, -z))
+    b += z * xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z)))
     dot_b += dot_z * (t7 * (1.0 + z * t23))
     t129 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
@@ -702,7 +705,7 @@ def hvp(params, vector, x, y):
     z += z_b
     dot_z += dot_z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
-    t7 = xp.exp(-xp.logaddexp(0.0, -z))
+    t7 = xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z)))
     t23 = 1.0 - t7
     t24 = t7 * t23
     t28 = dot_z * t24
@@ -728,7 +731,7 @@ def hvp(params, vector, x, y):
     dot_b += dot_z * t7
     t120 = 1.0 + z * t23
     t121 = t7 * t120
-    b += z * xp.exp(-xp.logaddexp(0.0, -z))
+    b += z * xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z)))
     dot_b += dot_z * t121
     t129 = xp.tanh(0.7978845608028654 * (z + 0.044715 * (t71 * z)))
     t132 = 0.7978845608028654 * (1.0 + 0.134145 * t71)
@@ -831,7 +834,7 @@ def train_step(params, state, x, y):
     z = xp.matmul(x, z_W)
     z += z_b
     # activations.nn:6  a = identity(z) + step(z) + sign(z) + sigmoid(z) + tanh(z) + arctan(z) + relu(z)
-    t7 = xp.exp(-xp.logaddexp(0.0, -z))
+    t7 = xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z)))
     t9 = xp.tanh(z)
     t13 = xp.maximum(z, 0.0)
     a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9
@@ -840,7 +843,7 @@ def train_step(params, state, x, y):
     b = xp.where(z >= 0.0, z, 0.1 * z)
     b += xp.where(z > 0.0, z, 1.0 * xp.expm1(xp.minimum(z, 0.0)))
     b += xp.logaddexp(0.0, z)
-    b += z * xp.exp(-xp.logaddexp(0.0, -z))
+    b += z * xp.exp(xp.minimum(z, 0.0)) / (1.0 + xp.exp(-xp.abs(z)))
     b += 0.5 * z * (1.0 + xp.tanh(0.7978845608028654 * (z + 0.044715 * (z * z * z))))
     # activations.nn:8  p = prelu(a + b)
     p_pre = a + b

@@ -609,7 +609,7 @@ def value_and_grad(params, x, p, t):
     d_q = 2.0 * residual
     d_q /= B * 4
     d_t33 = -d_t41 * t
-    d_t33 += xp.exp(-xp.logaddexp(0.0, -t33)) / (B * 4)
+    d_t33 += xp.exp(xp.minimum(t33, 0.0)) / (1.0 + xp.exp(-xp.abs(t33))) / (B * 4)
     d_s = xp.sum(d_t33 * q, axis=0)
     d_logp_q = -p
     d_logp_q /= B
@@ -747,7 +747,7 @@ def jvp(params, tangents, x, p, t):
             + xp.sum(xp.square(residual)) / (B * 4) + 0.01 * xp.sum(m)
             + 0.001 * xp.sum(xp.square(h_W)))
     dot_loss = (-xp.sum((dot_q - xp.sum(xp.exp(logp_q) * dot_q, axis=1, keepdims=True)) * p) / B
-                + xp.sum(t168 * xp.exp(-xp.logaddexp(0.0, -t33)) - t * t168) / (B * 4)
+                + xp.sum(t168 * (xp.exp(xp.minimum(t33, 0.0)) / (1.0 + xp.exp(-xp.abs(t33)))) - t * t168) / (B * 4)
                 + xp.sum(dot_q * (2.0 * residual)) / (B * 4) + 0.01 * xp.sum(dot_m)
                 + 0.001 * xp.sum(dot_h_W * (2.0 * h_W)))
     return loss, dot_loss
@@ -850,7 +850,8 @@ def hvp(params, vector, x, p, t):
     dot_q = dot_g.T.T
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
     t161 = xp.exp(_log_softmax(xp, q, -1))
-    t169 = xp.exp(-xp.logaddexp(0.0, -(q * s)))
+    t33 = q * s
+    t169 = xp.exp(xp.minimum(t33, 0.0)) / (1.0 + xp.exp(-xp.abs(t33)))
     d_q = q - p
     d_q *= 2.0
 

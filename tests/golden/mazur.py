@@ -254,8 +254,8 @@ _NAMESPACES = {}
 _LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.numpy", ...)
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
-_XP_NAMES = ("asarray", "astype", "exp", "float32", "float64", "isdtype", "logaddexp", "matmul",
-             "sum")
+_XP_NAMES = ("abs", "asarray", "astype", "exp", "float32", "float64", "isdtype", "matmul",
+             "minimum", "sum")
 
 
 def _namespace(x, param=None):
@@ -451,12 +451,12 @@ def forward(params, i):
     net_h = xp.matmul(W1, i)
     net_h += b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
+    out_h = xp.exp(xp.minimum(net_h, 0.0)) / (1.0 + xp.exp(-xp.abs(net_h)))
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
     net_o += b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
+    out_o = xp.exp(xp.minimum(net_o, 0.0)) / (1.0 + xp.exp(-xp.abs(net_o)))
     return out_o
 
 
@@ -480,12 +480,12 @@ def loss(params, i, t):
     net_h = xp.matmul(W1, i)
     net_h += b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
+    out_h = xp.exp(xp.minimum(net_h, 0.0)) / (1.0 + xp.exp(-xp.abs(net_h)))
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
     net_o += b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
+    out_o = xp.exp(xp.minimum(net_o, 0.0)) / (1.0 + xp.exp(-xp.abs(net_o)))
     # mazur.nn:14  loss = sse(out_o, t)
     residual = out_o - t
     loss = 0.5 * xp.matmul(residual, residual)
@@ -514,12 +514,12 @@ def value_and_grad(params, i, t):
     net_h = xp.matmul(W1, i)
     net_h += b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
+    out_h = xp.exp(xp.minimum(net_h, 0.0)) / (1.0 + xp.exp(-xp.abs(net_h)))
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
     net_o += b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
+    out_o = xp.exp(xp.minimum(net_o, 0.0)) / (1.0 + xp.exp(-xp.abs(net_o)))
     # mazur.nn:14  loss = sse(out_o, t)
     residual = out_o - t
     loss = 0.5 * xp.matmul(residual, residual)
@@ -571,7 +571,7 @@ def jvp(params, tangents, i, t):
     net_h += b1
     dot_out_h += dot_b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
+    out_h = xp.exp(xp.minimum(net_h, 0.0)) / (1.0 + xp.exp(-xp.abs(net_h)))
     dot_out_h *= out_h * (1.0 - out_h)
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
@@ -580,7 +580,7 @@ def jvp(params, tangents, i, t):
     net_o += b2
     dot_out_o += dot_b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
+    out_o = xp.exp(xp.minimum(net_o, 0.0)) / (1.0 + xp.exp(-xp.abs(net_o)))
     dot_out_o *= out_o * (1.0 - out_o)
     # mazur.nn:14  loss = sse(out_o, t)
     residual = out_o - t
@@ -619,7 +619,7 @@ def hvp(params, vector, i, t):
     net_h += b1
     dot_out_h += dot_b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
+    out_h = xp.exp(xp.minimum(net_h, 0.0)) / (1.0 + xp.exp(-xp.abs(net_h)))
     t7 = 1.0 - out_h
     t9 = out_h * t7
     dot_out_h *= t9
@@ -630,7 +630,7 @@ def hvp(params, vector, i, t):
     net_o += b2
     dot_out_o += dot_b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
+    out_o = xp.exp(xp.minimum(net_o, 0.0)) / (1.0 + xp.exp(-xp.abs(net_o)))
     t19 = 1.0 - out_o
     t20 = out_o * t19
     dot_out_o *= t20
@@ -688,12 +688,12 @@ def train_step(params, state, i, t):
     net_h = xp.matmul(W1, i)
     net_h += b1
     # mazur.nn:11  out_h = sigmoid(net_h)
-    out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
+    out_h = xp.exp(xp.minimum(net_h, 0.0)) / (1.0 + xp.exp(-xp.abs(net_h)))
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
     net_o += b2
     # mazur.nn:13  out_o = sigmoid(net_o)
-    out_o = xp.exp(-xp.logaddexp(0.0, -net_o))
+    out_o = xp.exp(xp.minimum(net_o, 0.0)) / (1.0 + xp.exp(-xp.abs(net_o)))
     # mazur.nn:14  loss = sse(out_o, t)
     residual = out_o - t
     loss = 0.5 * xp.matmul(residual, residual)

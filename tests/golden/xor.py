@@ -250,8 +250,8 @@ _NAMESPACES = {}
 _LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.numpy", ...)
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
-_XP_NAMES = ("asarray", "astype", "exp", "float32", "float64", "isdtype", "logaddexp", "matmul",
-             "sum", "tanh", "zeros_like")
+_XP_NAMES = ("abs", "asarray", "astype", "exp", "float32", "float64", "isdtype", "logaddexp",
+             "matmul", "minimum", "sum", "tanh", "zeros_like")
 
 
 def _namespace(x, param=None):
@@ -465,7 +465,7 @@ def forward(params, x):
     logit = xp.matmul(hidden, logit_W)
     logit += logit_b
     # xor.nn:7  prob = sigmoid(logit)
-    prob = xp.exp(-xp.logaddexp(0.0, -logit))
+    prob = xp.exp(xp.minimum(logit, 0.0)) / (1.0 + xp.exp(-xp.abs(logit)))
     return prob
 
 
@@ -525,7 +525,7 @@ def value_and_grad(params, x, y):
     logit = xp.matmul(hidden, logit_W)
     logit += logit_b
     # xor.nn:7  prob = sigmoid(logit)
-    prob = xp.exp(-xp.logaddexp(0.0, -logit))
+    prob = xp.exp(xp.minimum(logit, 0.0)) / (1.0 + xp.exp(-xp.abs(logit)))
     # xor.nn:8  loss = bce(logit, y)
     loss = xp.sum(xp.logaddexp(0.0, logit) - y * logit) / N
 
@@ -591,7 +591,7 @@ def jvp(params, tangents, x, y):
     dot_logit += dot_logit_b
     # xor.nn:8  loss = bce(logit, y)
     loss = xp.sum(xp.logaddexp(0.0, logit) - y * logit) / N
-    dot_loss = xp.sum(dot_logit * xp.exp(-xp.logaddexp(0.0, -logit)) - y * dot_logit) / N
+    dot_loss = xp.sum(dot_logit * (xp.exp(xp.minimum(logit, 0.0)) / (1.0 + xp.exp(-xp.abs(logit)))) - y * dot_logit) / N
     return loss, dot_loss
 
 
@@ -634,7 +634,7 @@ def hvp(params, vector, x, y):
     logit += logit_b
     dot_logit = xp.matmul(dot_hidden, logit_W) + xp.matmul(hidden, dot_logit_W) + dot_logit_b
     # xor.nn:7  prob = sigmoid(logit)
-    prob = xp.exp(-xp.logaddexp(0.0, -logit))
+    prob = xp.exp(xp.minimum(logit, 0.0)) / (1.0 + xp.exp(-xp.abs(logit)))
     dot_prob = 1.0 - prob
     dot_prob *= prob
     dot_prob = dot_logit * dot_prob
