@@ -232,7 +232,7 @@ def test_where_leaves_other_operands_to_numpy(x1, x2):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.sampled_from([(7,), (4095,), (4096,), (32, 256), (1024, 256), (2, 64, 64)]), float_dtypes,
+@given(st.sampled_from([(7,), (255,), (256,), (32, 256), (1024, 256), (2, 64, 64)]), float_dtypes,
        st.sampled_from([0.0, -0.0, 1.5, -30.0]), st.booleans(), st.integers(0, 2**16))
 def test_logaddexp_with_a_number_matches_numpy(shape, dtype, c, number_first, seed):
     """softplus's logaddexp(0.0, x), taken as maximum + log1p(exp(-|x - c|)): NumPy's values to
