@@ -344,8 +344,7 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
     if first and params:  # the parameters must be of the inputs' library (_check_library)
         source = f"{first}, {params[0].name}"
     fn = Function(name, args, doc, call, unpack, _param_check(params) + _tangent_check(prog, unpack), secs, returns,
-                  input_cast=_input_cast(decls, params, [r.var for r in unpack if r.source != "params"
-                                                         and r.key in {d.var.name for d in decls}]))
+                  input_cast=_input_cast(decls, params, unpack))
     fn.uses_xp = uses_xp
     if fn.uses_xp and source is None:
         fn.uses_xp = False
@@ -366,14 +365,15 @@ def _param_check(params: list[Var]) -> list[str]:
     return ["try:", test, f"        {call}", "except _NoShape:  # a parameter that is no array (AttributeError)", f"    {call}"]
 
 
-
-def _input_cast(decls, params: list[Var], directions: list[Var]) -> list[str]:
+def _input_cast(decls, params: list[Var], unpack: list[Read]) -> list[str]:
     """Float inputs (and jvp's tangents, hvp's vector along them) of another dtype than the
     parameters are cast to theirs: float arrays have the dtype init_params chose (DESIGN.md),
     and float64 data with float32 parameters would otherwise compute in float64 on NumPy and
     fail on array_api_strict, which refuses in-place updates that promote. One comparison an
     array when the dtypes agree."""
-    floats = [d.var.name for d in decls if d.var.dtype == "float"] + [v.name for v in directions]
+    inputs = {d.var.name for d in decls}
+    directions = [r.var.name for r in unpack if r.source != "params" and r.key in inputs]
+    floats = [d.var.name for d in decls if d.var.dtype == "float"] + directions
     if not floats or not params:
         return []
     dtype = f"{params[0].name}.dtype"

@@ -392,14 +392,12 @@ def _check_labels(xp, name, y, classes):
     (no int() of them): they go unchecked."""
     try:
         low, high = int(xp.min(y)), int(xp.max(y))
-    except (NotImplementedError, RuntimeError) as exc:  # PyTorch reduces no uint16/32/64 tensors
-        if "vmap" in str(exc):  # a batched tensor: PyTorch says so only in the message
-            return
+    except (NotImplementedError, RuntimeError):  # PyTorch reduces no uint16/32/64 tensors
         y = xp.astype(y, xp.int64)  # (a label too large for int64 turns negative: still caught)
         try:
             low, high = int(xp.min(y)), int(xp.max(y))
-        except RuntimeError as again:
-            if "vmap" in str(again):
+        except RuntimeError as exc:  # int() of a batched tensor, which failed the first time too
+            if "vmap" in str(exc):  # under torch.func.vmap: PyTorch says so only in the message
                 return
             raise
     except TypeError:
