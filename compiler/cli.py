@@ -507,10 +507,12 @@ def eval_cmd(spec: str, weights: str, data: str, split: str, val_split: float | 
     click.echo(f"{Path(spec).name} with {weights} on {data} ({split}: {len(bound)} examples)")
     click.echo(f"loss      {result.loss:.6g}")
     if result.accuracy is not None:
-        right = round(result.accuracy * len(result.classes))
-        click.echo(f"accuracy  {result.accuracy:.4f} ({right}/{len(result.classes)})")
-        classes = max(bound.classes or 0, int(result.classes.max()) + 1, int(bound.labels.max()) + 1)
-        m = tr.confusion_matrix(bound.labels[:len(result.classes)], result.classes, classes)
+        predicted, truth = result.classes.ravel(), bound.labels[:len(result.classes)].ravel()
+        right = round(result.accuracy * len(predicted))
+        per = " positions" if result.classes.ndim > 1 else ""  # int[B, T] labels: a class per position
+        click.echo(f"accuracy  {result.accuracy:.4f} ({right}/{len(predicted)}{per})")
+        classes = max(bound.classes or 0, int(predicted.max()) + 1, int(truth.max()) + 1)
+        m = tr.confusion_matrix(truth, predicted, classes)
         for line in _confusion_lines(m):
             click.echo(line)
 
@@ -567,7 +569,9 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
         if debug:
             raise
         _fail_run("predict", str(exc))
-    values = result if raw or not classifier else tr.predict_classes(result, kind, bound.mode)
+    labels = prog.inputs[-1].var if prog.inputs and prog.inputs[-1].var.dtype == "int" else None
+    positions = len(labels.shape) - (bound.mode != "single") if labels is not None else 0  # int[B, T]: 1
+    values = result if raw or not classifier else tr.predict_classes(result, kind, bound.mode, positions)
     table = values.reshape(len(values), -1)
     if out is not None and out.endswith(".npy"):
         np.save(out, values)

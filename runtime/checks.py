@@ -101,8 +101,12 @@ def _check_params(params, shapes, spec):
 
 def _check_tangents(arg, tangents, shapes):
     """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
-    `arg`) whose shape is not that of its parameter or input (`shapes`)."""
+    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one
+    that is no array."""
     for name, shape in shapes.items():
+        if name in tangents and not hasattr(tangents[name], "shape"):
+            raise TypeError(f"{arg}['{name}'] must be an array, got {type(tangents[name]).__name__}: "
+                            "a direction has the shape of what it moves")
         actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
         if actual != tuple(shape):
             raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "

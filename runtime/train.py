@@ -210,8 +210,13 @@ def _call(fn: Callable[..., Any], params: dict, batch: dict) -> Any:
     return fn(params, *(batch[n] for n in names))
 
 
-def predict_classes(outputs: np.ndarray, kind: str, mode: str) -> np.ndarray:
-    """The class each example is given: argmax over several columns, else a threshold."""
+def predict_classes(outputs: np.ndarray, kind: str, mode: str, positions: int = 0) -> np.ndarray:
+    """The class each example is given: argmax over several columns, else a threshold. With
+    `positions` label axes per example (int[B, T] labels: 1), a class per position: the argmax
+    over the last axis of scores [n, T, C]."""
+    if positions:
+        classes = np.argmax(outputs, axis=-1)
+        return classes[None] if mode == "single" else classes
     out = outputs.reshape(outputs.shape[0], -1) if mode != "single" else outputs.reshape(1, -1)
     if out.shape[1] > 1:
         return np.argmax(out, axis=1)
@@ -278,9 +283,12 @@ def evaluate(module: ModuleType, params: dict, dev: Device, kind: str, chunk: in
     mode = dev.host.mode
     outputs = np.stack(outs) if mode == "single" else np.concatenate(outs)
     classes = accuracy = None
-    if dev.host.labels is not None:
-        classes = np.concatenate([predict_classes(o, kind, mode) for o in outs])
-        accuracy = float(np.mean(classes == dev.host.labels[:count]))
+    labels = dev.host.labels
+    if labels is not None:
+        classes = np.concatenate([predict_classes(o, kind, mode, labels.ndim - 1) for o in outs])
+        if classes.shape != labels[:count].shape:  # the first output is not the labels' scores
+            return Evaluation(total / count, None, outputs, None)
+        accuracy = float(np.mean(classes == labels[:count]))
     return Evaluation(total / count, accuracy, outputs, classes)
 
 

@@ -441,17 +441,22 @@ def test_parameters_of_another_shape_are_refused_by_name(spec, backend_name, tmp
                          + [(s, b) for b in ("array_api_strict", "torch") for s in _SHIPPED])
 def test_directions_of_another_shape_are_refused_by_name(spec, backend_name, tmp_path):
     """jvp's tangents and hvp's vector: an entry of another shape than its parameter's or its
-    `wrt` input's (a leading axis of 1, which would broadcast) is refused, naming it."""
+    `wrt` input's (a leading axis of 1, which would broadcast) is refused, naming it; so is one
+    that is no array (a list, a float), a TypeError rather than the shape test's AttributeError."""
     backend = BACKENDS[backend_name]()
     module = _module(spec, tmp_path)
     params, inputs, vector = _case(module, backend.asarray)
     for name in vector:
-        bad = {**vector, name: backend.asarray(np.zeros((1, *_host(vector[name]).shape)))}
+        wider = {**vector, name: backend.asarray(np.zeros((1, *_host(vector[name]).shape)))}
+        listed = {**vector, name: _host(vector[name]).tolist()}
         for entry, arg in ((module.jvp, "tangents"), (module.hvp, "vector")):
             if f'{arg}["{name}"]' not in inspect.getsource(entry):
                 continue  # a direction this entry point never reads (a parameter the loss does not use)
             with pytest.raises(ValueError, match=rf"^{arg}\['{re.escape(name)}'\] has shape \(1,"):
-                entry(params, bad, *inputs.values())
+                entry(params, wider, *inputs.values())
+            with pytest.raises(TypeError, match=rf"^{arg}\['{re.escape(name)}'\] must be an array, got "
+                                                rf"{type(listed[name]).__name__}"):
+                entry(params, listed, *inputs.values())
 
 
 def test_shape_checks_work_where_inputs_and_definitions_are_named_params_and_spec(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -323,3 +324,41 @@ def test_eval_of_many_classes_lists_the_most_frequent_confusions(tmp_path):
     counts = [n for _, _, n in listed]
     assert counts == sorted(counts, reverse=True) and sum(counts) <= 120
     assert max(len(line) for line in lines[at:]) < 80
+
+
+def test_a_class_per_position_gets_accuracy_a_confusion_matrix_and_predictions(tmp_path):
+    """int[B, T] labels against [B, T, C] scores (tests/unseen6/seq_labels.nn): nnc train
+    reported no accuracy, nnc eval neither, and nnc predict printed the raw scores. Each is now
+    taken per position, checked against the argmax of the module's own forward."""
+    from nnc.api import compile_file, load_module
+
+    spec = Path(__file__).parent / "unseen6" / "seq_labels.nn"
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((150, 6, 4))
+    y = np.argmax(x @ rng.standard_normal((4, 5)), axis=-1)
+    data, weights, log = tmp_path / "seq.npz", tmp_path / "w.npz", tmp_path / "log.jsonl"
+    np.savez(data, x=x, y=y)
+    result = run("train", str(spec), "--data", str(data), "--epochs", "3", "-q", "--dtype", "float64",
+                 "--out", str(weights), "--log", str(log))
+    assert result.exit_code == 0, result.output
+    record = json.loads(log.read_text().splitlines()[-1])
+    assert 0 <= record["accuracy"] <= 1 and 0 <= record["val_accuracy"] <= 1, record
+
+    module = load_module(compile_file(spec), "seq_labels")
+    with np.load(weights) as w:
+        params = {k: w[k] for k in w.files}
+    predicted = np.argmax(module.forward(params, x), axis=-1)
+    ev = run("eval", str(spec), "--weights", str(weights), "--data", str(data))
+    assert ev.exit_code == 0, ev.output
+    right = int(np.sum(predicted == y))
+    assert f"accuracy  {right / y.size:.4f} ({right}/{y.size} positions)" in ev.output
+    lines = ev.output.splitlines()
+    at = lines.index("confusion matrix (rows: true class, columns: predicted class)")
+    matrix = np.array([[int(v) for v in line.split()[1:]] for line in lines[at + 2:at + 7]])
+    assert matrix.sum() == y.size and np.trace(matrix) == right
+    assert list(matrix[2]) == [int(np.sum((y == 2) & (predicted == p))) for p in range(5)]
+
+    pr = run("predict", str(spec), "--weights", str(weights), "--data", str(data))
+    assert pr.exit_code == 0, pr.output
+    rows = [[int(v) for v in line.split(",")] for line in pr.output.splitlines()]
+    assert np.array_equal(np.array(rows), predicted)

@@ -360,9 +360,14 @@ def _param_check(params: list[Var]) -> list[str]:
     conds = [f"{v.name}.shape != {_tuple_literal([str(d) for d in v.shape])}" for v in params]
     if not conds:
         return []
-    call = "_check_params(params, _PARAMS, _SPEC)"
+    return _shape_test(conds, "_check_params(params, _PARAMS, _SPEC)", "a parameter")
+
+
+def _shape_test(conds: list[str], call: str, what: str) -> list[str]:
+    """`if conds: call`, with `call` also made when an operand is no array (has no .shape),
+    so that the checker names it: a try costs nothing when nothing raises."""
     test = "    " + wrap_condition(f"if {' or '.join(conds)}:", indent=8)  # continuations: absolute
-    return ["try:", test, f"        {call}", "except _NoShape:  # a parameter that is no array (AttributeError)", f"    {call}"]
+    return ["try:", test, f"        {call}", f"except _NoShape:  # {what} that is no array (AttributeError)", f"    {call}"]
 
 
 def _input_cast(decls, params: list[Var], unpack: list[Read]) -> list[str]:
@@ -395,8 +400,8 @@ def _tangent_check(prog: Program, unpack: list[Read]) -> list[str]:
                                            _tuple_literal([str(d) for d in r.var.shape])) for r in seeds]
     shapes = ", ".join(f'"{r.key}": {r.key}.shape' for r in seeds if r.key in inputs)
     arg = seeds[0].source
-    return [wrap_condition(f"if {' or '.join(conds)}:", indent=4),
-            f'    _check_tangents("{arg}", {arg}, {"{**_PARAMS, " + shapes + "}" if shapes else "_PARAMS"})']
+    call = f'_check_tangents("{arg}", {arg}, {"{**_PARAMS, " + shapes + "}" if shapes else "_PARAMS"})'
+    return _shape_test(conds, call, "a direction")
 
 
 def _input_meta(d) -> str:

@@ -399,8 +399,12 @@ def _check_params(params, shapes, spec):
 
 def _check_tangents(arg, tangents, shapes):
     """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
-    `arg`) whose shape is not that of its parameter or input (`shapes`)."""
+    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one
+    that is no array."""
     for name, shape in shapes.items():
+        if name in tangents and not hasattr(tangents[name], "shape"):
+            raise TypeError(f"{arg}['{name}'] must be an array, got {type(tangents[name]).__name__}: "
+                            "a direction has the shape of what it moves")
         actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
         if actual != tuple(shape):
             raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
@@ -683,8 +687,11 @@ def jvp(params, tangents, x, p, t):
             _check_params(params, _PARAMS, _SPEC)
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
-    if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
-            or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
+    try:
+        if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
+                or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
+            _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape})
+    except _NoShape:  # a direction that is no array (AttributeError)
         _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape})
     # float inputs in the parameters' dtype
     if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_x.dtype != s.dtype:
@@ -773,8 +780,11 @@ def hvp(params, vector, x, p, t):
             _check_params(params, _PARAMS, _SPEC)
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
-    if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
-            or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
+    try:
+        if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
+                or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
+            _check_tangents("vector", vector, {**_PARAMS, "x": x.shape})
+    except _NoShape:  # a direction that is no array (AttributeError)
         _check_tangents("vector", vector, {**_PARAMS, "x": x.shape})
     # float inputs in the parameters' dtype
     if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_x.dtype != s.dtype:

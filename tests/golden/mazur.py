@@ -385,8 +385,12 @@ def _check_params(params, shapes, spec):
 
 def _check_tangents(arg, tangents, shapes):
     """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
-    `arg`) whose shape is not that of its parameter or input (`shapes`)."""
+    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one
+    that is no array."""
     for name, shape in shapes.items():
+        if name in tangents and not hasattr(tangents[name], "shape"):
+            raise TypeError(f"{arg}['{name}'] must be an array, got {type(tangents[name]).__name__}: "
+                            "a direction has the shape of what it moves")
         actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
         if actual != tuple(shape):
             raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
@@ -560,7 +564,11 @@ def jvp(params, tangents, i, t):
             _check_params(params, _PARAMS, _SPEC)
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
-    if dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2) or dot_b2.shape != ():
+    try:
+        if (dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2)
+                or dot_b2.shape != ()):
+            _check_tangents("tangents", tangents, _PARAMS)
+    except _NoShape:  # a direction that is no array (AttributeError)
         _check_tangents("tangents", tangents, _PARAMS)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype or t.dtype != W1.dtype:
@@ -608,7 +616,11 @@ def hvp(params, vector, i, t):
             _check_params(params, _PARAMS, _SPEC)
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
-    if dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2) or dot_b2.shape != ():
+    try:
+        if (dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2)
+                or dot_b2.shape != ()):
+            _check_tangents("vector", vector, _PARAMS)
+    except _NoShape:  # a direction that is no array (AttributeError)
         _check_tangents("vector", vector, _PARAMS)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype or t.dtype != W1.dtype:

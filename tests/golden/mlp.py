@@ -425,8 +425,12 @@ def _check_params(params, shapes, spec):
 
 def _check_tangents(arg, tangents, shapes):
     """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
-    `arg`) whose shape is not that of its parameter or input (`shapes`)."""
+    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one
+    that is no array."""
     for name, shape in shapes.items():
+        if name in tangents and not hasattr(tangents[name], "shape"):
+            raise TypeError(f"{arg}['{name}'] must be an array, got {type(tangents[name]).__name__}: "
+                            "a direction has the shape of what it moves")
         actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
         if actual != tuple(shape):
             raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
@@ -647,9 +651,12 @@ def jvp(params, tangents, x, y):
             _check_params(params, _PARAMS, _SPEC)
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
-    if (dot_h1_W.shape != (784, 256) or dot_h1_b.shape != (256,) or dot_h2_W.shape != (256, 256)
-            or dot_h2_b.shape != (256,) or dot_logits_W.shape != (256, 10)
-            or dot_logits_b.shape != (10,)):
+    try:
+        if (dot_h1_W.shape != (784, 256) or dot_h1_b.shape != (256,)
+                or dot_h2_W.shape != (256, 256) or dot_h2_b.shape != (256,)
+                or dot_logits_W.shape != (256, 10) or dot_logits_b.shape != (10,)):
+            _check_tangents("tangents", tangents, _PARAMS)
+    except _NoShape:  # a direction that is no array (AttributeError)
         _check_tangents("tangents", tangents, _PARAMS)
     # float inputs in the parameters' dtype
     if x.dtype != h1_W.dtype:
@@ -709,9 +716,12 @@ def hvp(params, vector, x, y):
             _check_params(params, _PARAMS, _SPEC)
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
-    if (dot_h1_W.shape != (784, 256) or dot_h1_b.shape != (256,) or dot_h2_W.shape != (256, 256)
-            or dot_h2_b.shape != (256,) or dot_logits_W.shape != (256, 10)
-            or dot_logits_b.shape != (10,)):
+    try:
+        if (dot_h1_W.shape != (784, 256) or dot_h1_b.shape != (256,)
+                or dot_h2_W.shape != (256, 256) or dot_h2_b.shape != (256,)
+                or dot_logits_W.shape != (256, 10) or dot_logits_b.shape != (10,)):
+            _check_tangents("vector", vector, _PARAMS)
+    except _NoShape:  # a direction that is no array (AttributeError)
         _check_tangents("vector", vector, _PARAMS)
     # float inputs in the parameters' dtype
     if x.dtype != h1_W.dtype:
