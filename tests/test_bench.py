@@ -132,3 +132,15 @@ def test_numpy_paths_benchmark_runs_and_its_pairs_agree(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert {r["operation"] for r in rows} >= {"x ** 3.0", "where(x > 0, x, 0.01 x)", "logaddexp(0.0, x)"}
     assert all(r["agrees"] and r["numpy_s"] > 0 and r["nnc_s"] > 0 for r in rows)
+
+
+def test_products_against_jax_runs_and_agrees():
+    """benchmarks/products_vs_jax.py (docs/performance.md, "Where jax.jit is ahead") in one
+    round: it checks each product against jax.jit's before timing, and prints a row each."""
+    pytest.importorskip("jax", reason="JAX is not installed: the script compares against jax.jit")
+    script = BENCH.with_name("products_vs_jax.py")
+    proc = subprocess.run([sys.executable, str(script), "--rounds", "1", "--batch", "8"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if "jax.jit" in line and "ratio" in line]
+    assert len(rows) == 4 and all(float(r.rsplit("ratio", 1)[1]) > 0 for r in rows), proc.stdout
