@@ -410,11 +410,11 @@ def nnc_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "nnc"]
 
 
-def process_times(cmd: list[str], runs: int) -> list[float]:
+def process_times(cmd: list[str], runs: int, env: dict | None = None) -> list[float]:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -425,7 +425,15 @@ def stats(times: list[float]) -> dict:
 
 def workload_c(tmp: Path, runs: int, layer_counts, process_layers: int) -> dict:
     out_py = str(tmp / "out.py")
-    mlp = stats(process_times([*nnc_command(), "compile", str(ROOT / "specs" / "mlp.nn"), "-o", out_py], runs))
+    mlp_cmd = [*nnc_command(), "compile", str(ROOT / "specs" / "mlp.nn"), "-o", out_py]
+    # As installed: pip writes each module's bytecode at install time. Here it goes to a private
+    # prefix, written by a first run; an environment with PYTHONDONTWRITEBYTECODE=1 (this
+    # machine's) compiles nnc's sources in every process, 40-50 ms more, reported beside it.
+    installed = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    installed["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    process_times(mlp_cmd, 1, installed)
+    mlp = stats(process_times(mlp_cmd, runs, installed))
+    as_is = stats(process_times(mlp_cmd, max(3, runs // 2))) if sys.dont_write_bytecode else None
     python = stats(process_times([sys.executable, "-c", "pass"], runs))
     scaling = {}
     for n in layer_counts:
@@ -440,10 +448,10 @@ def workload_c(tmp: Path, runs: int, layer_counts, process_layers: int) -> dict:
     per_layer = {n: s["min_s"] / int(n) for n, s in scaling.items()}  # the least disturbed run
     big = tmp / f"chain{process_layers}.nn"
     big.write_text(chain_spec(process_layers), encoding="utf-8")
-    chain = stats(process_times([*nnc_command(), "compile", str(big), "-o", out_py], max(1, runs // 3)))
+    chain = stats(process_times([*nnc_command(), "compile", str(big), "-o", out_py], max(1, runs // 3), installed))
     first, last = min(scaling, key=int), max(scaling, key=int)
     return {
-        "mlp_process": mlp, "python_startup": python, "in_process": scaling,
+        "mlp_process": mlp, "mlp_process_without_bytecode": as_is, "python_startup": python, "in_process": scaling,
         "per_layer_s": per_layer,
         "growth": per_layer[last] / per_layer[first],  # 1.0 = linear; 10 = quadratic over 10x
         f"chain{process_layers}_process": chain,
@@ -490,7 +498,11 @@ def table(results: dict) -> str:
         c = results["C"]
         lines.append("(C) compile time")
         lines.append(f"    nnc compile specs/mlp.nn (whole process): median {c['mlp_process']['median_s']:.3f} s"
-                     f" (min {c['mlp_process']['min_s']:.3f}; python -c pass {c['python_startup']['median_s']:.3f} s)")
+                     f" (min {c['mlp_process']['min_s']:.3f}; python -c pass {c['python_startup']['median_s']:.3f} s),"
+                     " bytecode cached as an install leaves it")
+        if c.get("mlp_process_without_bytecode"):
+            lines.append(f"    the same with PYTHONDONTWRITEBYTECODE=1, as this environment sets it: median "
+                         f"{c['mlp_process_without_bytecode']['median_s']:.3f} s (nnc's sources compiled every run)")
         for n, s in c["in_process"].items():
             lines.append(f"    {n:>5} layers in process: {s['median_s'] * 1e3:8.1f} ms"
                          f"  ({c['per_layer_s'][n] * 1e3:.2f} ms/layer)")

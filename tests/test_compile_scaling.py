@@ -9,6 +9,7 @@ quadratic scan shows even when it is cheap per step."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,3 +48,18 @@ def test_compile_work_grows_linearly_with_the_number_of_layers():
     growth = per_layer[large] / per_layer[small]
     # linear work gives 1.0 plus a fixed part spread thinner; a scan per value gives ~1 + 4x its share
     assert growth < 1.15, f"lines per layer: {per_layer} (growth {growth:.2f}x from {small} to {large} layers)"
+
+
+def test_nnc_compile_imports_no_numpy(tmp_path):
+    """`nnc compile` runs without NumPy (60 ms of a 0.2 s process): the float32 range check
+    of given initial values imported it until it compared Python floats."""
+    spec = tmp_path / "big.nn"
+    spec.write_text("model big\ninput x : float[B, 2]\nparam w : float[1, 2] = [[1.0, -4e38]]\n"
+                    "loss = mean(x * w)\n")
+    code = ("import sys\nfrom nnc.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n"
+            "    assert not exc.code, exc.code\nprint(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'scipy'}))")
+    done = subprocess.run([sys.executable, "-c", code, "compile", str(spec), "-o", str(tmp_path / "big.py")],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "[]", done.stdout
+    assert "beyond float32's largest value" in (tmp_path / "big.py").read_text()

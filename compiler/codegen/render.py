@@ -245,7 +245,7 @@ def build_model(prog: Program) -> dict:
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
         "uses_rng": any("rng" in _init_expr(p) for p in prog.params),
-        "float32_overflow": _float32_overflow(prog)[:1],
+        "float32_overflow": _float32_overflow(prog),
         "weight_helpers": [function_source("weights", k) for k in _WEIGHT_HELPERS],
     }
 
@@ -418,20 +418,27 @@ def _tuple_literal(items: list[str]) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
-def _float32_overflow(prog: Program) -> list[tuple[str, float]]:
-    """(name, value) of each parameter whose given initial value float32 cannot hold: init_params
-    refuses float32 for them (a cast would make them inf with NumPy's overflow warning)."""
-    import numpy as np
+_FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max, without importing NumPy (60 ms)
 
-    largest = float(np.finfo(np.float32).max)
-    found = []
+
+def _float32_overflow(prog: Program) -> list[tuple[str, float]]:
+    """(name, largest magnitude) of the first parameter whose given initial value float32
+    cannot hold, if any: init_params refuses float32 for it (a cast would make it inf with
+    NumPy's overflow warning)."""
     for p in prog.params:
         kind, args = p.init
         if kind in ("value", "constant", "uniform"):
-            values = np.abs(np.asarray(args if kind == "uniform" else args[0], dtype=np.float64)).reshape(-1)
-            if values.size and float(values.max()) > largest:
-                found.append((p.name, float(values.max())))
-    return found
+            largest = max(map(abs, _flat(args if kind == "uniform" else args[0])), default=0.0)
+            if largest > _FLOAT32_MAX:
+                return [(p.name, float(largest))]
+    return []
+
+
+def _flat(value) -> list[float]:
+    """The numbers of a nested list (a literal initial value), or of one number."""
+    if isinstance(value, (list, tuple)):
+        return [x for item in value for x in _flat(item)]
+    return [float(value)]
 
 
 def _init_expr(p) -> str:
