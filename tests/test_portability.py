@@ -529,9 +529,16 @@ def test_random_specs_agree_on_every_backend(backend_name, seed, tmp_path):
         got = _run_all(module, on["params"](), on["inputs"]())
         got |= _run_forward_mode(module, on["params"](), on["inputs"](), backend)
     assert got.keys() == expected.keys(), text
+    # A first gradient that is rounding noise (random spec 227: the loss is mean(softmax(p1)),
+    # 1/4 for any p1) differs per backend, and rmsprop, adam and adagrad divide it by
+    # sqrt(v) + eps: their state, and the parameters after the steps (moved by noise / eps, 1e-9
+    # there, and by what that moves), are then compared to 1e-6.
+    noise = {k.split(" ", 1)[1] for k, g in expected.items()
+             if k.startswith("grad ") and 0 < np.max(np.abs(np.asarray(g)), initial=0) < 1e-15}
     for key, want in expected.items():
-        np.testing.assert_allclose(backend.to_numpy(got[key]), np.asarray(want), rtol=1e-9, atol=1e-12,
-                                   err_msg=f"random spec {seed} on {backend.name}: {key}\n{text}")
+        close = 1e-6 if noise and key.startswith(("state ", "param ", "step")) else None
+        np.testing.assert_allclose(backend.to_numpy(got[key]), np.asarray(want), rtol=close or 1e-9,
+                                   atol=close or 1e-12, err_msg=f"random spec {seed} on {backend.name}: {key}\n{text}")
 
 
 # JAX: float32 is covered by the bundled specs (it compiles every operation per dtype)
