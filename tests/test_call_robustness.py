@@ -31,7 +31,7 @@ TESTS = Path(__file__).resolve().parent
 UNSEEN4 = {p.stem: p for p in sorted((TESTS / "unseen4").glob("*.nn"))}
 EVERY_SPEC = {p.stem: p for folder in (TESTS.parent / "specs", TESTS / "unseen", TESTS / "unseen2",
                                        TESTS / "unseen3", TESTS / "unseen4", TESTS / "unseen5",
-                                       TESTS / "unseen6")
+                                       TESTS / "unseen6", TESTS / "unseen7")
                for p in sorted(folder.glob("*.nn"))}
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "torch": _torch}
 pytestmark = pytest.mark.filterwarnings("ignore:(divide by zero|invalid value) encountered:RuntimeWarning")
@@ -558,6 +558,16 @@ def test_torch_inputs_that_require_grad_in_train_step(tmp_path):
     assert all(p.requires_grad for p in attached.values())  # the documented trap
 
 
+def _float32_case(spec: str, backend_name: str, tmp_path: Path):
+    """The backend, the module, float64 host inputs and float32 parameters on the backend."""
+    backend = BACKENDS[backend_name]()
+    module = _module(spec, tmp_path)
+    if not module.PARAMS:
+        pytest.skip("no parameters: a spec without them computes in its inputs' dtype")
+    hp, hi = _host_case(module)
+    return backend, module, hi, {k: backend.asarray(v.astype(np.float32)) for k, v in hp.items()}
+
+
 @pytest.mark.parametrize("spec, backend_name", [(s, "numpy") for s in EVERY_SPEC]
                          + [(s, b) for b in ("array_api_strict", "torch") for s in _SHIPPED])
 def test_float_inputs_take_the_parameters_dtype(spec, backend_name, tmp_path):
@@ -565,12 +575,7 @@ def test_float_inputs_take_the_parameters_dtype(spec, backend_name, tmp_path):
     inputs give: the same bits, float32 throughout (array_api_strict used to refuse the first
     in-place update that promoted; NumPy and PyTorch computed in float64). jvp's and hvp's
     directions along inputs are cast as the inputs are."""
-    backend = BACKENDS[backend_name]()
-    module = _module(spec, tmp_path)
-    if not module.PARAMS:
-        pytest.skip("no parameters: a spec without them computes in its inputs' dtype")
-    hp, hi = _host_case(module)
-    params = {k: backend.asarray(v.astype(np.float32)) for k, v in hp.items()}
+    backend, module, hi, params = _float32_case(spec, backend_name, tmp_path)
     wide = {k: backend.asarray(v) for k, v in hi.items()}
     narrow = {k: backend.asarray(v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in hi.items()}
     _, _, vector = _case(module, lambda v: backend.asarray(np.asarray(v, dtype=np.float32)))
@@ -590,6 +595,27 @@ def test_float_inputs_take_the_parameters_dtype(spec, backend_name, tmp_path):
         host = _host(value)
         if host.dtype.kind == "f":
             assert host.dtype == np.float32, (name, host.dtype)
+        assert np.array_equal(host, _host(want[name]), equal_nan=True), name
+
+
+@pytest.mark.parametrize("spec, backend_name", [(s, "numpy") for s in EVERY_SPEC]
+                         + [(s, b) for b in ("array_api_strict", "torch") for s in _SHIPPED])
+def test_directions_take_the_parameters_dtype(spec, backend_name, tmp_path):
+    """jvp's tangents and hvp's vector in float64 (np.ones' default) with float32 parameters give
+    what float32 ones give: the same bits, float32 throughout, along parameters as along inputs
+    (found by the sweep of tests/unseen7: array_api_strict refused the first in-place update
+    that promoted, `Cannot perform __iadd__ with dtypes float32 and float64`, and NumPy and
+    PyTorch returned float64 hvp entries where a parameter's direction alone made them)."""
+    backend, module, hi, params = _float32_case(spec, backend_name, tmp_path)
+    inputs = [backend.asarray(v.astype(np.float32) if v.dtype.kind == "f" else v) for v in hi.values()]
+    _, _, narrow = _case(module, lambda v: backend.asarray(np.asarray(v, dtype=np.float32)))
+    wide = {k: backend.asarray(np.asarray(_host(v), dtype=np.float64)) for k, v in narrow.items()}
+    got = dict(_leaves((module.jvp(params, wide, *inputs), module.hvp(params, wide, *inputs)), "wide"))
+    want = dict(_leaves((module.jvp(params, narrow, *inputs), module.hvp(params, narrow, *inputs)), "wide"))
+    assert got.keys() == want.keys()
+    for name, value in got.items():
+        host = _host(value)
+        assert host.dtype == np.float32, (name, host.dtype)
         assert np.array_equal(host, _host(want[name]), equal_nan=True), name
 
 

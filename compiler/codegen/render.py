@@ -366,22 +366,23 @@ def _param_check(params: list[Var]) -> list[str]:
 
 
 def _input_cast(decls, params: list[Var], unpack: list[Read]) -> list[str]:
-    """Float inputs (and jvp's tangents, hvp's vector along them) of another dtype than the
-    parameters are cast to theirs: float arrays have the dtype init_params chose (DESIGN.md),
-    and float64 data with float32 parameters would otherwise compute in float64 on NumPy and
-    fail on array_api_strict, which refuses in-place updates that promote. One comparison an
-    array when the dtypes agree."""
-    inputs = {d.var.name for d in decls}
-    directions = [r.var.name for r in unpack if r.source != "params" and r.key in inputs]
+    """Float inputs and jvp's tangents, hvp's vector (along inputs and parameters alike) of
+    another dtype than the parameters are cast to theirs: float arrays have the dtype
+    init_params chose (DESIGN.md), and float64 data or directions (np.ones' default) with
+    float32 parameters would otherwise compute in float64 on NumPy and fail on
+    array_api_strict, which refuses in-place updates that promote. One comparison an array
+    when the dtypes agree."""
+    directions = [r.var.name for r in unpack if r.source != "params"]
     floats = [d.var.name for d in decls if d.var.dtype == "float"] + directions
     if not floats or not params:
         return []
     dtype = f"{params[0].name}.dtype"
     conds = " or ".join(f"{x}.dtype != {dtype}" for x in floats)
-    cast = f"{', '.join(floats)} = {', '.join(f'xp.astype({x}, {dtype})' for x in floats)}"
-    if 8 + len(cast) > 100 and len(floats) > 1:  # a generator; no spec name starts with "_": _a shadows none
-        cast = f"{', '.join(floats)} = (xp.astype(_a, {dtype}) for _a in ({', '.join(floats)}))"
-    return ["# float inputs in the parameters' dtype", wrap_condition(f"if {conds}:", indent=4), "    " + cast]
+    casts = [f"{', '.join(floats)} = {', '.join(f'xp.astype({x}, {dtype})' for x in floats)}"]
+    if 8 + len(casts[0]) > 100:  # too long for one line: one line an array
+        casts = [f"{x} = xp.astype({x}, {dtype})" for x in floats]
+    return ["# float inputs in the parameters' dtype", wrap_condition(f"if {conds}:", indent=4),
+            *("    " + cast for cast in casts)]
 
 
 def _tangent_check(prog: Program, unpack: list[Read]) -> list[str]:

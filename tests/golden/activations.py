@@ -624,8 +624,13 @@ def jvp(params, tangents, x, y):
     if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
         _check_tangents("tangents", tangents, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
-        x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
+    if (x.dtype != z_W.dtype or y.dtype != z_W.dtype or dot_z_W.dtype != z_W.dtype
+            or dot_z_b.dtype != z_W.dtype or dot_p_alpha.dtype != z_W.dtype):
+        x = xp.astype(x, z_W.dtype)
+        y = xp.astype(y, z_W.dtype)
+        dot_z_W = xp.astype(dot_z_W, z_W.dtype)
+        dot_z_b = xp.astype(dot_z_b, z_W.dtype)
+        dot_p_alpha = xp.astype(dot_p_alpha, z_W.dtype)
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)
@@ -694,8 +699,13 @@ def hvp(params, vector, x, y):
     if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
         _check_tangents("vector", vector, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
-        x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
+    if (x.dtype != z_W.dtype or y.dtype != z_W.dtype or dot_z_W.dtype != z_W.dtype
+            or dot_z_b.dtype != z_W.dtype or dot_p_alpha.dtype != z_W.dtype):
+        x = xp.astype(x, z_W.dtype)
+        y = xp.astype(y, z_W.dtype)
+        dot_z_W = xp.astype(dot_z_W, z_W.dtype)
+        dot_z_b = xp.astype(dot_z_b, z_W.dtype)
+        dot_p_alpha = xp.astype(dot_p_alpha, z_W.dtype)
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)

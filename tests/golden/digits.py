@@ -618,8 +618,13 @@ def jvp(params, tangents, x, y):
             or dot_logits_b.shape != (10,)):
         _check_tangents("tangents", tangents, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != h_W.dtype:
+    if (x.dtype != h_W.dtype or dot_h_W.dtype != h_W.dtype or dot_h_b.dtype != h_W.dtype
+            or dot_logits_W.dtype != h_W.dtype or dot_logits_b.dtype != h_W.dtype):
         x = xp.astype(x, h_W.dtype)
+        dot_h_W = xp.astype(dot_h_W, h_W.dtype)
+        dot_h_b = xp.astype(dot_h_b, h_W.dtype)
+        dot_logits_W = xp.astype(dot_logits_W, h_W.dtype)
+        dot_logits_b = xp.astype(dot_logits_b, h_W.dtype)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
@@ -665,8 +670,13 @@ def hvp(params, vector, x, y):
             or dot_logits_b.shape != (10,)):
         _check_tangents("vector", vector, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != h_W.dtype:
+    if (x.dtype != h_W.dtype or dot_h_W.dtype != h_W.dtype or dot_h_b.dtype != h_W.dtype
+            or dot_logits_W.dtype != h_W.dtype or dot_logits_b.dtype != h_W.dtype):
         x = xp.astype(x, h_W.dtype)
+        dot_h_W = xp.astype(dot_h_W, h_W.dtype)
+        dot_h_b = xp.astype(dot_h_b, h_W.dtype)
+        dot_logits_W = xp.astype(dot_logits_W, h_W.dtype)
+        dot_logits_b = xp.astype(dot_logits_b, h_W.dtype)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))

@@ -687,8 +687,17 @@ def jvp(params, tangents, x, p, t):
             or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
         _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape})
     # float inputs in the parameters' dtype
-    if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_x.dtype != s.dtype:
-        x, p, t, dot_x = (xp.astype(_a, s.dtype) for _a in (x, p, t, dot_x))
+    if (x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_s.dtype != s.dtype
+            or dot_k.dtype != s.dtype or dot_h_W.dtype != s.dtype or dot_h_b.dtype != s.dtype
+            or dot_x.dtype != s.dtype):
+        x = xp.astype(x, s.dtype)
+        p = xp.astype(p, s.dtype)
+        t = xp.astype(t, s.dtype)
+        dot_s = xp.astype(dot_s, s.dtype)
+        dot_k = xp.astype(dot_k, s.dtype)
+        dot_h_W = xp.astype(dot_h_W, s.dtype)
+        dot_h_b = xp.astype(dot_h_b, s.dtype)
+        dot_x = xp.astype(dot_x, s.dtype)
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)
@@ -777,8 +786,17 @@ def hvp(params, vector, x, p, t):
             or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
         _check_tangents("vector", vector, {**_PARAMS, "x": x.shape})
     # float inputs in the parameters' dtype
-    if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_x.dtype != s.dtype:
-        x, p, t, dot_x = (xp.astype(_a, s.dtype) for _a in (x, p, t, dot_x))
+    if (x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_s.dtype != s.dtype
+            or dot_k.dtype != s.dtype or dot_h_W.dtype != s.dtype or dot_h_b.dtype != s.dtype
+            or dot_x.dtype != s.dtype):
+        x = xp.astype(x, s.dtype)
+        p = xp.astype(p, s.dtype)
+        t = xp.astype(t, s.dtype)
+        dot_s = xp.astype(dot_s, s.dtype)
+        dot_k = xp.astype(dot_k, s.dtype)
+        dot_h_W = xp.astype(dot_h_W, s.dtype)
+        dot_h_b = xp.astype(dot_h_b, s.dtype)
+        dot_x = xp.astype(dot_x, s.dtype)
 
     # ---- forward with tangents ----
     # functions.nn:9  f = flatten(x)

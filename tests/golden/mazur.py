@@ -563,8 +563,14 @@ def jvp(params, tangents, i, t):
     if dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2) or dot_b2.shape != ():
         _check_tangents("tangents", tangents, _PARAMS)
     # float inputs in the parameters' dtype
-    if i.dtype != W1.dtype or t.dtype != W1.dtype:
-        i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
+    if (i.dtype != W1.dtype or t.dtype != W1.dtype or dot_W1.dtype != W1.dtype
+            or dot_b1.dtype != W1.dtype or dot_W2.dtype != W1.dtype or dot_b2.dtype != W1.dtype):
+        i = xp.astype(i, W1.dtype)
+        t = xp.astype(t, W1.dtype)
+        dot_W1 = xp.astype(dot_W1, W1.dtype)
+        dot_b1 = xp.astype(dot_b1, W1.dtype)
+        dot_W2 = xp.astype(dot_W2, W1.dtype)
+        dot_b2 = xp.astype(dot_b2, W1.dtype)
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
@@ -611,8 +617,14 @@ def hvp(params, vector, i, t):
     if dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2) or dot_b2.shape != ():
         _check_tangents("vector", vector, _PARAMS)
     # float inputs in the parameters' dtype
-    if i.dtype != W1.dtype or t.dtype != W1.dtype:
-        i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
+    if (i.dtype != W1.dtype or t.dtype != W1.dtype or dot_W1.dtype != W1.dtype
+            or dot_b1.dtype != W1.dtype or dot_W2.dtype != W1.dtype or dot_b2.dtype != W1.dtype):
+        i = xp.astype(i, W1.dtype)
+        t = xp.astype(t, W1.dtype)
+        dot_W1 = xp.astype(dot_W1, W1.dtype)
+        dot_b1 = xp.astype(dot_b1, W1.dtype)
+        dot_W2 = xp.astype(dot_W2, W1.dtype)
+        dot_b2 = xp.astype(dot_b2, W1.dtype)
 
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1

@@ -652,8 +652,16 @@ def jvp(params, tangents, x, y):
             or dot_logits_b.shape != (10,)):
         _check_tangents("tangents", tangents, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != h1_W.dtype:
+    if (x.dtype != h1_W.dtype or dot_h1_W.dtype != h1_W.dtype or dot_h1_b.dtype != h1_W.dtype
+            or dot_h2_W.dtype != h1_W.dtype or dot_h2_b.dtype != h1_W.dtype
+            or dot_logits_W.dtype != h1_W.dtype or dot_logits_b.dtype != h1_W.dtype):
         x = xp.astype(x, h1_W.dtype)
+        dot_h1_W = xp.astype(dot_h1_W, h1_W.dtype)
+        dot_h1_b = xp.astype(dot_h1_b, h1_W.dtype)
+        dot_h2_W = xp.astype(dot_h2_W, h1_W.dtype)
+        dot_h2_b = xp.astype(dot_h2_b, h1_W.dtype)
+        dot_logits_W = xp.astype(dot_logits_W, h1_W.dtype)
+        dot_logits_b = xp.astype(dot_logits_b, h1_W.dtype)
 
     # ---- forward with tangents ----
     # mlp.nn:5  h1 = relu(dense(x, 256))
@@ -714,8 +722,16 @@ def hvp(params, vector, x, y):
             or dot_logits_b.shape != (10,)):
         _check_tangents("vector", vector, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != h1_W.dtype:
+    if (x.dtype != h1_W.dtype or dot_h1_W.dtype != h1_W.dtype or dot_h1_b.dtype != h1_W.dtype
+            or dot_h2_W.dtype != h1_W.dtype or dot_h2_b.dtype != h1_W.dtype
+            or dot_logits_W.dtype != h1_W.dtype or dot_logits_b.dtype != h1_W.dtype):
         x = xp.astype(x, h1_W.dtype)
+        dot_h1_W = xp.astype(dot_h1_W, h1_W.dtype)
+        dot_h1_b = xp.astype(dot_h1_b, h1_W.dtype)
+        dot_h2_W = xp.astype(dot_h2_W, h1_W.dtype)
+        dot_h2_b = xp.astype(dot_h2_b, h1_W.dtype)
+        dot_logits_W = xp.astype(dot_logits_W, h1_W.dtype)
+        dot_logits_b = xp.astype(dot_logits_b, h1_W.dtype)
 
     # ---- forward with tangents ----
     # mlp.nn:5  h1 = relu(dense(x, 256))

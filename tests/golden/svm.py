@@ -569,8 +569,11 @@ def jvp(params, tangents, x, y):
     if dot_scores_W.shape != (4, 3) or dot_scores_b.shape != (3,):
         _check_tangents("tangents", tangents, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != scores_W.dtype:
+    if (x.dtype != scores_W.dtype or dot_scores_W.dtype != scores_W.dtype
+            or dot_scores_b.dtype != scores_W.dtype):
         x = xp.astype(x, scores_W.dtype)
+        dot_scores_W = xp.astype(dot_scores_W, scores_W.dtype)
+        dot_scores_b = xp.astype(dot_scores_b, scores_W.dtype)
 
     # ---- forward with tangents ----
     # svm.nn:5  scores = dense(x, 3)

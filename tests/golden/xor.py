@@ -574,8 +574,15 @@ def jvp(params, tangents, x, y):
             or dot_logit_b.shape != (1,)):
         _check_tangents("tangents", tangents, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
-        x, y = xp.astype(x, hidden_W.dtype), xp.astype(y, hidden_W.dtype)
+    if (x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype
+            or dot_hidden_W.dtype != hidden_W.dtype or dot_hidden_b.dtype != hidden_W.dtype
+            or dot_logit_W.dtype != hidden_W.dtype or dot_logit_b.dtype != hidden_W.dtype):
+        x = xp.astype(x, hidden_W.dtype)
+        y = xp.astype(y, hidden_W.dtype)
+        dot_hidden_W = xp.astype(dot_hidden_W, hidden_W.dtype)
+        dot_hidden_b = xp.astype(dot_hidden_b, hidden_W.dtype)
+        dot_logit_W = xp.astype(dot_logit_W, hidden_W.dtype)
+        dot_logit_b = xp.astype(dot_logit_b, hidden_W.dtype)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
@@ -619,8 +626,15 @@ def hvp(params, vector, x, y):
             or dot_logit_b.shape != (1,)):
         _check_tangents("vector", vector, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
-        x, y = xp.astype(x, hidden_W.dtype), xp.astype(y, hidden_W.dtype)
+    if (x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype
+            or dot_hidden_W.dtype != hidden_W.dtype or dot_hidden_b.dtype != hidden_W.dtype
+            or dot_logit_W.dtype != hidden_W.dtype or dot_logit_b.dtype != hidden_W.dtype):
+        x = xp.astype(x, hidden_W.dtype)
+        y = xp.astype(y, hidden_W.dtype)
+        dot_hidden_W = xp.astype(dot_hidden_W, hidden_W.dtype)
+        dot_hidden_b = xp.astype(dot_hidden_b, hidden_W.dtype)
+        dot_logit_W = xp.astype(dot_logit_W, hidden_W.dtype)
+        dot_logit_b = xp.astype(dot_logit_b, hidden_W.dtype)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
