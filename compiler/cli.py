@@ -350,6 +350,17 @@ def _fail_run(command: str, message: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def _note_left_out(command: str, module, bound) -> None:
+    """Say so when a fixed batch size leaves the last examples out of eval or predict (their
+    counts and lines would otherwise silently cover fewer examples than the data holds)."""
+    from .runtime import train as tr
+
+    size = tr.fixed_batch(module) if bound.mode == "fixed" else 0
+    if size and len(bound) % size:
+        click.echo(f"nnc {command}: note: the spec's batch size is {size}: the last {len(bound) % size} "
+                   f"of the {len(bound)} examples are left out", err=True)
+
+
 def _limit_threads(threads: int | None) -> None:
     """Set the BLAS thread count before NumPy loads: with the small matrices of minibatch
     training, extra threads only add synchronisation (and stall when cores are shared)."""
@@ -504,6 +515,7 @@ def eval_cmd(spec: str, weights: str, data: str, split: str, val_split: float | 
         if debug:
             raise
         _fail_run("eval", str(exc))
+    _note_left_out("eval", module, bound)
     click.echo(f"{Path(spec).name} with {weights} on {data} ({split}: {len(bound)} examples)")
     click.echo(f"loss      {result.loss:.6g}")
     if result.accuracy is not None:
@@ -567,6 +579,7 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
         if debug:
             raise
         _fail_run("predict", str(exc))
+    _note_left_out("predict", module, bound)
     values = result if raw or not classifier else tr.predict_classes(result, kind, bound.mode)
     table = values.reshape(len(values), -1)
     if out is not None and out.endswith(".npy"):

@@ -227,10 +227,19 @@ class Evaluation:
     classes: np.ndarray | None  # predicted class per example (classifiers)
 
 
+def fixed_batch(module: ModuleType) -> int:
+    """The batch size of a spec whose first axis has a fixed size (Bound.mode "fixed")."""
+    return int(next(iter(module.INPUTS.values()))["shape"][0])
+
+
 def _spans(module: ModuleType, dev: Device, chunk: int) -> list[tuple[int, int]]:
-    """Evaluation batches; a spec with a fixed batch size gets that size (a remainder is left out)."""
+    """Evaluation batches; a spec with a fixed batch size gets that size (a remainder is left
+    out, and fewer examples than one batch are an error: no batch at all gave a loss of nan,
+    and predict a traceback)."""
     if dev.host.mode == "fixed":
-        chunk = int(next(iter(module.INPUTS.values()))["shape"][0])
+        chunk = fixed_batch(module)
+        if 0 < len(dev) < chunk:
+            raise TrainError(f"the spec's batch size is {chunk}, but there are only {len(dev)} examples")
     return _batches(len(dev), chunk, dev.host.mode)
 
 
