@@ -619,6 +619,33 @@ def test_directions_take_the_parameters_dtype(spec, backend_name, tmp_path):
         assert np.array_equal(host, _host(want[name]), equal_nan=True), name
 
 
+@pytest.mark.parametrize("backend_name", list(BACKENDS))
+def test_without_parameters_the_first_float_input_sets_the_dtype(backend_name, tmp_path):
+    """A spec without parameters computes in its first float input's dtype (language.md): with that
+    input float32 and the other float inputs, and the jvp/hvp directions, float64, every entry point
+    gives what all-float32 arguments give, float32 throughout (found by the sweep of
+    tests/unseen7: the results were float64 on NumPy and PyTorch, and array_api_strict's hvp
+    refused an in-place update of float32 by float64)."""
+    backend = BACKENDS[backend_name]()
+    module = _module("no_params_inputs_only", tmp_path)
+    _, hi = _host_case(module)
+    first = next(iter(hi))
+    narrow = {k: backend.asarray(v.astype(np.float32)) for k, v in hi.items()}
+    wide = {k: backend.asarray(v.astype(np.float32) if k == first else v) for k, v in hi.items()}
+    along = {k: np.full(np.shape(hi[k]), 0.5 + 0.1 * n) for n, k in enumerate(module.WRT)}
+    results = []
+    for inputs, dtype in ((wide, np.float64), (narrow, np.float32)):
+        vector = {k: backend.asarray(v.astype(dtype)) for k, v in along.items()}
+        results.append({entry: call() for entry, call in _calls(module, {}, inputs, vector).items()})
+        results.append(module.train_step({}, module.init_optimizer({}), *inputs.values()))
+    got, want = dict(_leaves(tuple(results[:2]), "wide")), dict(_leaves(tuple(results[2:]), "wide"))
+    assert got.keys() == want.keys()
+    for name, value in got.items():
+        host = _host(value)
+        assert host.dtype == np.float32, (name, host.dtype)
+        assert np.array_equal(host, _host(want[name])), name
+
+
 @pytest.mark.parametrize("spec", list(EVERY_SPEC))
 def test_parameters_that_are_no_arrays_are_refused_by_name(spec, tmp_path):
     """A parameter given as a list or a float (not the first one read, which the library check

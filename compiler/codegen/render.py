@@ -343,9 +343,10 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
     params = [r.var for r in unpack if r.source == "params"]
     if first and params:  # the parameters must be of the inputs' library (_check_library)
         source = f"{first}, {params[0].name}"
+    cast = _input_cast(decls, params, unpack)
     fn = Function(name, args, doc, call, unpack, _param_check(params) + _tangent_check(prog, unpack), secs, returns,
-                  input_cast=_input_cast(decls, params, unpack))
-    fn.uses_xp = uses_xp
+                  input_cast=cast)
+    fn.uses_xp = uses_xp or bool(cast)
     if fn.uses_xp and source is None:
         fn.uses_xp = False
     fn.xp_source = source or ""
@@ -371,17 +372,21 @@ def _input_cast(decls, params: list[Var], unpack: list[Read]) -> list[str]:
     init_params chose (DESIGN.md), and float64 data or directions (np.ones' default) with
     float32 parameters would otherwise compute in float64 on NumPy and fail on
     array_api_strict, which refuses in-place updates that promote. One comparison an array
-    when the dtypes agree."""
+    when the dtypes agree. Without parameters the first float input sets the dtype ("a spec
+    without parameters computes in the dtype of its first float input"), for the same reasons."""
     directions = [r.var.name for r in unpack if r.source != "params"]
     floats = [d.var.name for d in decls if d.var.dtype == "float"] + directions
-    if not floats or not params:
+    reference = params[0].name if params else floats[0] if floats else None
+    floats = floats if params else floats[1:]
+    if not floats:
         return []
-    dtype = f"{params[0].name}.dtype"
+    dtype = f"{reference}.dtype"
     conds = " or ".join(f"{x}.dtype != {dtype}" for x in floats)
     casts = [f"{', '.join(floats)} = {', '.join(f'xp.astype({x}, {dtype})' for x in floats)}"]
     if 8 + len(casts[0]) > 100:  # too long for one line: one line an array
         casts = [f"{x} = xp.astype({x}, {dtype})" for x in floats]
-    return ["# float inputs in the parameters' dtype", wrap_condition(f"if {conds}:", indent=4),
+    what = "the parameters' dtype" if params else f"the dtype of {reference} (there are no parameters)"
+    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4),
             *("    " + cast for cast in casts)]
 
 
