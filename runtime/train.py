@@ -71,10 +71,15 @@ def parse_schedule(text: str) -> dict:
         if not eq or key not in ("gamma", "step_size", "total_steps", "min_lr"):
             raise TrainError(f"--schedule: expected KEY=VALUE with KEY one of gamma, step_size, total_steps, "
                              f"min_lr; got '{item}'")
+        if key in out:  # as a setting given twice in the spec is an error
+            raise TrainError(f"--schedule: '{key}' given twice")
         try:
-            out[key] = int(value) if key in optim.INTEGER_SETTINGS else float(value)
+            number = float(value)
         except ValueError:
             raise TrainError(f"--schedule: '{value.strip()}' is not a number") from None
+        if key in optim.INTEGER_SETTINGS and not number.is_integer():
+            raise TrainError(f"--schedule: '{key}' must be an integer, got {value.strip()}")
+        out[key] = int(number) if key in optim.INTEGER_SETTINGS else number
     return out
 
 

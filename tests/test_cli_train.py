@@ -101,6 +101,9 @@ def test_lr_and_schedule_overrides_reach_the_generated_step(tmp_path, clf):
     (["--schedule", "linear"], "unknown schedule 'linear'"),
     (["--schedule", "step"], "needs step_size"),
     (["--schedule", "exponential:gamma=x"], "'x' is not a number"),
+    # (found by the sweep of tests/unseen7: 2.5 was 'not a number', and the second gamma won)
+    (["--schedule", "step:step_size=2.5,gamma=0.5"], "'step_size' must be an integer, got 2.5"),
+    (["--schedule", "step:step_size=1,gamma=0.5,gamma=0.1"], "--schedule: 'gamma' given twice"),
     (["--out", "w.pt"], ".npz or .safetensors"),
     (["--data", "nosuch"], "unknown data 'nosuch'"),
     (["--data", "missing.csv"], "no such file"),
