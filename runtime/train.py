@@ -191,8 +191,8 @@ class Device:
         return len(self.host)
 
     def batch(self, index: np.ndarray) -> dict:
-        if self.host.mode == "single":
-            return {name: a[int(index[0])] for name, a in self.arrays.items()}
+        if self.host.mode == "single":  # `a[i, ...]`: the standard leaves `a[i]` of 2-D arrays open
+            return {name: a[int(index[0]), ...] for name, a in self.arrays.items()}
         idx = self.xp.asarray(index)
         return {name: self.xp.take(a, idx, axis=0) for name, a in self.arrays.items()}
 

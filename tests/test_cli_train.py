@@ -179,6 +179,49 @@ def test_float64_and_array_api_strict_backend(tmp_path):
     assert np.load(tmp_path / "w.npz")["hidden.W"].dtype == np.float64
 
 
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict", "torch"])
+def test_one_example_per_call_on_every_backend(tmp_path, backend):
+    """A spec without a batch axis (specs/mazur.nn's i : float[2]) takes its examples one by one:
+    train, eval and predict give the same figures on array_api_strict and PyTorch as on NumPy
+    (found by the sweep of tests/unseen7: array_api_strict refused `a[i]` on the 2-D data, a
+    traceback with exit status 1, where the standard asks for `a[i, ...]`)."""
+    pytest.importorskip(backend, reason=f"{backend} is the backend under test")
+    mazur = str(SPECS / "mazur.nn")
+    weights = str(tmp_path / "w.npz")
+    r = run("train", mazur, "--data", "xor", "--epochs", "3", "--dtype", "float64", "--backend", backend, "-q",
+            "--out", weights)
+    assert r.exit_code == 0, r.output
+    trained = re.search(r"^train\s+(\S+)", r.output, re.MULTILINE).group(1)
+    ev = run("eval", mazur, "--weights", weights, "--data", "xor", "--backend", backend)
+    pr = run("predict", mazur, "--weights", weights, "--data", "xor", "--backend", backend, "--raw")
+    assert ev.exit_code == 0 and pr.exit_code == 0, ev.output + pr.output
+    assert len(pr.output.splitlines()) == 4
+    reference = run("train", mazur, "--data", "xor", "--epochs", "3", "--dtype", "float64", "-q")
+    assert trained == re.search(r"^train\s+(\S+)", reference.output, re.MULTILINE).group(1)
+    assert ev.output == run("eval", mazur, "--weights", weights, "--data", "xor").output
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "predict"])
+def test_an_unexpected_error_is_one_line_and_exit_3(tmp_path, monkeypatch, command):
+    """An exception that is neither a bad argument nor bad data (a bug in nnc, or in the namespace
+    --backend names) is reported in one line with exit status 3, as `nnc compile` reports its own;
+    the traceback only with --debug (the array_api_strict IndexError above was a traceback, exit 1)."""
+    from nnc.runtime import train as tr
+
+    weights = str(tmp_path / "w.npz")
+    assert run("train", XOR, "--data", "xor", "--epochs", "1", "-q", "--out", weights).exit_code == 0
+
+    def broken(self, index):
+        raise IndexError("planted")
+
+    monkeypatch.setattr(tr.Device, "batch", broken)
+    args = [command, XOR, "--data", "xor"] + (["-q"] if command == "train" else ["--weights", weights])
+    r = run(*args)
+    assert r.exit_code == 3, r.output
+    assert f"{XOR}: internal error: IndexError: planted" in r.output and "Traceback" not in r.output
+    assert isinstance(run(*args, "--debug").exception, IndexError)
+
+
 def test_jax_backend_by_its_library_name(tmp_path):
     """`--backend jax` means jax.numpy, JAX's array-API namespace (the jax module has none)."""
     pytest.importorskip("jax", reason="JAX is an optional backend")
