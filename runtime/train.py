@@ -68,7 +68,7 @@ def parse_schedule(text: str) -> dict:
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")
         key = key.strip()
-        if not eq or key not in ("gamma", "step_size", "total_steps", "min_lr"):
+        if not eq or key not in optim.SCHEDULE_SETTINGS:
             raise TrainError(f"--schedule: expected KEY=VALUE with KEY one of gamma, step_size, total_steps, "
                              f"min_lr; got '{item}'")
         if key in out:  # as a setting given twice in the spec is an error
@@ -92,7 +92,9 @@ def configure(prog: Program, *, lr: float | None = None, schedule: dict | None =
     if lr is not None:
         changes["lr"] = lr
     if schedule:
-        changes.update({"gamma": None} if schedule["schedule"] in ("constant", "cosine") else {})
+        # the spec's settings of another schedule do not carry over (gamma into cosine)
+        changes.update({k: dict(optim.COMMON)[k] for k in optim.SCHEDULE_SETTINGS
+                        if k not in optim.SCHEDULE_SETTINGS_USED[schedule["schedule"]]})
         changes.update(schedule)
     if clip_norm is not None:
         changes["clip_norm"] = clip_norm

@@ -97,6 +97,18 @@ def test_lr_and_schedule_overrides_reach_the_generated_step(tmp_path, clf):
     assert last == pytest.approx(0.01 * (1 + math.cos(29 * math.pi / 30)) / 2, rel=1e-12)
 
 
+def test_a_schedule_override_drops_the_settings_of_the_specs_schedule(tmp_path):
+    """--schedule replaces the spec's schedule: its step_size and gamma do not carry over into a
+    cosine schedule (where they would have no effect, an error), nor its min_lr into a step one."""
+    for spec_line, override in (("schedule=step, step_size=2, gamma=0.5", "cosine"),
+                                ("schedule=cosine, total_steps=9, min_lr=0.001", "step:step_size=2,gamma=0.5"),
+                                ("schedule=step, step_size=2, gamma=0.5", "exponential:gamma=0.9")):
+        spec = tmp_path / "s.nn"
+        spec.write_text(CLASSIFIER.replace("adam(lr=0.01)", f"adam(lr=0.01, {spec_line})"))
+        r = run("train", str(spec), "--data", "moons", "--epochs", "1", "-q", "--schedule", override)
+        assert r.exit_code == 0, (spec_line, override, r.output)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--schedule", "linear"], "unknown schedule 'linear'"),
     (["--schedule", "step"], "needs step_size"),
@@ -104,6 +116,7 @@ def test_lr_and_schedule_overrides_reach_the_generated_step(tmp_path, clf):
     # (found by the sweep of tests/unseen7: 2.5 was 'not a number', and the second gamma won)
     (["--schedule", "step:step_size=2.5,gamma=0.5"], "'step_size' must be an integer, got 2.5"),
     (["--schedule", "step:step_size=1,gamma=0.5,gamma=0.1"], "--schedule: 'gamma' given twice"),
+    (["--schedule", "exponential:gamma=0.5,min_lr=0.1"], "min_lr has no effect with schedule=exponential"),
     (["--out", "w.pt"], ".npz or .safetensors"),
     (["--data", "nosuch"], "unknown data 'nosuch'"),
     (["--data", "missing.csv"], "no such file"),
