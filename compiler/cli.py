@@ -255,6 +255,8 @@ def _parse_dims(dims: tuple[str, ...]) -> dict[str, int]:
         name, sep, value = text.partition("=")
         if not sep or not value.strip().isdigit() or int(value) <= 0:
             raise click.UsageError(f"--dim {text!r}: expected NAME=SIZE with a positive integer size, e.g. B=128")
+        if name.strip() in bound:
+            raise click.UsageError(f"--dim {name.strip()} is given twice")
         bound[name.strip()] = int(value)
     return bound
 
