@@ -619,6 +619,36 @@ def test_directions_take_the_parameters_dtype(spec, backend_name, tmp_path):
         assert np.array_equal(host, _host(want[name]), equal_nan=True), name
 
 
+@pytest.mark.parametrize("spec, backend_name", [(s, "numpy") for s in EVERY_SPEC]
+                         + [(s, "torch") for s in _SHIPPED])
+def test_directions_of_another_library_or_no_arrays_are_refused_by_name(spec, backend_name, tmp_path):
+    """A jvp tangent or hvp vector entry that is a list, or an array of another library than the
+    parameters (np.ones(shape) with PyTorch parameters), is a TypeError naming the entry (found by
+    the sweep of tests/unseen7: an AttributeError of no help, "'list' object has no attribute
+    'shape'", "'numpy.ndarray' object has no attribute 'to'")."""
+    torch = pytest.importorskip("torch")
+    backend = BACKENDS[backend_name]()
+    module = _module(spec, tmp_path)
+    params, inputs, vector = _case(module, backend.asarray)
+    if not vector:
+        pytest.skip("no parameters and no wrt inputs: jvp and hvp take no directions")
+    other = np.asarray if backend_name == "torch" else torch.asarray
+    for entry, kind in ((lambda v: _host(v).tolist(), "must be an array, got "),  # a list, or a float
+                        (lambda v: other(_host(v).copy()), "of another library than the arrays it moves")):
+        for name, arg in (("jvp", "tangents"), ("hvp", "vector")):
+            # the last entry the function reads (one it never reads, along a parameter the loss
+            # ignores, is never looked at)
+            source = inspect.getsource(getattr(module, name))
+            read = [k for k in vector if f'{arg}["{k}"]' in source]
+            if not read:
+                continue
+            last = read[-1]
+            bad = {**vector, last: entry(vector[last])}
+            with pytest.raises(TypeError) as info:
+                getattr(module, name)(params, bad, *inputs.values())
+            assert f"{arg}['{last}']" in str(info.value) and kind in str(info.value), (name, str(info.value))
+
+
 @pytest.mark.parametrize("backend_name", list(BACKENDS))
 def test_without_parameters_the_first_float_input_sets_the_dtype(backend_name, tmp_path):
     """A spec without parameters computes in its first float input's dtype (language.md): with that

@@ -343,7 +343,7 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
     params = [r.var for r in unpack if r.source == "params"]
     if first and params:  # the parameters must be of the inputs' library (_check_library)
         source = f"{first}, {params[0].name}"
-    cast = _input_cast(decls, params, unpack)
+    cast = _input_cast(prog, decls, params, unpack)
     fn = Function(name, args, doc, call, unpack, _param_check(params) + _tangent_check(prog, unpack), secs, returns,
                   input_cast=cast)
     fn.uses_xp = uses_xp or bool(cast)
@@ -366,7 +366,7 @@ def _param_check(params: list[Var]) -> list[str]:
     return ["try:", test, f"        {call}", "except _NoShape:  # a parameter that is no array (AttributeError)", f"    {call}"]
 
 
-def _input_cast(decls, params: list[Var], unpack: list[Read]) -> list[str]:
+def _input_cast(prog: Program, decls, params: list[Var], unpack: list[Read]) -> list[str]:
     """Float inputs and jvp's tangents, hvp's vector (along inputs and parameters alike) of
     another dtype than the parameters are cast to theirs: float arrays have the dtype
     init_params chose (DESIGN.md), and float64 data or directions (np.ones' default) with
@@ -386,7 +386,11 @@ def _input_cast(decls, params: list[Var], unpack: list[Read]) -> list[str]:
     if 8 + len(casts[0]) > 100:  # too long for one line: one line an array
         casts = [f"{x} = xp.astype({x}, {dtype})" for x in floats]
     what = "the parameters' dtype" if params else f"the dtype of {reference} (there are no parameters)"
-    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4),
+    seeds = [r for r in unpack if r.source != "params"]
+    # a direction of another library (NumPy arrays with PyTorch parameters) fails the dtype test
+    # too: named here, where xp.astype would raise an AttributeError of no help
+    library = ["    " + _tangent_call(prog, seeds, reference)] if seeds else []
+    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4), *library,
             *("    " + cast for cast in casts)]
 
 
@@ -399,10 +403,20 @@ def _tangent_check(prog: Program, unpack: list[Read]) -> list[str]:
     inputs = {d.var.name for d in prog.inputs}
     conds = [f"{r.var.name}.shape != " + (f"{r.key}.shape" if r.key in inputs else
                                            _tuple_literal([str(d) for d in r.var.shape])) for r in seeds]
+    call = _tangent_call(prog, seeds)
+    test = "    " + wrap_condition(f"if {' or '.join(conds)}:", indent=8)  # continuations: absolute
+    return ["try:", test, f"        {call}", "except _NoShape:  # an entry that is no array (AttributeError)",
+            f"    {call}"]
+
+
+def _tangent_call(prog: Program, seeds: list[Read], like: str | None = None) -> str:
+    """The call of _check_tangents for jvp's `tangents` or hvp's `vector` (read into `seeds`):
+    with `like`, an array the directions must share a library with."""
+    inputs = {d.var.name for d in prog.inputs}
     shapes = ", ".join(f'"{r.key}": {r.key}.shape' for r in seeds if r.key in inputs)
     arg = seeds[0].source
-    return [wrap_condition(f"if {' or '.join(conds)}:", indent=4),
-            f'    _check_tangents("{arg}", {arg}, {"{**_PARAMS, " + shapes + "}" if shapes else "_PARAMS"})']
+    return (f'_check_tangents("{arg}", {arg}, {"{**_PARAMS, " + shapes + "}" if shapes else "_PARAMS"}'
+            + (f", {like}, _check_library)" if like else ")"))
 
 
 def _input_meta(d) -> str:
