@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -254,6 +255,8 @@ def _parse_dims(dims: tuple[str, ...]) -> dict[str, int]:
         name, sep, value = text.partition("=")
         if not sep or not value.strip().isdigit() or int(value) <= 0:
             raise click.UsageError(f"--dim {text!r}: expected NAME=SIZE with a positive integer size, e.g. B=128")
+        if name.strip() in bound:
+            raise click.UsageError(f"--dim {name.strip()} is given twice")
         bound[name.strip()] = int(value)
     return bound
 
@@ -350,6 +353,36 @@ def _fail_run(command: str, message: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+@contextlib.contextmanager
+def _run_errors(command: str, spec: str, debug: bool):
+    """What train, eval and predict run: a bad argument, data file or weights file is one line
+    and exit 2 (TrainError, ValueError); anything else a bug in nnc, or in the namespace named by
+    --backend, reported in one line with exit 3 (the traceback under --debug), never a traceback."""
+    from .runtime import train as tr
+
+    try:
+        yield
+    except (tr.TrainError, ValueError) as exc:
+        if debug:
+            raise
+        _fail_run(command, str(exc))
+    except Exception as exc:
+        if debug:
+            raise
+        _fail_internal(spec, f"{type(exc).__name__}: {exc}")
+
+
+def _note_left_out(command: str, module, bound) -> None:
+    """Say so when a fixed batch size leaves the last examples out of eval or predict (their
+    counts and lines would otherwise silently cover fewer examples than the data holds)."""
+    from .runtime import train as tr
+
+    size = tr.fixed_batch(module) if bound.mode == "fixed" else 0
+    if size and len(bound) % size:
+        click.echo(f"nnc {command}: note: the spec's batch size is {size}: the last {len(bound) % size} "
+                   f"of the {len(bound)} examples are left out", err=True)
+
+
 def _limit_threads(threads: int | None) -> None:
     """Set the BLAS thread count before NumPy loads: with the small matrices of minibatch
     training, extra threads only add synchronisation (and stall when cores are shared)."""
@@ -411,16 +444,12 @@ def train_cmd(spec: str, data: str, out: str | None, init_from: str | None, plot
         _require_folder("train", option, path)
     _, prog = _run(build_program, spec, debug)
     opts = tr.Options(init_from=init_from, **options)
-    try:
+    with _run_errors("train", spec, debug):
         run = tr.train(prog, Path(spec).name, data, opts)
         click.echo(run.summary.text())
         if out is not None:
             tr.save(run, out, Path(spec).name)
             click.echo(f"weights saved to {out}" + (" (the last finite ones)" if run.stopped else ""))
-    except (tr.TrainError, ValueError) as exc:
-        if debug:
-            raise
-        _fail_run("train", str(exc))
     if plot is not None and run.history:
         tr.plot(run, plot, f"{Path(spec).name} on {data}")
         click.echo(f"curves drawn to {plot}")
@@ -439,7 +468,7 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
 
     _weights_path(weights, "--weights")
     _, prog = _run(build_program, spec, debug)
-    try:
+    with _run_errors(command, spec, debug):
         module = tr.load_module(render_module(prog), prog.name)
         arrays = load_weights(weights, dict(module.PARAMS))
         if dtype is None:
@@ -459,10 +488,6 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
                 inputs = [i for i in inputs if i.name in tr.forward_inputs(module)]
         if bound is None:
             bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)
-    except (tr.TrainError, ValueError) as exc:
-        if debug:
-            raise
-        _fail_run(command, str(exc))
     return prog, module, xp, params, bound, kind, dtype
 
 
@@ -487,7 +512,7 @@ def eval_cmd(spec: str, weights: str, data: str, split: str, val_split: float | 
 
     prog, module, xp, params, bound, kind, dtype = _load_for_use("eval", spec, weights, data, backend, dtype,
                                                                  debug)
-    try:
+    with _run_errors("eval", spec, debug):
         if split != "all":
             share = tr.default_val_split(len(bound)) if val_split is None else val_split
             train_idx, val_idx = datamod.split(len(bound), share, seed)
@@ -500,10 +525,7 @@ def eval_cmd(spec: str, weights: str, data: str, split: str, val_split: float | 
             bound = bound.take(chosen)
         kinds = {i.name: i.kind for i in tr.input_specs(prog)}
         result = tr.evaluate(module, params, tr.Device.put(xp, bound, kinds, dtype), kind)
-    except (tr.TrainError, ValueError) as exc:
-        if debug:
-            raise
-        _fail_run("eval", str(exc))
+    _note_left_out("eval", module, bound)
     click.echo(f"{Path(spec).name} with {weights} on {data} ({split}: {len(bound)} examples)")
     click.echo(f"loss      {result.loss:.6g}")
     if result.accuracy is not None:
@@ -562,13 +584,10 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
         classifier = bound.labels is not None
     else:  # features only: by the spec (class labels, or an output that is a probability or sign)
         classifier = bool(prog.inputs and prog.inputs[-1].var.dtype == "int") or kind != "score"
-    try:
+    with _run_errors("predict", spec, debug):
         kinds = {i.name: i.kind for i in tr.input_specs(prog)}
         result = tr.evaluate_outputs(module, params, tr.Device.put(xp, bound, kinds, dtype))
-    except (tr.TrainError, ValueError) as exc:
-        if debug:
-            raise
-        _fail_run("predict", str(exc))
+    _note_left_out("predict", module, bound)
     labels = prog.inputs[-1].var if prog.inputs and prog.inputs[-1].var.dtype == "int" else None
     positions = len(labels.shape) - (bound.mode != "single") if labels is not None else 0  # int[B, T]: 1
     values = result if raw or not classifier else tr.predict_classes(result, kind, bound.mode, positions)

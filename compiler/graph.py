@@ -92,6 +92,8 @@ def concrete_inputs(prog: Program, assigns: list[str], data: dict[str, Any] | No
         name, sep, value = text.partition("=")
         if not sep:
             raise ValueError(f"--input {text!r}: expected NAME=VALUE, e.g. x=1.5 or x=[0.05,0.1]")
+        if name.strip() in given and name.strip() not in (data or {}):
+            raise ValueError(f"--input {name.strip()} is given twice")
         try:
             given[name.strip()] = json.loads(value)
         except json.JSONDecodeError:
@@ -110,6 +112,9 @@ def concrete_inputs(prog: Program, assigns: list[str], data: dict[str, Any] | No
             value = np.asarray(given[name], dtype=np.float64)
         except (TypeError, ValueError):
             raise ValueError(f"input {name!r}: not a rectangular array of numbers") from None
+        if not np.all(np.isfinite(value)):  # as nnc train refuses such data
+            at = [int(i) for i in np.argwhere(~np.isfinite(value))[0]]
+            raise ValueError(f"input {name!r} holds nan or inf (at {at})")
         if d.var.dtype == "int":
             if not np.array_equal(value, np.round(value)):
                 raise ValueError(f"input {name!r} holds class labels: whole numbers expected")

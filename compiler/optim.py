@@ -51,6 +51,9 @@ COMMON: tuple[tuple[str, Any], ...] = (
     ("min_lr", 0.0), ("clip_norm", None),
 )
 CHOICES = {"schedule": SCHEDULES}
+SCHEDULE_SETTINGS = ("gamma", "step_size", "total_steps", "min_lr")
+SCHEDULE_SETTINGS_USED = {"constant": (), "step": ("gamma", "step_size"), "exponential": ("gamma",),
+                          "cosine": ("total_steps", "min_lr")}
 INTEGER_SETTINGS = frozenset({"step_size", "total_steps"})
 BOOL_SETTINGS = frozenset({"nesterov"})
 # Allowed ranges: (low, high, high included?); low is always included.
@@ -111,8 +114,11 @@ def check_settings(hp: dict[str, Any]) -> str | None:
         return "schedule=exponential needs gamma (the factor applied after every step)"
     if schedule == "cosine" and hp["total_steps"] is None:
         return "schedule=cosine needs total_steps (the steps over which lr decays to min_lr)"
-    if schedule in ("constant", "cosine") and hp["gamma"] is not None:
-        return f"gamma has no effect with schedule={schedule}"
+    # a setting the schedule never reads would be silently ignored (min_lr with schedule=step
+    # sets no floor): an error, as in the spec it is one
+    for key in SCHEDULE_SETTINGS:
+        if key not in SCHEDULE_SETTINGS_USED[schedule] and hp[key] != dict(COMMON)[key]:
+            return f"{key} has no effect with schedule={schedule}"
     return None
 
 

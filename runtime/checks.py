@@ -99,15 +99,21 @@ def _check_params(params, shapes, spec):
                              "(init_params() and load_params() make this model's parameters)")
 
 
-def _check_tangents(arg, tangents, shapes):
+def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
     """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
-    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one
-    that is no array."""
+    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one that
+    is no array or, given `like` (an array the module's namespace was found from) and the
+    module's `check_library`, an array of another library, where the arithmetic mixing them
+    would raise something obscure."""
     for name, shape in shapes.items():
-        if name in tangents and not hasattr(tangents[name], "shape"):
-            raise TypeError(f"{arg}['{name}'] must be an array, got {type(tangents[name]).__name__}: "
-                            "a direction has the shape of what it moves")
-        actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
+        if name not in tangents:
+            continue
+        t = tangents[name]
+        if not hasattr(t, "shape"):
+            raise TypeError(f"{arg}['{name}'] must be an array, got {type(t).__name__}")
+        if check_library is not None and t.__class__ is not like.__class__:
+            check_library(like, t, f"{arg}['{name}']")
+        actual = tuple(t.shape)
         if actual != tuple(shape):
             raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
                              "a direction has the shape of what it moves")

@@ -68,13 +68,18 @@ def parse_schedule(text: str) -> dict:
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")
         key = key.strip()
-        if not eq or key not in ("gamma", "step_size", "total_steps", "min_lr"):
+        if not eq or key not in optim.SCHEDULE_SETTINGS:
             raise TrainError(f"--schedule: expected KEY=VALUE with KEY one of gamma, step_size, total_steps, "
                              f"min_lr; got '{item}'")
+        if key in out:  # as a setting given twice in the spec is an error
+            raise TrainError(f"--schedule: '{key}' given twice")
         try:
-            out[key] = int(value) if key in optim.INTEGER_SETTINGS else float(value)
+            number = float(value)
         except ValueError:
             raise TrainError(f"--schedule: '{value.strip()}' is not a number") from None
+        if key in optim.INTEGER_SETTINGS and not number.is_integer():
+            raise TrainError(f"--schedule: '{key}' must be an integer, got {value.strip()}")
+        out[key] = int(number) if key in optim.INTEGER_SETTINGS else number
     return out
 
 
@@ -87,7 +92,9 @@ def configure(prog: Program, *, lr: float | None = None, schedule: dict | None =
     if lr is not None:
         changes["lr"] = lr
     if schedule:
-        changes.update({"gamma": None} if schedule["schedule"] in ("constant", "cosine") else {})
+        # the spec's settings of another schedule do not carry over (gamma into cosine)
+        changes.update({k: dict(optim.COMMON)[k] for k in optim.SCHEDULE_SETTINGS
+                        if k not in optim.SCHEDULE_SETTINGS_USED[schedule["schedule"]]})
         changes.update(schedule)
     if clip_norm is not None:
         changes["clip_norm"] = clip_norm
@@ -186,8 +193,8 @@ class Device:
         return len(self.host)
 
     def batch(self, index: np.ndarray) -> dict:
-        if self.host.mode == "single":
-            return {name: a[int(index[0])] for name, a in self.arrays.items()}
+        if self.host.mode == "single":  # `a[i, ...]`: the standard leaves `a[i]` of 2-D arrays open
+            return {name: a[int(index[0]), ...] for name, a in self.arrays.items()}
         idx = self.xp.asarray(index)
         return {name: self.xp.take(a, idx, axis=0) for name, a in self.arrays.items()}
 
@@ -232,10 +239,19 @@ class Evaluation:
     classes: np.ndarray | None  # predicted class per example (classifiers)
 
 
+def fixed_batch(module: ModuleType) -> int:
+    """The batch size of a spec whose first axis has a fixed size (Bound.mode "fixed")."""
+    return int(next(iter(module.INPUTS.values()))["shape"][0])
+
+
 def _spans(module: ModuleType, dev: Device, chunk: int) -> list[tuple[int, int]]:
-    """Evaluation batches; a spec with a fixed batch size gets that size (a remainder is left out)."""
+    """Evaluation batches; a spec with a fixed batch size gets that size (a remainder is left
+    out, and fewer examples than one batch are an error: no batch at all gave a loss of nan,
+    and predict a traceback)."""
     if dev.host.mode == "fixed":
-        chunk = int(next(iter(module.INPUTS.values()))["shape"][0])
+        chunk = fixed_batch(module)
+        if 0 < len(dev) < chunk:
+            raise TrainError(f"the spec's batch size is {chunk}, but there are only {len(dev)} examples")
     return _batches(len(dev), chunk, dev.host.mode)
 
 

@@ -31,7 +31,7 @@ TESTS = Path(__file__).resolve().parent
 UNSEEN4 = {p.stem: p for p in sorted((TESTS / "unseen4").glob("*.nn"))}
 EVERY_SPEC = {p.stem: p for folder in (TESTS.parent / "specs", TESTS / "unseen", TESTS / "unseen2",
                                        TESTS / "unseen3", TESTS / "unseen4", TESTS / "unseen5",
-                                       TESTS / "unseen6")
+                                       TESTS / "unseen6", TESTS / "unseen7")
                for p in sorted(folder.glob("*.nn"))}
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "torch": _torch}
 pytestmark = pytest.mark.filterwarnings("ignore:(divide by zero|invalid value) encountered:RuntimeWarning")
@@ -563,6 +563,16 @@ def test_torch_inputs_that_require_grad_in_train_step(tmp_path):
     assert all(p.requires_grad for p in attached.values())  # the documented trap
 
 
+def _float32_case(spec: str, backend_name: str, tmp_path: Path):
+    """The backend, the module, float64 host inputs and float32 parameters on the backend."""
+    backend = BACKENDS[backend_name]()
+    module = _module(spec, tmp_path)
+    if not module.PARAMS:
+        pytest.skip("no parameters: a spec without them computes in its inputs' dtype")
+    hp, hi = _host_case(module)
+    return backend, module, hi, {k: backend.asarray(v.astype(np.float32)) for k, v in hp.items()}
+
+
 @pytest.mark.parametrize("spec, backend_name", [(s, "numpy") for s in EVERY_SPEC]
                          + [(s, b) for b in ("array_api_strict", "torch") for s in _SHIPPED])
 def test_float_inputs_take_the_parameters_dtype(spec, backend_name, tmp_path):
@@ -570,12 +580,7 @@ def test_float_inputs_take_the_parameters_dtype(spec, backend_name, tmp_path):
     inputs give: the same bits, float32 throughout (array_api_strict used to refuse the first
     in-place update that promoted; NumPy and PyTorch computed in float64). jvp's and hvp's
     directions along inputs are cast as the inputs are."""
-    backend = BACKENDS[backend_name]()
-    module = _module(spec, tmp_path)
-    if not module.PARAMS:
-        pytest.skip("no parameters: a spec without them computes in its inputs' dtype")
-    hp, hi = _host_case(module)
-    params = {k: backend.asarray(v.astype(np.float32)) for k, v in hp.items()}
+    backend, module, hi, params = _float32_case(spec, backend_name, tmp_path)
     wide = {k: backend.asarray(v) for k, v in hi.items()}
     narrow = {k: backend.asarray(v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in hi.items()}
     _, _, vector = _case(module, lambda v: backend.asarray(np.asarray(v, dtype=np.float32)))
@@ -596,6 +601,84 @@ def test_float_inputs_take_the_parameters_dtype(spec, backend_name, tmp_path):
         if host.dtype.kind == "f":
             assert host.dtype == np.float32, (name, host.dtype)
         assert np.array_equal(host, _host(want[name]), equal_nan=True), name
+
+
+@pytest.mark.parametrize("spec, backend_name", [(s, "numpy") for s in EVERY_SPEC]
+                         + [(s, b) for b in ("array_api_strict", "torch") for s in _SHIPPED])
+def test_directions_take_the_parameters_dtype(spec, backend_name, tmp_path):
+    """jvp's tangents and hvp's vector in float64 (np.ones' default) with float32 parameters give
+    what float32 ones give: the same bits, float32 throughout, along parameters as along inputs
+    (found by the sweep of tests/unseen7: array_api_strict refused the first in-place update
+    that promoted, `Cannot perform __iadd__ with dtypes float32 and float64`, and NumPy and
+    PyTorch returned float64 hvp entries where a parameter's direction alone made them)."""
+    backend, module, hi, params = _float32_case(spec, backend_name, tmp_path)
+    inputs = [backend.asarray(v.astype(np.float32) if v.dtype.kind == "f" else v) for v in hi.values()]
+    _, _, narrow = _case(module, lambda v: backend.asarray(np.asarray(v, dtype=np.float32)))
+    wide = {k: backend.asarray(np.asarray(_host(v), dtype=np.float64)) for k, v in narrow.items()}
+    got = dict(_leaves((module.jvp(params, wide, *inputs), module.hvp(params, wide, *inputs)), "wide"))
+    want = dict(_leaves((module.jvp(params, narrow, *inputs), module.hvp(params, narrow, *inputs)), "wide"))
+    assert got.keys() == want.keys()
+    for name, value in got.items():
+        host = _host(value)
+        assert host.dtype == np.float32, (name, host.dtype)
+        assert np.array_equal(host, _host(want[name]), equal_nan=True), name
+
+
+@pytest.mark.parametrize("spec, backend_name", [(s, "numpy") for s in EVERY_SPEC]
+                         + [(s, "torch") for s in _SHIPPED])
+def test_directions_of_another_library_or_no_arrays_are_refused_by_name(spec, backend_name, tmp_path):
+    """A jvp tangent or hvp vector entry that is a list, or an array of another library than the
+    parameters (np.ones(shape) with PyTorch parameters), is a TypeError naming the entry (found by
+    the sweep of tests/unseen7: an AttributeError of no help, "'list' object has no attribute
+    'shape'", "'numpy.ndarray' object has no attribute 'to'")."""
+    torch = pytest.importorskip("torch")
+    backend = BACKENDS[backend_name]()
+    module = _module(spec, tmp_path)
+    params, inputs, vector = _case(module, backend.asarray)
+    if not vector:
+        pytest.skip("no parameters and no wrt inputs: jvp and hvp take no directions")
+    other = np.asarray if backend_name == "torch" else torch.asarray
+    for entry, kind in ((lambda v: _host(v).tolist(), "must be an array, got "),  # a list, or a float
+                        (lambda v: other(_host(v).copy()), "of another library than the arrays it moves")):
+        for name, arg in (("jvp", "tangents"), ("hvp", "vector")):
+            # the last entry the function reads (one it never reads, along a parameter the loss
+            # ignores, is never looked at)
+            source = inspect.getsource(getattr(module, name))
+            read = [k for k in vector if f'{arg}["{k}"]' in source]
+            if not read:
+                continue
+            last = read[-1]
+            bad = {**vector, last: entry(vector[last])}
+            with pytest.raises(TypeError) as info:
+                getattr(module, name)(params, bad, *inputs.values())
+            assert f"{arg}['{last}']" in str(info.value) and kind in str(info.value), (name, str(info.value))
+
+
+@pytest.mark.parametrize("backend_name", list(BACKENDS))
+def test_without_parameters_the_first_float_input_sets_the_dtype(backend_name, tmp_path):
+    """A spec without parameters computes in its first float input's dtype (language.md): with that
+    input float32 and the other float inputs, and the jvp/hvp directions, float64, every entry point
+    gives what all-float32 arguments give, float32 throughout (found by the sweep of
+    tests/unseen7: the results were float64 on NumPy and PyTorch, and array_api_strict's hvp
+    refused an in-place update of float32 by float64)."""
+    backend = BACKENDS[backend_name]()
+    module = _module("no_params_inputs_only", tmp_path)
+    _, hi = _host_case(module)
+    first = next(iter(hi))
+    narrow = {k: backend.asarray(v.astype(np.float32)) for k, v in hi.items()}
+    wide = {k: backend.asarray(v.astype(np.float32) if k == first else v) for k, v in hi.items()}
+    along = {k: np.full(np.shape(hi[k]), 0.5 + 0.1 * n) for n, k in enumerate(module.WRT)}
+    results = []
+    for inputs, dtype in ((wide, np.float64), (narrow, np.float32)):
+        vector = {k: backend.asarray(v.astype(dtype)) for k, v in along.items()}
+        results.append({entry: call() for entry, call in _calls(module, {}, inputs, vector).items()})
+        results.append(module.train_step({}, module.init_optimizer({}), *inputs.values()))
+    got, want = dict(_leaves(tuple(results[:2]), "wide")), dict(_leaves(tuple(results[2:]), "wide"))
+    assert got.keys() == want.keys()
+    for name, value in got.items():
+        host = _host(value)
+        assert host.dtype == np.float32, (name, host.dtype)
+        assert np.array_equal(host, _host(want[name])), name
 
 
 @pytest.mark.parametrize("spec", list(EVERY_SPEC))

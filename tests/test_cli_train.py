@@ -98,10 +98,26 @@ def test_lr_and_schedule_overrides_reach_the_generated_step(tmp_path, clf):
     assert last == pytest.approx(0.01 * (1 + math.cos(29 * math.pi / 30)) / 2, rel=1e-12)
 
 
+def test_a_schedule_override_drops_the_settings_of_the_specs_schedule(tmp_path):
+    """--schedule replaces the spec's schedule: its step_size and gamma do not carry over into a
+    cosine schedule (where they would have no effect, an error), nor its min_lr into a step one."""
+    for spec_line, override in (("schedule=step, step_size=2, gamma=0.5", "cosine"),
+                                ("schedule=cosine, total_steps=9, min_lr=0.001", "step:step_size=2,gamma=0.5"),
+                                ("schedule=step, step_size=2, gamma=0.5", "exponential:gamma=0.9")):
+        spec = tmp_path / "s.nn"
+        spec.write_text(CLASSIFIER.replace("adam(lr=0.01)", f"adam(lr=0.01, {spec_line})"))
+        r = run("train", str(spec), "--data", "moons", "--epochs", "1", "-q", "--schedule", override)
+        assert r.exit_code == 0, (spec_line, override, r.output)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--schedule", "linear"], "unknown schedule 'linear'"),
     (["--schedule", "step"], "needs step_size"),
     (["--schedule", "exponential:gamma=x"], "'x' is not a number"),
+    # (found by the sweep of tests/unseen7: 2.5 was 'not a number', and the second gamma won)
+    (["--schedule", "step:step_size=2.5,gamma=0.5"], "'step_size' must be an integer, got 2.5"),
+    (["--schedule", "step:step_size=1,gamma=0.5,gamma=0.1"], "--schedule: 'gamma' given twice"),
+    (["--schedule", "exponential:gamma=0.5,min_lr=0.1"], "min_lr has no effect with schedule=exponential"),
     (["--out", "w.pt"], ".npz or .safetensors"),
     (["--data", "nosuch"], "unknown data 'nosuch'"),
     (["--data", "missing.csv"], "no such file"),
@@ -175,6 +191,49 @@ def test_float64_and_array_api_strict_backend(tmp_path):
             "-q", "--out", str(tmp_path / "w.npz"))
     assert r.exit_code == 0, r.output
     assert np.load(tmp_path / "w.npz")["hidden.W"].dtype == np.float64
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict", "torch"])
+def test_one_example_per_call_on_every_backend(tmp_path, backend):
+    """A spec without a batch axis (specs/mazur.nn's i : float[2]) takes its examples one by one:
+    train, eval and predict give the same figures on array_api_strict and PyTorch as on NumPy
+    (found by the sweep of tests/unseen7: array_api_strict refused `a[i]` on the 2-D data, a
+    traceback with exit status 1, where the standard asks for `a[i, ...]`)."""
+    pytest.importorskip(backend, reason=f"{backend} is the backend under test")
+    mazur = str(SPECS / "mazur.nn")
+    weights = str(tmp_path / "w.npz")
+    r = run("train", mazur, "--data", "xor", "--epochs", "3", "--dtype", "float64", "--backend", backend, "-q",
+            "--out", weights)
+    assert r.exit_code == 0, r.output
+    trained = re.search(r"^train\s+(\S+)", r.output, re.MULTILINE).group(1)
+    ev = run("eval", mazur, "--weights", weights, "--data", "xor", "--backend", backend)
+    pr = run("predict", mazur, "--weights", weights, "--data", "xor", "--backend", backend, "--raw")
+    assert ev.exit_code == 0 and pr.exit_code == 0, ev.output + pr.output
+    assert len(pr.output.splitlines()) == 4
+    reference = run("train", mazur, "--data", "xor", "--epochs", "3", "--dtype", "float64", "-q")
+    assert trained == re.search(r"^train\s+(\S+)", reference.output, re.MULTILINE).group(1)
+    assert ev.output == run("eval", mazur, "--weights", weights, "--data", "xor").output
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "predict"])
+def test_an_unexpected_error_is_one_line_and_exit_3(tmp_path, monkeypatch, command):
+    """An exception that is neither a bad argument nor bad data (a bug in nnc, or in the namespace
+    --backend names) is reported in one line with exit status 3, as `nnc compile` reports its own;
+    the traceback only with --debug (the array_api_strict IndexError above was a traceback, exit 1)."""
+    from nnc.runtime import train as tr
+
+    weights = str(tmp_path / "w.npz")
+    assert run("train", XOR, "--data", "xor", "--epochs", "1", "-q", "--out", weights).exit_code == 0
+
+    def broken(self, index):
+        raise IndexError("planted")
+
+    monkeypatch.setattr(tr.Device, "batch", broken)
+    args = [command, XOR, "--data", "xor"] + (["-q"] if command == "train" else ["--weights", weights])
+    r = run(*args)
+    assert r.exit_code == 3, r.output
+    assert f"{XOR}: internal error: IndexError: planted" in r.output and "Traceback" not in r.output
+    assert isinstance(run(*args, "--debug").exception, IndexError)
 
 
 def test_jax_backend_by_its_library_name(tmp_path):
@@ -301,6 +360,32 @@ def test_a_validation_split_smaller_than_the_fixed_batch_is_refused(tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
     assert math.isfinite(record["val_loss"]), record
+
+
+def test_eval_and_predict_on_fewer_examples_than_the_fixed_batch(tmp_path):
+    """eval and predict run in the spec's batch size too: 10 examples against a batch of 64 were
+    no batch at all, eval printed 'loss nan' with exit status 0 and predict a traceback (found by
+    the sweep of tests/unseen7). A remainder is left out, and now they say so."""
+    spec = tmp_path / "fixed.nn"
+    spec.write_text(FIXED_BATCH)
+    weights = str(tmp_path / "w.npz")
+    assert run("train", str(spec), "--data", "moons", "--epochs", "1", "--val-split", "0.2", "-q",
+               "--out", weights).exit_code == 0
+    rng = np.random.default_rng(0)
+    for n in (10, 100):
+        np.savez(tmp_path / "d.npz", x=rng.normal(size=(n, 2)), y=rng.integers(0, 2, n))
+        for command in ("eval", "predict"):
+            r = run(command, str(spec), "--weights", weights, "--data", str(tmp_path / "d.npz"))
+            assert "Traceback" not in r.output, r.output
+            if n == 10:
+                assert r.exit_code == 2, r.output
+                assert f"nnc {command}: error: the spec's batch size is 64, but there are only 10 examples" in r.output
+                continue
+            assert r.exit_code == 0, r.output
+            assert (f"nnc {command}: note: the spec's batch size is 64: the last 36 of the 100 examples are "
+                    "left out") in r.output
+            lines = r.output.splitlines()
+            assert "accuracy" in r.output if command == "eval" else len(lines) == 64 + 1, r.output
 
 
 def test_eval_of_many_classes_lists_the_most_frequent_confusions(tmp_path):

@@ -122,6 +122,11 @@ def test_values_from_a_data_file(tmp_path):
     (["--input", "x=[[1, 2, 3, 4]]", "--input", "y=[0.5]"], "input 'y' holds class labels"),
     (["--input", "x=[[1, 2, 3, 4]]", "--input", "y=[3]"], "input 'y' holds class labels in [0, 3), got values from 3 to 3"),
     (["--input", "x=[[1, 2, 3, 4]]", "--input", "y=[-1]"], "input 'y' holds class labels in [0, 3)"),
+    # (found by the sweep of tests/unseen7: the last of two values was drawn, and JSON's NaN and
+    # 1e400 (inf) were drawn as nan edges, with NumPy's RuntimeWarning from "<string>:1")
+    (["--input", "i=[1, 2]", "--input", "t=[0, 1]", "--input", "i=[3, 4]"], "--input i is given twice"),
+    (["--input", "i=[NaN, 2]", "--input", "t=[0, 1]"], "input 'i' holds nan or inf (at [0])"),
+    (["--input", "i=[1, 2]", "--input", "t=[0, 1e400]"], "input 't' holds nan or inf (at [1])"),
 ])
 def test_bad_arguments_exit_2(args, message, tmp_path):
     spec = "svm.nn" if any(a.startswith("y=") for a in args) else "mazur.nn"

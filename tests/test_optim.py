@@ -111,6 +111,12 @@ def _compile_errors(optimizer_line: str, body: str | None = None) -> str:
     ("optimizer sgd(schedule=linear)", "'schedule' must be one of constant, step, exponential, cosine", 24),
     ("optimizer sgd(schedule=cosine)", "schedule=cosine needs total_steps", 1),
     ("optimizer sgd(schedule=step, gamma=0.5)", "schedule=step needs step_size", 1),
+    # settings the schedule never reads, as gamma with cosine (found by the sweep of tests/unseen7:
+    # min_lr with schedule=step, which sets no floor, compiled without a word)
+    ("optimizer sgd(schedule=step, step_size=2, gamma=0.5, min_lr=0.01)", "min_lr has no effect with schedule=step", 1),
+    ("optimizer sgd(schedule=exponential, gamma=0.5, step_size=2)", "step_size has no effect with schedule=exp", 1),
+    ("optimizer adam(schedule=step, step_size=2, gamma=0.5, total_steps=9)", "total_steps has no effect", 1),
+    ("optimizer sgd(total_steps=9)", "total_steps has no effect with schedule=constant", 1),
     ("optimizer sgd(nesterov=true)", "nesterov momentum needs momentum > 0", 1),
     ("optimizer sgd(step_size=2.5, schedule=step, gamma=0.1)", "'step_size' must be an integer", 25),
     ("optimizer adam(clip_norm=0)", "'clip_norm' must be positive", 26),

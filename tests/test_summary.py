@@ -92,6 +92,7 @@ def test_cli_table_and_json():
     (["--dim", "Q=3"], "Q: not a dimension of model mlp"),
     (["--dim", "B=0"], "expected NAME=SIZE"),
     (["--dim", "B"], "expected NAME=SIZE"),
+    (["--dim", "B=2", "--dim", "B=3"], "--dim B is given twice"),  # the last one won (tests/unseen7 sweep)
 ])
 def test_bad_dims_exit_2(args, message):
     result = CliRunner().invoke(main, ["summary", str(SPECS / "mlp.nn"), *args])

@@ -343,9 +343,10 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
     params = [r.var for r in unpack if r.source == "params"]
     if first and params:  # the parameters must be of the inputs' library (_check_library)
         source = f"{first}, {params[0].name}"
+    cast = _input_cast(prog, decls, params, unpack)
     fn = Function(name, args, doc, call, unpack, _param_check(params) + _tangent_check(prog, unpack), secs, returns,
-                  input_cast=_input_cast(decls, params, unpack))
-    fn.uses_xp = uses_xp
+                  input_cast=cast)
+    fn.uses_xp = uses_xp or bool(cast)
     if fn.uses_xp and source is None:
         fn.uses_xp = False
     fn.xp_source = source or ""
@@ -370,23 +371,32 @@ def _shape_test(conds: list[str], call: str, what: str) -> list[str]:
     return ["try:", test, f"        {call}", f"except _NoShape:  # {what} that is no array (AttributeError)", f"    {call}"]
 
 
-def _input_cast(decls, params: list[Var], unpack: list[Read]) -> list[str]:
-    """Float inputs (and jvp's tangents, hvp's vector along them) of another dtype than the
-    parameters are cast to theirs: float arrays have the dtype init_params chose (DESIGN.md),
-    and float64 data with float32 parameters would otherwise compute in float64 on NumPy and
-    fail on array_api_strict, which refuses in-place updates that promote. One comparison an
-    array when the dtypes agree."""
-    inputs = {d.var.name for d in decls}
-    directions = [r.var.name for r in unpack if r.source != "params" and r.key in inputs]
+def _input_cast(prog: Program, decls, params: list[Var], unpack: list[Read]) -> list[str]:
+    """Float inputs and jvp's tangents, hvp's vector (along inputs and parameters alike) of
+    another dtype than the parameters are cast to theirs: float arrays have the dtype
+    init_params chose (DESIGN.md), and float64 data or directions (np.ones' default) with
+    float32 parameters would otherwise compute in float64 on NumPy and fail on
+    array_api_strict, which refuses in-place updates that promote. One comparison an array
+    when the dtypes agree. Without parameters the first float input sets the dtype ("a spec
+    without parameters computes in the dtype of its first float input"), for the same reasons."""
+    directions = [r.var.name for r in unpack if r.source != "params"]
     floats = [d.var.name for d in decls if d.var.dtype == "float"] + directions
-    if not floats or not params:
+    reference = params[0].name if params else floats[0] if floats else None
+    floats = floats if params else floats[1:]
+    if not floats:
         return []
-    dtype = f"{params[0].name}.dtype"
+    dtype = f"{reference}.dtype"
     conds = " or ".join(f"{x}.dtype != {dtype}" for x in floats)
-    cast = f"{', '.join(floats)} = {', '.join(f'xp.astype({x}, {dtype})' for x in floats)}"
-    if 8 + len(cast) > 100 and len(floats) > 1:  # a generator; no spec name starts with "_": _a shadows none
-        cast = f"{', '.join(floats)} = (xp.astype(_a, {dtype}) for _a in ({', '.join(floats)}))"
-    return ["# float inputs in the parameters' dtype", wrap_condition(f"if {conds}:", indent=4), "    " + cast]
+    casts = [f"{', '.join(floats)} = {', '.join(f'xp.astype({x}, {dtype})' for x in floats)}"]
+    if 8 + len(casts[0]) > 100:  # too long for one line: one line an array
+        casts = [f"{x} = xp.astype({x}, {dtype})" for x in floats]
+    what = "the parameters' dtype" if params else f"the dtype of {reference} (there are no parameters)"
+    seeds = [r for r in unpack if r.source != "params"]
+    # a direction of another library (NumPy arrays with PyTorch parameters) fails the dtype test
+    # too: named here, where xp.astype would raise an AttributeError of no help
+    library = ["    " + _tangent_call(prog, seeds, reference)] if seeds else []
+    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4), *library,
+            *("    " + cast for cast in casts)]
 
 
 def _tangent_check(prog: Program, unpack: list[Read]) -> list[str]:
@@ -398,10 +408,17 @@ def _tangent_check(prog: Program, unpack: list[Read]) -> list[str]:
     inputs = {d.var.name for d in prog.inputs}
     conds = [f"{r.var.name}.shape != " + (f"{r.key}.shape" if r.key in inputs else
                                            _tuple_literal([str(d) for d in r.var.shape])) for r in seeds]
+    return _shape_test(conds, _tangent_call(prog, seeds), "an entry")
+
+
+def _tangent_call(prog: Program, seeds: list[Read], like: str | None = None) -> str:
+    """The call of _check_tangents for jvp's `tangents` or hvp's `vector` (read into `seeds`):
+    with `like`, an array the directions must share a library with."""
+    inputs = {d.var.name for d in prog.inputs}
     shapes = ", ".join(f'"{r.key}": {r.key}.shape' for r in seeds if r.key in inputs)
     arg = seeds[0].source
-    call = f'_check_tangents("{arg}", {arg}, {"{**_PARAMS, " + shapes + "}" if shapes else "_PARAMS"})'
-    return _shape_test(conds, call, "a direction")
+    return (f'_check_tangents("{arg}", {arg}, {"{**_PARAMS, " + shapes + "}" if shapes else "_PARAMS"}'
+            + (f", {like}, _check_library)" if like else ")"))
 
 
 def _input_meta(d) -> str:

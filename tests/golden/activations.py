@@ -294,10 +294,12 @@ def _new_namespace(x):
     return wrapped
 
 
-def _check_library(x, param):
+def _check_library(x, param, direction=None):
     """Parameters and inputs of two array classes are fine within one library (a
     torch.nn.Parameter and a Tensor, a JAX tracer and an Array); of two libraries, an error
-    that says so, where the first operation mixing them would raise something obscure."""
+    that says so, where the first operation mixing them would raise something obscure.
+    With `direction` (`"vector['h.W']"`), `param` is that entry of jvp's tangents or hvp's
+    vector and `x` an array of the library it must share (called by _check_tangents)."""
     try:
         _namespace(param)
         array = True
@@ -306,6 +308,9 @@ def _check_library(x, param):
     if array and _LIBRARIES[type(param)] == _LIBRARIES[type(x)]:
         return
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if direction is not None:
+        raise TypeError(f"{direction} is {kinds[0]}, of another library than the arrays it moves "
+                        f"({kinds[1]}): pass directions of their library")
     if not array:
         raise TypeError(f"the parameters must be arrays, as the inputs are ({kinds[1]}); got {kinds[0]}")
     raise TypeError(f"the parameters are {kinds[0]} but the inputs are {kinds[1]}: pass arrays "
@@ -394,15 +399,21 @@ def _check_params(params, shapes, spec):
                              "(init_params() and load_params() make this model's parameters)")
 
 
-def _check_tangents(arg, tangents, shapes):
+def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
     """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
-    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one
-    that is no array."""
+    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one that
+    is no array or, given `like` (an array the module's namespace was found from) and the
+    module's `check_library`, an array of another library, where the arithmetic mixing them
+    would raise something obscure."""
     for name, shape in shapes.items():
-        if name in tangents and not hasattr(tangents[name], "shape"):
-            raise TypeError(f"{arg}['{name}'] must be an array, got {type(tangents[name]).__name__}: "
-                            "a direction has the shape of what it moves")
-        actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
+        if name not in tangents:
+            continue
+        t = tangents[name]
+        if not hasattr(t, "shape"):
+            raise TypeError(f"{arg}['{name}'] must be an array, got {type(t).__name__}")
+        if check_library is not None and t.__class__ is not like.__class__:
+            check_library(like, t, f"{arg}['{name}']")
+        actual = tuple(t.shape)
         if actual != tuple(shape):
             raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
                              "a direction has the shape of what it moves")
@@ -628,11 +639,17 @@ def jvp(params, tangents, x, y):
     try:
         if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
             _check_tangents("tangents", tangents, _PARAMS)
-    except _NoShape:  # a direction that is no array (AttributeError)
+    except _NoShape:  # an entry that is no array (AttributeError)
         _check_tangents("tangents", tangents, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
-        x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
+    if (x.dtype != z_W.dtype or y.dtype != z_W.dtype or dot_z_W.dtype != z_W.dtype
+            or dot_z_b.dtype != z_W.dtype or dot_p_alpha.dtype != z_W.dtype):
+        _check_tangents("tangents", tangents, _PARAMS, z_W, _check_library)
+        x = xp.astype(x, z_W.dtype)
+        y = xp.astype(y, z_W.dtype)
+        dot_z_W = xp.astype(dot_z_W, z_W.dtype)
+        dot_z_b = xp.astype(dot_z_b, z_W.dtype)
+        dot_p_alpha = xp.astype(dot_p_alpha, z_W.dtype)
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)
@@ -701,11 +718,17 @@ def hvp(params, vector, x, y):
     try:
         if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
             _check_tangents("vector", vector, _PARAMS)
-    except _NoShape:  # a direction that is no array (AttributeError)
+    except _NoShape:  # an entry that is no array (AttributeError)
         _check_tangents("vector", vector, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
-        x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
+    if (x.dtype != z_W.dtype or y.dtype != z_W.dtype or dot_z_W.dtype != z_W.dtype
+            or dot_z_b.dtype != z_W.dtype or dot_p_alpha.dtype != z_W.dtype):
+        _check_tangents("vector", vector, _PARAMS, z_W, _check_library)
+        x = xp.astype(x, z_W.dtype)
+        y = xp.astype(y, z_W.dtype)
+        dot_z_W = xp.astype(dot_z_W, z_W.dtype)
+        dot_z_b = xp.astype(dot_z_b, z_W.dtype)
+        dot_p_alpha = xp.astype(dot_p_alpha, z_W.dtype)
 
     # ---- forward with tangents ----
     # activations.nn:5  z = dense(x, 4)

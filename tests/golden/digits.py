@@ -293,10 +293,12 @@ def _new_namespace(x):
     return wrapped
 
 
-def _check_library(x, param):
+def _check_library(x, param, direction=None):
     """Parameters and inputs of two array classes are fine within one library (a
     torch.nn.Parameter and a Tensor, a JAX tracer and an Array); of two libraries, an error
-    that says so, where the first operation mixing them would raise something obscure."""
+    that says so, where the first operation mixing them would raise something obscure.
+    With `direction` (`"vector['h.W']"`), `param` is that entry of jvp's tangents or hvp's
+    vector and `x` an array of the library it must share (called by _check_tangents)."""
     try:
         _namespace(param)
         array = True
@@ -305,6 +307,9 @@ def _check_library(x, param):
     if array and _LIBRARIES[type(param)] == _LIBRARIES[type(x)]:
         return
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if direction is not None:
+        raise TypeError(f"{direction} is {kinds[0]}, of another library than the arrays it moves "
+                        f"({kinds[1]}): pass directions of their library")
     if not array:
         raise TypeError(f"the parameters must be arrays, as the inputs are ({kinds[1]}); got {kinds[0]}")
     raise TypeError(f"the parameters are {kinds[0]} but the inputs are {kinds[1]}: pass arrays "
@@ -421,15 +426,21 @@ def _check_params(params, shapes, spec):
                              "(init_params() and load_params() make this model's parameters)")
 
 
-def _check_tangents(arg, tangents, shapes):
+def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
     """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
-    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one
-    that is no array."""
+    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one that
+    is no array or, given `like` (an array the module's namespace was found from) and the
+    module's `check_library`, an array of another library, where the arithmetic mixing them
+    would raise something obscure."""
     for name, shape in shapes.items():
-        if name in tangents and not hasattr(tangents[name], "shape"):
-            raise TypeError(f"{arg}['{name}'] must be an array, got {type(tangents[name]).__name__}: "
-                            "a direction has the shape of what it moves")
-        actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
+        if name not in tangents:
+            continue
+        t = tangents[name]
+        if not hasattr(t, "shape"):
+            raise TypeError(f"{arg}['{name}'] must be an array, got {type(t).__name__}")
+        if check_library is not None and t.__class__ is not like.__class__:
+            check_library(like, t, f"{arg}['{name}']")
+        actual = tuple(t.shape)
         if actual != tuple(shape):
             raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
                              "a direction has the shape of what it moves")
@@ -622,11 +633,17 @@ def jvp(params, tangents, x, y):
         if (dot_h_W.shape != (64, 256) or dot_h_b.shape != (256,)
                 or dot_logits_W.shape != (256, 10) or dot_logits_b.shape != (10,)):
             _check_tangents("tangents", tangents, _PARAMS)
-    except _NoShape:  # a direction that is no array (AttributeError)
+    except _NoShape:  # an entry that is no array (AttributeError)
         _check_tangents("tangents", tangents, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != h_W.dtype:
+    if (x.dtype != h_W.dtype or dot_h_W.dtype != h_W.dtype or dot_h_b.dtype != h_W.dtype
+            or dot_logits_W.dtype != h_W.dtype or dot_logits_b.dtype != h_W.dtype):
+        _check_tangents("tangents", tangents, _PARAMS, h_W, _check_library)
         x = xp.astype(x, h_W.dtype)
+        dot_h_W = xp.astype(dot_h_W, h_W.dtype)
+        dot_h_b = xp.astype(dot_h_b, h_W.dtype)
+        dot_logits_W = xp.astype(dot_logits_W, h_W.dtype)
+        dot_logits_b = xp.astype(dot_logits_b, h_W.dtype)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
@@ -672,11 +689,17 @@ def hvp(params, vector, x, y):
         if (dot_h_W.shape != (64, 256) or dot_h_b.shape != (256,)
                 or dot_logits_W.shape != (256, 10) or dot_logits_b.shape != (10,)):
             _check_tangents("vector", vector, _PARAMS)
-    except _NoShape:  # a direction that is no array (AttributeError)
+    except _NoShape:  # an entry that is no array (AttributeError)
         _check_tangents("vector", vector, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != h_W.dtype:
+    if (x.dtype != h_W.dtype or dot_h_W.dtype != h_W.dtype or dot_h_b.dtype != h_W.dtype
+            or dot_logits_W.dtype != h_W.dtype or dot_logits_b.dtype != h_W.dtype):
+        _check_tangents("vector", vector, _PARAMS, h_W, _check_library)
         x = xp.astype(x, h_W.dtype)
+        dot_h_W = xp.astype(dot_h_W, h_W.dtype)
+        dot_h_b = xp.astype(dot_h_b, h_W.dtype)
+        dot_logits_W = xp.astype(dot_logits_W, h_W.dtype)
+        dot_logits_b = xp.astype(dot_logits_b, h_W.dtype)
 
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))

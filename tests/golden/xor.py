@@ -293,10 +293,12 @@ def _new_namespace(x):
     return wrapped
 
 
-def _check_library(x, param):
+def _check_library(x, param, direction=None):
     """Parameters and inputs of two array classes are fine within one library (a
     torch.nn.Parameter and a Tensor, a JAX tracer and an Array); of two libraries, an error
-    that says so, where the first operation mixing them would raise something obscure."""
+    that says so, where the first operation mixing them would raise something obscure.
+    With `direction` (`"vector['h.W']"`), `param` is that entry of jvp's tangents or hvp's
+    vector and `x` an array of the library it must share (called by _check_tangents)."""
     try:
         _namespace(param)
         array = True
@@ -305,6 +307,9 @@ def _check_library(x, param):
     if array and _LIBRARIES[type(param)] == _LIBRARIES[type(x)]:
         return
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if direction is not None:
+        raise TypeError(f"{direction} is {kinds[0]}, of another library than the arrays it moves "
+                        f"({kinds[1]}): pass directions of their library")
     if not array:
         raise TypeError(f"the parameters must be arrays, as the inputs are ({kinds[1]}); got {kinds[0]}")
     raise TypeError(f"the parameters are {kinds[0]} but the inputs are {kinds[1]}: pass arrays "
@@ -379,15 +384,21 @@ def _check_params(params, shapes, spec):
                              "(init_params() and load_params() make this model's parameters)")
 
 
-def _check_tangents(arg, tangents, shapes):
+def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
     """Raise ValueError naming the first entry of `tangents` (jvp's tangents, hvp's vector:
-    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one
-    that is no array."""
+    `arg`) whose shape is not that of its parameter or input (`shapes`), TypeError for one that
+    is no array or, given `like` (an array the module's namespace was found from) and the
+    module's `check_library`, an array of another library, where the arithmetic mixing them
+    would raise something obscure."""
     for name, shape in shapes.items():
-        if name in tangents and not hasattr(tangents[name], "shape"):
-            raise TypeError(f"{arg}['{name}'] must be an array, got {type(tangents[name]).__name__}: "
-                            "a direction has the shape of what it moves")
-        actual = tuple(tangents[name].shape) if name in tangents else tuple(shape)
+        if name not in tangents:
+            continue
+        t = tangents[name]
+        if not hasattr(t, "shape"):
+            raise TypeError(f"{arg}['{name}'] must be an array, got {type(t).__name__}")
+        if check_library is not None and t.__class__ is not like.__class__:
+            check_library(like, t, f"{arg}['{name}']")
+        actual = tuple(t.shape)
         if actual != tuple(shape):
             raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
                              "a direction has the shape of what it moves")
@@ -578,11 +589,19 @@ def jvp(params, tangents, x, y):
         if (dot_hidden_W.shape != (2, 2) or dot_hidden_b.shape != (2,)
                 or dot_logit_W.shape != (2, 1) or dot_logit_b.shape != (1,)):
             _check_tangents("tangents", tangents, _PARAMS)
-    except _NoShape:  # a direction that is no array (AttributeError)
+    except _NoShape:  # an entry that is no array (AttributeError)
         _check_tangents("tangents", tangents, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
-        x, y = xp.astype(x, hidden_W.dtype), xp.astype(y, hidden_W.dtype)
+    if (x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype
+            or dot_hidden_W.dtype != hidden_W.dtype or dot_hidden_b.dtype != hidden_W.dtype
+            or dot_logit_W.dtype != hidden_W.dtype or dot_logit_b.dtype != hidden_W.dtype):
+        _check_tangents("tangents", tangents, _PARAMS, hidden_W, _check_library)
+        x = xp.astype(x, hidden_W.dtype)
+        y = xp.astype(y, hidden_W.dtype)
+        dot_hidden_W = xp.astype(dot_hidden_W, hidden_W.dtype)
+        dot_hidden_b = xp.astype(dot_hidden_b, hidden_W.dtype)
+        dot_logit_W = xp.astype(dot_logit_W, hidden_W.dtype)
+        dot_logit_b = xp.astype(dot_logit_b, hidden_W.dtype)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
@@ -626,11 +645,19 @@ def hvp(params, vector, x, y):
         if (dot_hidden_W.shape != (2, 2) or dot_hidden_b.shape != (2,)
                 or dot_logit_W.shape != (2, 1) or dot_logit_b.shape != (1,)):
             _check_tangents("vector", vector, _PARAMS)
-    except _NoShape:  # a direction that is no array (AttributeError)
+    except _NoShape:  # an entry that is no array (AttributeError)
         _check_tangents("vector", vector, _PARAMS)
     # float inputs in the parameters' dtype
-    if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
-        x, y = xp.astype(x, hidden_W.dtype), xp.astype(y, hidden_W.dtype)
+    if (x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype
+            or dot_hidden_W.dtype != hidden_W.dtype or dot_hidden_b.dtype != hidden_W.dtype
+            or dot_logit_W.dtype != hidden_W.dtype or dot_logit_b.dtype != hidden_W.dtype):
+        _check_tangents("vector", vector, _PARAMS, hidden_W, _check_library)
+        x = xp.astype(x, hidden_W.dtype)
+        y = xp.astype(y, hidden_W.dtype)
+        dot_hidden_W = xp.astype(dot_hidden_W, hidden_W.dtype)
+        dot_hidden_b = xp.astype(dot_hidden_b, hidden_W.dtype)
+        dot_logit_W = xp.astype(dot_logit_W, hidden_W.dtype)
+        dot_logit_b = xp.astype(dot_logit_b, hidden_W.dtype)
 
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
