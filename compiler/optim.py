@@ -116,8 +116,9 @@ def check_settings(hp: dict[str, Any]) -> str | None:
         return "schedule=cosine needs total_steps (the steps over which lr decays to min_lr)"
     # a setting the schedule never reads would be silently ignored (min_lr with schedule=step
     # sets no floor): an error, as in the spec it is one
+    defaults = dict(COMMON)
     for key in SCHEDULE_SETTINGS:
-        if key not in SCHEDULE_SETTINGS_USED[schedule] and hp[key] != dict(COMMON)[key]:
+        if key not in SCHEDULE_SETTINGS_USED[schedule] and hp[key] != defaults[key]:
             return f"{key} has no effect with schedule={schedule}"
     return None
 

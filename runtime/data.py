@@ -366,7 +366,7 @@ def _bind_arrays(data: Dataset, inputs: list[InputSpec], output_kind: str) -> Bo
     target = inputs[-1] if len(inputs) >= 2 else None
     if target is not None and target.kind == "int":
         labels = out[target.name]  # [n], or [n, T] for a class per position
-        classes = target.classes or (int(labels.max()) + 1 if labels is not None and len(labels) else None)
+        classes = target.classes or (int(labels.max()) + 1 if len(labels) else None)
     elif target is not None:
         labels = _binary_labels(out[target.name], output_kind)
         classes = None if labels is None else max(2, int(labels.max()) + 1)

@@ -69,8 +69,8 @@ def parse_schedule(text: str) -> dict:
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or key not in optim.SCHEDULE_SETTINGS:
-            raise TrainError(f"--schedule: expected KEY=VALUE with KEY one of gamma, step_size, total_steps, "
-                             f"min_lr; got '{item}'")
+            raise TrainError(f"--schedule: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(optim.SCHEDULE_SETTINGS)}; got '{item}'")
         if key in out:  # as a setting given twice in the spec is an error
             raise TrainError(f"--schedule: '{key}' given twice")
         try:
@@ -93,7 +93,8 @@ def configure(prog: Program, *, lr: float | None = None, schedule: dict | None =
         changes["lr"] = lr
     if schedule:
         # the spec's settings of another schedule do not carry over (gamma into cosine)
-        changes.update({k: dict(optim.COMMON)[k] for k in optim.SCHEDULE_SETTINGS
+        defaults = dict(optim.COMMON)
+        changes.update({k: defaults[k] for k in optim.SCHEDULE_SETTINGS
                         if k not in optim.SCHEDULE_SETTINGS_USED[schedule["schedule"]]})
         changes.update(schedule)
     if clip_norm is not None:

@@ -379,8 +379,8 @@ def _input_cast(prog: Program, decls, params: list[Var], unpack: list[Read]) -> 
     array_api_strict, which refuses in-place updates that promote. One comparison an array
     when the dtypes agree. Without parameters the first float input sets the dtype ("a spec
     without parameters computes in the dtype of its first float input"), for the same reasons."""
-    directions = [r.var.name for r in unpack if r.source != "params"]
-    floats = [d.var.name for d in decls if d.var.dtype == "float"] + directions
+    seeds = [r for r in unpack if r.source != "params"]
+    floats = [d.var.name for d in decls if d.var.dtype == "float"] + [r.var.name for r in seeds]
     reference = params[0].name if params else floats[0] if floats else None
     floats = floats if params else floats[1:]
     if not floats:
@@ -391,7 +391,6 @@ def _input_cast(prog: Program, decls, params: list[Var], unpack: list[Read]) -> 
     if 8 + len(casts[0]) > 100:  # too long for one line: one line an array
         casts = [f"{x} = xp.astype({x}, {dtype})" for x in floats]
     what = "the parameters' dtype" if params else f"the dtype of {reference} (there are no parameters)"
-    seeds = [r for r in unpack if r.source != "params"]
     # a direction of another library (NumPy arrays with PyTorch parameters) fails the dtype test
     # too: named here, where xp.astype would raise an AttributeError of no help
     library = ["    " + _tangent_call(prog, seeds, reference)] if seeds else []
