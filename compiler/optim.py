@@ -114,6 +114,9 @@ def check_settings(hp: dict[str, Any]) -> str | None:
         return "schedule=exponential needs gamma (the factor applied after every step)"
     if schedule == "cosine" and hp["total_steps"] is None:
         return "schedule=cosine needs total_steps (the steps over which lr decays to min_lr)"
+    if schedule == "cosine" and hp["min_lr"] > hp.get("lr", math.inf):
+        # CosineAnnealingLR would raise the rate towards min_lr, which no one means by a decay
+        return f"min_lr ({_show(hp['min_lr'])}) is above lr ({_show(hp['lr'])}): cosine decays lr down to min_lr, so min_lr must be at most lr"
     # a setting the schedule never reads would be silently ignored (min_lr with schedule=step
     # sets no floor): an error, as in the spec it is one
     defaults = dict(COMMON)

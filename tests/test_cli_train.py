@@ -118,6 +118,7 @@ def test_a_schedule_override_drops_the_settings_of_the_specs_schedule(tmp_path):
     (["--schedule", "step:step_size=2.5,gamma=0.5"], "'step_size' must be an integer, got 2.5"),
     (["--schedule", "step:step_size=1,gamma=0.5,gamma=0.1"], "--schedule: 'gamma' given twice"),
     (["--schedule", "exponential:gamma=0.5,min_lr=0.1"], "min_lr has no effect with schedule=exponential"),
+    (["--schedule", "cosine:min_lr=5"], "min_lr (5) is above lr"),
     (["--out", "w.pt"], ".npz or .safetensors"),
     (["--data", "nosuch"], "unknown data 'nosuch'"),
     (["--data", "missing.csv"], "no such file"),

@@ -117,6 +117,8 @@ def _compile_errors(optimizer_line: str, body: str | None = None) -> str:
     ("optimizer sgd(schedule=exponential, gamma=0.5, step_size=2)", "step_size has no effect with schedule=exp", 1),
     ("optimizer adam(schedule=step, step_size=2, gamma=0.5, total_steps=9)", "total_steps has no effect", 1),
     ("optimizer sgd(total_steps=9)", "total_steps has no effect with schedule=constant", 1),
+    # a floor above the start would make the cosine schedule raise the rate (it compiled)
+    ("optimizer sgd(lr=0.1, schedule=cosine, total_steps=9, min_lr=0.5)", "min_lr (0.5) is above lr (0.1)", 1),
     ("optimizer sgd(nesterov=true)", "nesterov momentum needs momentum > 0", 1),
     ("optimizer sgd(step_size=2.5, schedule=step, gamma=0.1)", "'step_size' must be an integer", 25),
     ("optimizer adam(clip_norm=0)", "'clip_norm' must be positive", 26),
