@@ -88,12 +88,14 @@ def concrete_inputs(prog: Program, assigns: list[str], data: dict[str, Any] | No
     """Input values from `NAME=VALUE` texts (a number or a JSON list) and/or a data mapping,
     checked against the spec's types; raises ValueError with a message for the user."""
     given: dict[str, Any] = dict(data or {})
+    assigned: set[str] = set()  # an --input overrides --data, but not an earlier --input
     for text in assigns:
         name, sep, value = text.partition("=")
         if not sep:
             raise ValueError(f"--input {text!r}: expected NAME=VALUE, e.g. x=1.5 or x=[0.05,0.1]")
-        if name.strip() in given and name.strip() not in (data or {}):
+        if name.strip() in assigned:
             raise ValueError(f"--input {name.strip()} is given twice")
+        assigned.add(name.strip())
         try:
             given[name.strip()] = json.loads(value)
         except json.JSONDecodeError:

@@ -111,6 +111,13 @@ def test_values_from_a_data_file(tmp_path):
     result = CliRunner().invoke(main, ["graph", str(SPECS / "mazur.nn"), "--data", str(data), "--digits", "9"])
     assert result.exit_code == 0, result.output
     assert _annotation(_parse(result.output)[1], "out_h")[0][0] == pytest.approx(0.593269992, abs=1e-9)
+    # an --input overrides the file's value, but two of them are an error (the last one won)
+    again = CliRunner().invoke(main, ["graph", str(SPECS / "mazur.nn"), "--data", str(data),
+                                      "--input", "i=[1, 2]", "--input", "i=[3, 4]"])
+    assert again.exit_code == 2 and "--input i is given twice" in again.output, again.output
+    override = CliRunner().invoke(main, ["graph", str(SPECS / "mazur.nn"), "--data", str(data), "--digits", "9",
+                                         "--input", "i=[0.05, 0.1]"])
+    assert override.output == result.output
 
 
 @pytest.mark.parametrize("args,message", [
