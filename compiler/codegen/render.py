@@ -114,10 +114,16 @@ def _check_function(name: str, decls, nonempty: bool = False) -> Check:
                     new[dim] = i
         # `__class__`, not type(): a spec input may be called `type`
         conds.append(f'_DTYPE_KINDS.get(({v.name}.__class__, {v.name}.dtype)) != "{v.dtype}"')
+        first = decls[0].var.name
+        if v.name != first:  # of the first input's library: NumPy labels with PyTorch features fail obscurely
+            conds.append(f"{v.name}.__class__ is not {first}.__class__")
         bound = ", ".join(f'"{dim}": ({dim}, "{where[dim]}")' for dim in dict.fromkeys(v.shape) if dim in where)
         chk.lines.append(f"if {' or '.join(conds)}:")
         chk.lines.append(f'    _check_input(_namespace({v.name}), "{v.name}", {v.name}, "{v.dtype}", '
                          f"{_shape_literal(v.shape)}, {{{bound}}})")
+        if v.name != first:
+            chk.lines.append(f"    if {v.name}.__class__ is not {first}.__class__:")
+            chk.lines.append(f"        _check_library({first}, {v.name}, \"input '{v.name}'\")")
         for dim, i in new.items():
             chk.lines.append(f"{dim} = {v.name}.shape[{i}]")
             if nonempty:
@@ -240,7 +246,12 @@ def build_model(prog: Program) -> dict:
                     + _check_helpers(checks)
                     + [function_source("checks", "_check_params")] * shape_checks
                     + [function_source("checks", "_check_tangents")] * any(
-                        r.source != "params" for fn in functions for r in fn.unpack)),
+                        r.source != "params" for fn in functions for r in fn.unpack)
+                    # init_optimizer's check that train_step can update each parameter; the loop's
+                    # error naming the parameter it could not update (which calls the check)
+                    + [function_source("checks", "_check_writable")] * bool(
+                        prog.params or not optimizer_model["fused_step"])
+                    + [function_source("checks", "_update_failed")] * (not optimizer_model["fused_step"])),
         "shape_checks": shape_checks,
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],

@@ -299,15 +299,26 @@ def _check_library(x, param, direction=None):
     torch.nn.Parameter and a Tensor, a JAX tracer and an Array); of two libraries, an error
     that says so, where the first operation mixing them would raise something obscure.
     With `direction` (`"vector['h.W']"`), `param` is that entry of jvp's tangents or hvp's
-    vector and `x` an array of the library it must share (called by _check_tangents)."""
+    vector and `x` an array of the library it must share (called by _check_tangents); with
+    `"input 'y'"`, `param` is that input and `x` the first input (called by the input checks).
+    numpy.matrix and MaskedArray parameters are refused: their `*` is a matrix product, their
+    mask would be ignored."""
     try:
         _namespace(param)
         array = True
     except (TypeError, AttributeError):
         array = False
     if array and _LIBRARIES[type(param)] == _LIBRARIES[type(x)]:
+        if direction is None and isinstance(param, (np.matrix, np.ma.MaskedArray)):
+            kind = "numpy.matrix" if isinstance(param, np.matrix) else "numpy.ma.MaskedArray"
+            raise TypeError(f"the parameters must be plain arrays, got {kind} (pass np.asarray(p))")
         return
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if direction is not None and direction.startswith("input"):
+        if array and _LIBRARIES[type(param)] == "numpy" and _LIBRARIES[type(x)] == "jax.numpy":
+            return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say)
+        raise TypeError(f"{direction} is {kinds[0]}, of another library than the first input ({kinds[1]}): "
+                        "pass inputs of one library")
     if direction is not None:
         raise TypeError(f"{direction} is {kinds[0]}, of another library than the arrays it moves "
                         f"({kinds[1]}): pass directions of their library")
@@ -350,6 +361,9 @@ def _check_input(xp, name, x, kind, shape, bound):
     if isinstance(x, np.matrix):  # its * and ** are matrix products: silently wrong results
         raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.matrix "
                         "(pass np.asarray(x))")
+    if isinstance(x, np.ma.MaskedArray):  # the computation would ignore its mask, or fail obscurely
+        raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.ma.MaskedArray, whose "
+                        "mask would be ignored (pass x.filled(value), or drop the masked examples)")
     dtype = x.dtype
     key = (x.__class__, dtype)
     if key not in _DTYPE_KINDS:
@@ -419,6 +433,32 @@ def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
                              "a direction has the shape of what it moves")
 
 
+def _check_writable(what, a):
+    """Raise ValueError when train_step could not update `a` (`what`: "parameter 'h1.W'") in
+    place: a read-only NumPy array (np.load(..., mmap_mode="r"), np.broadcast_to, flags.writeable
+    set False), a PyTorch inference tensor outside torch.inference_mode(), or a PyTorch view whose
+    elements share memory (expand()). Called by init_optimizer, once per parameter, so that the
+    first step does not fail half done; JAX's and other immutable arrays are rebound instead."""
+    if isinstance(a, np.ndarray):
+        if not a.flags.writeable:
+            raise ValueError(f"{what} is a read-only array (np.load(..., mmap_mode='r') and np.broadcast_to "
+                             "make one): train_step updates parameters and optimizer state in place; "
+                             "pass a writable copy (np.array(p))")
+        return
+    if type(a).__module__.partition(".")[0] != "torch":
+        return
+    import torch
+
+    if a.is_inference() and not torch.is_inference_mode_enabled():
+        raise ValueError(f"{what} is an inference tensor (made under torch.inference_mode()), which PyTorch "
+                         "updates in place only in inference mode: train_step updates parameters and "
+                         "optimizer state in place; pass p.clone() made outside inference mode")
+    if any(step == 0 and size > 1 for step, size in zip(a.stride(), a.shape)):
+        raise ValueError(f"{what} is an expanded view (a stride of 0: its elements share memory), which "
+                         "cannot be updated in place: train_step updates parameters and optimizer state "
+                         "in place; pass p.clone()")
+
+
 # The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
 # array raises): an input or a definition may be called PARAMS or AttributeError, and no spec
 # name starts with "_"
@@ -439,8 +479,11 @@ def _check_inputs(x, y):
         B = x.shape[0]
         if not B:
             raise ValueError("input 'x' is empty (B = 0): the loss needs at least one example along B")
-        if y.shape != (B, 4) or _DTYPE_KINDS.get((y.__class__, y.dtype)) != "float":
+        if (y.shape != (B, 4) or _DTYPE_KINDS.get((y.__class__, y.dtype)) != "float"
+                or y.__class__ is not x.__class__):
             _check_input(_namespace(y), "y", y, "float", ("B", 4), {"B": (B, "x")})
+            if y.__class__ is not x.__class__:
+                _check_library(x, y, "input 'y'")
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("x", x, "float[B, 4]"), ("y", y, "float[B, 4]"))
         raise
@@ -839,6 +882,8 @@ def hvp(params, vector, x, y):
 
 def init_optimizer(params):
     """Optimizer state for sgd(lr=0.01, momentum=0, nesterov=false, weight_decay=0)."""
+    for name, p in params.items():  # train_step updates each in place
+        _check_writable(f"parameter '{name}'", p)
     return {"step": 0}
 
 
