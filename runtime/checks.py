@@ -88,10 +88,11 @@ def _check_labels(xp, name, y, classes):
                          f"got values from {low} to {high}")
 
 
-def _check_params(params, shapes, spec):
+def _check_params(params, shapes, spec, xp=None):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
-    an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array or, given the
+    namespace `xp`, no float array; called when an entry point's inline test fails (the
+    dtype test: when a float input's dtype is not the first parameter's)."""
     for name, shape in shapes.items():
         if name in params and not hasattr(params[name], "shape"):
             raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
@@ -100,6 +101,10 @@ def _check_params(params, shapes, spec):
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
                              "(init_params() and load_params() make this model's parameters)")
+        if xp is not None and name in params and not xp.isdtype(params[name].dtype, "real floating"):
+            raise TypeError(f"parameter '{name}' has dtype {params[name].dtype}; parameters are floats "
+                            "(float inputs would be cast to it): init_params() and load_params() make "
+                            "this model's parameters")
 
 
 def _check_tangents(arg, tangents, shapes, like=None, check_library=None):

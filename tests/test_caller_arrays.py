@@ -220,3 +220,22 @@ def test_torch_parameters_that_require_grad_outside_no_grad(tmp_path):
         m.train_step(params, state, x, y)
     with torch.no_grad():
         assert np.isfinite(float(m.train_step(params, state, x, y)))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_integer_parameters_are_refused(backend, tmp_path):
+    """Integer parameters (zeros of int64, hand-made) were taken as the dtype float inputs are
+    cast to: the features were truncated to integers and the loss computed from them, silently
+    wrong. The cast's dtype test now names the parameter (init_params and load_params make
+    floats)."""
+    m = _small(tmp_path)
+    x, y = _data()
+    if backend == "numpy":
+        params = {k: np.zeros(v.shape, dtype=np.int64) for k, v in m.init_params().items()}
+    else:
+        torch = pytest.importorskip("torch")
+        params = {k: torch.zeros(tuple(v.shape), dtype=torch.int64) for k, v in m.init_params().items()}
+        x, y = torch.asarray(x), torch.asarray(y)
+    for call in (m.forward, m.loss, m.value_and_grad):
+        with pytest.raises(TypeError, match=r"parameter 'h\.W' has dtype .*int64; parameters are floats"):
+            call(params, x) if call is m.forward else call(params, x, y)

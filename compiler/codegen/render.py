@@ -405,7 +405,10 @@ def _input_cast(prog: Program, decls, params: list[Var], unpack: list[Read]) -> 
     # a direction of another library (NumPy arrays with PyTorch parameters) fails the dtype test
     # too: named here, where xp.astype would raise an AttributeError of no help
     library = ["    " + _tangent_call(prog, seeds, reference)] if seeds else []
-    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4), *library,
+    # integer parameters would truncate the inputs cast to them: named (a test where dtypes differ)
+    integral = ([f'    if not xp.isdtype({dtype}, "real floating"):', "        _check_params(params, _PARAMS, _SPEC, xp)"]
+                if params else [])
+    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4), *integral, *library,
             *("    " + cast for cast in casts)]
 
 

@@ -399,10 +399,11 @@ def _check_arrays(*inputs):
             raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
 
 
-def _check_params(params, shapes, spec):
+def _check_params(params, shapes, spec, xp=None):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
-    an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array or, given the
+    namespace `xp`, no float array; called when an entry point's inline test fails (the
+    dtype test: when a float input's dtype is not the first parameter's)."""
     for name, shape in shapes.items():
         if name in params and not hasattr(params[name], "shape"):
             raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
@@ -411,6 +412,10 @@ def _check_params(params, shapes, spec):
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
                              "(init_params() and load_params() make this model's parameters)")
+        if xp is not None and name in params and not xp.isdtype(params[name].dtype, "real floating"):
+            raise TypeError(f"parameter '{name}' has dtype {params[name].dtype}; parameters are floats "
+                            "(float inputs would be cast to it): init_params() and load_params() make "
+                            "this model's parameters")
 
 
 def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
@@ -528,6 +533,8 @@ def forward(params, x):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != z_W.dtype:
+        if not xp.isdtype(z_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x = xp.astype(x, z_W.dtype)
     # activations.nn:5  z = dense(x, 4)
     z = xp.matmul(x, z_W)
@@ -564,6 +571,8 @@ def loss(params, x, y):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
+        if not xp.isdtype(z_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
     # activations.nn:5  z = dense(x, 4)
     z = xp.matmul(x, z_W)
@@ -601,6 +610,8 @@ def value_and_grad(params, x, y):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
+        if not xp.isdtype(z_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
 
     # ---- forward ----
@@ -687,6 +698,8 @@ def jvp(params, tangents, x, y):
     # float inputs in the parameters' dtype
     if (x.dtype != z_W.dtype or y.dtype != z_W.dtype or dot_z_W.dtype != z_W.dtype
             or dot_z_b.dtype != z_W.dtype or dot_p_alpha.dtype != z_W.dtype):
+        if not xp.isdtype(z_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("tangents", tangents, _PARAMS, z_W, _check_library)
         x = xp.astype(x, z_W.dtype)
         y = xp.astype(y, z_W.dtype)
@@ -766,6 +779,8 @@ def hvp(params, vector, x, y):
     # float inputs in the parameters' dtype
     if (x.dtype != z_W.dtype or y.dtype != z_W.dtype or dot_z_W.dtype != z_W.dtype
             or dot_z_b.dtype != z_W.dtype or dot_p_alpha.dtype != z_W.dtype):
+        if not xp.isdtype(z_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("vector", vector, _PARAMS, z_W, _check_library)
         x = xp.astype(x, z_W.dtype)
         y = xp.astype(y, z_W.dtype)
@@ -904,6 +919,8 @@ def train_step(params, state, x, y):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != z_W.dtype or y.dtype != z_W.dtype:
+        if not xp.isdtype(z_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x, y = xp.astype(x, z_W.dtype), xp.astype(y, z_W.dtype)
 
     # ---- forward ----

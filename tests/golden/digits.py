@@ -426,10 +426,11 @@ def _check_labels(xp, name, y, classes):
                          f"got values from {low} to {high}")
 
 
-def _check_params(params, shapes, spec):
+def _check_params(params, shapes, spec, xp=None):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
-    an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array or, given the
+    namespace `xp`, no float array; called when an entry point's inline test fails (the
+    dtype test: when a float input's dtype is not the first parameter's)."""
     for name, shape in shapes.items():
         if name in params and not hasattr(params[name], "shape"):
             raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
@@ -438,6 +439,10 @@ def _check_params(params, shapes, spec):
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
                              "(init_params() and load_params() make this model's parameters)")
+        if xp is not None and name in params and not xp.isdtype(params[name].dtype, "real floating"):
+            raise TypeError(f"parameter '{name}' has dtype {params[name].dtype}; parameters are floats "
+                            "(float inputs would be cast to it): init_params() and load_params() make "
+                            "this model's parameters")
 
 
 def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
@@ -589,6 +594,8 @@ def forward(params, x):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != h_W.dtype:
+        if not xp.isdtype(h_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x = xp.astype(x, h_W.dtype)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
@@ -616,6 +623,8 @@ def loss(params, x, y):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != h_W.dtype:
+        if not xp.isdtype(h_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x = xp.astype(x, h_W.dtype)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
@@ -645,6 +654,8 @@ def value_and_grad(params, x, y):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != h_W.dtype:
+        if not xp.isdtype(h_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x = xp.astype(x, h_W.dtype)
 
     # ---- forward ----
@@ -707,6 +718,8 @@ def jvp(params, tangents, x, y):
     # float inputs in the parameters' dtype
     if (x.dtype != h_W.dtype or dot_h_W.dtype != h_W.dtype or dot_h_b.dtype != h_W.dtype
             or dot_logits_W.dtype != h_W.dtype or dot_logits_b.dtype != h_W.dtype):
+        if not xp.isdtype(h_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("tangents", tangents, _PARAMS, h_W, _check_library)
         x = xp.astype(x, h_W.dtype)
         dot_h_W = xp.astype(dot_h_W, h_W.dtype)
@@ -763,6 +776,8 @@ def hvp(params, vector, x, y):
     # float inputs in the parameters' dtype
     if (x.dtype != h_W.dtype or dot_h_W.dtype != h_W.dtype or dot_h_b.dtype != h_W.dtype
             or dot_logits_W.dtype != h_W.dtype or dot_logits_b.dtype != h_W.dtype):
+        if not xp.isdtype(h_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("vector", vector, _PARAMS, h_W, _check_library)
         x = xp.astype(x, h_W.dtype)
         dot_h_W = xp.astype(dot_h_W, h_W.dtype)

@@ -402,10 +402,11 @@ def _check_arrays(*inputs):
             raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
 
 
-def _check_params(params, shapes, spec):
+def _check_params(params, shapes, spec, xp=None):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
-    an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array or, given the
+    namespace `xp`, no float array; called when an entry point's inline test fails (the
+    dtype test: when a float input's dtype is not the first parameter's)."""
     for name, shape in shapes.items():
         if name in params and not hasattr(params[name], "shape"):
             raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
@@ -414,6 +415,10 @@ def _check_params(params, shapes, spec):
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
                              "(init_params() and load_params() make this model's parameters)")
+        if xp is not None and name in params and not xp.isdtype(params[name].dtype, "real floating"):
+            raise TypeError(f"parameter '{name}' has dtype {params[name].dtype}; parameters are floats "
+                            "(float inputs would be cast to it): init_params() and load_params() make "
+                            "this model's parameters")
 
 
 def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
@@ -563,6 +568,8 @@ def forward(params, x):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != k.dtype:
+        if not xp.isdtype(k.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x = xp.astype(x, k.dtype)
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
@@ -603,6 +610,8 @@ def loss(params, x, p, t):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype:
+        if not xp.isdtype(s.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x, p, t = xp.astype(x, s.dtype), xp.astype(p, s.dtype), xp.astype(t, s.dtype)
     # functions.nn:9  f = flatten(x)
     f = xp.reshape(x, (B, 6))
@@ -649,6 +658,8 @@ def value_and_grad(params, x, p, t):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype:
+        if not xp.isdtype(s.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x, p, t = xp.astype(x, s.dtype), xp.astype(p, s.dtype), xp.astype(t, s.dtype)
 
     # ---- forward ----
@@ -780,6 +791,8 @@ def jvp(params, tangents, x, p, t):
     if (x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_s.dtype != s.dtype
             or dot_k.dtype != s.dtype or dot_h_W.dtype != s.dtype or dot_h_b.dtype != s.dtype
             or dot_x.dtype != s.dtype):
+        if not xp.isdtype(s.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape}, s, _check_library)
         x = xp.astype(x, s.dtype)
         p = xp.astype(p, s.dtype)
@@ -883,6 +896,8 @@ def hvp(params, vector, x, p, t):
     if (x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_s.dtype != s.dtype
             or dot_k.dtype != s.dtype or dot_h_W.dtype != s.dtype or dot_h_b.dtype != s.dtype
             or dot_x.dtype != s.dtype):
+        if not xp.isdtype(s.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("vector", vector, {**_PARAMS, "x": x.shape}, s, _check_library)
         x = xp.astype(x, s.dtype)
         p = xp.astype(p, s.dtype)

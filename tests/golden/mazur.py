@@ -388,10 +388,11 @@ def _check_arrays(*inputs):
             raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
 
 
-def _check_params(params, shapes, spec):
+def _check_params(params, shapes, spec, xp=None):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
-    an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array or, given the
+    namespace `xp`, no float array; called when an entry point's inline test fails (the
+    dtype test: when a float input's dtype is not the first parameter's)."""
     for name, shape in shapes.items():
         if name in params and not hasattr(params[name], "shape"):
             raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
@@ -400,6 +401,10 @@ def _check_params(params, shapes, spec):
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
                              "(init_params() and load_params() make this model's parameters)")
+        if xp is not None and name in params and not xp.isdtype(params[name].dtype, "real floating"):
+            raise TypeError(f"parameter '{name}' has dtype {params[name].dtype}; parameters are floats "
+                            "(float inputs would be cast to it): init_params() and load_params() make "
+                            "this model's parameters")
 
 
 def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
@@ -506,6 +511,8 @@ def forward(params, i):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype:
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         i = xp.astype(i, W1.dtype)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
@@ -535,6 +542,8 @@ def loss(params, i, t):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype or t.dtype != W1.dtype:
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
@@ -567,6 +576,8 @@ def value_and_grad(params, i, t):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype or t.dtype != W1.dtype:
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
 
     # ---- forward ----
@@ -627,6 +638,8 @@ def jvp(params, tangents, i, t):
     # float inputs in the parameters' dtype
     if (i.dtype != W1.dtype or t.dtype != W1.dtype or dot_W1.dtype != W1.dtype
             or dot_b1.dtype != W1.dtype or dot_W2.dtype != W1.dtype or dot_b2.dtype != W1.dtype):
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("tangents", tangents, _PARAMS, W1, _check_library)
         i = xp.astype(i, W1.dtype)
         t = xp.astype(t, W1.dtype)
@@ -686,6 +699,8 @@ def hvp(params, vector, i, t):
     # float inputs in the parameters' dtype
     if (i.dtype != W1.dtype or t.dtype != W1.dtype or dot_W1.dtype != W1.dtype
             or dot_b1.dtype != W1.dtype or dot_W2.dtype != W1.dtype or dot_b2.dtype != W1.dtype):
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("vector", vector, _PARAMS, W1, _check_library)
         i = xp.astype(i, W1.dtype)
         t = xp.astype(t, W1.dtype)
@@ -765,6 +780,8 @@ def train_step(params, state, i, t):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype or t.dtype != W1.dtype:
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
 
     # ---- forward ----

@@ -415,10 +415,11 @@ def _check_labels(xp, name, y, classes):
                          f"got values from {low} to {high}")
 
 
-def _check_params(params, shapes, spec):
+def _check_params(params, shapes, spec, xp=None):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
-    an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array or, given the
+    namespace `xp`, no float array; called when an entry point's inline test fails (the
+    dtype test: when a float input's dtype is not the first parameter's)."""
     for name, shape in shapes.items():
         if name in params and not hasattr(params[name], "shape"):
             raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
@@ -427,6 +428,10 @@ def _check_params(params, shapes, spec):
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
                              "(init_params() and load_params() make this model's parameters)")
+        if xp is not None and name in params and not xp.isdtype(params[name].dtype, "real floating"):
+            raise TypeError(f"parameter '{name}' has dtype {params[name].dtype}; parameters are floats "
+                            "(float inputs would be cast to it): init_params() and load_params() make "
+                            "this model's parameters")
 
 
 def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
@@ -543,6 +548,8 @@ def forward(params, x):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != scores_W.dtype:
+        if not xp.isdtype(scores_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x = xp.astype(x, scores_W.dtype)
     # svm.nn:5  scores = dense(x, 3)
     scores = xp.matmul(x, scores_W)
@@ -563,6 +570,8 @@ def loss(params, x, y):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != scores_W.dtype:
+        if not xp.isdtype(scores_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x = xp.astype(x, scores_W.dtype)
     # svm.nn:5  scores = dense(x, 3)
     scores = xp.matmul(x, scores_W)
@@ -586,6 +595,8 @@ def value_and_grad(params, x, y):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != scores_W.dtype:
+        if not xp.isdtype(scores_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x = xp.astype(x, scores_W.dtype)
 
     # ---- forward ----
@@ -632,6 +643,8 @@ def jvp(params, tangents, x, y):
     # float inputs in the parameters' dtype
     if (x.dtype != scores_W.dtype or dot_scores_W.dtype != scores_W.dtype
             or dot_scores_b.dtype != scores_W.dtype):
+        if not xp.isdtype(scores_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("tangents", tangents, _PARAMS, scores_W, _check_library)
         x = xp.astype(x, scores_W.dtype)
         dot_scores_W = xp.astype(dot_scores_W, scores_W.dtype)
@@ -665,6 +678,8 @@ def hvp(params, vector, x, y):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != scores_W.dtype:
+        if not xp.isdtype(scores_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x = xp.astype(x, scores_W.dtype)
     return {"scores.W": xp.zeros_like(scores_W), "scores.b": xp.zeros_like(scores_b)}
 
@@ -692,6 +707,8 @@ def train_step(params, state, x, y):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != scores_W.dtype:
+        if not xp.isdtype(scores_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x = xp.astype(x, scores_W.dtype)
 
     # ---- forward ----

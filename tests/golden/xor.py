@@ -384,10 +384,11 @@ def _check_arrays(*inputs):
             raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
 
 
-def _check_params(params, shapes, spec):
+def _check_params(params, shapes, spec, xp=None):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
-    an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array or, given the
+    namespace `xp`, no float array; called when an entry point's inline test fails (the
+    dtype test: when a float input's dtype is not the first parameter's)."""
     for name, shape in shapes.items():
         if name in params and not hasattr(params[name], "shape"):
             raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
@@ -396,6 +397,10 @@ def _check_params(params, shapes, spec):
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
                              "(init_params() and load_params() make this model's parameters)")
+        if xp is not None and name in params and not xp.isdtype(params[name].dtype, "real floating"):
+            raise TypeError(f"parameter '{name}' has dtype {params[name].dtype}; parameters are floats "
+                            "(float inputs would be cast to it): init_params() and load_params() make "
+                            "this model's parameters")
 
 
 def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
@@ -542,6 +547,8 @@ def forward(params, x):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != hidden_W.dtype:
+        if not xp.isdtype(hidden_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x = xp.astype(x, hidden_W.dtype)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
@@ -571,6 +578,8 @@ def loss(params, x, y):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
+        if not xp.isdtype(hidden_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x, y = xp.astype(x, hidden_W.dtype), xp.astype(y, hidden_W.dtype)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
@@ -600,6 +609,8 @@ def value_and_grad(params, x, y):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype:
+        if not xp.isdtype(hidden_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         x, y = xp.astype(x, hidden_W.dtype), xp.astype(y, hidden_W.dtype)
 
     # ---- forward ----
@@ -664,6 +675,8 @@ def jvp(params, tangents, x, y):
     if (x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype
             or dot_hidden_W.dtype != hidden_W.dtype or dot_hidden_b.dtype != hidden_W.dtype
             or dot_logit_W.dtype != hidden_W.dtype or dot_logit_b.dtype != hidden_W.dtype):
+        if not xp.isdtype(hidden_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("tangents", tangents, _PARAMS, hidden_W, _check_library)
         x = xp.astype(x, hidden_W.dtype)
         y = xp.astype(y, hidden_W.dtype)
@@ -720,6 +733,8 @@ def hvp(params, vector, x, y):
     if (x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype
             or dot_hidden_W.dtype != hidden_W.dtype or dot_hidden_b.dtype != hidden_W.dtype
             or dot_logit_W.dtype != hidden_W.dtype or dot_logit_b.dtype != hidden_W.dtype):
+        if not xp.isdtype(hidden_W.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("vector", vector, _PARAMS, hidden_W, _check_library)
         x = xp.astype(x, hidden_W.dtype)
         y = xp.astype(y, hidden_W.dtype)
