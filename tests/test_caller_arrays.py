@@ -239,3 +239,21 @@ def test_integer_parameters_are_refused(backend, tmp_path):
     for call in (m.forward, m.loss, m.value_and_grad):
         with pytest.raises(TypeError, match=r"parameter 'h\.W' has dtype .*int64; parameters are floats"):
             call(params, x) if call is m.forward else call(params, x, y)
+
+
+def test_plain_sgd_step_names_a_read_only_parameter(tmp_path):
+    """Plain SGD's fused step (no state to make, so init_optimizer may be skipped: `{"step": 0}`)
+    updated memory-mapped, read-only parameters with NumPy's bare 'output array is read-only';
+    the error now names the parameter. Parameters that can be written train as before."""
+    m = _small(tmp_path, optimizer="sgd(lr=0.1)")
+    params = m.init_params()
+    x, y = _data()
+    for name, p in params.items():
+        np.save(tmp_path / f"{name}.npy", p)
+    mapped = {name: np.load(tmp_path / f"{name}.npy", mmap_mode="r") for name in params}
+    with pytest.raises(ValueError, match=r"parameter 'h\.W' is a read-only array .*the step count was not"):
+        m.train_step(mapped, {"step": 0}, x, y)
+    state = m.init_optimizer(params)
+    before = float(m.loss(params, x, y))
+    m.train_step(params, state, x, y)
+    assert state["step"] == 1 and float(m.loss(params, x, y)) < before

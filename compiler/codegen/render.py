@@ -251,7 +251,8 @@ def build_model(prog: Program) -> dict:
                     # error naming the parameter it could not update (which calls the check)
                     + [function_source("checks", "_check_writable")] * bool(
                         prog.params or not optimizer_model["fused_step"])
-                    + [function_source("checks", "_update_failed")] * (not optimizer_model["fused_step"])),
+                    + [function_source("checks", "_update_failed")] * bool(
+                        prog.params or not optimizer_model["fused_step"])),
         "shape_checks": shape_checks,
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
@@ -312,7 +313,12 @@ def _sgd_step_function(prog: Program, optimizer: dict, check: Check) -> Function
     owned = frozenset(v.name for v in params.values())
     fwd, bwd, upd = emit_sections([fwd_part, bwd_part, tuple(updates)],
                                   [prog.loss, *(Var(n, (), "float") for n in names)], names, owned)
-    upd.append(Block(0, stores + ['state["step"] += 1']))
+    # a parameter that cannot be written (read-only, an inference tensor) is named (_update_failed)
+    updating = ["    " + line for b in upd for line in b.statements]
+    if updating:
+        updating = ["try:", *updating, "except (ValueError, TypeError, RuntimeError) as exc:  # a read-only parameter",
+                    "    _update_failed(None, params, state, exc)"]
+    upd[:] = [Block(0, updating + stores + ['state["step"] += 1'])]
     inputs = list(prog.inputs)
     doc = (f"One {optimizer['summary']} step: updates params and state in place, returns the loss.\n\n"
            "    Forward, backward and update in one pass; the backward starts from the learning rate,\n"

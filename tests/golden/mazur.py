@@ -453,6 +453,41 @@ def _check_writable(what, a):
                          "in place; pass p.clone()")
 
 
+def _update_failed(name, params, state, exc):
+    """Raise an error naming parameter `name`, whose in-place update in train_step's loop raised
+    `exc`: an optimizer state entry of another shape (state made for other parameters), an array
+    that cannot be written (_check_writable), or else `exc` itself, with the name. The parameters
+    before `name` in PARAM_NAMES have been updated by then. With `name` None (the plain-SGD
+    step, which updates every parameter in one block), the first that cannot be written."""
+    done = "; the parameters before it were updated, the step count was not"
+    if name is None:
+        try:
+            for key, p in params.items():
+                _check_writable(f"parameter '{key}'", p)
+        except ValueError as error:
+            raise ValueError(f"{error}{done}") from exc
+        kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
+        raise kind(f"train_step could not update the parameters in place: {exc}") from exc
+    p = params[name]
+    entries = [(f"state['{key}']['{name}']", buffers[name]) for key, buffers in state.items()
+               if isinstance(buffers, dict) and name in buffers]
+    for what, b in entries:
+        if tuple(getattr(b, "shape", ())) != tuple(p.shape):
+            raise ValueError(f"{what} has shape {tuple(getattr(b, 'shape', ()))}, but parameter '{name}' has "
+                             f"shape {tuple(p.shape)}: init_optimizer(params) makes the state of these "
+                             f"parameters{done}") from exc
+    try:
+        for what, a in [(f"parameter '{name}'", p), *entries]:
+            _check_writable(what, a)
+    except ValueError as error:
+        raise ValueError(f"{error}{done}") from exc
+    hint = ""
+    if getattr(p, "requires_grad", False):  # PyTorch refuses in-place updates of leaves that require grad
+        hint = " (call train_step under torch.no_grad(), as torch.optim steps)"
+    kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
+    raise kind(f"train_step could not update parameter '{name}' in place: {exc}{hint}{done}") from exc
+
+
 # The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
 # array raises): an input or a definition may be called PARAMS or AttributeError, and no spec
 # name starts with "_"
@@ -815,10 +850,13 @@ def train_step(params, state, i, t):
     d_W1 = d_net_h[:, None] * i
 
     # ---- update ----
-    W1 -= d_W1
-    b1 -= d_b1
-    W2 -= d_W2
-    b2 -= d_b2
+    try:
+        W1 -= d_W1
+        b1 -= d_b1
+        W2 -= d_W2
+        b2 -= d_b2
+    except (ValueError, TypeError, RuntimeError) as exc:  # a read-only parameter
+        _update_failed(None, params, state, exc)
     params["W1"] = W1
     params["b1"] = b1
     params["W2"] = W2

@@ -497,8 +497,17 @@ def _update_failed(name, params, state, exc):
     """Raise an error naming parameter `name`, whose in-place update in train_step's loop raised
     `exc`: an optimizer state entry of another shape (state made for other parameters), an array
     that cannot be written (_check_writable), or else `exc` itself, with the name. The parameters
-    before `name` in PARAM_NAMES have been updated by then."""
+    before `name` in PARAM_NAMES have been updated by then. With `name` None (the plain-SGD
+    step, which updates every parameter in one block), the first that cannot be written."""
     done = "; the parameters before it were updated, the step count was not"
+    if name is None:
+        try:
+            for key, p in params.items():
+                _check_writable(f"parameter '{key}'", p)
+        except ValueError as error:
+            raise ValueError(f"{error}{done}") from exc
+        kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
+        raise kind(f"train_step could not update the parameters in place: {exc}") from exc
     p = params[name]
     entries = [(f"state['{key}']['{name}']", buffers[name]) for key, buffers in state.items()
                if isinstance(buffers, dict) and name in buffers]
