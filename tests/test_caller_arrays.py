@@ -109,9 +109,9 @@ def test_masked_array_inputs_are_refused(tmp_path):
     m = _small(tmp_path)
     params = m.init_params()
     x, y = _data()
-    with pytest.raises(TypeError, match=r"input 'x' .* got numpy\.ma\.MaskedArray"):
+    with pytest.raises(TypeError, match=r"input 'x' .* got numpy\.ma\.MaskedArray, whose mask"):
         m.loss(params, np.ma.masked_array(x, mask=x > 1), y)
-    with pytest.raises(TypeError, match=r"input 'y' .* got numpy\.ma\.MaskedArray"):
+    with pytest.raises(TypeError, match=r"input 'y' .* got numpy\.ma\.MaskedArray, whose mask"):
         m.loss(params, x, np.ma.masked_array(y, mask=y > 0))
     # a plain memmap is an ndarray subclass that works
     mm = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=x.shape)

@@ -368,7 +368,7 @@ def _check_input(xp, name, x, kind, shape, bound):
                         "(pass np.asarray(x))")
     if isinstance(x, np.ma.MaskedArray):  # the computation would ignore its mask, or fail obscurely
         raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.ma.MaskedArray, whose "
-                        "mask would be ignored (pass x.filled(value), or drop the masked examples)")
+                        "mask would be ignored (pass its .filled(value), or only the unmasked examples)")
     dtype = x.dtype
     key = (x.__class__, dtype)
     if key not in _DTYPE_KINDS:
