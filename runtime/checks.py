@@ -26,6 +26,9 @@ def _check_input(xp, name, x, kind, shape, bound):
     if isinstance(x, np.matrix):  # its * and ** are matrix products: silently wrong results
         raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.matrix "
                         "(pass np.asarray(x))")
+    if isinstance(x, np.ma.MaskedArray):  # the computation would ignore its mask, or fail obscurely
+        raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.ma.MaskedArray, whose "
+                        "mask would be ignored (pass its .filled(value), or only the unmasked examples)")
     dtype = x.dtype
     key = (x.__class__, dtype)
     if key not in _DTYPE_KINDS:
@@ -85,10 +88,11 @@ def _check_labels(xp, name, y, classes):
                          f"got values from {low} to {high}")
 
 
-def _check_params(params, shapes, spec):
+def _check_params(params, shapes, spec, xp=None):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
-    an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array or, given the
+    namespace `xp`, no float array; called when an entry point's inline test fails (the
+    dtype test: when a float input's dtype is not the first parameter's)."""
     for name, shape in shapes.items():
         if name in params and not hasattr(params[name], "shape"):
             raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
@@ -97,6 +101,10 @@ def _check_params(params, shapes, spec):
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
                              "(init_params() and load_params() make this model's parameters)")
+        if xp is not None and name in params and not xp.isdtype(params[name].dtype, "real floating"):
+            raise TypeError(f"parameter '{name}' has dtype {params[name].dtype}; parameters are floats "
+                            "(float inputs would be cast to it): init_params() and load_params() make "
+                            "this model's parameters")
 
 
 def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
@@ -117,3 +125,64 @@ def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
         if actual != tuple(shape):
             raise ValueError(f"{arg}['{name}'] has shape {actual}, but {name} has shape {tuple(shape)}: "
                              "a direction has the shape of what it moves")
+
+
+def _check_writable(what, a):
+    """Raise ValueError when train_step could not update `a` (`what`: "parameter 'h1.W'") in
+    place: a read-only NumPy array (np.load(..., mmap_mode="r"), np.broadcast_to, flags.writeable
+    set False), a PyTorch inference tensor outside torch.inference_mode(), or a PyTorch view whose
+    elements share memory (expand()). Called by init_optimizer, once per parameter, so that the
+    first step does not fail half done; JAX's and other immutable arrays are rebound instead."""
+    if isinstance(a, np.ndarray):
+        if not a.flags.writeable:
+            raise ValueError(f"{what} is a read-only array (np.load(..., mmap_mode='r') and np.broadcast_to "
+                             "make one): train_step updates parameters and optimizer state in place; "
+                             "pass a writable copy (np.array(p))")
+        return
+    if type(a).__module__.partition(".")[0] != "torch":
+        return
+    import torch
+
+    if a.is_inference() and not torch.is_inference_mode_enabled():
+        raise ValueError(f"{what} is an inference tensor (made under torch.inference_mode()), which PyTorch "
+                         "updates in place only in inference mode: train_step updates parameters and "
+                         "optimizer state in place; pass p.clone() made outside inference mode")
+    if any(step == 0 and size > 1 for step, size in zip(a.stride(), a.shape)):
+        raise ValueError(f"{what} is an expanded view (a stride of 0: its elements share memory), which "
+                         "cannot be updated in place: train_step updates parameters and optimizer state "
+                         "in place; pass p.clone()")
+
+
+def _update_failed(name, params, state, exc):
+    """Raise an error naming parameter `name`, whose in-place update in train_step's loop raised
+    `exc`: an optimizer state entry of another shape (state made for other parameters), an array
+    that cannot be written (_check_writable), or else `exc` itself, with the name. The parameters
+    before `name` in PARAM_NAMES have been updated by then. With `name` None (the plain-SGD
+    step, which updates every parameter in one block), the first that cannot be written."""
+    done = "; the parameters before it were updated, the step count was not"
+    if name is None:
+        try:
+            for key, p in params.items():
+                _check_writable(f"parameter '{key}'", p)
+        except ValueError as error:
+            raise ValueError(f"{error}{done}") from exc
+        kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
+        raise kind(f"train_step could not update the parameters in place: {exc}") from exc
+    p = params[name]
+    entries = [(f"state['{key}']['{name}']", buffers[name]) for key, buffers in state.items()
+               if isinstance(buffers, dict) and name in buffers]
+    for what, b in entries:
+        if tuple(getattr(b, "shape", ())) != tuple(p.shape):
+            raise ValueError(f"{what} has shape {tuple(getattr(b, 'shape', ()))}, but parameter '{name}' has "
+                             f"shape {tuple(p.shape)}: init_optimizer(params) makes the state of these "
+                             f"parameters{done}") from exc
+    try:
+        for what, a in [(f"parameter '{name}'", p), *entries]:
+            _check_writable(what, a)
+    except ValueError as error:
+        raise ValueError(f"{error}{done}") from exc
+    hint = ""
+    if getattr(p, "requires_grad", False):  # PyTorch refuses in-place updates of leaves that require grad
+        hint = " (call train_step under torch.no_grad(), as torch.optim steps)"
+    kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
+    raise kind(f"train_step could not update parameter '{name}' in place: {exc}{hint}{done}") from exc

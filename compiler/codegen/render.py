@@ -114,10 +114,16 @@ def _check_function(name: str, decls, nonempty: bool = False) -> Check:
                     new[dim] = i
         # `__class__`, not type(): a spec input may be called `type`
         conds.append(f'_DTYPE_KINDS.get(({v.name}.__class__, {v.name}.dtype)) != "{v.dtype}"')
+        first = decls[0].var.name
+        if v.name != first:  # of the first input's library: NumPy labels with PyTorch features fail obscurely
+            conds.append(f"{v.name}.__class__ is not {first}.__class__")
         bound = ", ".join(f'"{dim}": ({dim}, "{where[dim]}")' for dim in dict.fromkeys(v.shape) if dim in where)
         chk.lines.append(f"if {' or '.join(conds)}:")
         chk.lines.append(f'    _check_input(_namespace({v.name}), "{v.name}", {v.name}, "{v.dtype}", '
                          f"{_shape_literal(v.shape)}, {{{bound}}})")
+        if v.name != first:
+            chk.lines.append(f"    if {v.name}.__class__ is not {first}.__class__:")
+            chk.lines.append(f"        _check_library({first}, {v.name}, \"input '{v.name}'\")")
         for dim, i in new.items():
             chk.lines.append(f"{dim} = {v.name}.shape[{i}]")
             if nonempty:
@@ -240,7 +246,13 @@ def build_model(prog: Program) -> dict:
                     + _check_helpers(checks)
                     + [function_source("checks", "_check_params")] * shape_checks
                     + [function_source("checks", "_check_tangents")] * any(
-                        r.source != "params" for fn in functions for r in fn.unpack)),
+                        r.source != "params" for fn in functions for r in fn.unpack)
+                    # init_optimizer's check that train_step can update each parameter; the loop's
+                    # error naming the parameter it could not update (which calls the check)
+                    + [function_source("checks", "_check_writable")] * bool(
+                        prog.params or not optimizer_model["fused_step"])
+                    + [function_source("checks", "_update_failed")] * bool(
+                        prog.params or not optimizer_model["fused_step"])),
         "shape_checks": shape_checks,
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
@@ -301,7 +313,12 @@ def _sgd_step_function(prog: Program, optimizer: dict, check: Check) -> Function
     owned = frozenset(v.name for v in params.values())
     fwd, bwd, upd = emit_sections([fwd_part, bwd_part, tuple(updates)],
                                   [prog.loss, *(Var(n, (), "float") for n in names)], names, owned)
-    upd.append(Block(0, stores + ['state["step"] += 1']))
+    # a parameter that cannot be written (read-only, an inference tensor) is named (_update_failed)
+    updating = ["    " + line for b in upd for line in b.statements]
+    if updating:
+        updating = ["try:", *updating, "except (ValueError, TypeError, RuntimeError) as exc:  # a read-only parameter",
+                    "    _update_failed(None, params, state, exc)"]
+    upd[:] = [Block(0, updating + stores + ['state["step"] += 1'])]
     inputs = list(prog.inputs)
     doc = (f"One {optimizer['summary']} step: updates params and state in place, returns the loss.\n\n"
            "    Forward, backward and update in one pass; the backward starts from the learning rate,\n"
@@ -394,7 +411,10 @@ def _input_cast(prog: Program, decls, params: list[Var], unpack: list[Read]) -> 
     # a direction of another library (NumPy arrays with PyTorch parameters) fails the dtype test
     # too: named here, where xp.astype would raise an AttributeError of no help
     library = ["    " + _tangent_call(prog, seeds, reference)] if seeds else []
-    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4), *library,
+    # integer parameters would truncate the inputs cast to them: named (a test where dtypes differ)
+    integral = ([f'    if not xp.isdtype({dtype}, "real floating"):', "        _check_params(params, _PARAMS, _SPEC, xp)"]
+                if params else [])
+    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4), *integral, *library,
             *("    " + cast for cast in casts)]
 
 

@@ -302,15 +302,26 @@ def _check_library(x, param, direction=None):
     torch.nn.Parameter and a Tensor, a JAX tracer and an Array); of two libraries, an error
     that says so, where the first operation mixing them would raise something obscure.
     With `direction` (`"vector['h.W']"`), `param` is that entry of jvp's tangents or hvp's
-    vector and `x` an array of the library it must share (called by _check_tangents)."""
+    vector and `x` an array of the library it must share (called by _check_tangents); with
+    `"input 'y'"`, `param` is that input and `x` the first input (called by the input checks).
+    numpy.matrix and MaskedArray parameters are refused: their `*` is a matrix product, their
+    mask would be ignored."""
     try:
         _namespace(param)
         array = True
     except (TypeError, AttributeError):
         array = False
     if array and _LIBRARIES[type(param)] == _LIBRARIES[type(x)]:
+        if direction is None and isinstance(param, (np.matrix, np.ma.MaskedArray)):
+            kind = "numpy.matrix" if isinstance(param, np.matrix) else "numpy.ma.MaskedArray"
+            raise TypeError(f"the parameters must be plain arrays, got {kind} (pass np.asarray(p))")
         return
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if direction is not None and direction.startswith("input"):
+        if array and _LIBRARIES[type(param)] == "numpy" and _LIBRARIES[type(x)] == "jax.numpy":
+            return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say)
+        raise TypeError(f"{direction} is {kinds[0]}, of another library than the first input ({kinds[1]}): "
+                        "pass inputs of one library")
     if direction is not None:
         raise TypeError(f"{direction} is {kinds[0]}, of another library than the arrays it moves "
                         f"({kinds[1]}): pass directions of their library")
@@ -339,6 +350,9 @@ def _check_input(xp, name, x, kind, shape, bound):
     if isinstance(x, np.matrix):  # its * and ** are matrix products: silently wrong results
         raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.matrix "
                         "(pass np.asarray(x))")
+    if isinstance(x, np.ma.MaskedArray):  # the computation would ignore its mask, or fail obscurely
+        raise TypeError(f"input '{name}' must be an array of {expected}, got numpy.ma.MaskedArray, whose "
+                        "mask would be ignored (pass its .filled(value), or only the unmasked examples)")
     dtype = x.dtype
     key = (x.__class__, dtype)
     if key not in _DTYPE_KINDS:
@@ -374,10 +388,11 @@ def _check_arrays(*inputs):
             raise TypeError(f"input '{name}' must be an array of {expected}, got {type(x).__name__}")
 
 
-def _check_params(params, shapes, spec):
+def _check_params(params, shapes, spec, xp=None):
     """Raise ValueError naming the first parameter whose shape is not the one `spec` (the
-    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array; called when
-    an entry point's inline test fails."""
+    file's name) makes (`shapes`: PARAMS), TypeError for one that is no array or, given the
+    namespace `xp`, no float array; called when an entry point's inline test fails (the
+    dtype test: when a float input's dtype is not the first parameter's)."""
     for name, shape in shapes.items():
         if name in params and not hasattr(params[name], "shape"):
             raise TypeError(f"parameter '{name}' must be an array, got {type(params[name]).__name__} "
@@ -386,6 +401,10 @@ def _check_params(params, shapes, spec):
         if actual != shape:
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
                              "(init_params() and load_params() make this model's parameters)")
+        if xp is not None and name in params and not xp.isdtype(params[name].dtype, "real floating"):
+            raise TypeError(f"parameter '{name}' has dtype {params[name].dtype}; parameters are floats "
+                            "(float inputs would be cast to it): init_params() and load_params() make "
+                            "this model's parameters")
 
 
 def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
@@ -408,6 +427,67 @@ def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
                              "a direction has the shape of what it moves")
 
 
+def _check_writable(what, a):
+    """Raise ValueError when train_step could not update `a` (`what`: "parameter 'h1.W'") in
+    place: a read-only NumPy array (np.load(..., mmap_mode="r"), np.broadcast_to, flags.writeable
+    set False), a PyTorch inference tensor outside torch.inference_mode(), or a PyTorch view whose
+    elements share memory (expand()). Called by init_optimizer, once per parameter, so that the
+    first step does not fail half done; JAX's and other immutable arrays are rebound instead."""
+    if isinstance(a, np.ndarray):
+        if not a.flags.writeable:
+            raise ValueError(f"{what} is a read-only array (np.load(..., mmap_mode='r') and np.broadcast_to "
+                             "make one): train_step updates parameters and optimizer state in place; "
+                             "pass a writable copy (np.array(p))")
+        return
+    if type(a).__module__.partition(".")[0] != "torch":
+        return
+    import torch
+
+    if a.is_inference() and not torch.is_inference_mode_enabled():
+        raise ValueError(f"{what} is an inference tensor (made under torch.inference_mode()), which PyTorch "
+                         "updates in place only in inference mode: train_step updates parameters and "
+                         "optimizer state in place; pass p.clone() made outside inference mode")
+    if any(step == 0 and size > 1 for step, size in zip(a.stride(), a.shape)):
+        raise ValueError(f"{what} is an expanded view (a stride of 0: its elements share memory), which "
+                         "cannot be updated in place: train_step updates parameters and optimizer state "
+                         "in place; pass p.clone()")
+
+
+def _update_failed(name, params, state, exc):
+    """Raise an error naming parameter `name`, whose in-place update in train_step's loop raised
+    `exc`: an optimizer state entry of another shape (state made for other parameters), an array
+    that cannot be written (_check_writable), or else `exc` itself, with the name. The parameters
+    before `name` in PARAM_NAMES have been updated by then. With `name` None (the plain-SGD
+    step, which updates every parameter in one block), the first that cannot be written."""
+    done = "; the parameters before it were updated, the step count was not"
+    if name is None:
+        try:
+            for key, p in params.items():
+                _check_writable(f"parameter '{key}'", p)
+        except ValueError as error:
+            raise ValueError(f"{error}{done}") from exc
+        kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
+        raise kind(f"train_step could not update the parameters in place: {exc}") from exc
+    p = params[name]
+    entries = [(f"state['{key}']['{name}']", buffers[name]) for key, buffers in state.items()
+               if isinstance(buffers, dict) and name in buffers]
+    for what, b in entries:
+        if tuple(getattr(b, "shape", ())) != tuple(p.shape):
+            raise ValueError(f"{what} has shape {tuple(getattr(b, 'shape', ()))}, but parameter '{name}' has "
+                             f"shape {tuple(p.shape)}: init_optimizer(params) makes the state of these "
+                             f"parameters{done}") from exc
+    try:
+        for what, a in [(f"parameter '{name}'", p), *entries]:
+            _check_writable(what, a)
+    except ValueError as error:
+        raise ValueError(f"{error}{done}") from exc
+    hint = ""
+    if getattr(p, "requires_grad", False):  # PyTorch refuses in-place updates of leaves that require grad
+        hint = " (call train_step under torch.no_grad(), as torch.optim steps)"
+    kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
+    raise kind(f"train_step could not update parameter '{name}' in place: {exc}{hint}{done}") from exc
+
+
 # The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
 # array raises): an input or a definition may be called PARAMS or AttributeError, and no spec
 # name starts with "_"
@@ -419,8 +499,11 @@ def _check_inputs(i, t):
     try:
         if i.shape != (2,) or _DTYPE_KINDS.get((i.__class__, i.dtype)) != "float":
             _check_input(_namespace(i), "i", i, "float", (2,), {})
-        if t.shape != (2,) or _DTYPE_KINDS.get((t.__class__, t.dtype)) != "float":
+        if (t.shape != (2,) or _DTYPE_KINDS.get((t.__class__, t.dtype)) != "float"
+                or t.__class__ is not i.__class__):
             _check_input(_namespace(t), "t", t, "float", (2,), {})
+            if t.__class__ is not i.__class__:
+                _check_library(i, t, "input 't'")
     except AttributeError:  # an input that is not an array: say which
         _check_arrays(("i", i, "float[2]"), ("t", t, "float[2]"))
         raise
@@ -463,6 +546,8 @@ def forward(params, i):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype:
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         i = xp.astype(i, W1.dtype)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
@@ -492,6 +577,8 @@ def loss(params, i, t):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype or t.dtype != W1.dtype:
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
@@ -524,6 +611,8 @@ def value_and_grad(params, i, t):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype or t.dtype != W1.dtype:
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
 
     # ---- forward ----
@@ -584,6 +673,8 @@ def jvp(params, tangents, i, t):
     # float inputs in the parameters' dtype
     if (i.dtype != W1.dtype or t.dtype != W1.dtype or dot_W1.dtype != W1.dtype
             or dot_b1.dtype != W1.dtype or dot_W2.dtype != W1.dtype or dot_b2.dtype != W1.dtype):
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("tangents", tangents, _PARAMS, W1, _check_library)
         i = xp.astype(i, W1.dtype)
         t = xp.astype(t, W1.dtype)
@@ -643,6 +734,8 @@ def hvp(params, vector, i, t):
     # float inputs in the parameters' dtype
     if (i.dtype != W1.dtype or t.dtype != W1.dtype or dot_W1.dtype != W1.dtype
             or dot_b1.dtype != W1.dtype or dot_W2.dtype != W1.dtype or dot_b2.dtype != W1.dtype):
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         _check_tangents("vector", vector, _PARAMS, W1, _check_library)
         i = xp.astype(i, W1.dtype)
         t = xp.astype(t, W1.dtype)
@@ -699,6 +792,8 @@ def hvp(params, vector, i, t):
 
 def init_optimizer(params):
     """Optimizer state for sgd(lr=0.5, momentum=0, nesterov=false, weight_decay=0)."""
+    for name, p in params.items():  # train_step updates each in place
+        _check_writable(f"parameter '{name}'", p)
     return {"step": 0}
 
 
@@ -720,6 +815,8 @@ def train_step(params, state, i, t):
         _check_params(params, _PARAMS, _SPEC)
     # float inputs in the parameters' dtype
     if i.dtype != W1.dtype or t.dtype != W1.dtype:
+        if not xp.isdtype(W1.dtype, "real floating"):
+            _check_params(params, _PARAMS, _SPEC, xp)
         i, t = xp.astype(i, W1.dtype), xp.astype(t, W1.dtype)
 
     # ---- forward ----
@@ -753,10 +850,13 @@ def train_step(params, state, i, t):
     d_W1 = d_net_h[:, None] * i
 
     # ---- update ----
-    W1 -= d_W1
-    b1 -= d_b1
-    W2 -= d_W2
-    b2 -= d_b2
+    try:
+        W1 -= d_W1
+        b1 -= d_b1
+        W2 -= d_W2
+        b2 -= d_b2
+    except (ValueError, TypeError, RuntimeError) as exc:  # a read-only parameter
+        _update_failed(None, params, state, exc)
     params["W1"] = W1
     params["b1"] = b1
     params["W2"] = W2
