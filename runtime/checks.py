@@ -153,6 +153,19 @@ def _check_writable(what, a):
                          "in place; pass p.clone()")
 
 
+def _check_state(state, keys, optimizer):
+    """Raise an error saying how `state` differs from the one init_optimizer makes for
+    `optimizer` (`keys`: its entries); called when train_step finds other keys, so extra
+    entries a caller added pass."""
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be the dict init_optimizer(params) makes, got {type(state).__name__}")
+    missing = [key for key in sorted(keys) if key not in state]
+    if missing:
+        held = ", ".join(f"'{k}'" for k in state) or "nothing"
+        raise ValueError(f"state has no {', '.join(repr(k) for k in missing)} (it holds {held}): it is not "
+                         f"the state of {optimizer}(), which init_optimizer(params) makes")
+
+
 def _update_failed(name, params, state, exc):
     """Raise an error naming parameter `name`, whose in-place update in train_step's loop raised
     `exc`: an optimizer state entry of another shape (state made for other parameters), an array
@@ -181,8 +194,12 @@ def _update_failed(name, params, state, exc):
             _check_writable(what, a)
     except ValueError as error:
         raise ValueError(f"{error}{done}") from exc
+    lacking = [key for key, buffers in state.items() if isinstance(buffers, dict) and name not in buffers]
+    if lacking:  # the KeyError of a state buffer without an entry for this parameter
+        raise ValueError(f"state['{lacking[0]}'] has no entry for parameter '{name}': init_optimizer(params) "
+                         f"makes one for each parameter{done}") from exc
     hint = ""
     if getattr(p, "requires_grad", False):  # PyTorch refuses in-place updates of leaves that require grad
         hint = " (call train_step under torch.no_grad(), as torch.optim steps)"
-    kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
+    kind = next(k for k in (ValueError, TypeError, RuntimeError, KeyError) if isinstance(exc, k))  # as raised
     raise kind(f"train_step could not update parameter '{name}' in place: {exc}{hint}{done}") from exc

@@ -91,6 +91,26 @@ def test_optimizer_state_of_other_parameters_is_named(tmp_path):
         small.train_step(params, state, *_data())
 
 
+def test_state_of_another_optimizer_is_named(tmp_path):
+    """SGD's state given to an Adam step raised a bare KeyError: 'exp_avg' (after the gradient
+    was computed), and a buffer without a parameter's entry KeyError: 'h.W'; both now say what
+    the state lacks and that init_optimizer makes it. An entry a caller adds still passes."""
+    adam = _small(tmp_path, 4, "adam(lr=0.01)")
+    sgd = _small(tmp_path, 4, "sgd(lr=0.1, momentum=0.9)")
+    params = adam.init_params()
+    with pytest.raises(ValueError, match=r"state has no 'exp_avg', 'exp_avg_sq' \(it holds 'step', 'velocity'\): "
+                                         r"it is not the state of adam\(\), which init_optimizer"):
+        adam.train_step(params, sgd.init_optimizer(params), *_data())
+    state = adam.init_optimizer(params)
+    del state["exp_avg_sq"]["h.b"]
+    with pytest.raises(ValueError, match=r"state\['exp_avg_sq'\] has no entry for parameter 'h\.b'"):
+        adam.train_step(params, state, *_data())
+    state = adam.init_optimizer(params)
+    state["note"] = "mine"
+    adam.train_step(params, state, *_data())
+    assert state["step"] == 1 and state["note"] == "mine"
+
+
 def test_integer_state_is_named(tmp_path):
     """An int64 state entry raised numpy's UFuncTypeError ('Cannot cast ufunc multiply output')
     with no parameter named; it is still a TypeError, now naming the parameter."""

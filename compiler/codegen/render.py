@@ -252,7 +252,8 @@ def build_model(prog: Program) -> dict:
                     + [function_source("checks", "_check_writable")] * bool(
                         prog.params or not optimizer_model["fused_step"])
                     + [function_source("checks", "_update_failed")] * bool(
-                        prog.params or not optimizer_model["fused_step"])),
+                        prog.params or not optimizer_model["fused_step"])
+                    + [function_source("checks", "_check_state")] * bool(optimizer_model["buffers"])),
         "shape_checks": shape_checks,
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],

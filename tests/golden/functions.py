@@ -495,11 +495,28 @@ def _update_failed(name, params, state, exc):
             _check_writable(what, a)
     except ValueError as error:
         raise ValueError(f"{error}{done}") from exc
+    lacking = [key for key, buffers in state.items() if isinstance(buffers, dict) and name not in buffers]
+    if lacking:  # the KeyError of a state buffer without an entry for this parameter
+        raise ValueError(f"state['{lacking[0]}'] has no entry for parameter '{name}': init_optimizer(params) "
+                         f"makes one for each parameter{done}") from exc
     hint = ""
     if getattr(p, "requires_grad", False):  # PyTorch refuses in-place updates of leaves that require grad
         hint = " (call train_step under torch.no_grad(), as torch.optim steps)"
-    kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
+    kind = next(k for k in (ValueError, TypeError, RuntimeError, KeyError) if isinstance(exc, k))  # as raised
     raise kind(f"train_step could not update parameter '{name}' in place: {exc}{hint}{done}") from exc
+
+
+def _check_state(state, keys, optimizer):
+    """Raise an error saying how `state` differs from the one init_optimizer makes for
+    `optimizer` (`keys`: its entries); called when train_step finds other keys, so extra
+    entries a caller added pass."""
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be the dict init_optimizer(params) makes, got {type(state).__name__}")
+    missing = [key for key in sorted(keys) if key not in state]
+    if missing:
+        held = ", ".join(f"'{k}'" for k in state) or "nothing"
+        raise ValueError(f"state has no {', '.join(repr(k) for k in missing)} (it holds {held}): it is not "
+                         f"the state of {optimizer}(), which init_optimizer(params) makes")
 
 
 # The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
@@ -1091,6 +1108,9 @@ def hvp(params, vector, x, p, t):
     return {"s": dot_d_s, "k": dot_d_k, "h.W": dot_d_h_W, "h.b": dot_d_h_b, "x": dot_d_x}
 
 
+_STATE_KEYS = frozenset({"step", "velocity"})
+
+
 def init_optimizer(params):
     """Optimizer state for sgd(lr=0.01, momentum=0.5, nesterov=true, weight_decay=0.001)."""
     state = {"step": 0, "velocity": {}}
@@ -1161,6 +1181,8 @@ def train_step(params, state, *inputs, **named_inputs):
 
     `inputs` and `named_inputs` are value_and_grad's, by position or keyword: x, p, t.
     """
+    if state.keys() != _STATE_KEYS:  # another optimizer's state, say (an extra entry passes)
+        _check_state(state, _STATE_KEYS, "sgd")
     loss_value, grads = value_and_grad(params, *inputs, **named_inputs)
     kernel = _CUDA_UPDATE.on(PARAM_NAMES, params, grads, state["velocity"])
     if kernel is not None:  # CuPy: the loop below as one kernel a parameter (_CUDA_UPDATE)
@@ -1177,7 +1199,7 @@ def train_step(params, state, *inputs, **named_inputs):
                 p -= 0.01 * (grad + 0.5 * velocity)
                 params[name] = p
                 state["velocity"][name] = velocity
-        except (ValueError, TypeError, RuntimeError) as exc:  # a read-only array, state of other shapes
+        except (ValueError, TypeError, RuntimeError, KeyError) as exc:  # a read-only array, state of other shapes
             _update_failed(name, params, state, exc)
     state["step"] += 1
     return loss_value

@@ -508,10 +508,14 @@ def _update_failed(name, params, state, exc):
             _check_writable(what, a)
     except ValueError as error:
         raise ValueError(f"{error}{done}") from exc
+    lacking = [key for key, buffers in state.items() if isinstance(buffers, dict) and name not in buffers]
+    if lacking:  # the KeyError of a state buffer without an entry for this parameter
+        raise ValueError(f"state['{lacking[0]}'] has no entry for parameter '{name}': init_optimizer(params) "
+                         f"makes one for each parameter{done}") from exc
     hint = ""
     if getattr(p, "requires_grad", False):  # PyTorch refuses in-place updates of leaves that require grad
         hint = " (call train_step under torch.no_grad(), as torch.optim steps)"
-    kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
+    kind = next(k for k in (ValueError, TypeError, RuntimeError, KeyError) if isinstance(exc, k))  # as raised
     raise kind(f"train_step could not update parameter '{name}' in place: {exc}{hint}{done}") from exc
 
 
