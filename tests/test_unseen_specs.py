@@ -52,8 +52,12 @@ UNSEEN = Path(__file__).resolve().parent / "unseen"
 # tests/unseen7: a seventh folder (every optimizer with schedules and clipping on parameters of
 # rank 0 to 4, parameters nothing depends on under weight decay, fixed batch sizes with several
 # label heads, the module's own global and local names as spec names, 90-character layer names)
+# tests/unseen8: an eighth folder (models written by hand from papers: scaled dot-product and
+# two-head attention over [B, T, D], RBF networks, cosine similarity, robust and focal losses,
+# maxout and GLU gates, log-sum-exp by hand, mixtures of experts, triplet losses, Gaussian NLL)
 SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3"), UNSEEN.with_name("unseen5"),
-                                  UNSEEN.with_name("unseen6"), UNSEEN.with_name("unseen7"))
+                                  UNSEEN.with_name("unseen6"), UNSEEN.with_name("unseen7"),
+                                  UNSEEN.with_name("unseen8"))
          for p in sorted(folder.glob("*.nn"))}
 SIZES = {"B": 3, "T": 5, "N": 4, "C": 6}  # distinct from each other and from every fixed size of the specs
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "array_api_strict 2023.12": _strict_2023,
