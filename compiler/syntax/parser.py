@@ -368,6 +368,9 @@ def _bad_character(exc: UnexpectedCharacters, source: str) -> SpecError:
         help = "the language has no strings"
     elif ch == "\\":
         help = "a backslash continues a statement only as the last character of a line"
+    elif ch in "<>!":
+        help = ("the language has no comparisons: step(x) is 1 where x >= 0, else 0; maximum and "
+                "minimum select elementwise")
     elif ch in "{}":
         help = "use '(' and ')' for grouping, '[' and ']' for shapes and lists"
     return SpecError(f"unexpected character {shown}{code}", where, help=help)
