@@ -45,6 +45,25 @@ class Builtin:
 
 BUILTINS: dict[str, Builtin] = {}
 
+_CLIP = "clip(x, low, high) is maximum(minimum(x, high), low)"
+_SELECT = ("there are no comparisons or conditionals: step(c) is 1 where c >= 0, else 0, so "
+           "step(c) * a + (1 - step(c)) * b selects; maximum and minimum select elementwise")
+_RESHAPE = "flatten(x) merges every axis after the first; there is no other reshape"
+# NumPy and PyTorch names the language spells otherwise, or lacks: the help of "unknown function"
+INSTEAD = {
+    "max": "maximum(a, b) is elementwise; there is no maximum over an axis",
+    "min": "minimum(a, b) is elementwise; there is no minimum over an axis",
+    "clip": _CLIP, "clamp": _CLIP, "where": _SELECT, "reshape": _RESHAPE, "view": _RESHAPE,
+    "matmul": "write a @ b", "dot": "write a @ b", "pow": "write a ^ b", "square": "write x ^ 2",
+    "logsumexp": "log_softmax(x, axis) is x - logsumexp(x) along the axis, computed stably",
+}
+# keyword arguments of NumPy and PyTorch reductions: the help of "has no argument"
+KEYWORD_INSTEAD = {
+    "keepdims": "the reduced axis disappears; transpose(transpose(x) - mean(x, axis=1)) subtracts "
+                "each row's mean of a [B, N] x, and x @ A with A a [N, N] input of 1/N each broadcasts it",
+    "dim": "the axis is given as axis=",
+}
+
 
 def builtin(name: str, *params: Param, creates_params: bool = False) -> Callable[[LowerRule], LowerRule]:
     def register(fn: LowerRule) -> LowerRule:

@@ -697,8 +697,12 @@ def _check_forward(module, sizes: dict[str, int], seed: int, *, reverse: bool):
 
     if not hasattr(module, "jvp"):
         raise NotAModuleError("the module has no jvp(); recompile it with this nnc to check forward mode")
-    rng = np.random.default_rng(seed)
-    params, inputs = draw_point(module, bind_dims(module.INPUTS, sizes), rng)
+    sizes = bind_dims(module.INPUTS, sizes)
+    params, inputs = draw_point(module, sizes, np.random.default_rng(seed))
+    if not np.isfinite(float(module.loss(params, *inputs))):  # log or sqrt of an input: as the reverse check
+        params, inputs = draw_point(module, sizes, np.random.default_rng(seed), positive=True)
+        click.echo("forward mode: inputs and parameters drawn positive, as real-valued ones gave a "
+                   "non-finite loss", err=True)
     return check_forward_mode(module, params, inputs, seed=seed, reverse=reverse)
 
 

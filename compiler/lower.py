@@ -17,7 +17,9 @@ from .builtins import (
     INIT,
     INIT_ARGS,
     INITIALIZERS,
+    INSTEAD,
     INT,
+    KEYWORD_INSTEAD,
     LABELS,
     NUM,
     REQUIRED,
@@ -504,7 +506,7 @@ class _Lowering:
             if call.func in INITIALIZERS:
                 raise SpecError(f"'{call.func}' is an initializer, not a function", call.func_span)
             raise SpecError(f"unknown function '{call.func}'", call.func_span,
-                            help=did_you_mean(call.func, BUILTINS))
+                            help=INSTEAD.get(call.func) or did_you_mean(call.func, BUILTINS))
         if fn.creates_params:
             if not isinstance(self.current, ast.DefineStmt):
                 raise SpecError(f"'{call.func}' creates parameters and must be used in a definition 'NAME = ...'",
@@ -673,7 +675,7 @@ def _match_args(call: ast.Call, names: list[str], sig: str, all_required: bool) 
     for kw in call.kwargs:
         if kw.name not in names:
             raise SpecError(f"{call.func}() has no argument '{kw.name}'", kw.span,
-                            help=did_you_mean(kw.name, names) or f"signature: {sig}")
+                            help=KEYWORD_INSTEAD.get(kw.name) or did_you_mean(kw.name, names) or f"signature: {sig}")
         if kw.name in given:
             raise SpecError(f"{call.func}() got argument '{kw.name}' twice", kw.span)
         given[kw.name] = kw.value

@@ -31,7 +31,7 @@ TESTS = Path(__file__).resolve().parent
 UNSEEN4 = {p.stem: p for p in sorted((TESTS / "unseen4").glob("*.nn"))}
 EVERY_SPEC = {p.stem: p for folder in (TESTS.parent / "specs", TESTS / "unseen", TESTS / "unseen2",
                                        TESTS / "unseen3", TESTS / "unseen4", TESTS / "unseen5",
-                                       TESTS / "unseen6", TESTS / "unseen7")
+                                       TESTS / "unseen6", TESTS / "unseen7", TESTS / "unseen8")
                for p in sorted(folder.glob("*.nn"))}
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "torch": _torch}
 pytestmark = pytest.mark.filterwarnings("ignore:(divide by zero|invalid value) encountered:RuntimeWarning")

@@ -60,3 +60,14 @@ def test_a_module_whose_jvp_raises_fails_with_the_reason_and_keeps_the_reverse_t
     assert "Traceback" not in result.output
     data = json.loads(run("check", str(module), "--mode", "fwd", "--json").output)
     assert data["forward"][-1] == {"error": "the module raised RuntimeError: planted", "ok": False}
+
+
+def test_forward_mode_redraws_positive_for_sqrt_of_an_input(tmp_path):
+    """As the reverse check does: sqrt(x) of a standard normal x made every jvp nan and the
+    check FAIL on a correct module (sweep 11, found with tests/unseen8/multihead_split)."""
+    spec = tmp_path / "sq.nn"
+    spec.write_text("model sq\ninput x : float[B, 3]\ny = dense(sqrt(x), 2)\nloss = mean(y ^ 2)\n")
+    result = run("check", str(spec), "--mode", "both")
+    assert result.exit_code == 0, result.output
+    assert "forward mode: PASS" in result.output
+    assert "drawn positive" in result.output

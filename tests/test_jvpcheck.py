@@ -40,3 +40,12 @@ def test_a_wrong_hvp_is_reported(tmp_path):
     m.hvp = lambda p, v, *ins: {k: a + 1e-3 for k, a in right(p, v, *ins).items()}
     report = check_forward_mode(m, params, inputs, directions=1)
     assert [c.what for c in report.comparisons if not c.ok] == ["hvp vs finite differences of the gradient"]
+
+
+def test_a_nan_hvp_is_reported(tmp_path):
+    """A nan compared with a nan finite difference was ok: its error, nan, never exceeded 0."""
+    m, params, inputs = _mazur(tmp_path)
+    right = m.hvp
+    m.hvp = lambda p, v, *ins: {k: a * np.nan for k, a in right(p, v, *ins).items()}
+    report = check_forward_mode(m, params, inputs, directions=1)
+    assert [c.what for c in report.comparisons if not c.ok] == ["hvp vs finite differences of the gradient"]

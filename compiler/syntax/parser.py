@@ -341,14 +341,19 @@ def _syntax_error(exc: UnexpectedInput, source: str, state: _ParseState) -> Spec
         err.notes = ((f"so line {tok.line} was read as a continuation of line {opener.line}", _tok_span(tok)),)
         return err
     return SpecError(f"unexpected {_describe(tok.type, str(tok))}" + (f"; {exp}" if exp else ""),
-                     _tok_span(tok), help=_syntax_help(tok, exc.expected))
+                     _tok_span(tok), help=_syntax_help(tok, exc.expected, source))
 
 
-def _syntax_help(tok: Token, expected) -> str | None:
+def _syntax_help(tok: Token, expected, source: str) -> str | None:
     if tok.type == "NAME" and str(tok) in KEYWORDS and "NAME" in expected:
         return f"'{tok}' is a keyword and cannot be used here"
     if tok.type == "NUMBER" and "NAME" in expected and "EQUAL" not in expected and "RPAR" in expected:
         return "settings are written name=value, for example sgd(lr=0.1)"
+    if tok.type == "LSQB" and "PLUS" in expected:
+        return ("there is no indexing or slicing: x @ S with S a float input of 0s and 1s selects "
+                "columns, and sum(x, axis=...) or mean(...) reduces")
+    if tok.type == "DOT" and source.splitlines()[tok.line - 1].split()[:1] == ["wrt"]:
+        return "wrt names float inputs; value_and_grad returns every parameter's gradient (h1.W) anyway"
     if tok.type == "EQUAL" and "EQUAL" not in expected:
         return "'=' defines a name on its own line ('h = ...') or passes a keyword argument ('f(x, key=1)')"
     return None
@@ -368,6 +373,9 @@ def _bad_character(exc: UnexpectedCharacters, source: str) -> SpecError:
         help = "the language has no strings"
     elif ch == "\\":
         help = "a backslash continues a statement only as the last character of a line"
+    elif ch in "<>!":
+        help = ("the language has no comparisons: step(x) is 1 where x >= 0, else 0; maximum and "
+                "minimum select elementwise")
     elif ch in "{}":
         help = "use '(' and ')' for grouping, '[' and ']' for shapes and lists"
     return SpecError(f"unexpected character {shown}{code}", where, help=help)
