@@ -19,7 +19,7 @@ SECTION_OF = {
     "forward": "forward", "loss": "forward", "value_and_grad": "backward",
     "jvp": "forward-mode", "hvp": "forward-mode", "init_optimizer": "optimizer", "train_step": "optimizer",
     "_perceptron_direction": "optimizer", "_loss_and_sgd_steps": "optimizer", "_CudaKernel": "optimizer",
-    "_CUDA_UPDATE": "optimizer",
+    "_CUDA_UPDATE": "optimizer", "_STATE_KEYS": "optimizer",
     "_to_numpy": "weights", "_float_dtype": "weights", "_check_weights": "weights", "_write_weights": "weights",
     "_read_weights": "weights", "save_params": "weights", "load_params": "weights",
 }

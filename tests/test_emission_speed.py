@@ -51,7 +51,7 @@ def test_sgd_falls_back_to_a_loop_when_a_step_aliases_a_parameter():
 def test_momentum_updates_state_and_params_in_place():
     text = compile_spec((ROOT / "specs" / "mlp.nn").read_text(), "mlp.nn")
     step = _function(text, "train_step")
-    loop = "velocity *= 0.9\n{0}velocity += g\n{0}p -= 0.1 * velocity\n{0}params[name] = p".format(" " * 12)
+    loop = "velocity *= 0.9\n{0}velocity += g\n{0}p -= 0.1 * velocity\n{0}params[name] = p".format(" " * 16)
     assert loop in step  # the portable loop, in the else branch of the CuPy kernel's
     assert "kernel(grads[name], params[name], state[\"velocity\"][name])" in step
 
