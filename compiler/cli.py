@@ -30,6 +30,7 @@ class _Finite(click.FloatRange):
         return number
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report a command killed by SIGINT (128 + 2)
 
 
 MAX_SPEC_BYTES = 16 * 2**20  # far beyond the parser's token limit; bounds memory before parsing
@@ -131,7 +132,19 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Ctrl-C anywhere is one line and exit 130, not click's "Aborted!" and exit 1 (which
+    reads as a failed check)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\nnnc: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nnc")
 def main() -> None:
     """nnc: compile neural-network specs into standalone Python modules."""
@@ -443,16 +456,19 @@ def train_cmd(spec: str, data: str, out: str | None, init_from: str | None, plot
     for option, path in (("--out", out), ("--log", options.get("log")), ("--plot", plot)):
         _require_folder("train", option, path)
     _, prog = _run(build_program, spec, debug)
-    opts = tr.Options(init_from=init_from, **options)
+    opts = tr.Options(init_from=init_from, interruptible=True, **options)
     with _run_errors("train", spec, debug):
         run = tr.train(prog, Path(spec).name, data, opts)
         click.echo(run.summary.text())
         if out is not None:
             tr.save(run, out, Path(spec).name)
-            click.echo(f"weights saved to {out}" + (" (the last finite ones)" if run.stopped else ""))
+            click.echo(f"weights saved to {out}" + (" (the last finite ones)" if run.stopped else
+                                                    " (those of the last whole step)" if run.interrupted else ""))
     if plot is not None and run.history:
         tr.plot(run, plot, f"{Path(spec).name} on {data}")
         click.echo(f"curves drawn to {plot}")
+    if run.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
     if run.stopped:
         sys.exit(EXIT_CHECK_FAILED)
 

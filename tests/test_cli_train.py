@@ -448,3 +448,66 @@ def test_a_class_per_position_gets_accuracy_a_confusion_matrix_and_predictions(t
     assert pr.exit_code == 0, pr.output
     rows = [[int(v) for v in line.split(",")] for line in pr.output.splitlines()]
     assert np.array_equal(np.array(rows), predicted)
+
+
+def test_ctrl_c_stops_training_saves_the_last_whole_step_and_exits_130(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a step: the weights from before it are saved (as a nan stop
+    saves them), the log keeps its whole epochs, one line says so, exit 130, no traceback."""
+    from nnc.runtime import train as tr
+
+    calls, batch = [0], tr.Device.batch
+
+    def interrupted(self, index):
+        calls[0] += 1
+        if calls[0] == 7:  # epoch 4: each epoch takes one step and one evaluation
+            raise KeyboardInterrupt
+        return batch(self, index)
+
+    monkeypatch.setattr(tr.Device, "batch", interrupted)
+    out, log = tmp_path / "w.npz", tmp_path / "m.jsonl"
+    r = run("train", XOR, "--data", "xor", "--epochs", "50", "--out", str(out), "--log", str(log), "--quiet")
+    assert r.exit_code == 130, r.output
+    assert "interrupted (Ctrl-C) at epoch 4 of 50 after 3 steps" in r.output
+    assert "Traceback" not in r.output and "Aborted" not in r.output
+    assert "weights saved to" in r.output and "last whole step" in r.output
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == list(range(1, 4))  # batch() also serves evaluation
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl", "w.npz"]  # no temporary file
+    ev = run("eval", XOR, "--weights", str(out), "--data", "xor")
+    assert ev.exit_code == 0, ev.output
+
+
+def test_ctrl_c_outside_training_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    from nnc.runtime import data as data_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data_module, "load", interrupted)
+    out = tmp_path / "w.npz"
+    r = run("train", XOR, "--data", "xor", "--out", str(out))
+    assert r.exit_code == 130, r.output
+    assert "nnc: interrupted" in r.output and "Aborted" not in r.output
+    assert not out.exists()
+
+
+def test_a_real_sigint_during_nnc_train(tmp_path):
+    """As a user presses Ctrl-C: SIGINT to the process while it trains."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, log = tmp_path / "w.npz", tmp_path / "m.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "nnc.cli", "train", str(SPECS / "digits.nn"), "--data",
+                             "digits", "--epochs", "100000", "--out", str(out), "--log", str(log), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not (log.exists() and log.stat().st_size):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr and "interrupted (Ctrl-C)" in stderr
+    assert "weights saved to" in stdout
+    assert all(json.loads(line) for line in log.read_text().splitlines())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl", "w.npz"]
