@@ -114,12 +114,25 @@ def _fail_internal(path: str, what: str) -> NoReturn:
     sys.exit(EXIT_INTERNAL)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and a rename: never a half-written file."""
-    folder = path.parent if str(path.parent) else Path(".")
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Write via a temporary file in the same folder and a rename: never a half-written file.
+
+    A symbolic link is written through (the file it names gets the text, the link stays), and
+    what is not a regular file (/dev/stdout, /dev/null, a named pipe) is written as it is: a
+    rename would put a regular file in its place.
+    """
+    binary = isinstance(text, bytes)
+    mode, encoding = ("wb", None) if binary else ("w", "utf-8")
+    newline = None if binary else "\n"
+    if path.exists() and not path.is_file():  # follows links: a device or a FIFO, not a folder (click)
+        with open(path, mode, encoding=encoding, newline=newline) as f:
+            f.write(text)
+        return
+    path = Path(os.path.realpath(path))
+    folder = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with os.fdopen(fd, mode, encoding=encoding, newline=newline) as f:
             f.write(text)
         if path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o777)
@@ -238,6 +251,7 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
 
     if out is not None and Path(out).suffix.lower() not in (*RENDERED, *DOT_SUFFIXES):
         raise click.UsageError(f"-o {out}: the file name must end in .svg, .png, .pdf, .dot or .gv")
+    _require_folder("graph", "-o", out)
     if (assigns or data) and not values:
         values = True
     _, prog = _run(build_program, spec, debug)
@@ -259,7 +273,7 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
     except GraphvizError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+        raise _OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def _parse_dims(dims: tuple[str, ...]) -> dict[str, int]:
@@ -608,10 +622,18 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
     positions = len(labels.shape) - (bound.mode != "single") if labels is not None else 0  # int[B, T]: 1
     values = result if raw or not classifier else tr.predict_classes(result, kind, bound.mode, positions)
     table = values.reshape(len(values), -1)
-    if out is not None and out.endswith(".npy"):
-        np.save(out, values)
-    elif out is not None:
-        np.savetxt(out, table, delimiter=",", fmt="%d" if table.dtype.kind == "i" else "%.9g")
+    if out is not None:
+        import io
+
+        buffer = io.BytesIO()
+        if out.endswith(".npy"):
+            np.save(buffer, values)
+        else:
+            np.savetxt(buffer, table, delimiter=",", fmt="%d" if table.dtype.kind == "i" else "%.9g")
+        try:  # never a half-written file, nor an old one half overwritten
+            write_atomically(Path(out), buffer.getvalue())
+        except OSError as exc:
+            _fail_run("predict", f"cannot write {out}: {exc.strerror or exc}")
     else:
         for row in table:
             click.echo(",".join(str(int(v)) if table.dtype.kind == "i" else f"{v:.6g}" for v in row))

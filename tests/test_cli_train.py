@@ -511,3 +511,29 @@ def test_a_real_sigint_during_nnc_train(tmp_path):
     assert "weights saved to" in stdout
     assert all(json.loads(line) for line in log.read_text().splitlines())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl", "w.npz"]
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_predict_out_is_written_whole_or_not_at_all(tmp_path, monkeypatch, suffix):
+    """predict --out goes through a temporary file: a failed write keeps the old file, no temporary."""
+    import os
+
+    from nnc import cli
+
+    weights, out = tmp_path / "w.npz", tmp_path / f"p{suffix}"
+    assert run("train", XOR, "--data", "xor", "--epochs", "5", "--out", str(weights), "-q").exit_code == 0
+    out.write_text("old")
+
+    def full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli.os, "replace", full)
+    r = run("predict", XOR, "--weights", str(weights), "--data", "xor", "--out", str(out))
+    assert r.exit_code == 2, r.output
+    assert f"nnc predict: error: cannot write {out}: No space left on device" in r.output
+    assert out.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["p" + suffix, "w.npz"]
+    monkeypatch.undo()
+    r = run("predict", XOR, "--weights", str(weights), "--data", "xor", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    values = np.load(out) if suffix == ".npy" else np.loadtxt(out, delimiter=",")
+    assert len(values) == 4 and set(values.tolist()) <= {0, 1}  # a class per example

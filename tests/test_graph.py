@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -173,3 +174,31 @@ def test_bad_spec_is_a_located_error(tmp_path):
     result = CliRunner().invoke(main, ["graph", str(bad)])
     assert result.exit_code == 2
     assert "bad.nn:3:" in result.output and "Traceback" not in result.output
+
+
+def test_output_in_a_missing_folder_is_exit_2(tmp_path):
+    for name in ("g.dot", "g.svg"):
+        r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "-o", str(tmp_path / "nowhere" / name)])
+        assert r.exit_code == 2, r.output
+        assert "no such directory" in r.output and "Traceback" not in r.output
+
+
+def test_a_failed_render_leaves_no_file(tmp_path, monkeypatch):
+    """dot writes a temporary file renamed over -o once whole: a failure keeps the old picture."""
+    import subprocess
+
+    from nnc import graph
+
+    out = tmp_path / "g.svg"
+    out.write_text("old picture")
+
+    def failing(cmd, **kwargs):
+        Path(cmd[cmd.index("-o") + 1]).write_text("half")
+        return subprocess.CompletedProcess(cmd, 1, b"", b"out of memory")
+
+    monkeypatch.setattr(graph.shutil, "which", lambda name: "/usr/bin/dot")
+    monkeypatch.setattr(graph.subprocess, "run", failing)
+    r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "-o", str(out)])
+    assert r.exit_code == 1 and "dot failed: out of memory" in r.output
+    assert out.read_text() == "old picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.svg"]
