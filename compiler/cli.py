@@ -518,6 +518,8 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
                 inputs = [i for i in inputs if i.name in tr.forward_inputs(module)]
         if bound is None:
             bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)
+        if len(bound) == 0:
+            raise tr.TrainError(f"{data} holds no examples")
     return prog, module, xp, params, bound, kind, dtype
 
 

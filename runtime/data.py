@@ -102,6 +102,10 @@ def builtin(name: str) -> Dataset:
 # ---- files -------------------------------------------------------------------------------------
 
 def _load_npz(path: Path) -> Dataset:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # np.load would take it for a pickle and say so
+        raise DataError(f"{path}: not an .npz archive (a zip file of arrays, as numpy.savez writes)")
     try:
         with np.load(path, allow_pickle=False) as f:
             if not hasattr(f, "files"):
@@ -123,21 +127,26 @@ def _load_csv(path: Path, target_columns: int) -> Dataset:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read it ({exc})") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
-    if rows and not all(_is_number(c) for c in rows[0]):
-        rows = rows[1:]
-    if not rows:
+    reader = csv.reader(io.StringIO(text))
+    numbered = [(reader.line_num, r) for r in reader]  # line numbers of the file, blank lines included
+    numbered = [(n, r) for n, r in numbered if r and any(c.strip() for c in r)]
+    if numbered and not all(_is_number(c) for c in numbered[0][1]):
+        numbered = numbered[1:]
+    if not numbered:
         raise DataError(f"{path}: no rows of numbers")
-    width = len(rows[0])
-    values = np.empty((len(rows), width))
-    for i, row in enumerate(rows):
+    width = len(numbered[0][1])
+    values = np.empty((len(numbered), width))
+    for i, (line, row) in enumerate(numbered):
         if len(row) != width:
-            raise DataError(f"{path}:{i + 1}: {len(row)} columns, but the first row has {width}")
+            trailing = " (a trailing comma?)" if len(row) > width and not row[-1].strip() else ""
+            raise DataError(f"{path}:{line}: {len(row)} columns, but the first row of numbers (line "
+                            f"{numbered[0][0]}) has {width}{trailing}")
         try:
             values[i] = [float(c) for c in row]
         except ValueError:
             bad = next(c for c in row if not _is_number(c))
-            raise DataError(f"{path}: row {i + 1} has '{bad.strip()}', which is not a number") from None
+            what = f"'{bad.strip()}', which is not a number" if bad.strip() else "an empty value"
+            raise DataError(f"{path}:{line}: {what}") from None
     if target_columns >= width:
         raise DataError(f"{path}: {width} columns, but the spec needs {target_columns} target column(s) "
                         "after at least one feature column")

@@ -371,6 +371,8 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
     except datamod.DataError as exc:
         raise TrainError(str(exc)) from None
     n = len(bound)
+    if n == 0:
+        raise TrainError(f"{data_source} holds no examples")
     val_split = default_val_split(n) if opts.val_split is None else opts.val_split
     try:
         train_idx, val_idx = datamod.split(n, val_split, opts.seed)

@@ -537,3 +537,53 @@ def test_predict_out_is_written_whole_or_not_at_all(tmp_path, monkeypatch, suffi
     assert r.exit_code == 0, r.output
     values = np.load(out) if suffix == ".npy" else np.loadtxt(out, delimiter=",")
     assert len(values) == 4 and set(values.tolist()) <= {0, 1}  # a class per example
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,b,c\n\n0,0,0\n1,oops,1\n", "bad.csv:4: 'oops', which is not a number"),  # the file's line, not the row's
+    ("0,0,0\n\n1,1,1,\n", "bad.csv:3: 4 columns, but the first row of numbers (line 1) has 3 (a trailing comma?)"),
+    ("0,0,0\n1,,1\n", "bad.csv:2: an empty value"),
+    ("a,b,c\n", "bad.csv: no rows of numbers"),
+])
+def test_csv_errors_name_the_line_of_the_file(tmp_path, clf, text, message):
+    (tmp_path / "bad.csv").write_text(text)
+    r = run("train", clf, "--data", str(tmp_path / "bad.csv"), "-q")
+    assert r.exit_code == 2, r.output
+    assert message in r.output, r.output
+
+
+def test_an_npz_that_is_not_a_zip_is_not_called_a_pickle(tmp_path, clf):
+    bad = tmp_path / "d.npz"
+    bad.write_text("x,y\n1,0\n")
+    r = run("train", clf, "--data", str(bad), "-q")
+    assert r.exit_code == 2, r.output
+    assert "not an .npz archive (a zip file of arrays" in r.output and "pickle" not in r.output
+
+
+def test_an_npz_of_python_objects_is_never_unpickled(tmp_path, clf, monkeypatch):
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("nnc unpickled data")
+
+    np.savez(tmp_path / "d.npz", x=np.array([{"a": 1}] * 4, dtype=object), y=np.zeros(4, np.int64))
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    r = run("train", clf, "--data", str(tmp_path / "d.npz"), "-q")
+    assert r.exit_code == 2, r.output
+    assert "allow_pickle=False" in r.output
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "predict"])
+def test_data_without_examples_is_one_line_and_exit_2(tmp_path, clf, command):
+    """0 examples: train used to blame --val-split, eval printed loss nan with exit 0, and
+    predict raised a ValueError from reshape."""
+    weights = tmp_path / "w.npz"
+    np.savez(tmp_path / "d.npz", x=np.zeros((8, 2)), y=np.zeros(8, np.int64))
+    assert run("train", clf, "--data", str(tmp_path / "d.npz"), "--epochs", "1", "--out", str(weights),
+               "-q").exit_code == 0
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 2)), y=np.zeros(0, np.int64))
+    extra = [] if command == "train" else ["--weights", str(weights)]
+    r = run(command, clf, "--data", str(tmp_path / "empty.npz"), *extra)
+    assert r.exit_code == 2, r.output
+    assert f"nnc {command}: error: {tmp_path / 'empty.npz'} holds no examples" in r.output
