@@ -229,7 +229,8 @@ def ir_cmd(spec: str, debug: bool) -> None:
 @click.option("--input", "assigns", multiple=True, metavar="NAME=VALUE",
               help="An input value for --values: a number or a JSON list (repeatable).")
 @click.option("--data", type=click.Path(dir_okay=False), help="Input values for --values from a .npz or .json file.")
-@click.option("--seed", default=0, show_default=True, help="Seed of init_params for parameters without values.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of init_params for parameters without values.")
 @click.option("--digits", default=4, show_default=True, type=click.IntRange(1, 17),
               help="Significant digits of values in labels.")
 @_debug
@@ -442,7 +443,7 @@ def _weights_path(value: str | None, option: str) -> None:
               "constant, cosine, step:step_size=N,gamma=G, exponential:gamma=G.")
 @click.option("--clip-norm", type=_Finite(min=0, min_open=True),
               help="Clip the gradient to this global norm (overrides the spec).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds initialization, shuffling, the split.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds initialization, shuffling, the split.")
 @click.option("--val-split", type=_Finite(0, 1, max_open=True),
               help="Share of examples held out for validation (default: 0.2; 0 below 100 examples).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the weights: .npz or .safetensors.")
@@ -503,6 +504,8 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
         arrays = load_weights(weights, dict(module.PARAMS))
         if dtype is None:
             dtype = next(iter(arrays.values())).dtype.name if arrays else "float32"
+            if dtype not in ("float32", "float64"):  # float16 weights: computed in float32, as --dtype allows
+                dtype = "float32"
         xp = tr.namespace(backend, dtype)
         params = {k: xp.asarray(v, dtype=getattr(xp, dtype)) for k, v in arrays.items()}
         inputs = tr.input_specs(prog)
@@ -532,7 +535,7 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
                    "(with the same --seed and --val-split).")
 @click.option("--val-split", type=_Finite(0, 1, max_open=True),
               help="As for nnc train (default: 0.2; 0 below 100 examples).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--backend", default="numpy", show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Default: the weights' dtype.")
 @_debug
@@ -664,7 +667,7 @@ def _load_target(target: str, debug: bool):
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
               help="Size of a symbolic dimension (repeatable; default: small distinct sizes).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random point.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the random point.")
 @click.option("--eps", type=_Finite(min=0, min_open=True), default=None,
               help="Relative step h = eps * max(1, |x|) [1e-6; float32: 3e-3].")
 @click.option("--rtol", type=_Finite(min=0), default=None, help="Relative tolerance [1e-5; float32: 1e-2].")
@@ -761,7 +764,7 @@ def _check_forward(module, sizes: dict[str, int], seed: int, *, reverse: bool):
               help="Seconds a timed sample lasts at least (calls per sample are calibrated to it).")
 @click.option("--threads", type=click.IntRange(min=1), help="BLAS (and PyTorch) threads (default: 1, or the "
               "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS you set).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the parameters and inputs.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the parameters and inputs.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results to this JSON file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @_debug

@@ -205,3 +205,15 @@ def test_output_to_a_device_or_pipe_is_written_not_replaced(tmp_path: Path, monk
     assert result.exit_code == 0, result.output
     assert fifo.is_fifo() and text.startswith(b'"""Model')
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", [
+    ["train", str(GOOD), "--data", "xor"], ["eval", str(GOOD), "--weights", "w.npz", "--data", "xor"],
+    ["graph", str(GOOD), "--values"],
+    ["check", str(GOOD)], ["bench", str(GOOD)]])
+def test_a_negative_seed_is_a_usage_error(tmp_path: Path, monkeypatch, command):
+    """--seed -1 used to reach NumPy ('expected non-negative integer', and a traceback from graph)."""
+    result = invoke([*command, "--seed", "-1"], tmp_path, monkeypatch)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--seed': -1 is not in the range x>=0" in result.output
+    assert "Traceback" not in result.output

@@ -587,3 +587,19 @@ def test_data_without_examples_is_one_line_and_exit_2(tmp_path, clf, command):
     r = run(command, clf, "--data", str(tmp_path / "empty.npz"), *extra)
     assert r.exit_code == 2, r.output
     assert f"nnc {command}: error: {tmp_path / 'empty.npz'} holds no examples" in r.output
+
+
+def test_float16_weights_are_used_in_float32(tmp_path, monkeypatch):
+    """eval and predict default to the weights' dtype: for float16 weights, float32 (a dtype
+    --dtype offers), not a silent float16 evaluation."""
+    from nnc.runtime import train as tr
+
+    weights, half = tmp_path / "w.npz", tmp_path / "half.npz"
+    assert run("train", XOR, "--data", "xor", "--epochs", "3", "--out", str(weights), "-q").exit_code == 0
+    with np.load(weights) as f:
+        np.savez(half, **{k: f[k].astype(np.float16) for k in f.files})
+    used, namespace = [], tr.namespace
+    monkeypatch.setattr(tr, "namespace", lambda backend, dtype: used.append(dtype) or namespace(backend, dtype))
+    r = run("eval", XOR, "--weights", str(half), "--data", "xor")
+    assert r.exit_code == 0, r.output
+    assert used == ["float32"]
