@@ -427,6 +427,19 @@ def _require_folder(command: str, option: str, path: str | None) -> None:
         _fail_run(command, f"{option} {path}: no such directory: {Path(path).parent}")
 
 
+def _refuse_overwrite(command: str, outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """An output option naming an input file (the spec, the data, the weights) or another output
+    would destroy it: an error before any work, as `nnc compile -o SPEC` is."""
+    named = [(option, path) for option, path in outputs.items() if path is not None]
+    for i, (option, path) in enumerate(named):
+        for what, source in inputs.items():
+            if source is not None and os.path.exists(source) and _same_file(path, source):
+                _fail_run(command, f"{option} {path} is {what} itself; writing there would destroy it")
+        for other, source in named[:i]:
+            if _same_file(path, source):
+                _fail_run(command, f"{other} and {option} name the same file {path}")
+
+
 def _weights_path(value: str | None, option: str) -> None:
     if value is not None and not value.endswith((".npz", ".safetensors")):
         raise click.BadParameter("weights files end in .npz or .safetensors", param_hint=option)
@@ -470,6 +483,9 @@ def train_cmd(spec: str, data: str, out: str | None, init_from: str | None, plot
         _fail_run("train", "--plot needs matplotlib, which is not installed: python -m pip install 'nnc[plot]'")
     for option, path in (("--out", out), ("--log", options.get("log")), ("--plot", plot)):
         _require_folder("train", option, path)
+    log = options.get("log")
+    _refuse_overwrite("train", {"--out": out, "--log": log, "--plot": plot}, {"the spec": spec, "the --data file": data})
+    _refuse_overwrite("train", {"--log": log, "--plot": plot}, {"the --init-from file": init_from})  # --out: fine
     _, prog = _run(build_program, spec, debug)
     opts = tr.Options(init_from=init_from, interruptible=True, **options)
     with _run_errors("train", spec, debug):
@@ -613,6 +629,8 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
     if out is not None and not out.endswith((".npy", ".csv")):
         raise click.BadParameter("predictions are written to .npy or .csv", param_hint="--out")
     _require_folder("predict", "--out", out)
+    _refuse_overwrite("predict", {"--out": out}, {"the spec": spec, "the --data file": data,
+                                                  "the --weights file": weights})
     prog, module, xp, params, bound, kind, dtype = _load_for_use("predict", spec, weights, data, backend, dtype,
                                                                  debug, features_only=True)
     if bound.arrays.keys() == {d.var.name for d in prog.inputs}:  # targets given: decided as eval decides
@@ -788,6 +806,7 @@ def bench_cmd(target: str, dims: tuple[str, ...], dtype: str, backend: str, entr
     except click.UsageError as exc:
         _fail_run("bench", exc.message)
     _require_folder("bench", "--json", json_out)
+    _refuse_overwrite("bench", {"--json": json_out}, {"the target": target})
     module, source = _load_target(target, debug)
     try:
         xp = tr.namespace(backend, dtype)

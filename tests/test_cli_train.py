@@ -603,3 +603,38 @@ def test_float16_weights_are_used_in_float32(tmp_path, monkeypatch):
     r = run("eval", XOR, "--weights", str(half), "--data", "xor")
     assert r.exit_code == 0, r.output
     assert used == ["float32"]
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d: ["train", d["spec"], "--data", "xor", "--log", d["spec"]], "--log {spec} is the spec itself"),
+    (lambda d: ["train", d["spec"], "--data", d["csv"], "--log", d["csv"]], "--log {csv} is the --data file itself"),
+    (lambda d: ["train", d["spec"], "--data", d["npz"], "--out", d["npz"]], "--out {npz} is the --data file itself"),
+    (lambda d: ["train", d["spec"], "--data", "xor", "--log", d["w"], "--init-from", d["w"]],
+     "--log {w} is the --init-from file itself"),
+    (lambda d: ["train", d["spec"], "--data", "xor", "--out", d["new"], "--log", d["new"]],
+     "--out and --log name the same file {new}"),
+    (lambda d: ["predict", d["spec"], "--weights", d["w"], "--data", d["csv"], "--out", d["csv"]],
+     "--out {csv} is the --data file itself"),
+])
+def test_an_output_option_never_overwrites_an_input(tmp_path, make_args, message):
+    """--log SPEC, --out DATA.npz, predict --out DATA.csv ... used to overwrite the input."""
+    spec, csv, npz, w = tmp_path / "clf.nn", tmp_path / "d.csv", tmp_path / "d.npz", tmp_path / "w.npz"
+    spec.write_text(CLASSIFIER)
+    csv.write_text("0,0,0\n0,1,1\n")
+    np.savez(npz, x=np.zeros((4, 2)), y=np.zeros(4, np.int64))
+    assert run("train", str(spec), "--data", "xor", "--epochs", "1", "--out", str(w), "-q").exit_code == 0
+    paths = {"spec": str(spec), "csv": str(csv), "npz": str(npz), "w": str(w), "new": str(tmp_path / "new.npz")}
+    before = {p: p.read_bytes() for p in (spec, csv, npz, w)}
+    r = run(*make_args(paths))
+    assert r.exit_code == 2, r.output
+    assert message.format(**paths) in r.output
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.nn", "d.csv", "d.npz", "w.npz"]
+
+
+def test_out_may_name_the_init_from_file(tmp_path):
+    """Continuing a run in place: --init-from w.npz --out w.npz (written through a temporary file)."""
+    w = tmp_path / "w.npz"
+    assert run("train", XOR, "--data", "xor", "--epochs", "1", "--out", str(w), "-q").exit_code == 0
+    r = run("train", XOR, "--data", "xor", "--epochs", "1", "--init-from", str(w), "--out", str(w), "-q")
+    assert r.exit_code == 0, r.output
