@@ -367,6 +367,11 @@ def _bind_arrays(data: Dataset, inputs: list[InputSpec], output_kind: str) -> Bo
             if a.dtype.kind not in "iub" and not (a.dtype.kind == "f" and np.all(a == np.round(a))):
                 raise DataError(f"{data.name}: '{spec.name}' must hold class indices (whole numbers)")
             a = a.astype(np.int64)
+            if spec.classes is not None and a.size and (a.min() < 0 or a.max() >= spec.classes):
+                bad = int(np.argmax(((a < 0) | (a >= spec.classes)).reshape(len(a), -1).any(axis=1)))
+                raise DataError(f"{data.name}: '{spec.name}' holds class labels from {a.min()} to {a.max()}, "
+                                f"but the model has {spec.classes} classes (0 to {spec.classes - 1}); the first "
+                                f"out of range is in example {bad}")
         elif a.dtype.kind not in "fiub":
             raise DataError(f"{data.name}: '{spec.name}' has dtype {a.dtype}; expected numbers")
         out[spec.name] = _fit(spec.name, a.astype(np.float64) if spec.kind == "float" else a, spec, mode,

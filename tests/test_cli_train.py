@@ -638,3 +638,16 @@ def test_out_may_name_the_init_from_file(tmp_path):
     assert run("train", XOR, "--data", "xor", "--epochs", "1", "--out", str(w), "-q").exit_code == 0
     r = run("train", XOR, "--data", "xor", "--epochs", "1", "--init-from", str(w), "--out", str(w), "-q")
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_npz_labels_out_of_range_name_the_file_and_example(tmp_path, clf, command):
+    """Used to be the generated module's check, without the file: "input 'y' holds class labels in [0, 2)"."""
+    weights = tmp_path / "w.npz"
+    assert run("train", clf, "--data", "xor", "--epochs", "1", "--out", str(weights), "-q").exit_code == 0
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2)), y=np.array([0, 1, 5, 1]))
+    extra = [] if command == "train" else ["--weights", str(weights)]
+    r = run(command, clf, "--data", str(tmp_path / "d.npz"), *extra)
+    assert r.exit_code == 2, r.output
+    assert ("d.npz: 'y' holds class labels from 0 to 5, but the model has 2 classes (0 to 1); "
+            "the first out of range is in example 2") in r.output
