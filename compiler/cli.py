@@ -261,7 +261,9 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
         try:
             given = load_data(Path(data)) if data else None
             inputs = concrete_inputs(prog, list(assigns), given)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise click.UsageError(f"cannot read {data}: {exc.strerror or exc}") from None
+        except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         _, source = _run(compile_spec, spec, debug)
         annotations = graph_values(prog, initial_params(source, seed), inputs)

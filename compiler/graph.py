@@ -142,11 +142,17 @@ def _fits(shape, actual, dims: dict[str, int]) -> bool:
 
 def load_data(path: Path) -> dict[str, Any]:
     """Arrays by input name from a .npz or .json file."""
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+    if path.suffix == ".npz":  # as nnc train reads one: a zip of arrays, never unpickled
+        from .runtime.data import _load_npz
+
+        return _load_npz(path).arrays
     if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is no part of it
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
         if isinstance(data, dict):
             return data
     raise ValueError(f"{path}: expected a .npz file or a .json object mapping input names to arrays")
