@@ -124,7 +124,7 @@ def _load_csv(path: Path, target_columns: int) -> Dataset:
     A first row that is not all numbers is a header and is skipped.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark would make row 1 a "header"
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read it ({exc})") from None
     reader = csv.reader(io.StringIO(text))
@@ -146,6 +146,8 @@ def _load_csv(path: Path, target_columns: int) -> Dataset:
         except ValueError:
             bad = next(c for c in row if not _is_number(c))
             what = f"'{bad.strip()}', which is not a number" if bad.strip() else "an empty value"
+            if any(sep in bad for sep in ";\t|"):
+                what += " (columns are separated by commas)"
             raise DataError(f"{path}:{line}: {what}") from None
     if target_columns >= width:
         raise DataError(f"{path}: {width} columns, but the spec needs {target_columns} target column(s) "

@@ -651,3 +651,19 @@ def test_npz_labels_out_of_range_name_the_file_and_example(tmp_path, clf, comman
     assert r.exit_code == 2, r.output
     assert ("d.npz: 'y' holds class labels from 0 to 5, but the model has 2 classes (0 to 1); "
             "the first out of range is in example 2") in r.output
+
+
+def test_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path, clf):
+    """Excel's 'CSV UTF-8' starts with a byte-order mark: the first row of numbers used to be
+    taken for a header and silently dropped."""
+    (tmp_path / "d.csv").write_bytes(b"\xef\xbb\xbf0,0,0\r\n0,1,1\r\n")
+    r = run("train", clf, "--data", str(tmp_path / "d.csv"), "--epochs", "1", "-q")
+    assert r.exit_code == 0, r.output
+    assert "2 training and 0 validation examples" in r.output
+
+
+def test_csv_with_semicolons_says_commas(tmp_path, clf):
+    (tmp_path / "d.csv").write_text("x1;x2;y\n0;0;0\n")
+    r = run("train", clf, "--data", str(tmp_path / "d.csv"), "-q")
+    assert r.exit_code == 2, r.output
+    assert "d.csv:2: '0;0;0', which is not a number (columns are separated by commas)" in r.output
