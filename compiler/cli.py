@@ -30,6 +30,7 @@ class _Finite(click.FloatRange):
         return number
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report a command killed by SIGINT (128 + 2)
 
 
 MAX_SPEC_BYTES = 16 * 2**20  # far beyond the parser's token limit; bounds memory before parsing
@@ -113,12 +114,25 @@ def _fail_internal(path: str, what: str) -> NoReturn:
     sys.exit(EXIT_INTERNAL)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and a rename: never a half-written file."""
-    folder = path.parent if str(path.parent) else Path(".")
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Write via a temporary file in the same folder and a rename: never a half-written file.
+
+    A symbolic link is written through (the file it names gets the text, the link stays), and
+    what is not a regular file (/dev/stdout, /dev/null, a named pipe) is written as it is: a
+    rename would put a regular file in its place.
+    """
+    binary = isinstance(text, bytes)
+    mode, encoding = ("wb", None) if binary else ("w", "utf-8")
+    newline = None if binary else "\n"
+    if path.exists() and not path.is_file():  # follows links: a device or a FIFO, not a folder (click)
+        with open(path, mode, encoding=encoding, newline=newline) as f:
+            f.write(text)
+        return
+    path = Path(os.path.realpath(path))
+    folder = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with os.fdopen(fd, mode, encoding=encoding, newline=newline) as f:
             f.write(text)
         if path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o777)
@@ -131,7 +145,19 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Ctrl-C anywhere is one line and exit 130, not click's "Aborted!" and exit 1 (which
+    reads as a failed check)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\nnnc: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nnc")
 def main() -> None:
     """nnc: compile neural-network specs into standalone Python modules."""
@@ -203,7 +229,8 @@ def ir_cmd(spec: str, debug: bool) -> None:
 @click.option("--input", "assigns", multiple=True, metavar="NAME=VALUE",
               help="An input value for --values: a number or a JSON list (repeatable).")
 @click.option("--data", type=click.Path(dir_okay=False), help="Input values for --values from a .npz or .json file.")
-@click.option("--seed", default=0, show_default=True, help="Seed of init_params for parameters without values.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of init_params for parameters without values.")
 @click.option("--digits", default=4, show_default=True, type=click.IntRange(1, 17),
               help="Significant digits of values in labels.")
 @_debug
@@ -225,6 +252,7 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
 
     if out is not None and Path(out).suffix.lower() not in (*RENDERED, *DOT_SUFFIXES):
         raise click.UsageError(f"-o {out}: the file name must end in .svg, .png, .pdf, .dot or .gv")
+    _require_folder("graph", "-o", out)
     if (assigns or data) and not values:
         values = True
     _, prog = _run(build_program, spec, debug)
@@ -233,7 +261,9 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
         try:
             given = load_data(Path(data)) if data else None
             inputs = concrete_inputs(prog, list(assigns), given)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise click.UsageError(f"cannot read {data}: {exc.strerror or exc}") from None
+        except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         _, source = _run(compile_spec, spec, debug)
         annotations = graph_values(prog, initial_params(source, seed), inputs)
@@ -246,7 +276,7 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
     except GraphvizError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+        raise _OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def _parse_dims(dims: tuple[str, ...]) -> dict[str, int]:
@@ -399,6 +429,19 @@ def _require_folder(command: str, option: str, path: str | None) -> None:
         _fail_run(command, f"{option} {path}: no such directory: {Path(path).parent}")
 
 
+def _refuse_overwrite(command: str, outputs: dict[str, str | None], inputs: dict[str, str | None]) -> None:
+    """An output option naming an input file (the spec, the data, the weights) or another output
+    would destroy it: an error before any work, as `nnc compile -o SPEC` is."""
+    named = [(option, path) for option, path in outputs.items() if path is not None]
+    for i, (option, path) in enumerate(named):
+        for what, source in inputs.items():
+            if source is not None and os.path.exists(source) and _same_file(path, source):
+                _fail_run(command, f"{option} {path} is {what} itself; writing there would destroy it")
+        for other, source in named[:i]:
+            if _same_file(path, source):
+                _fail_run(command, f"{other} and {option} name the same file {path}")
+
+
 def _weights_path(value: str | None, option: str) -> None:
     if value is not None and not value.endswith((".npz", ".safetensors")):
         raise click.BadParameter("weights files end in .npz or .safetensors", param_hint=option)
@@ -415,7 +458,7 @@ def _weights_path(value: str | None, option: str) -> None:
               "constant, cosine, step:step_size=N,gamma=G, exponential:gamma=G.")
 @click.option("--clip-norm", type=_Finite(min=0, min_open=True),
               help="Clip the gradient to this global norm (overrides the spec).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds initialization, shuffling, the split.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds initialization, shuffling, the split.")
 @click.option("--val-split", type=_Finite(0, 1, max_open=True),
               help="Share of examples held out for validation (default: 0.2; 0 below 100 examples).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the weights: .npz or .safetensors.")
@@ -442,17 +485,23 @@ def train_cmd(spec: str, data: str, out: str | None, init_from: str | None, plot
         _fail_run("train", "--plot needs matplotlib, which is not installed: python -m pip install 'nnc[plot]'")
     for option, path in (("--out", out), ("--log", options.get("log")), ("--plot", plot)):
         _require_folder("train", option, path)
+    log = options.get("log")
+    _refuse_overwrite("train", {"--out": out, "--log": log, "--plot": plot}, {"the spec": spec, "the --data file": data})
+    _refuse_overwrite("train", {"--log": log, "--plot": plot}, {"the --init-from file": init_from})  # --out: fine
     _, prog = _run(build_program, spec, debug)
-    opts = tr.Options(init_from=init_from, **options)
+    opts = tr.Options(init_from=init_from, interruptible=True, **options)
     with _run_errors("train", spec, debug):
         run = tr.train(prog, Path(spec).name, data, opts)
         click.echo(run.summary.text())
         if out is not None:
             tr.save(run, out, Path(spec).name)
-            click.echo(f"weights saved to {out}" + (" (the last finite ones)" if run.stopped else ""))
+            click.echo(f"weights saved to {out}" + (" (the last finite ones)" if run.stopped else
+                                                    " (those of the last whole step)" if run.interrupted else ""))
     if plot is not None and run.history:
         tr.plot(run, plot, f"{Path(spec).name} on {data}")
         click.echo(f"curves drawn to {plot}")
+    if run.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
     if run.stopped:
         sys.exit(EXIT_CHECK_FAILED)
 
@@ -473,6 +522,8 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
         arrays = load_weights(weights, dict(module.PARAMS))
         if dtype is None:
             dtype = next(iter(arrays.values())).dtype.name if arrays else "float32"
+            if dtype not in ("float32", "float64"):  # float16 weights: computed in float32, as --dtype allows
+                dtype = "float32"
         xp = tr.namespace(backend, dtype)
         params = {k: xp.asarray(v, dtype=getattr(xp, dtype)) for k, v in arrays.items()}
         inputs = tr.input_specs(prog)
@@ -488,6 +539,8 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
                 inputs = [i for i in inputs if i.name in tr.forward_inputs(module)]
         if bound is None:
             bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)
+        if len(bound) == 0:
+            raise tr.TrainError(f"{data} holds no examples")
     return prog, module, xp, params, bound, kind, dtype
 
 
@@ -500,7 +553,7 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
                    "(with the same --seed and --val-split).")
 @click.option("--val-split", type=_Finite(0, 1, max_open=True),
               help="As for nnc train (default: 0.2; 0 below 100 examples).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--backend", default="numpy", show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Default: the weights' dtype.")
 @_debug
@@ -578,6 +631,8 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
     if out is not None and not out.endswith((".npy", ".csv")):
         raise click.BadParameter("predictions are written to .npy or .csv", param_hint="--out")
     _require_folder("predict", "--out", out)
+    _refuse_overwrite("predict", {"--out": out}, {"the spec": spec, "the --data file": data,
+                                                  "the --weights file": weights})
     prog, module, xp, params, bound, kind, dtype = _load_for_use("predict", spec, weights, data, backend, dtype,
                                                                  debug, features_only=True)
     if bound.arrays.keys() == {d.var.name for d in prog.inputs}:  # targets given: decided as eval decides
@@ -592,10 +647,18 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
     positions = len(labels.shape) - (bound.mode != "single") if labels is not None else 0  # int[B, T]: 1
     values = result if raw or not classifier else tr.predict_classes(result, kind, bound.mode, positions)
     table = values.reshape(len(values), -1)
-    if out is not None and out.endswith(".npy"):
-        np.save(out, values)
-    elif out is not None:
-        np.savetxt(out, table, delimiter=",", fmt="%d" if table.dtype.kind == "i" else "%.9g")
+    if out is not None:
+        import io
+
+        buffer = io.BytesIO()
+        if out.endswith(".npy"):
+            np.save(buffer, values)
+        else:
+            np.savetxt(buffer, table, delimiter=",", fmt="%d" if table.dtype.kind == "i" else "%.9g")
+        try:  # never a half-written file, nor an old one half overwritten
+            write_atomically(Path(out), buffer.getvalue())
+        except OSError as exc:
+            _fail_run("predict", f"cannot write {out}: {exc.strerror or exc}")
     else:
         for row in table:
             click.echo(",".join(str(int(v)) if table.dtype.kind == "i" else f"{v:.6g}" for v in row))
@@ -624,7 +687,7 @@ def _load_target(target: str, debug: bool):
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
               help="Size of a symbolic dimension (repeatable; default: small distinct sizes).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random point.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the random point.")
 @click.option("--eps", type=_Finite(min=0, min_open=True), default=None,
               help="Relative step h = eps * max(1, |x|) [1e-6; float32: 3e-3].")
 @click.option("--rtol", type=_Finite(min=0), default=None, help="Relative tolerance [1e-5; float32: 1e-2].")
@@ -721,7 +784,7 @@ def _check_forward(module, sizes: dict[str, int], seed: int, *, reverse: bool):
               help="Seconds a timed sample lasts at least (calls per sample are calibrated to it).")
 @click.option("--threads", type=click.IntRange(min=1), help="BLAS (and PyTorch) threads (default: 1, or the "
               "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS you set).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the parameters and inputs.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the parameters and inputs.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results to this JSON file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @_debug
@@ -745,6 +808,7 @@ def bench_cmd(target: str, dims: tuple[str, ...], dtype: str, backend: str, entr
     except click.UsageError as exc:
         _fail_run("bench", exc.message)
     _require_folder("bench", "--json", json_out)
+    _refuse_overwrite("bench", {"--json": json_out}, {"the target": target})
     module, source = _load_target(target, debug)
     try:
         xp = tr.namespace(backend, dtype)

@@ -142,11 +142,17 @@ def _fits(shape, actual, dims: dict[str, int]) -> bool:
 
 def load_data(path: Path) -> dict[str, Any]:
     """Arrays by input name from a .npz or .json file."""
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+    if path.suffix == ".npz":  # as nnc train reads one: a zip of arrays, never unpickled
+        from .runtime.data import _load_npz
+
+        return _load_npz(path).arrays
     if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is no part of it
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
         if isinstance(data, dict):
             return data
     raise ValueError(f"{path}: expected a .npz file or a .json object mapping input names to arrays")
@@ -272,14 +278,28 @@ def render(dot_text: str, out: Path) -> None:
     """Write `dot_text` to `out`: as DOT for .dot/.gv, else rendered by Graphviz's `dot`."""
     suffix = out.suffix.lower()
     if suffix in DOT_SUFFIXES:
-        out.write_text(dot_text, encoding="utf-8")
+        from .cli import write_atomically
+
+        write_atomically(out, dot_text)
         return
     exe = shutil.which("dot")
     if exe is None:
         raise GraphvizError(
             f"cannot render {out.name}: the Graphviz 'dot' program is not installed "
             f"(Debian/Ubuntu: apt-get install graphviz); use -o {out.with_suffix('.dot').name} for the DOT text")
-    result = subprocess.run([exe, f"-T{RENDERED[suffix]}", "-o", str(out)], input=dot_text.encode("utf-8"),
-                            capture_output=True, check=False)
-    if result.returncode != 0:
-        raise GraphvizError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
+    import os
+    import tempfile
+
+    out = Path(os.path.realpath(out))  # a symbolic link is written through
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
+    os.close(fd)
+    try:  # dot writes a temporary file, renamed over `out` once whole: never a half-written image
+        result = subprocess.run([exe, f"-T{RENDERED[suffix]}", "-o", tmp], input=dot_text.encode("utf-8"),
+                                capture_output=True, check=False)
+        if result.returncode != 0:
+            raise GraphvizError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
+        os.chmod(tmp, out.stat().st_mode & 0o777 if out.exists() else 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -102,6 +102,10 @@ def builtin(name: str) -> Dataset:
 # ---- files -------------------------------------------------------------------------------------
 
 def _load_npz(path: Path) -> Dataset:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # np.load would take it for a pickle and say so
+        raise DataError(f"{path}: not an .npz archive (a zip file of arrays, as numpy.savez writes)")
     try:
         with np.load(path, allow_pickle=False) as f:
             if not hasattr(f, "files"):
@@ -120,24 +124,31 @@ def _load_csv(path: Path, target_columns: int) -> Dataset:
     A first row that is not all numbers is a header and is skipped.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark would make row 1 a "header"
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read it ({exc})") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
-    if rows and not all(_is_number(c) for c in rows[0]):
-        rows = rows[1:]
-    if not rows:
+    reader = csv.reader(io.StringIO(text))
+    numbered = [(reader.line_num, r) for r in reader]  # line numbers of the file, blank lines included
+    numbered = [(n, r) for n, r in numbered if r and any(c.strip() for c in r)]
+    if numbered and not all(_is_number(c) for c in numbered[0][1]):
+        numbered = numbered[1:]
+    if not numbered:
         raise DataError(f"{path}: no rows of numbers")
-    width = len(rows[0])
-    values = np.empty((len(rows), width))
-    for i, row in enumerate(rows):
+    width = len(numbered[0][1])
+    values = np.empty((len(numbered), width))
+    for i, (line, row) in enumerate(numbered):
         if len(row) != width:
-            raise DataError(f"{path}:{i + 1}: {len(row)} columns, but the first row has {width}")
+            trailing = " (a trailing comma?)" if len(row) > width and not row[-1].strip() else ""
+            raise DataError(f"{path}:{line}: {len(row)} columns, but the first row of numbers (line "
+                            f"{numbered[0][0]}) has {width}{trailing}")
         try:
             values[i] = [float(c) for c in row]
         except ValueError:
             bad = next(c for c in row if not _is_number(c))
-            raise DataError(f"{path}: row {i + 1} has '{bad.strip()}', which is not a number") from None
+            what = f"'{bad.strip()}', which is not a number" if bad.strip() else "an empty value"
+            if any(sep in bad for sep in ";\t|"):
+                what += " (columns are separated by commas)"
+            raise DataError(f"{path}:{line}: {what}") from None
     if target_columns >= width:
         raise DataError(f"{path}: {width} columns, but the spec needs {target_columns} target column(s) "
                         "after at least one feature column")
@@ -358,6 +369,11 @@ def _bind_arrays(data: Dataset, inputs: list[InputSpec], output_kind: str) -> Bo
             if a.dtype.kind not in "iub" and not (a.dtype.kind == "f" and np.all(a == np.round(a))):
                 raise DataError(f"{data.name}: '{spec.name}' must hold class indices (whole numbers)")
             a = a.astype(np.int64)
+            if spec.classes is not None and a.size and (a.min() < 0 or a.max() >= spec.classes):
+                bad = int(np.argmax(((a < 0) | (a >= spec.classes)).reshape(len(a), -1).any(axis=1)))
+                raise DataError(f"{data.name}: '{spec.name}' holds class labels from {a.min()} to {a.max()}, "
+                                f"but the model has {spec.classes} classes (0 to {spec.classes - 1}); the first "
+                                f"out of range is in example {bad}")
         elif a.dtype.kind not in "fiub":
             raise DataError(f"{data.name}: '{spec.name}' has dtype {a.dtype}; expected numbers")
         out[spec.name] = _fit(spec.name, a.astype(np.float64) if spec.kind == "float" else a, spec, mode,

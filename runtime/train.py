@@ -331,6 +331,9 @@ class Options:
     init_from: str | None = None
     quiet: bool = False
     log: str | None = None
+    interruptible: bool = False  # Ctrl-C stops training as a nan loss does (nnc train), not raising
+
+
 
 
 @dataclass
@@ -341,6 +344,7 @@ class Run:
     steps: int = 0
     seconds: float = 0.0
     stopped: str | None = None  # why training stopped early (a non-finite loss)
+    interrupted: str | None = None  # where Ctrl-C stopped it (Options.interruptible)
     summary: Summary | None = None
 
 
@@ -367,6 +371,8 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
     except datamod.DataError as exc:
         raise TrainError(str(exc)) from None
     n = len(bound)
+    if n == 0:
+        raise TrainError(f"{data_source} holds no examples")
     val_split = default_val_split(n) if opts.val_split is None else opts.val_split
     try:
         train_idx, val_idx = datamod.split(n, val_split, opts.seed)
@@ -459,13 +465,16 @@ def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device |
         raise TrainError(f"--log {opts.log}: cannot write it: {exc.strerror or exc}") from None
     classifier = train_dev.host.labels is not None
     start = time.perf_counter()
+    epoch, in_step, good = 0, False, None
     try:
         for epoch in range(1, epochs + 1):
             order = rng.permutation(len(train_dev))
             total, seen = 0.0, 0
             for k, (lo, hi) in enumerate(spans, 1):
                 good = _copy(xp, params)  # the last weights whose loss was finite
+                in_step = True
                 loss = float(train_step(params, state, *_ordered(module, train_dev.batch(order[lo:hi]))))
+                in_step = False
                 if not math.isfinite(loss):
                     params.clear()
                     params.update(good)
@@ -486,6 +495,15 @@ def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device |
             if log:
                 log.write(json.dumps(record.as_dict()) + "\n")
                 log.flush()
+    except KeyboardInterrupt:
+        if not opts.interruptible:
+            raise
+        if in_step:  # a step cut short may have written some parameters and not others
+            params.clear()
+            params.update(good)
+        run.interrupted = (f"interrupted (Ctrl-C) at epoch {epoch} of {epochs} after {run.steps} "
+                           f"step{'s' if run.steps != 1 else ''}")
+        progress.message(f"nnc train: {run.interrupted}")
     finally:
         run.seconds = time.perf_counter() - start
         progress.close()

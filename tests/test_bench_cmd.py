@@ -177,3 +177,12 @@ def test_module_problems_exit_2(tmp_path):
     result = bench(str(module), *FAST)
     assert result.exit_code == 2
     assert result.stderr == "nnc bench: error: forward() raised ValueError: a bad hand edit\n"
+
+
+def test_json_naming_the_target_is_refused(tmp_path):
+    module = tmp_path / "m.py"
+    assert CliRunner().invoke(main, ["compile", str(SPECS / "xor.nn"), "-o", str(module)]).exit_code == 0
+    before = module.read_bytes()
+    r = CliRunner().invoke(main, ["bench", str(module), "--json", str(module), "-q"])
+    assert r.exit_code == 2, r.output
+    assert "is the target itself" in r.output and module.read_bytes() == before

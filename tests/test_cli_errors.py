@@ -175,3 +175,45 @@ def test_oversized_file_is_refused_before_parsing(tmp_path: Path, monkeypatch):
     result = invoke(["compile", "big.nn"], tmp_path, monkeypatch)
     assert result.exit_code == 2
     assert result.stderr.startswith("big.nn:1:1: error: the spec is too large")
+
+
+def test_output_through_a_symbolic_link_writes_the_file_it_names(tmp_path: Path, monkeypatch):
+    """-o LINK: the file the link names gets the module and the link stays a link (a rename
+    over the link used to replace it with a regular file and leave its target stale)."""
+    real = tmp_path / "real.py"
+    real.write_text("old\n")
+    (tmp_path / "link.py").symlink_to("real.py")
+    result = invoke(["compile", str(GOOD), "-o", "link.py"], tmp_path, monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "link.py").is_symlink()
+    assert real.read_text().startswith('"""Model')
+    assert _leftovers(tmp_path) == []
+
+
+def test_output_to_a_device_or_pipe_is_written_not_replaced(tmp_path: Path, monkeypatch):
+    """-o /dev/stdout, /dev/null or a named pipe: written into, never renamed over (as root a
+    rename over /dev/stdout would replace the system's link with a regular file)."""
+    (tmp_path / "null.py").symlink_to(os.devnull)
+    result = invoke(["compile", str(GOOD), "-o", "null.py"], tmp_path, monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "null.py").is_symlink() and os.readlink(tmp_path / "null.py") == os.devnull
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    result = invoke(["compile", str(GOOD), "-o", "pipe.py"], tmp_path, monkeypatch)
+    text = reader.communicate(timeout=30)[0]
+    assert result.exit_code == 0, result.output
+    assert fifo.is_fifo() and text.startswith(b'"""Model')
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", [
+    ["train", str(GOOD), "--data", "xor"], ["eval", str(GOOD), "--weights", "w.npz", "--data", "xor"],
+    ["graph", str(GOOD), "--values"],
+    ["check", str(GOOD)], ["bench", str(GOOD)]])
+def test_a_negative_seed_is_a_usage_error(tmp_path: Path, monkeypatch, command):
+    """--seed -1 used to reach NumPy ('expected non-negative integer', and a traceback from graph)."""
+    result = invoke([*command, "--seed", "-1"], tmp_path, monkeypatch)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--seed': -1 is not in the range x>=0" in result.output
+    assert "Traceback" not in result.output

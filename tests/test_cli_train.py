@@ -448,3 +448,222 @@ def test_a_class_per_position_gets_accuracy_a_confusion_matrix_and_predictions(t
     assert pr.exit_code == 0, pr.output
     rows = [[int(v) for v in line.split(",")] for line in pr.output.splitlines()]
     assert np.array_equal(np.array(rows), predicted)
+
+
+def test_ctrl_c_stops_training_saves_the_last_whole_step_and_exits_130(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a step: the weights from before it are saved (as a nan stop
+    saves them), the log keeps its whole epochs, one line says so, exit 130, no traceback."""
+    from nnc.runtime import train as tr
+
+    calls, batch = [0], tr.Device.batch
+
+    def interrupted(self, index):
+        calls[0] += 1
+        if calls[0] == 7:  # epoch 4: each epoch takes one step and one evaluation
+            raise KeyboardInterrupt
+        return batch(self, index)
+
+    monkeypatch.setattr(tr.Device, "batch", interrupted)
+    out, log = tmp_path / "w.npz", tmp_path / "m.jsonl"
+    r = run("train", XOR, "--data", "xor", "--epochs", "50", "--out", str(out), "--log", str(log), "--quiet")
+    assert r.exit_code == 130, r.output
+    assert "interrupted (Ctrl-C) at epoch 4 of 50 after 3 steps" in r.output
+    assert "Traceback" not in r.output and "Aborted" not in r.output
+    assert "weights saved to" in r.output and "last whole step" in r.output
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == list(range(1, 4))  # batch() also serves evaluation
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl", "w.npz"]  # no temporary file
+    ev = run("eval", XOR, "--weights", str(out), "--data", "xor")
+    assert ev.exit_code == 0, ev.output
+
+
+def test_ctrl_c_outside_training_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    from nnc.runtime import data as data_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data_module, "load", interrupted)
+    out = tmp_path / "w.npz"
+    r = run("train", XOR, "--data", "xor", "--out", str(out))
+    assert r.exit_code == 130, r.output
+    assert "nnc: interrupted" in r.output and "Aborted" not in r.output
+    assert not out.exists()
+
+
+def test_a_real_sigint_during_nnc_train(tmp_path):
+    """As a user presses Ctrl-C: SIGINT to the process while it trains."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, log = tmp_path / "w.npz", tmp_path / "m.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "nnc.cli", "train", str(SPECS / "digits.nn"), "--data",
+                             "digits", "--epochs", "100000", "--out", str(out), "--log", str(log), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not (log.exists() and log.stat().st_size):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr and "interrupted (Ctrl-C)" in stderr
+    assert "weights saved to" in stdout
+    assert all(json.loads(line) for line in log.read_text().splitlines())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.jsonl", "w.npz"]
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_predict_out_is_written_whole_or_not_at_all(tmp_path, monkeypatch, suffix):
+    """predict --out goes through a temporary file: a failed write keeps the old file, no temporary."""
+    import os
+
+    from nnc import cli
+
+    weights, out = tmp_path / "w.npz", tmp_path / f"p{suffix}"
+    assert run("train", XOR, "--data", "xor", "--epochs", "5", "--out", str(weights), "-q").exit_code == 0
+    out.write_text("old")
+
+    def full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli.os, "replace", full)
+    r = run("predict", XOR, "--weights", str(weights), "--data", "xor", "--out", str(out))
+    assert r.exit_code == 2, r.output
+    assert f"nnc predict: error: cannot write {out}: No space left on device" in r.output
+    assert out.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["p" + suffix, "w.npz"]
+    monkeypatch.undo()
+    r = run("predict", XOR, "--weights", str(weights), "--data", "xor", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    values = np.load(out) if suffix == ".npy" else np.loadtxt(out, delimiter=",")
+    assert len(values) == 4 and set(values.tolist()) <= {0, 1}  # a class per example
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,b,c\n\n0,0,0\n1,oops,1\n", "bad.csv:4: 'oops', which is not a number"),  # the file's line, not the row's
+    ("0,0,0\n\n1,1,1,\n", "bad.csv:3: 4 columns, but the first row of numbers (line 1) has 3 (a trailing comma?)"),
+    ("0,0,0\n1,,1\n", "bad.csv:2: an empty value"),
+    ("a,b,c\n", "bad.csv: no rows of numbers"),
+])
+def test_csv_errors_name_the_line_of_the_file(tmp_path, clf, text, message):
+    (tmp_path / "bad.csv").write_text(text)
+    r = run("train", clf, "--data", str(tmp_path / "bad.csv"), "-q")
+    assert r.exit_code == 2, r.output
+    assert message in r.output, r.output
+
+
+def test_an_npz_that_is_not_a_zip_is_not_called_a_pickle(tmp_path, clf):
+    bad = tmp_path / "d.npz"
+    bad.write_text("x,y\n1,0\n")
+    r = run("train", clf, "--data", str(bad), "-q")
+    assert r.exit_code == 2, r.output
+    assert "not an .npz archive (a zip file of arrays" in r.output and "pickle" not in r.output
+
+
+def test_an_npz_of_python_objects_is_never_unpickled(tmp_path, clf, monkeypatch):
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("nnc unpickled data")
+
+    np.savez(tmp_path / "d.npz", x=np.array([{"a": 1}] * 4, dtype=object), y=np.zeros(4, np.int64))
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    r = run("train", clf, "--data", str(tmp_path / "d.npz"), "-q")
+    assert r.exit_code == 2, r.output
+    assert "allow_pickle=False" in r.output
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "predict"])
+def test_data_without_examples_is_one_line_and_exit_2(tmp_path, clf, command):
+    """0 examples: train used to blame --val-split, eval printed loss nan with exit 0, and
+    predict raised a ValueError from reshape."""
+    weights = tmp_path / "w.npz"
+    np.savez(tmp_path / "d.npz", x=np.zeros((8, 2)), y=np.zeros(8, np.int64))
+    assert run("train", clf, "--data", str(tmp_path / "d.npz"), "--epochs", "1", "--out", str(weights),
+               "-q").exit_code == 0
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 2)), y=np.zeros(0, np.int64))
+    extra = [] if command == "train" else ["--weights", str(weights)]
+    r = run(command, clf, "--data", str(tmp_path / "empty.npz"), *extra)
+    assert r.exit_code == 2, r.output
+    assert f"nnc {command}: error: {tmp_path / 'empty.npz'} holds no examples" in r.output
+
+
+def test_float16_weights_are_used_in_float32(tmp_path, monkeypatch):
+    """eval and predict default to the weights' dtype: for float16 weights, float32 (a dtype
+    --dtype offers), not a silent float16 evaluation."""
+    from nnc.runtime import train as tr
+
+    weights, half = tmp_path / "w.npz", tmp_path / "half.npz"
+    assert run("train", XOR, "--data", "xor", "--epochs", "3", "--out", str(weights), "-q").exit_code == 0
+    with np.load(weights) as f:
+        np.savez(half, **{k: f[k].astype(np.float16) for k in f.files})
+    used, namespace = [], tr.namespace
+    monkeypatch.setattr(tr, "namespace", lambda backend, dtype: used.append(dtype) or namespace(backend, dtype))
+    r = run("eval", XOR, "--weights", str(half), "--data", "xor")
+    assert r.exit_code == 0, r.output
+    assert used == ["float32"]
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d: ["train", d["spec"], "--data", "xor", "--log", d["spec"]], "--log {spec} is the spec itself"),
+    (lambda d: ["train", d["spec"], "--data", d["csv"], "--log", d["csv"]], "--log {csv} is the --data file itself"),
+    (lambda d: ["train", d["spec"], "--data", d["npz"], "--out", d["npz"]], "--out {npz} is the --data file itself"),
+    (lambda d: ["train", d["spec"], "--data", "xor", "--log", d["w"], "--init-from", d["w"]],
+     "--log {w} is the --init-from file itself"),
+    (lambda d: ["train", d["spec"], "--data", "xor", "--out", d["new"], "--log", d["new"]],
+     "--out and --log name the same file {new}"),
+    (lambda d: ["predict", d["spec"], "--weights", d["w"], "--data", d["csv"], "--out", d["csv"]],
+     "--out {csv} is the --data file itself"),
+])
+def test_an_output_option_never_overwrites_an_input(tmp_path, make_args, message):
+    """--log SPEC, --out DATA.npz, predict --out DATA.csv ... used to overwrite the input."""
+    spec, csv, npz, w = tmp_path / "clf.nn", tmp_path / "d.csv", tmp_path / "d.npz", tmp_path / "w.npz"
+    spec.write_text(CLASSIFIER)
+    csv.write_text("0,0,0\n0,1,1\n")
+    np.savez(npz, x=np.zeros((4, 2)), y=np.zeros(4, np.int64))
+    assert run("train", str(spec), "--data", "xor", "--epochs", "1", "--out", str(w), "-q").exit_code == 0
+    paths = {"spec": str(spec), "csv": str(csv), "npz": str(npz), "w": str(w), "new": str(tmp_path / "new.npz")}
+    before = {p: p.read_bytes() for p in (spec, csv, npz, w)}
+    r = run(*make_args(paths))
+    assert r.exit_code == 2, r.output
+    assert message.format(**paths) in r.output
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.nn", "d.csv", "d.npz", "w.npz"]
+
+
+def test_out_may_name_the_init_from_file(tmp_path):
+    """Continuing a run in place: --init-from w.npz --out w.npz (written through a temporary file)."""
+    w = tmp_path / "w.npz"
+    assert run("train", XOR, "--data", "xor", "--epochs", "1", "--out", str(w), "-q").exit_code == 0
+    r = run("train", XOR, "--data", "xor", "--epochs", "1", "--init-from", str(w), "--out", str(w), "-q")
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_npz_labels_out_of_range_name_the_file_and_example(tmp_path, clf, command):
+    """Used to be the generated module's check, without the file: "input 'y' holds class labels in [0, 2)"."""
+    weights = tmp_path / "w.npz"
+    assert run("train", clf, "--data", "xor", "--epochs", "1", "--out", str(weights), "-q").exit_code == 0
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2)), y=np.array([0, 1, 5, 1]))
+    extra = [] if command == "train" else ["--weights", str(weights)]
+    r = run(command, clf, "--data", str(tmp_path / "d.npz"), *extra)
+    assert r.exit_code == 2, r.output
+    assert ("d.npz: 'y' holds class labels from 0 to 5, but the model has 2 classes (0 to 1); "
+            "the first out of range is in example 2") in r.output
+
+
+def test_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path, clf):
+    """Excel's 'CSV UTF-8' starts with a byte-order mark: the first row of numbers used to be
+    taken for a header and silently dropped."""
+    (tmp_path / "d.csv").write_bytes(b"\xef\xbb\xbf0,0,0\r\n0,1,1\r\n")
+    r = run("train", clf, "--data", str(tmp_path / "d.csv"), "--epochs", "1", "-q")
+    assert r.exit_code == 0, r.output
+    assert "2 training and 0 validation examples" in r.output
+
+
+def test_csv_with_semicolons_says_commas(tmp_path, clf):
+    (tmp_path / "d.csv").write_text("x1;x2;y\n0;0;0\n")
+    r = run("train", clf, "--data", str(tmp_path / "d.csv"), "-q")
+    assert r.exit_code == 2, r.output
+    assert "d.csv:2: '0;0;0', which is not a number (columns are separated by commas)" in r.output

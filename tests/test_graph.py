@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -173,3 +174,58 @@ def test_bad_spec_is_a_located_error(tmp_path):
     result = CliRunner().invoke(main, ["graph", str(bad)])
     assert result.exit_code == 2
     assert "bad.nn:3:" in result.output and "Traceback" not in result.output
+
+
+def test_output_in_a_missing_folder_is_exit_2(tmp_path):
+    for name in ("g.dot", "g.svg"):
+        r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "-o", str(tmp_path / "nowhere" / name)])
+        assert r.exit_code == 2, r.output
+        assert "no such directory" in r.output and "Traceback" not in r.output
+
+
+def test_a_failed_render_leaves_no_file(tmp_path, monkeypatch):
+    """dot writes a temporary file renamed over -o once whole: a failure keeps the old picture."""
+    import subprocess
+
+    from nnc import graph
+
+    out = tmp_path / "g.svg"
+    out.write_text("old picture")
+
+    def failing(cmd, **kwargs):
+        Path(cmd[cmd.index("-o") + 1]).write_text("half")
+        return subprocess.CompletedProcess(cmd, 1, b"", b"out of memory")
+
+    monkeypatch.setattr(graph.shutil, "which", lambda name: "/usr/bin/dot")
+    monkeypatch.setattr(graph.subprocess, "run", failing)
+    r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "-o", str(out)])
+    assert r.exit_code == 1 and "dot failed: out of memory" in r.output
+    assert out.read_text() == "old picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.svg"]
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("d.npz", b"\x93NUMPY", "d.npz: not an .npz archive (a zip file of arrays"),  # not called a pickle
+    ("d.json", b'{"x": [[0, 1]', "d.json:1:14: not valid JSON"),
+    ("missing.json", None, "cannot read"),
+])
+def test_bad_data_files_are_usage_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "--data", str(path)])
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output
+
+
+def test_data_files_a_user_writes_are_read(tmp_path):
+    """A .json with a byte-order mark (Windows editors), and an .npy saved under an .npz name is refused."""
+    import numpy as np
+
+    (tmp_path / "d.json").write_bytes(b'\xef\xbb\xbf{"x": [[0, 1]], "y": [[1]]}')
+    r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "--data", str(tmp_path / "d.json")])
+    assert r.exit_code == 0, r.output
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    (tmp_path / "a.npy").rename(tmp_path / "a.npz")
+    r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "--data", str(tmp_path / "a.npz")])
+    assert r.exit_code == 2 and "not an .npz archive" in r.output, r.output
