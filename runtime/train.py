@@ -334,8 +334,6 @@ class Options:
     interruptible: bool = False  # Ctrl-C stops training as a nan loss does (nnc train), not raising
 
 
-
-
 @dataclass
 class Run:
     module: ModuleType
