@@ -171,7 +171,8 @@ _debug = click.option("--debug", is_flag=True, help="Show Python tracebacks (for
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the module here (default, or -: stdout).")
 @click.option("--section", type=click.Choice(SECTIONS),
               help="Only this part of the module: forward (forward, loss), backward (value_and_grad), "
-                   "forward-mode (jvp, hvp), optimizer (init_optimizer, train_step) or header (the rest).")
+                   "forward-mode (jvp, hvp), optimizer (init_optimizer, train_step), "
+                   "weights (save_params, load_params) or header (the rest).")
 @_debug
 def compile_cmd(spec: str, out: str | None, section: str | None, debug: bool) -> None:
     """Compile SPEC into a standalone Python module."""
@@ -236,7 +237,7 @@ def ir_cmd(spec: str, debug: bool) -> None:
 @_debug
 def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns: tuple[str, ...],
               data: str | None, seed: int, digits: int, debug: bool) -> None:
-    """Draw the computational graph of SPEC (Graphviz DOT, SVG or PNG)."""
+    """Draw the computational graph of SPEC (Graphviz DOT, SVG, PNG or PDF)."""
     from .api import build_program, compile_spec
     from .graph import (
         DOT_SUFFIXES,

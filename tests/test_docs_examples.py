@@ -142,6 +142,55 @@ def test_every_code_block_is_fenced_with_a_known_tag(doc):
         assert ("excerpt" in block.attrs) == ("of" in block.attrs), f"{block.doc}:{block.line}: excerpt of=PATH"
 
 
+# ---- links between the docs ----------------------------------------------------------------
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$")
+
+
+def prose(path: Path) -> str:
+    """The text of a Markdown file outside fenced blocks and inline code."""
+    kept, in_fence = [], False
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if FENCE.match(line):
+            in_fence = not in_fence
+            kept.append("")
+        else:
+            kept.append("" if in_fence else re.sub(r"`[^`]*`", "``", line))
+    return "\n".join(kept)
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lowercase, punctuation dropped, spaces to '-', repeats -1, -2."""
+    found, seen = set(), {}
+    for line in prose(path).split("\n"):
+        if m := HEADING.match(line):
+            slug = re.sub(r"[^\w\- ]", "", m[1].strip().lower()).replace(" ", "-")
+            found.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+            seen[slug] = seen.get(slug, 0) + 1
+    return found
+
+
+def test_anchor_slugs_follow_github():
+    assert {"cupy-fused-update-kernels", "numpys-slow-elementwise-paths"} <= anchors(ROOT / "docs/performance.md")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_relative_link_and_anchor_resolves(doc):
+    text = re.sub(r"\]\s*\n\s*\(", "](", prose(doc))  # a link may break between its text and target
+    bad = []
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, fragment = target.partition("#")
+        file = (doc.parent / path).resolve() if path else doc
+        if not file.exists() or ROOT not in file.parents:
+            bad.append(f"{target}: no file {path}")
+        elif fragment and file.suffix == ".md" and fragment not in anchors(file):
+            bad.append(f"{target}: no heading '#{fragment}' in {file.relative_to(ROOT)}")
+    assert not bad, f"{doc.name}: " + "; ".join(bad)
+
+
 # ---- running them -------------------------------------------------------------------------
 
 

@@ -159,3 +159,34 @@ def test_generated_module_needs_no_nnc(mlp):
     imports = [line.strip() for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
     assert imports and all("nnc" not in line for line in imports), imports
     assert "def save_params(params, path):" in source and "def load_params(path, *, xp=None" in source
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_save_through_a_symlink_writes_the_target_and_keeps_the_link(mlp, tmp_path, suffix):
+    params = mlp.init_params(seed=2)
+    target = tmp_path / "store" / f"real{suffix}"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    link = tmp_path / f"w{suffix}"
+    link.symlink_to(target)
+    mlp.save_params(params, link)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert target.stat().st_mode & 0o777 == 0o640
+    back = mlp.load_params(target)
+    for name in params:
+        np.testing.assert_array_equal(back[name], params[name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store", f"w{suffix}"]
+    assert sorted(p.name for p in target.parent.iterdir()) == [f"real{suffix}"]
+
+
+def test_save_to_a_new_file_is_readable_by_others(mlp, tmp_path):
+    mlp.save_params(mlp.init_params(seed=2), tmp_path / "w.npz")
+    assert (tmp_path / "w.npz").stat().st_mode & 0o777 == 0o644
+
+
+def test_save_through_a_link_to_a_device_writes_the_device(mlp, tmp_path):
+    link = tmp_path / "w.npz"
+    link.symlink_to("/dev/null")
+    mlp.save_params(mlp.init_params(seed=2), link)
+    assert link.is_symlink() and list(tmp_path.iterdir()) == [link]

@@ -956,7 +956,11 @@ def _check_weights(arrays, shapes, where):
 
 
 def _write_weights(arrays, path, metadata=None):
-    """Write NumPy arrays keyed by name to `path` (.npz or .safetensors), atomically."""
+    """Write NumPy arrays keyed by name to `path` (.npz or .safetensors), atomically.
+
+    A symbolic link is written through (its target gets the arrays, the link stays); a device or
+    a named pipe is written as it is.
+    """
     import json
     import os
     import struct
@@ -987,13 +991,20 @@ def _write_weights(arrays, path, metadata=None):
                 f.write(chunk)
     else:
         raise ValueError(f"{path}: weights files end in .npz or .safetensors")
-    fd, tmp = tempfile.mkstemp(prefix=".weights.", suffix=".tmp", dir=os.path.dirname(path) or ".")
+    if os.path.exists(path) and not os.path.isfile(path):  # a device or a named pipe: a rename
+        with open(path, "wb") as f:                         # would put a regular file there
+            write(f)
+        return
+    path = os.path.realpath(path)  # a symbolic link is written through and stays a link
+    fd, tmp = tempfile.mkstemp(prefix=".weights.", suffix=".tmp", dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
 
 
