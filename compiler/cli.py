@@ -483,7 +483,7 @@ def train_cmd(spec: str, data: str, out: str | None, init_from: str | None, plot
 
     _weights_path(out, "--out")
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
-        _fail_run("train", "--plot needs matplotlib, which is not installed: python -m pip install 'nnc[plot]'")
+        _fail_run("train", "--plot needs matplotlib, which is not installed: python -m pip install matplotlib")
     for option, path in (("--out", out), ("--log", options.get("log")), ("--plot", plot)):
         _require_folder("train", option, path)
     log = options.get("log")
