@@ -542,6 +542,9 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
             bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)
         if len(bound) == 0:
             raise tr.TrainError(f"{data} holds no examples")
+        note = datamod.unused_note(command, bound, data, tr.input_specs(prog))
+        if note:
+            click.echo(note, err=True)
     return prog, module, xp, params, bound, kind, dtype
 
 

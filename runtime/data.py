@@ -213,6 +213,7 @@ class Bound:
     mode: str  # "batched", "single" (one example per call, no batch axis) or "fixed" (batch size)
     labels: np.ndarray | None  # the true class of each example, when it is a classifier
     classes: int | None
+    unused: tuple[str, ...] = ()  # arrays of an .npz that no input is named after
 
     def __len__(self) -> int:
         return len(next(iter(self.arrays.values())))
@@ -386,7 +387,19 @@ def _bind_arrays(data: Dataset, inputs: list[InputSpec], output_kind: str) -> Bo
     elif target is not None:
         labels = _binary_labels(out[target.name], output_kind)
         classes = None if labels is None else max(2, int(labels.max()) + 1)
-    return Bound(out, mode, labels, classes)
+    unused = tuple(sorted(set(arrays) - {i.name for i in inputs}))
+    return Bound(out, mode, labels, classes, unused)
+
+
+def unused_note(command: str, data: Bound, source: str, inputs: list[InputSpec]) -> str | None:
+    """A note naming the arrays of `source` that no input of the spec (`inputs`) reads: a
+    misspelled name would otherwise go unnoticed."""
+    unused = [name for name in data.unused if name not in {i.name for i in inputs}]
+    if not unused:
+        return None
+    return (f"nnc {command}: note: {source}: {', '.join(repr(n) for n in unused)} "
+            f"{'is' if len(unused) == 1 else 'are'} not an input of the spec and "
+            f"{'is' if len(unused) == 1 else 'are'} ignored (inputs: {', '.join(i.name for i in inputs)})")
 
 
 def split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -368,6 +368,9 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
         bound = datamod.bind(datamod.load(data_source, inputs), inputs, kind)
     except datamod.DataError as exc:
         raise TrainError(str(exc)) from None
+    note = datamod.unused_note("train", bound, data_source, inputs)
+    if note:
+        print(note, file=sys.stderr)
     n = len(bound)
     if n == 0:
         raise TrainError(f"{data_source} holds no examples")

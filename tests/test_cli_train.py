@@ -165,6 +165,16 @@ def test_npz_data_named_after_inputs(tmp_path, clf):
     np.savez(tmp_path / "bad.npz", features=x, y=y)
     r = run("train", clf, "--data", str(tmp_path / "bad.npz"))
     assert r.exit_code == 2 and "has no array 'x'" in r.output
+    # an array no input reads (a misspelled name, a weight column) is named, not silently dropped
+    note = "note: {}: 'w' is not an input of the spec and is ignored (inputs: x, y)"
+    extra = tmp_path / "extra.npz"
+    np.savez(extra, x=x, y=y, w=np.ones(200))
+    for args in (["train", clf, "--epochs", "1", "-q"], ["eval", clf, "--weights", str(tmp_path / "w.npz")],
+                 ["predict", clf, "--weights", str(tmp_path / "w.npz")]):
+        r = run(*args, "--data", str(extra))
+        assert r.exit_code == 0 and note.format(extra) in r.output, (args, r.output)
+    assert "not an input" not in run("eval", clf, "--weights", str(tmp_path / "w.npz"),
+                                     "--data", str(tmp_path / "d.npz")).output
 
 
 def test_csv_data_features_then_label(tmp_path, clf):
