@@ -33,7 +33,7 @@ from .optim import OPTIMIZERS
 from .primitives import ShapeError
 from .primitives.core import fmt_shape
 from .syntax import ast
-from .syntax.parser import KEYWORDS, MAX_SIZE
+from .syntax.parser import KEYWORDS, MAX_SIZE, ONE_AXIS
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul", "^": "pow"}
 
@@ -327,8 +327,10 @@ class _Lowering:
             return -e.operand.value
         text = self._source_text(e.span, 20)
         got = f", got '{text}'" if text else ""
-        raise SpecError(f"{what} must be a number{got}" if what else f"expected a number{got}", e.span,
-                        help="write a constant such as 0.5 or -1e-3" if isinstance(e, (ast.Name, ast.Call)) else None)
+        help = "write a constant such as 0.5 or -1e-3" if isinstance(e, (ast.Name, ast.Call)) else None
+        if what and what.endswith("'axis'") and isinstance(e, ast.ListLit):
+            help = ONE_AXIS
+        raise SpecError(f"{what} must be a number{got}" if what else f"expected a number{got}", e.span, help=help)
 
     def _define(self, st: ast.DefineStmt) -> None:
         self._check_new_name(st.name, st.name_span)

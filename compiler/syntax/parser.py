@@ -344,6 +344,10 @@ def _syntax_error(exc: UnexpectedInput, source: str, state: _ParseState) -> Spec
                      _tok_span(tok), help=_syntax_help(tok, exc.expected, source))
 
 
+# a reduction over several axes is written as one reduction per axis (also lower.py's help)
+ONE_AXIS = "axis takes one axis: reduce one at a time, as mean(mean(x, axis=2), axis=1)"
+
+
 def _syntax_help(tok: Token, expected, source: str) -> str | None:
     if tok.type == "NAME" and str(tok) in KEYWORDS and "NAME" in expected:
         return f"'{tok}' is a keyword and cannot be used here"
@@ -354,6 +358,8 @@ def _syntax_help(tok: Token, expected, source: str) -> str | None:
                 "columns, and sum(x, axis=...) or mean(...) reduces")
     if tok.type == "DOT" and source.splitlines()[tok.line - 1].split()[:1] == ["wrt"]:
         return "wrt names float inputs; value_and_grad returns every parameter's gradient (h1.W) anyway"
+    if tok.type == "COMMA" and re.search(r"\baxis\s*=\s*\([^()]*$", source.splitlines()[tok.line - 1][: tok.column - 1]):
+        return ONE_AXIS
     if tok.type == "EQUAL" and "EQUAL" not in expected:
         return "'=' defines a name on its own line ('h = ...') or passes a keyword argument ('f(x, key=1)')"
     return None
