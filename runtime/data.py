@@ -394,7 +394,8 @@ def _bind_arrays(data: Dataset, inputs: list[InputSpec], output_kind: str) -> Bo
 def unused_note(command: str, data: Bound, source: str, inputs: list[InputSpec]) -> str | None:
     """A note naming the arrays of `source` that no input of the spec (`inputs`) reads: a
     misspelled name would otherwise go unnoticed."""
-    unused = [name for name in data.unused if name not in {i.name for i in inputs}]
+    names = {i.name for i in inputs}
+    unused = [name for name in data.unused if name not in names]
     if not unused:
         return None
     return (f"nnc {command}: note: {source}: {', '.join(repr(n) for n in unused)} "

@@ -109,6 +109,8 @@ def test_state_of_another_optimizer_is_named(tmp_path):
     state["note"] = "mine"
     adam.train_step(params, state, *_data())
     assert state["step"] == 1 and state["note"] == "mine"
+    with pytest.raises(TypeError, match=r"state must be the dict init_optimizer\(params\) makes, got list"):
+        adam.train_step(params, [], *_data())  # was AttributeError: 'list' object has no attribute 'keys'
 
 
 def test_integer_state_is_named(tmp_path):

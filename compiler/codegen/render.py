@@ -224,6 +224,7 @@ def build_model(prog: Program) -> dict:
     used_eqns = prog.eqns + prog.backward + (scaled.backward if scaled is not None else ())
     kernels_used = sorted({_KERNELS[e.prim] for e in used_eqns if e.prim in _KERNELS})
     inits_used = sorted({f"_{p.init[0]}" for p in prog.params if p.init[0] in ("glorot_uniform", "he_normal")})
+    updates_in_place = bool(prog.params or not optimizer_model["fused_step"])
     return {
         "version": __version__,
         "model": prog.name,
@@ -249,10 +250,8 @@ def build_model(prog: Program) -> dict:
                         r.source != "params" for fn in functions for r in fn.unpack)
                     # init_optimizer's check that train_step can update each parameter; the loop's
                     # error naming the parameter it could not update (which calls the check)
-                    + [function_source("checks", "_check_writable")] * bool(
-                        prog.params or not optimizer_model["fused_step"])
-                    + [function_source("checks", "_update_failed")] * bool(
-                        prog.params or not optimizer_model["fused_step"])
+                    + [function_source("checks", "_check_writable"),
+                       function_source("checks", "_update_failed")] * updates_in_place
                     + [function_source("checks", "_check_state")] * bool(optimizer_model["buffers"])),
         "shape_checks": shape_checks,
         "init_helpers": [function_source("initializers", k) for k in inits_used],

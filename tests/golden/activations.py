@@ -471,13 +471,13 @@ def _update_failed(name, params, state, exc):
     before `name` in PARAM_NAMES have been updated by then. With `name` None (the plain-SGD
     step, which updates every parameter in one block), the first that cannot be written."""
     done = "; the parameters before it were updated, the step count was not"
+    kind = next(k for k in (ValueError, TypeError, RuntimeError, KeyError) if isinstance(exc, k))  # as raised
     if name is None:
         try:
             for key, p in params.items():
                 _check_writable(f"parameter '{key}'", p)
         except ValueError as error:
             raise ValueError(f"{error}{done}") from exc
-        kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
         raise kind(f"train_step could not update the parameters in place: {exc}") from exc
     p = params[name]
     entries = [(f"state['{key}']['{name}']", buffers[name]) for key, buffers in state.items()
@@ -499,7 +499,6 @@ def _update_failed(name, params, state, exc):
     hint = ""
     if getattr(p, "requires_grad", False):  # PyTorch refuses in-place updates of leaves that require grad
         hint = " (call train_step under torch.no_grad(), as torch.optim steps)"
-    kind = next(k for k in (ValueError, TypeError, RuntimeError, KeyError) if isinstance(exc, k))  # as raised
     raise kind(f"train_step could not update parameter '{name}' in place: {exc}{hint}{done}") from exc
 
 

@@ -456,13 +456,13 @@ def _update_failed(name, params, state, exc):
     before `name` in PARAM_NAMES have been updated by then. With `name` None (the plain-SGD
     step, which updates every parameter in one block), the first that cannot be written."""
     done = "; the parameters before it were updated, the step count was not"
+    kind = next(k for k in (ValueError, TypeError, RuntimeError, KeyError) if isinstance(exc, k))  # as raised
     if name is None:
         try:
             for key, p in params.items():
                 _check_writable(f"parameter '{key}'", p)
         except ValueError as error:
             raise ValueError(f"{error}{done}") from exc
-        kind = next(k for k in (ValueError, TypeError, RuntimeError) if isinstance(exc, k))  # as raised
         raise kind(f"train_step could not update the parameters in place: {exc}") from exc
     p = params[name]
     entries = [(f"state['{key}']['{name}']", buffers[name]) for key, buffers in state.items()
@@ -484,7 +484,6 @@ def _update_failed(name, params, state, exc):
     hint = ""
     if getattr(p, "requires_grad", False):  # PyTorch refuses in-place updates of leaves that require grad
         hint = " (call train_step under torch.no_grad(), as torch.optim steps)"
-    kind = next(k for k in (ValueError, TypeError, RuntimeError, KeyError) if isinstance(exc, k))  # as raised
     raise kind(f"train_step could not update parameter '{name}' in place: {exc}{hint}{done}") from exc
 
 
@@ -885,7 +884,7 @@ _CUDA_UPDATE = _CudaKernel(
 
 def train_step(params, state, x, y):
     """One sgd(lr=0.5, momentum=0.9, nesterov=false, weight_decay=0) step: updates params and state in place, returns the loss."""
-    if state.keys() != _STATE_KEYS:  # another optimizer's state, say (an extra entry passes)
+    if not isinstance(state, dict) or state.keys() != _STATE_KEYS:  # not init_optimizer's (an extra entry passes)
         _check_state(state, _STATE_KEYS, "sgd")
     loss_value, grads = value_and_grad(params, x, y)
     kernel = _CUDA_UPDATE.on(PARAM_NAMES, params, grads, state["velocity"])
