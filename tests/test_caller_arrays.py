@@ -109,6 +109,11 @@ def test_state_of_another_optimizer_is_named(tmp_path):
     state["note"] = "mine"
     adam.train_step(params, state, *_data())
     assert state["step"] == 1 and state["note"] == "mine"
+    # a dict a caller adds is not blamed for a failure of another kind (an int buffer)
+    state["mine"] = {}
+    state["exp_avg"]["h.b"] = np.zeros(4, dtype=np.int64)
+    with pytest.raises(TypeError, match=r"could not update parameter 'h\.b' in place"):
+        adam.train_step(params, state, *_data())
     with pytest.raises(TypeError, match=r"state must be the dict init_optimizer\(params\) makes, got list"):
         adam.train_step(params, [], *_data())  # was AttributeError: 'list' object has no attribute 'keys'
 

@@ -482,7 +482,7 @@ def _update_failed(name, params, state, exc):
     except ValueError as error:
         raise ValueError(f"{error}{done}") from exc
     lacking = [key for key, buffers in state.items() if isinstance(buffers, dict) and name not in buffers]
-    if lacking:  # the KeyError of a state buffer without an entry for this parameter
+    if lacking and kind is KeyError:  # a state buffer without an entry for this parameter
         raise ValueError(f"state['{lacking[0]}'] has no entry for parameter '{name}': init_optimizer(params) "
                          f"makes one for each parameter{done}") from exc
     hint = ""
