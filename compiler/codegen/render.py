@@ -97,8 +97,11 @@ def _check_function(name: str, decls, nonempty: bool = False) -> Check:
     """
     chk = Check(name, [d.var.name for d in decls], [])
     where: dict[str, str] = {}  # dimension -> the input that bound it
+    first = decls[0].var.name if decls else None
     for d in decls:
         v = d.var
+        # of the first input's library: NumPy labels with PyTorch features fail obscurely
+        other_class = f"{v.name}.__class__ is not {first}.__class__" if v.name != first else None
         new: dict[str, int] = {}
         if all(isinstance(dim, int) or dim in chk.dims for dim in v.shape):
             # every size known: one tuple comparison checks the rank and the sizes
@@ -114,15 +117,14 @@ def _check_function(name: str, decls, nonempty: bool = False) -> Check:
                     new[dim] = i
         # `__class__`, not type(): a spec input may be called `type`
         conds.append(f'_DTYPE_KINDS.get(({v.name}.__class__, {v.name}.dtype)) != "{v.dtype}"')
-        first = decls[0].var.name
-        if v.name != first:  # of the first input's library: NumPy labels with PyTorch features fail obscurely
-            conds.append(f"{v.name}.__class__ is not {first}.__class__")
+        if other_class:
+            conds.append(other_class)
         bound = ", ".join(f'"{dim}": ({dim}, "{where[dim]}")' for dim in dict.fromkeys(v.shape) if dim in where)
         chk.lines.append(f"if {' or '.join(conds)}:")
         chk.lines.append(f'    _check_input(_namespace({v.name}), "{v.name}", {v.name}, "{v.dtype}", '
                          f"{_shape_literal(v.shape)}, {{{bound}}})")
-        if v.name != first:
-            chk.lines.append(f"    if {v.name}.__class__ is not {first}.__class__:")
+        if other_class:
+            chk.lines.append(f"    if {other_class}:")
             chk.lines.append(f"        _check_library({first}, {v.name}, \"input '{v.name}'\")")
         for dim, i in new.items():
             chk.lines.append(f"{dim} = {v.name}.shape[{i}]")
