@@ -7,7 +7,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import NoReturn
@@ -17,6 +16,7 @@ import click
 from . import __version__
 from .diff import SECTIONS
 from .errors import NncError, Span, SpecError, SpecErrors, render_errors
+from .runtime.files import write_atomically
 
 
 class _Finite(click.FloatRange):
@@ -112,37 +112,6 @@ def _fail_internal(path: str, what: str) -> NoReturn:
     click.echo(f"{path}: internal error: {what}\n"
                "note: this is a bug in nnc; rerun with --debug for a traceback and report it", err=True)
     sys.exit(EXIT_INTERNAL)
-
-
-def write_atomically(path: Path, text: str | bytes) -> None:
-    """Write via a temporary file in the same folder and a rename: never a half-written file.
-
-    A symbolic link is written through (the file it names gets the text, the link stays), and
-    what is not a regular file (/dev/stdout, /dev/null, a named pipe) is written as it is: a
-    rename would put a regular file in its place.
-    """
-    binary = isinstance(text, bytes)
-    mode, encoding = ("wb", None) if binary else ("w", "utf-8")
-    newline = None if binary else "\n"
-    if path.exists() and not path.is_file():  # follows links: a device or a FIFO, not a folder (click)
-        with open(path, mode, encoding=encoding, newline=newline) as f:
-            f.write(text)
-        return
-    path = Path(os.path.realpath(path))
-    folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, mode, encoding=encoding, newline=newline) as f:
-            f.write(text)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class _Group(click.Group):

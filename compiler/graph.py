@@ -23,6 +23,7 @@ from .ir.interpret import evaluate
 from .ir.naming import Namer
 from .primitives import PRIMITIVES
 from .primitives.core import size_text
+from .runtime.files import _replace_file, write_atomically
 
 RENDERED = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
 DOT_SUFFIXES = (".dot", ".gv")
@@ -278,8 +279,6 @@ def render(dot_text: str, out: Path) -> None:
     """Write `dot_text` to `out`: as DOT for .dot/.gv, else rendered by Graphviz's `dot`."""
     suffix = out.suffix.lower()
     if suffix in DOT_SUFFIXES:
-        from .cli import write_atomically
-
         write_atomically(out, dot_text)
         return
     exe = shutil.which("dot")
@@ -287,19 +286,11 @@ def render(dot_text: str, out: Path) -> None:
         raise GraphvizError(
             f"cannot render {out.name}: the Graphviz 'dot' program is not installed "
             f"(Debian/Ubuntu: apt-get install graphviz); use -o {out.with_suffix('.dot').name} for the DOT text")
-    import os
-    import tempfile
 
-    out = Path(os.path.realpath(out))  # a symbolic link is written through
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
-    os.close(fd)
-    try:  # dot writes a temporary file, renamed over `out` once whole: never a half-written image
-        result = subprocess.run([exe, f"-T{RENDERED[suffix]}", "-o", tmp], input=dot_text.encode("utf-8"),
+    def dot(target: str) -> None:  # dot writes the temporary file, renamed over `out` once whole
+        result = subprocess.run([exe, f"-T{RENDERED[suffix]}", "-o", target], input=dot_text.encode("utf-8"),
                                 capture_output=True, check=False)
         if result.returncode != 0:
             raise GraphvizError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
-        os.chmod(tmp, out.stat().st_mode & 0o777 if out.exists() else 0o644)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    _replace_file(out, dot)

@@ -11,12 +11,12 @@ class _CudaKernel:
 
     `on(names, params, *arrays)` is the kernel, a cupy.ElementwiseKernel, when the first
     parameter is a CuPy array and each parameter's gradient and optimizer state (`arrays`:
-    dicts keyed like `params`) have its dtype; else None, and the caller runs its portable
-    code, which casts a value of another dtype into the parameter where the kernel would
-    refuse it. The kernel is built once per array type and compiled by CuPy at its first
-    call (then cached on disk), without contracting `a * b + c` into fused multiply-adds,
-    so that it rounds as the portable operations do (--fmad=false is NVRTC's; ROCm's
-    compiler gets no options).
+    dicts keyed like `params`) have its dtype and shape; else None, and the caller runs its
+    portable code, which casts a value of another dtype into the parameter where the kernel
+    would refuse it, and names a state entry of another shape, or a missing one. The kernel
+    is built once per array type and compiled by CuPy at its first call (then cached on
+    disk), without contracting `a * b + c` into fused multiply-adds, so that it rounds as
+    the portable operations do (--fmad=false is NVRTC's; ROCm's compiler gets no options).
     """
 
     def __init__(self, in_params, out_params, operation, name):
@@ -30,10 +30,13 @@ class _CudaKernel:
             kernel = self.kernels[first] = self._build(first)
         if kernel is None:
             return None
-        for name in names:  # a few dict reads a parameter, next to a kernel launch
-            dtype = params[name].dtype
-            if any(a[name].dtype != dtype for a in arrays):
-                return None
+        try:  # a few dict reads a parameter, next to a kernel launch
+            for name in names:
+                p = params[name]
+                if any(a[name].dtype != p.dtype or a[name].shape != p.shape for a in arrays):
+                    return None
+        except KeyError:  # state without an entry: the portable loop names it (_update_failed)
+            return None
         return kernel
 
     def _build(self, array_type):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import _replace_file
+
 
 def _to_numpy(x):
     """A host NumPy copy of an array from any namespace (NumPy, CuPy, torch, ...)."""
@@ -61,15 +63,11 @@ def _check_weights(arrays, shapes, where):
 
 
 def _write_weights(arrays, path, metadata=None):
-    """Write NumPy arrays keyed by name to `path` (.npz or .safetensors), atomically.
-
-    A symbolic link is written through (its target gets the arrays, the link stays); a device or
-    a named pipe is written as it is.
-    """
+    """Write NumPy arrays keyed by name to `path` (.npz or .safetensors), whole or not at all
+    (_replace_file: through symbolic links, keeping the file's permission bits)."""
     import json
     import os
     import struct
-    import tempfile
 
     path = os.fspath(path)
     if path.endswith(".npz"):
@@ -96,21 +94,12 @@ def _write_weights(arrays, path, metadata=None):
                 f.write(chunk)
     else:
         raise ValueError(f"{path}: weights files end in .npz or .safetensors")
-    if os.path.exists(path) and not os.path.isfile(path):  # a device or a named pipe: a rename
-        with open(path, "wb") as f:                         # would put a regular file there
+
+    def write_to(target):
+        with open(target, "wb") as f:
             write(f)
-        return
-    path = os.path.realpath(path)  # a symbolic link is written through and stays a link
-    fd, tmp = tempfile.mkstemp(prefix=".weights.", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    _replace_file(path, write_to)
 
 
 def _read_weights(path):

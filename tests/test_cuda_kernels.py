@@ -170,6 +170,33 @@ def test_a_state_buffer_of_another_dtype_gets_the_portable_loop(tmp_path):
         module._CUDA_UPDATE.kernels.clear()
 
 
+@needs_cxx
+def test_state_of_other_parameters_is_named_before_any_kernel_runs(tmp_path):
+    """A state entry of another shape, or none, for the last parameter: the kernel is not
+    called for any parameter, and train_step's error names the entry (from the portable loop,
+    as on NumPy), not CuPy's shape error or a bare KeyError."""
+    module = compile_and_load(SPEC.format(optimizer="sgd(lr=0.1, momentum=0.9)"), tmp_path, "fusedtest")
+    kernel = CpuKernel(module._CUDA_UPDATE.source, tmp_path, np.float32)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 3)).astype(np.float32), rng.integers(0, 3, size=5)
+    last = module.PARAM_NAMES[-1]
+    module._CUDA_UPDATE.kernels[np.ndarray] = kernel
+    try:
+        for odd, message in [(np.zeros(1, np.float32), rf"state\['velocity'\]\['{last}'\] has shape \(1,\)"),
+                             (None, rf"state\['velocity'\] has no entry for parameter '{last}'")]:
+            params = module.init_params(1)
+            state = module.init_optimizer(params)
+            if odd is None:
+                del state["velocity"][last]
+            else:
+                state["velocity"][last] = odd
+            with pytest.raises(ValueError, match=message):
+                module.train_step(params, state, x, y)
+            assert kernel.calls == 0
+    finally:
+        module._CUDA_UPDATE.kernels.clear()
+
+
 def test_every_stateful_optimizer_is_covered():
     names = {case.split("(")[0] for case in OPTIMIZER_CASES}
     stateful = {name for name, opt in OPTIMIZERS.items() if opt.direction is None and name != "sgd"}
@@ -196,7 +223,8 @@ def test_a_cupy_array_gets_an_elementwise_kernel_compiled_without_fma(tmp_path, 
     """The selection and construction of the kernel, with a stand-in for CuPy (which needs a
     GPU): the ElementwiseKernel gets the module's source and --fmad=false; where any
     parameter's gradient or state has another dtype than the parameter, the portable loop
-    runs (it casts into the parameter; the kernel would raise)."""
+    runs (it casts into the parameter; the kernel would raise), and so it does where an entry
+    has another shape or is missing (the loop's errors name them)."""
     module = compile_and_load(SPEC.format(optimizer="adam(lr=0.01)"), tmp_path, "fusedtest")
     made = []
     fake = types.ModuleType("cupy")
@@ -209,7 +237,7 @@ def test_a_cupy_array_gets_an_elementwise_kernel_compiled_without_fma(tmp_path, 
         made = {}
         for name in module.PARAM_NAMES:
             made[name] = array_type()
-            made[name].dtype = np.dtype(dtype)
+            made[name].dtype, made[name].shape = np.dtype(dtype), (2,)
         return made
 
     names = module.PARAM_NAMES
@@ -221,6 +249,12 @@ def test_a_cupy_array_gets_an_elementwise_kernel_compiled_without_fma(tmp_path, 
         odd[names[-1]].dtype = np.dtype(np.float64)  # the last parameter's, not the first's
         assert module._CUDA_UPDATE.on(names, params, grads, exp_avg, exp_avg_sq) is None
         odd[names[-1]].dtype = np.dtype(np.float32)
+        odd[names[-1]].shape = (1,)  # would broadcast, or fail in CuPy with its own message
+        assert module._CUDA_UPDATE.on(names, params, grads, exp_avg, exp_avg_sq) is None
+        odd[names[-1]].shape = (2,)
+        entry = odd.pop(names[-1])  # state made for other parameters: the loop names it
+        assert module._CUDA_UPDATE.on(names, params, grads, exp_avg, exp_avg_sq) is None
+        odd[names[-1]] = entry
     for p in params.values():  # all float64 together is fine again
         p.dtype = np.dtype(np.float64)
     for d in (grads, exp_avg, exp_avg_sq):

@@ -260,7 +260,8 @@ def build_model(prog: Program) -> dict:
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
         "uses_rng": any("rng" in _init_expr(p) for p in prog.params),
         "float32_overflow": _float32_overflow(prog),
-        "weight_helpers": [function_source("weights", k) for k in _WEIGHT_HELPERS],
+        "weight_helpers": [function_source("files", "_replace_file")]
+                          + [function_source("weights", k) for k in _WEIGHT_HELPERS],
     }
 
 

@@ -1125,12 +1125,12 @@ class _CudaKernel:
 
     `on(names, params, *arrays)` is the kernel, a cupy.ElementwiseKernel, when the first
     parameter is a CuPy array and each parameter's gradient and optimizer state (`arrays`:
-    dicts keyed like `params`) have its dtype; else None, and the caller runs its portable
-    code, which casts a value of another dtype into the parameter where the kernel would
-    refuse it. The kernel is built once per array type and compiled by CuPy at its first
-    call (then cached on disk), without contracting `a * b + c` into fused multiply-adds,
-    so that it rounds as the portable operations do (--fmad=false is NVRTC's; ROCm's
-    compiler gets no options).
+    dicts keyed like `params`) have its dtype and shape; else None, and the caller runs its
+    portable code, which casts a value of another dtype into the parameter where the kernel
+    would refuse it, and names a state entry of another shape, or a missing one. The kernel
+    is built once per array type and compiled by CuPy at its first call (then cached on
+    disk), without contracting `a * b + c` into fused multiply-adds, so that it rounds as
+    the portable operations do (--fmad=false is NVRTC's; ROCm's compiler gets no options).
     """
 
     def __init__(self, in_params, out_params, operation, name):
@@ -1144,10 +1144,13 @@ class _CudaKernel:
             kernel = self.kernels[first] = self._build(first)
         if kernel is None:
             return None
-        for name in names:  # a few dict reads a parameter, next to a kernel launch
-            dtype = params[name].dtype
-            if any(a[name].dtype != dtype for a in arrays):
-                return None
+        try:  # a few dict reads a parameter, next to a kernel launch
+            for name in names:
+                p = params[name]
+                if any(a[name].dtype != p.dtype or a[name].shape != p.shape for a in arrays):
+                    return None
+        except KeyError:  # state without an entry: the portable loop names it (_update_failed)
+            return None
         return kernel
 
     def _build(self, array_type):
@@ -1204,6 +1207,35 @@ def train_step(params, state, *inputs, **named_inputs):
     return loss_value
 
 
+def _replace_file(path, write):
+    """Call `write(tmp)` to write a temporary file beside `path`, then rename it over `path`:
+    a reader sees the old file or the new one, never a half-written one, and a failed or
+    interrupted write leaves no temporary file behind.
+
+    A symbolic link is written through (the file it names is replaced; the link stays). What
+    exists and is no regular file (/dev/stdout, /dev/null, a named pipe) is written as it is:
+    a rename would put a regular file in its place. A replaced file keeps its permission bits;
+    a new one gets 0o644, as open() would give it under the usual umask (mkstemp's are 0o600).
+    """
+    import os
+    import tempfile
+
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path):  # follows links
+        write(path)
+        return
+    path = os.path.realpath(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # write or the rename failed
+            os.unlink(tmp)
+
+
 def _to_numpy(x):
     """A host NumPy copy of an array from any namespace (NumPy, CuPy, torch, ...)."""
     if isinstance(x, np.ndarray):
@@ -1252,15 +1284,11 @@ def _check_weights(arrays, shapes, where):
 
 
 def _write_weights(arrays, path, metadata=None):
-    """Write NumPy arrays keyed by name to `path` (.npz or .safetensors), atomically.
-
-    A symbolic link is written through (its target gets the arrays, the link stays); a device or
-    a named pipe is written as it is.
-    """
+    """Write NumPy arrays keyed by name to `path` (.npz or .safetensors), whole or not at all
+    (_replace_file: through symbolic links, keeping the file's permission bits)."""
     import json
     import os
     import struct
-    import tempfile
 
     path = os.fspath(path)
     if path.endswith(".npz"):
@@ -1287,21 +1315,12 @@ def _write_weights(arrays, path, metadata=None):
                 f.write(chunk)
     else:
         raise ValueError(f"{path}: weights files end in .npz or .safetensors")
-    if os.path.exists(path) and not os.path.isfile(path):  # a device or a named pipe: a rename
-        with open(path, "wb") as f:                         # would put a regular file there
+
+    def write_to(target):
+        with open(target, "wb") as f:
             write(f)
-        return
-    path = os.path.realpath(path)  # a symbolic link is written through and stays a link
-    fd, tmp = tempfile.mkstemp(prefix=".weights.", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    _replace_file(path, write_to)
 
 
 def _read_weights(path):
