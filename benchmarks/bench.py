@@ -72,6 +72,7 @@ MLP_SPEC = HERE / "mlp_sgd.nn"
 MAZUR_SPEC = ROOT / "specs" / "mazur.nn"
 LR_A, LR_B = 0.01, 0.5
 TUNED_A, TUNED_B = "hand, out= buffers", "hand, ndarray.dot"  # baselines tuned past the careful ones
+FLOATS_B = "hand, Python floats"  # (B) with no array operation at all: not a NumPy step, reported beside them
 
 
 def optional(name: str):
@@ -292,7 +293,10 @@ def workload_a(tmp: Path, batches, rounds: int, sample_s: float, sgemm_n: int, u
         base = Impl("hand-written numpy", hand.numpy_mlp_step(p_hand, x, y, LR_A), reset_hand)
         p_buf, reset_buf = numpy_params(init)
         tuned = Impl(TUNED_A, hand.numpy_mlp_step_buffers(p_buf, x, y, LR_A), reset_buf)
-        checked = [(base, lambda p=p_hand: p), (gen, lambda p=p_gen: p), (tuned, lambda p=p_buf: p)]
+        p_bt, reset_bt = numpy_params(init)
+        tuned_t = Impl(TUNED_A + " + transposed", hand.numpy_mlp_step_buffers_T(p_bt, x, y, LR_A), reset_bt)
+        checked = [(base, lambda p=p_hand: p), (gen, lambda p=p_gen: p), (tuned, lambda p=p_buf: p),
+                   (tuned_t, lambda p=p_bt: p)]
         extra = [Impl("8 products only", hand.mlp_products(batch, [init["h1.W"], init["h2.W"],
                                                                   init["logits.W"]], x))]
         torch = use.get("torch")
@@ -330,6 +334,7 @@ def workload_a(tmp: Path, batches, rounds: int, sample_s: float, sgemm_n: int, u
                 s["check"] = agreement[impl.name]
             rows[impl.name] = s
         rows["nnc (numpy)"]["ratio_to_tuned"] = summary(gen, tuned)["ratio"]
+        rows["nnc (numpy)"]["ratio_to_fastest_hand"] = summary(gen, tuned_t)["ratio"]
         sg = rows.get(f"sgemm {sgemm_n}x{sgemm_n}")
         entry = {
             "rows": rows,
@@ -362,7 +367,9 @@ def workload_b(tmp: Path, rounds: int, sample_s: float, use: dict) -> dict:
     base = Impl("hand-written numpy", hand.numpy_mazur_step(p_hand, i, t, LR_B), reset_hand)
     p_dot, reset_dot = numpy_params(init)
     tuned = Impl(TUNED_B, hand.numpy_mazur_step_dot(p_dot, i, t, LR_B), reset_dot)
-    checked = [(base, lambda: p_hand), (gen, lambda: p_gen), (tuned, lambda: p_dot)]
+    p_py, reset_py = numpy_params(init)
+    floats = Impl(FLOATS_B, hand.numpy_mazur_step_scalar(p_py, i, t, LR_B), reset_py)
+    checked = [(base, lambda: p_hand), (gen, lambda: p_gen), (tuned, lambda: p_dot), (floats, lambda: p_py)]
     torch = use.get("torch")
     if torch is not None:
         tstep, tps = hand.torch_mazur_step(init, i, t, LR_B)
@@ -390,6 +397,7 @@ def workload_b(tmp: Path, rounds: int, sample_s: float, use: dict) -> dict:
         s["check"] = agreement[impl.name]
         rows[impl.name] = s
     rows["nnc (numpy)"]["ratio_to_tuned"] = summary(gen, tuned)["ratio"]
+    rows["nnc (numpy)"]["ratio_to_python_floats"] = summary(gen, floats)["ratio"]
     if "torch eager" in rows:
         rows["nnc (numpy)"]["speedup_vs_torch_eager"] = statistics.median(
             b / a for a, b in zip(gen.samples, next(c[0] for c in checked if c[0].name == "torch eager").samples))
@@ -480,6 +488,8 @@ def table(results: dict) -> str:
                      f" traced peak per step: nnc {entry['peak_traced_bytes_per_step']['nnc']:,} B,"
                      f" hand-written {entry['peak_traced_bytes_per_step']['hand-written numpy']:,} B")
         lines.append(_tuned_line(entry["rows"], TUNED_A))
+        lines.append(f"    nnc / '{TUNED_A} + transposed': {entry['rows']['nnc (numpy)']['ratio_to_fastest_hand']:.3f}"
+                     " (the fastest hand-written NumPy step found; baselines.py says what it does)")
         if "sgemm_gflops" in entry:
             lines.append(f"    nnc step at {entry['nnc_fraction_of_sgemm']:.0%} of this machine's sgemm rate"
                          f" ({entry['sgemm_gflops']:.1f} GFLOP/s), counting the whole step")
@@ -491,6 +501,8 @@ def table(results: dict) -> str:
         lines.append("(B) 2-2-2 sigmoid network (worked example 1), one sample per step, float64")
         lines += _rows(results["B"]["rows"], gflops=False)
         lines.append(_tuned_line(results["B"]["rows"], TUNED_B))
+        lines.append(f"    nnc / '{FLOATS_B}': {results['B']['rows']['nnc (numpy)']['ratio_to_python_floats']:.3f}"
+                     " (no array operation at all: this size's cost is NumPy's per-call overhead)")
         sp = results["B"]["rows"]["nnc (numpy)"].get("speedup_vs_torch_eager")
         if sp:
             lines.append(f"    nnc is {sp:.1f}x faster than torch eager")
@@ -522,12 +534,12 @@ def _tuned_line(rows: dict, tuned: str) -> str:
 def _rows(rows: dict, gflops: bool) -> list[str]:
     """ratio: median over rounds of (time / hand-written time in the same round), with its
     range; min ratio: best time over best time (the least disturbed runs)."""
-    out = [f"    {'implementation':<22}{'median':>11}{'min':>11}{'max':>11}{'ratio':>8}  {'(range)':<14}"
+    out = [f"    {'implementation':<32}{'median':>11}{'min':>11}{'max':>11}{'ratio':>8}  {'(range)':<14}"
            f"{'min ratio':>9}" + ("  GFLOP/s" if gflops else "")]
     for name, s in rows.items():
         ratio = (f"{s['ratio']:8.3f}  ({s['ratio_min']:.2f}-{s['ratio_max']:.2f})".ljust(24)
                  + f"{s['ratio_of_mins']:9.3f}") if "ratio" in s else " " * 33
-        out.append(f"    {name:<22}{_t(s['median_s'])}{_t(s['min_s'])}{_t(s['max_s'])}{ratio}"
+        out.append(f"    {name:<32}{_t(s['median_s'])}{_t(s['min_s'])}{_t(s['max_s'])}{ratio}"
                    + (f"{s['gflops']:9.1f}" if gflops else ""))
     return out
 

@@ -509,8 +509,7 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
                 inputs = [i for i in inputs if i.name in tr.forward_inputs(module)]
         if bound is None:
             bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)
-        if len(bound) == 0:
-            raise tr.TrainError(f"{data} holds no examples")
+        tr.require_examples(bound, data)
         note = datamod.unused_note(command, bound, data, tr.input_specs(prog))
         if note:
             click.echo(note, err=True)

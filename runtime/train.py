@@ -35,7 +35,15 @@ class TrainError(ValueError):
     """A problem with the arguments of a run, reported without a traceback."""
 
 
+def require_examples(bound, source: str) -> int:
+    """The number of examples in `bound`, data read from `source`: a TrainError when there are none."""
+    if len(bound) == 0:
+        raise TrainError(f"{source} holds no examples")
+    return len(bound)
+
+
 # ---- the model: spec facts, optimizer overrides, the generated module ---------------------------
+
 
 def input_specs(prog: Program) -> list[datamod.InputSpec]:
     return [datamod.InputSpec(d.var.name, d.var.dtype, tuple(d.var.shape), d.classes) for d in prog.inputs]
@@ -371,9 +379,7 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
     note = datamod.unused_note("train", bound, data_source, inputs)
     if note:
         print(note, file=sys.stderr)
-    n = len(bound)
-    if n == 0:
-        raise TrainError(f"{data_source} holds no examples")
+    n = require_examples(bound, data_source)
     val_split = default_val_split(n) if opts.val_split is None else opts.val_split
     try:
         train_idx, val_idx = datamod.split(n, val_split, opts.seed)
