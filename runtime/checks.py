@@ -153,6 +153,18 @@ def _check_writable(what, a):
                          "in place; pass p.clone()")
 
 
+def _check_trainable(what, p, namespace):
+    """Raise when train_step could not update parameter `p` (`what`: "parameter 'h1.W'") in
+    place: an array it cannot write (_check_writable), or one of integers or bools, which no
+    float update fits in (NumPy's casting and PyTorch's refuse it, at the first step, after the
+    parameters before it were updated). `namespace` finds an array's namespace (the module's
+    _namespace). Called by init_optimizer, once per parameter."""
+    _check_writable(what, p)
+    if hasattr(p, "dtype") and not namespace(p).isdtype(p.dtype, "real floating"):
+        raise TypeError(f"{what} has dtype {p.dtype}; parameters are floats: init_params() and "
+                        "load_params() make this model's parameters")
+
+
 def _check_state(state, keys, optimizer):
     """Raise an error saying how `state` differs from the one init_optimizer makes for
     `optimizer` (`keys`: its entries); called when train_step finds other keys, so extra

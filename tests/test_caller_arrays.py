@@ -268,6 +268,37 @@ def test_integer_parameters_are_refused(backend, tmp_path):
             call(params, x) if call is m.forward else call(params, x, y)
 
 
+NO_FLOAT_INPUTS = {  # the cast's dtype test above never runs: no float input to compare
+    "no_inputs": ("model no_inputs\nparam w : float[3] = [1.0, 2.0, 3.0]\nloss = l2(w)\n", ()),
+    "label_inputs": ("model label_inputs\ninput y : int[4]\nparam w : float[4, 3]\nloss = cross_entropy(w, y)\n",
+                     (np.array([1, 2, 0, 1]),)),
+}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd(lr=0.1)", "sgd(lr=0.1, momentum=0.9)", "adam(lr=0.1)"])
+@pytest.mark.parametrize("spec", sorted(NO_FLOAT_INPUTS))
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_integer_parameters_are_refused_by_init_optimizer(backend, spec, optimizer, tmp_path):
+    """A spec without float inputs has no cast whose dtype test could name integer parameters:
+    init_optimizer made int state for them and the first step failed on NumPy's casting
+    message, after updating the parameters before the one it could not (Adam, momentum)."""
+    text, inputs = NO_FLOAT_INPUTS[spec]
+    m = load_source(compile_spec(text + f"optimizer {optimizer}\n", f"{spec}.nn"), tmp_path, spec)
+    if backend == "numpy":
+        params = {k: np.ones(v.shape, dtype=np.int64) for k, v in m.init_params().items()}
+    else:
+        torch = pytest.importorskip("torch")
+        params = {k: torch.ones(tuple(v.shape), dtype=torch.int32) for k, v in m.init_params().items()}
+        inputs = tuple(torch.asarray(a) for a in inputs)
+    with pytest.raises(TypeError, match=r"parameter 'w' has dtype .*int(64|32); parameters are floats"):
+        m.init_optimizer(params)
+    floats = m.init_params()
+    state = m.init_optimizer(floats)
+    before = float(m.loss(floats, *(np.asarray(a) for a in inputs)))
+    m.train_step(floats, state, *(np.asarray(a) for a in inputs))
+    assert float(m.loss(floats, *(np.asarray(a) for a in inputs))) < before
+
+
 def test_plain_sgd_step_names_a_read_only_parameter(tmp_path):
     """Plain SGD's fused step (no state to make, so init_optimizer may be skipped: `{"step": 0}`)
     updated memory-mapped, read-only parameters with NumPy's bare 'output array is read-only';

@@ -252,8 +252,8 @@ def build_model(prog: Program) -> dict:
                         r.source != "params" for fn in functions for r in fn.unpack)
                     # init_optimizer's check that train_step can update each parameter; the loop's
                     # error naming the parameter it could not update (which calls the check)
-                    + [function_source("checks", "_check_writable"),
-                       function_source("checks", "_update_failed")] * updates_in_place
+                    + [function_source("checks", k) for k in ("_check_writable", "_check_trainable",
+                                                               "_update_failed")] * updates_in_place
                     + [function_source("checks", "_check_state")] * bool(optimizer_model["buffers"])),
         "shape_checks": shape_checks,
         "init_helpers": [function_source("initializers", k) for k in inits_used],

@@ -480,6 +480,18 @@ def _check_writable(what, a):
                          "in place; pass p.clone()")
 
 
+def _check_trainable(what, p, namespace):
+    """Raise when train_step could not update parameter `p` (`what`: "parameter 'h1.W'") in
+    place: an array it cannot write (_check_writable), or one of integers or bools, which no
+    float update fits in (NumPy's casting and PyTorch's refuse it, at the first step, after the
+    parameters before it were updated). `namespace` finds an array's namespace (the module's
+    _namespace). Called by init_optimizer, once per parameter."""
+    _check_writable(what, p)
+    if hasattr(p, "dtype") and not namespace(p).isdtype(p.dtype, "real floating"):
+        raise TypeError(f"{what} has dtype {p.dtype}; parameters are floats: init_params() and "
+                        "load_params() make this model's parameters")
+
+
 def _update_failed(name, params, state, exc):
     """Raise an error naming parameter `name`, whose in-place update in train_step's loop raised
     `exc`: an optimizer state entry of another shape (state made for other parameters), an array
@@ -725,7 +737,7 @@ def hvp(params, vector, x, y):
 def init_optimizer(params):
     """Optimizer state for sgd(lr=0.05, momentum=0, nesterov=false, weight_decay=0)."""
     for name, p in params.items():  # train_step updates each in place
-        _check_writable(f"parameter '{name}'", p)
+        _check_trainable(f"parameter '{name}'", p, _namespace)
     return {"step": 0}
 
 
