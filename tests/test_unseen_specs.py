@@ -60,9 +60,14 @@ UNSEEN = Path(__file__).resolve().parent / "unseen"
 # tests/unseen8: an eighth folder (models written by hand from papers: scaled dot-product and
 # two-head attention over [B, T, D], RBF networks, cosine similarity, robust and focal losses,
 # maxout and GLU gates, log-sum-exp by hand, mixtures of experts, triplet losses, Gaussian NLL)
+# tests/unseen9: a ninth folder, written from DESIGN.md alone and run through the command line
+# too (tests/test_cli_unseen9.py): every activation chained in a narrow net, explicit INIT
+# values used in several places, outputs that are a parameter or an input, a loss that ignores
+# an input, every loss under learnable weights, width-1 layers, softmax over the batch axis,
+# `^` and unary minus precedence, vector @ matrix @ vector on a fixed batch
 SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3"), UNSEEN.with_name("unseen5"),
                                   UNSEEN.with_name("unseen6"), UNSEEN.with_name("unseen7"),
-                                  UNSEEN.with_name("unseen8"))
+                                  UNSEEN.with_name("unseen8"), UNSEEN.with_name("unseen9"))
          for p in sorted(folder.glob("*.nn"))}
 SIZES = {"B": 3, "T": 5, "N": 4, "C": 6}  # distinct from each other and from every fixed size of the specs
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "array_api_strict 2023.12": _strict_2023,
