@@ -274,6 +274,22 @@ def _edge(src: str, dst: str, a: Atom, values, digits: int, kind: str) -> str:
     return f"  {_q(src)} -> {_q(dst)} [label=<{'<br/>'.join(rows)}>{style}];"
 
 
+def _dot_failure(result: subprocess.CompletedProcess) -> str:
+    """What dot said, or, when it said nothing, how it ended (a signal: killed, out of memory)."""
+    said = result.stderr.decode(errors="replace").strip()
+    if said:
+        return said
+    if result.returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-result.returncode).name
+        except ValueError:
+            name = f"signal {-result.returncode}"
+        return f"dot was killed by {name} before it finished (a large graph can take minutes; -o FILE.dot needs no dot)"
+    return f"dot exited with status {result.returncode} and no message"
+
+
 def render(dot_text: str, out: Path) -> None:
     """Write `dot_text` to `out`: as DOT for .dot/.gv, else rendered by Graphviz's `dot`."""
     suffix = out.suffix.lower()
@@ -297,7 +313,7 @@ def render(dot_text: str, out: Path) -> None:
         result = subprocess.run([exe, f"-T{RENDERED[suffix]}", "-o", tmp], input=dot_text.encode("utf-8"),
                                 capture_output=True, check=False)
         if result.returncode != 0:
-            raise GraphvizError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
+            raise GraphvizError(f"dot failed: {_dot_failure(result)}")
         os.chmod(tmp, out.stat().st_mode & 0o777 if out.exists() else 0o644)
         os.replace(tmp, out)
     finally:

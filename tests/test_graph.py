@@ -204,6 +204,25 @@ def test_a_failed_render_leaves_no_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.svg"]
 
 
+@pytest.mark.parametrize("returncode, message", [
+    (-9, "dot failed: dot was killed by SIGKILL before it finished"),
+    (3, "dot failed: dot exited with status 3 and no message"),
+])
+def test_a_silent_dot_failure_says_how_dot_ended(returncode, message, tmp_path, monkeypatch):
+    """dot killed by a signal (out of memory, a user's kill of a layout that ran for minutes on
+    tests/unseen3/deep120.nn --backward) says nothing on stderr: the error was 'dot failed: '
+    (found by the sweep of tests/unseen9)."""
+    import subprocess
+
+    from nnc import graph
+
+    monkeypatch.setattr(graph.shutil, "which", lambda name: "/usr/bin/dot")
+    monkeypatch.setattr(graph.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, returncode, b"", b""))
+    r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "-o", str(tmp_path / "g.svg")])
+    assert r.exit_code == 1 and message in r.output, r.output
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("d.npz", b"\x93NUMPY", "d.npz: not an .npz archive (a zip file of arrays"),  # not called a pickle
     ("d.json", b'{"x": [[0, 1]', "d.json:1:14: not valid JSON"),
