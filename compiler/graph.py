@@ -106,6 +106,7 @@ def concrete_inputs(prog: Program, assigns: list[str], data: dict[str, Any] | No
         raise ValueError(f"{', '.join(unknown)}: not an input of model {prog.name} "
                          f"(inputs: {', '.join(decls) or 'none'})")
     dims: dict[str, int] = {}
+    bound_by: dict[str, str] = {}  # the input that first gave each symbolic dimension its size
     out = {}
     for name, d in decls.items():
         if name not in given:
@@ -124,20 +125,26 @@ def concrete_inputs(prog: Program, assigns: list[str], data: dict[str, Any] | No
             if d.classes is not None and value.size and not (0 <= value.min() and value.max() < d.classes):
                 raise ValueError(f"input {name!r} holds class labels in [0, {d.classes}), "
                                  f"got values from {value.min()} to {value.max()}")
-        if not _fits(d.var.shape, value.shape, dims):
-            raise ValueError(f"input {name!r} must have shape {_shape(d.var)}, got {list(value.shape)}")
+        clash = _clash(d.var.shape, value.shape, dims, bound_by)
+        if clash is not None:
+            raise ValueError(f"input {name!r} must have shape {_shape(d.var)}, got {list(value.shape)}{clash}")
+        bound_by.update({dim: name for dim in d.var.shape if isinstance(dim, str) and dim not in bound_by})
         out[name] = value
     return out
 
 
-def _fits(shape, actual, dims: dict[str, int]) -> bool:
-    """Whether `actual` matches `shape`, binding symbolic dimensions in `dims` consistently."""
+def _clash(shape, actual, dims: dict[str, int], bound_by: dict[str, str]) -> str | None:
+    """None when `actual` matches `shape` (binding symbolic dimensions in `dims` consistently),
+    else what to add to the error: "" or, for a size an earlier input gave, where it came from."""
     if len(shape) != len(actual):
-        return False
+        return ""
     for want, n in zip(shape, actual):
-        if isinstance(want, int) and want != n or isinstance(want, str) and dims.setdefault(want, n) != n:
-            return False
-    return True
+        if isinstance(want, int) and want != n:
+            return ""
+        if isinstance(want, str) and dims.setdefault(want, n) != n:
+            where = f"in input {bound_by[want]!r}" if want in bound_by else "on an earlier axis of this input"
+            return f": {want} is {n} here but {dims[want]} {where}"
+    return None
 
 
 def load_data(path: Path) -> dict[str, Any]:
