@@ -31,6 +31,10 @@ multi-head over [B, H, T, d], RBF, cosine similarity, robust, focal and mixture 
 mask of -inf) found no wrong result on any backend; it found `nnc check --mode fwd` failing a
 correct module with sqrt of an input (no positive redraw) and passing a nan hvp, and errors for
 NumPy spellings (max, clip, where, x > 0, x[:, 0], keepdims) that did not say what to write.
+The sweep of tests/unseen9 (every subcommand over every spec, through the command line) found
+hvp's d2(x^c)/dx dc equal to 1 instead of 1/x at a learnable exponent of 0 (a scalar's default
+init; tests/test_forward_mode.py), `--backend cupy` without a CUDA driver an internal error,
+and `nnc bench` letting an unexpected error out as a raw traceback.
 """
 
 from __future__ import annotations
