@@ -817,6 +817,10 @@ def bench_cmd(target: str, dims: tuple[str, ...], dtype: str, backend: str, entr
         if target.endswith(".py"):
             _fail_run("bench", str(exc))
         _fail_internal(target, f"the generated {exc}")
+    except Exception as exc:  # a bug in nnc or in the --backend namespace: one line, never a traceback
+        if debug:
+            raise
+        _fail_internal(target, f"{type(exc).__name__}: {exc}")
     finally:
         progress.close()
     click.echo(format_table(result))

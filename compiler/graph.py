@@ -107,6 +107,7 @@ def concrete_inputs(prog: Program, assigns: list[str], data: dict[str, Any] | No
         raise ValueError(f"{', '.join(unknown)}: not an input of model {prog.name} "
                          f"(inputs: {', '.join(decls) or 'none'})")
     dims: dict[str, int] = {}
+    bound_by: dict[str, str] = {}  # the input that first gave each symbolic dimension its size
     out = {}
     for name, d in decls.items():
         if name not in given:
@@ -125,20 +126,26 @@ def concrete_inputs(prog: Program, assigns: list[str], data: dict[str, Any] | No
             if d.classes is not None and value.size and not (0 <= value.min() and value.max() < d.classes):
                 raise ValueError(f"input {name!r} holds class labels in [0, {d.classes}), "
                                  f"got values from {value.min()} to {value.max()}")
-        if not _fits(d.var.shape, value.shape, dims):
-            raise ValueError(f"input {name!r} must have shape {_shape(d.var)}, got {list(value.shape)}")
+        clash = _clash(d.var.shape, value.shape, dims, bound_by)
+        if clash is not None:
+            raise ValueError(f"input {name!r} must have shape {_shape(d.var)}, got {list(value.shape)}{clash}")
+        bound_by.update({dim: name for dim in d.var.shape if isinstance(dim, str) and dim not in bound_by})
         out[name] = value
     return out
 
 
-def _fits(shape, actual, dims: dict[str, int]) -> bool:
-    """Whether `actual` matches `shape`, binding symbolic dimensions in `dims` consistently."""
+def _clash(shape, actual, dims: dict[str, int], bound_by: dict[str, str]) -> str | None:
+    """None when `actual` matches `shape` (binding symbolic dimensions in `dims` consistently),
+    else what to add to the error: "" or, for a size an earlier input gave, where it came from."""
     if len(shape) != len(actual):
-        return False
+        return ""
     for want, n in zip(shape, actual):
-        if isinstance(want, int) and want != n or isinstance(want, str) and dims.setdefault(want, n) != n:
-            return False
-    return True
+        if isinstance(want, int) and want != n:
+            return ""
+        if isinstance(want, str) and dims.setdefault(want, n) != n:
+            where = f"in input {bound_by[want]!r}" if want in bound_by else "on an earlier axis of this input"
+            return f": {want} is {n} here but {dims[want]} {where}"
+    return None
 
 
 def load_data(path: Path) -> dict[str, Any]:
@@ -275,6 +282,22 @@ def _edge(src: str, dst: str, a: Atom, values, digits: int, kind: str) -> str:
     return f"  {_q(src)} -> {_q(dst)} [label=<{'<br/>'.join(rows)}>{style}];"
 
 
+def _dot_failure(result: subprocess.CompletedProcess) -> str:
+    """What dot said, or, when it said nothing, how it ended (a signal: killed, out of memory)."""
+    said = result.stderr.decode(errors="replace").strip()
+    if said:
+        return said
+    if result.returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-result.returncode).name
+        except ValueError:
+            name = f"signal {-result.returncode}"
+        return f"dot was killed by {name} before it finished (a large graph can take minutes; -o FILE.dot needs no dot)"
+    return f"dot exited with status {result.returncode} and no message"
+
+
 def render(dot_text: str, out: Path) -> None:
     """Write `dot_text` to `out`: as DOT for .dot/.gv, else rendered by Graphviz's `dot`."""
     suffix = out.suffix.lower()
@@ -291,6 +314,6 @@ def render(dot_text: str, out: Path) -> None:
         result = subprocess.run([exe, f"-T{RENDERED[suffix]}", "-o", target], input=dot_text.encode("utf-8"),
                                 capture_output=True, check=False)
         if result.returncode != 0:
-            raise GraphvizError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
+            raise GraphvizError(f"dot failed: {_dot_failure(result)}")
 
     _replace_file(out, dot)

@@ -160,6 +160,11 @@ def namespace(backend: str, dtype: str | None = None) -> ModuleType:
         import jax
 
         jax.config.update("jax_enable_x64", True)
+    try:  # a library that imports but cannot run here (CuPy without a usable CUDA driver) says so now
+        xp.asarray([0.0])
+    except Exception as exc:
+        raise TrainError(f"--backend {backend}: cannot make an array with it here "
+                         f"({type(exc).__name__}: {str(exc).strip() or 'no message'})") from None
     return xp
 
 

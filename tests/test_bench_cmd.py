@@ -186,3 +186,20 @@ def test_json_naming_the_target_is_refused(tmp_path):
     r = CliRunner().invoke(main, ["bench", str(module), "--json", str(module), "-q"])
     assert r.exit_code == 2, r.output
     assert "is the target itself" in r.output and module.read_bytes() == before
+
+
+def test_an_unexpected_failure_while_timing_is_one_line_exit_3(monkeypatch):
+    """Only EntryError was caught around the timed run: anything else (a --backend namespace
+    failing mid-run) escaped as a raw traceback with exit 1, where every other command says one
+    line and exits 3 (found by the sweep of tests/unseen9, with --backend cupy and no driver)."""
+    from nnc import bench
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(bench, "run", broken)
+    result = CliRunner().invoke(main, ["bench", str(SPECS / "xor.nn"), "--rounds", "1", "--min-time", "0.001", "-q"])
+    assert result.exit_code == 3, result.output
+    assert "internal error: RuntimeError: device lost" in result.output
+    assert isinstance(result.exception, SystemExit)  # no exception escaped the command
+    assert "Traceback" not in result.output

@@ -677,3 +677,26 @@ def test_csv_with_semicolons_says_commas(tmp_path, clf):
     r = run("train", clf, "--data", str(tmp_path / "d.csv"), "-q")
     assert r.exit_code == 2, r.output
     assert "d.csv:2: '0;0;0', which is not a number (columns are separated by commas)" in r.output
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "predict", "bench"])
+def test_a_backend_that_imports_but_cannot_make_arrays_is_exit_2(command, tmp_path, monkeypatch):
+    """CuPy installed on a machine without a usable CUDA driver imports, and fails at its first
+    array: `--backend cupy` was an internal error (exit 3; a raw traceback for bench). Found by
+    the sweep of tests/unseen9."""
+    (tmp_path / "nodevice_xp.py").write_text(
+        "float32 = float64 = int64 = 'dtype'\n"
+        "def take(*a, **k):\n    raise AssertionError('never reached')\n"
+        "def asarray(*a, **k):\n    raise RuntimeError('cudaErrorInsufficientDriver: CUDA driver version is insufficient')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    weights = tmp_path / "w.npz"
+    assert run("train", str(SPECS / "xor.nn"), "--data", "xor", "--epochs", "1", "-q", "--out", str(weights)).exit_code == 0
+    args = {"train": ["--data", "xor", "--epochs", "1", "-q"],
+            "eval": ["--weights", str(weights), "--data", "xor"],
+            "predict": ["--weights", str(weights), "--data", "xor"],
+            "bench": ["--rounds", "1", "--min-time", "0.001", "-q"]}[command]
+    result = run(command, str(SPECS / "xor.nn"), *args, "--backend", "nodevice_xp")
+    assert result.exit_code == 2, result.output
+    assert (f"nnc {command}: error: --backend nodevice_xp: cannot make an array with it here "
+            "(RuntimeError: cudaErrorInsufficientDriver") in result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output

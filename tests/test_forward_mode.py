@@ -315,3 +315,22 @@ def test_jvp_of_a_loss_that_is_a_parameter(tmp_path):
     value, derivative = m.jvp(params, tangents, x)
     assert float(value) == 1.5 and float(derivative) == 0.5
     assert all(not np.any(v) for k, v in m.hvp(params, tangents, x).items())
+
+
+def test_hvp_of_a_learnable_exponent_at_zero(tmp_path):
+    """loss = sum(x ^ z) at z = 0 (a scalar parameter's default init): d2/dx_i dz = x_i^(z-1) (1 + z
+    log x_i) = 1 / x_i, d2/dz2 = sum(log(x)^2), d2/dx_i2 = z (z-1) x_i^(z-2) = 0. The base slope
+    z * x^(z-1) was written z * x^0 wherever z = 0, so hvp's x entries were v_z, not v_z / x
+    (found by the sweep of tests/unseen9, on tests/unseen5/pow_param_exponent.nn)."""
+    m = compile_and_load("model powzero\ninput x : float[3]\nparam z : float\nloss = sum(x ^ z)\nwrt x\n",
+                         tmp_path, "powzero")
+    x = np.array([0.5, 2.0, 4.0])
+    params = m.init_params(dtype="float64")
+    assert float(params["z"]) == 0.0
+    v = {"z": np.asarray(0.7), "x": np.array([1.0, -2.0, 3.0])}
+    hv = m.hvp(params, v, x)
+    np.testing.assert_allclose(hv["x"], 0.7 / x, rtol=1e-12)
+    np.testing.assert_allclose(hv["z"], 0.7 * np.sum(np.log(x) ** 2) + np.sum(v["x"] / x), rtol=1e-12)
+    # and where x = 0 too, 0 ^ z at z = 0 keeps a finite (zero) gradient in x
+    _, grads = m.value_and_grad(params, np.array([0.0, 2.0, 4.0]))
+    np.testing.assert_array_equal(grads["x"], np.zeros(3))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -202,6 +203,45 @@ def test_a_failed_render_leaves_no_file(tmp_path, monkeypatch):
     assert r.exit_code == 1 and "dot failed: out of memory" in r.output
     assert out.read_text() == "old picture"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.svg"]
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"x": [[1, 2, 3]] * 4, "q": [[1, 2]] * 3},
+     "input 'q' must have shape [3, B], got [3, 2]: B is 2 here but 4 in input 'x'"),
+    ({"x": [[1, 2, 3]] * 4, "q": [[1] * 4] * 3}, None),
+])
+def test_a_symbolic_size_clash_names_the_input_that_gave_the_size(values, message, tmp_path):
+    """--values with B = 4 from x but 2 from q said only 'must have shape [3, B], got [3, 2]',
+    with nothing on where B = 4 came from (found by the sweep of tests/unseen9)."""
+    spec = tmp_path / "ts.nn"
+    spec.write_text("model ts\ninput x : float[B, 3]\ninput q : float[3, B]\n"
+                    "h = x @ q\nloss = sum(h)\n")
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps(values))
+    r = CliRunner().invoke(main, ["graph", str(spec), "--data", str(data)])
+    if message is None:
+        assert r.exit_code == 0, r.output
+    else:
+        assert r.exit_code == 2 and message in r.output, r.output
+
+
+@pytest.mark.parametrize("returncode, message", [
+    (-9, "dot failed: dot was killed by SIGKILL before it finished"),
+    (3, "dot failed: dot exited with status 3 and no message"),
+])
+def test_a_silent_dot_failure_says_how_dot_ended(returncode, message, tmp_path, monkeypatch):
+    """dot killed by a signal (out of memory, a user's kill of a layout that ran for minutes on
+    tests/unseen3/deep120.nn --backward) says nothing on stderr: the error was 'dot failed: '
+    (found by the sweep of tests/unseen9)."""
+    import subprocess
+
+    from nnc import graph
+
+    monkeypatch.setattr(graph.shutil, "which", lambda name: "/usr/bin/dot")
+    monkeypatch.setattr(graph.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, returncode, b"", b""))
+    r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "-o", str(tmp_path / "g.svg")])
+    assert r.exit_code == 1 and message in r.output, r.output
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("name, content, message", [

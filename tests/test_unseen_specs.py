@@ -31,6 +31,10 @@ multi-head over [B, H, T, d], RBF, cosine similarity, robust, focal and mixture 
 mask of -inf) found no wrong result on any backend; it found `nnc check --mode fwd` failing a
 correct module with sqrt of an input (no positive redraw) and passing a nan hvp, and errors for
 NumPy spellings (max, clip, where, x > 0, x[:, 0], keepdims) that did not say what to write.
+The sweep of tests/unseen9 (every subcommand over every spec, through the command line) found
+hvp's d2(x^c)/dx dc equal to 1 instead of 1/x at a learnable exponent of 0 (a scalar's default
+init; tests/test_forward_mode.py), `--backend cupy` without a CUDA driver an internal error,
+and `nnc bench` letting an unexpected error out as a raw traceback.
 """
 
 from __future__ import annotations
@@ -60,9 +64,14 @@ UNSEEN = Path(__file__).resolve().parent / "unseen"
 # tests/unseen8: an eighth folder (models written by hand from papers: scaled dot-product and
 # two-head attention over [B, T, D], RBF networks, cosine similarity, robust and focal losses,
 # maxout and GLU gates, log-sum-exp by hand, mixtures of experts, triplet losses, Gaussian NLL)
+# tests/unseen9: a ninth folder, written from DESIGN.md alone and run through the command line
+# too (tests/test_cli_unseen9.py): every activation chained in a narrow net, explicit INIT
+# values used in several places, outputs that are a parameter or an input, a loss that ignores
+# an input, every loss under learnable weights, width-1 layers, softmax over the batch axis,
+# `^` and unary minus precedence, vector @ matrix @ vector on a fixed batch
 SPECS = {p.stem: p for folder in (UNSEEN, UNSEEN.with_name("unseen3"), UNSEEN.with_name("unseen5"),
                                   UNSEEN.with_name("unseen6"), UNSEEN.with_name("unseen7"),
-                                  UNSEEN.with_name("unseen8"))
+                                  UNSEEN.with_name("unseen8"), UNSEEN.with_name("unseen9"))
          for p in sorted(folder.glob("*.nn"))}
 SIZES = {"B": 3, "T": 5, "N": 4, "C": 6}  # distinct from each other and from every fixed size of the specs
 BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "array_api_strict 2023.12": _strict_2023,

@@ -260,9 +260,15 @@ def pow_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
 
 
 def _pow_base_slope(b: Builder, x: Atom, c: Atom) -> Atom:
-    """d(x^c)/dx = c x^(c-1), written c x^0 = 0 where c = 0: x^0 = 1 is constant, and c x^(c-1)
-    would be 0 * inf at x = 0 (a nan gradient, as `a ^ 0` gave before it folded)."""
-    return b.mul(c, b.pow(x, b.where(b.gt(b.abs(c), 0.0), b.sub(c, 1.0), 0.0)))
+    """d(x^c)/dx = c x^(c-1), written c x^0 = 0 where c = 0 = x: x^0 = 1 is constant, and c x^(c-1)
+    would be 0 * inf there (a nan gradient, as `a ^ 0` gave before it folded). Only there: at
+    c = 0 with x != 0 the slope keeps x^(c-1), whose derivative in c, x^-1, forward-over-reverse
+    needs (with x^0 in its place, hvp's d2(x^c)/dx dc was 1 instead of 1/x at an exponent
+    initialised to 0)."""
+    if isinstance(x, Lit):  # a positive number (pow_vjp refuses others): x^(c-1) is finite
+        return b.mul(c, b.pow(x, b.sub(c, 1.0)))
+    either = b.gt(b.add(b.abs(c), b.abs(x)), 0.0)
+    return b.mul(c, b.pow(x, b.where(either, b.sub(c, 1.0), 0.0)))
 
 
 def _pow_exponent_slope(b: Builder, eqn: Eqn) -> Atom:

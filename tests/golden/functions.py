@@ -756,16 +756,17 @@ def value_and_grad(params, x, p, t):
     d_t30 = d_q.T
     d_g = d_t30.T
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
-    d_t27 = t27 ** xp.where(xp.abs(k) > 0.0, k - 1.0, 0.0)
+    t81 = xp.abs(t27)
+    d_t27 = t27 ** xp.where(xp.abs(k) + t81 > 0.0, k - 1.0, 0.0)
     d_t27 *= k
     d_t27 *= d_g
-    d_k = xp.log(xp.where(xp.abs(t27) > 0.0, t27, 1.0))
+    d_k = xp.log(xp.where(t81 > 0.0, t27, 1.0))
     d_k *= t28
     d_k *= d_g
     d_k = xp.sum(d_k)
     d_h = xp.where(h >= 0.0, d_t27, -d_t27)
     d_t23 = d_g / t23
-    t100 = d_t23 * h
+    t102 = d_t23 * h
     # functions.nn:13  m = mean(c, axis=0)
     d_t19 += xp.sum(-d_g, axis=0)
     d_t19 /= B
@@ -784,13 +785,13 @@ def value_and_grad(params, x, p, t):
     d_a += d_t12 * t14
     d_a += xp.where(a >= 0.0, d_t10, -d_t10)
     d_t6 = xp.where(3.0 >= t6, d_a, 0.0)
-    t143 = h >= t4
-    d_t4 = xp.where(t143, 0.0, d_a)
+    t145 = h >= t4
+    d_t4 = xp.where(t145, 0.0, d_a)
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    d_h += t100
-    d_h += t100
+    d_h += t102
+    d_h += t102
     d_h += d_t6 * t6
-    d_h += xp.where(t143, d_a, 0.0)
+    d_h += xp.where(t145, d_a, 0.0)
     d_h += 0.1 * d_t4
     d_h_b = xp.sum(d_h, axis=0)
     d_f = xp.matmul(d_h, h_W.T)
@@ -878,28 +879,29 @@ def jvp(params, tangents, x, p, t):
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
     g = c - m
     dot_g = dot_c - dot_m
-    t110 = h * dot_h
+    t111 = h * dot_h
     t23 = 1.0 + h * h
     g += xp.log(t23)
-    dot_g += (t110 + t110) / t23
+    dot_g += (t111 + t111) / t23
     t27 = xp.abs(h) + 1.0
     t28 = t27 ** k
+    t127 = xp.abs(t27)
     g += t28
-    dot_g += (k * t27 ** xp.where(xp.abs(k) > 0.0, k - 1.0, 0.0) * xp.where(h >= 0.0, dot_h, -dot_h)
-              + t28 * xp.log(xp.where(xp.abs(t27) > 0.0, t27, 1.0)) * dot_k)
+    dot_g += (k * t27 ** xp.where(xp.abs(k) + t127 > 0.0, k - 1.0, 0.0) * xp.where(h >= 0.0, dot_h, -dot_h)
+              + t28 * xp.log(xp.where(t127 > 0.0, t27, 1.0)) * dot_k)
     # functions.nn:15  q = transpose(transpose(g))
     q = g.T.T
     dot_q = dot_g.T.T
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
     logp_q = _log_softmax(xp, q, -1)
     t33 = q * s
-    t168 = s * dot_q + q * dot_s
+    t171 = s * dot_q + q * dot_s
     residual = q - p
     loss = (-xp.sum(logp_q * p) / B + xp.sum(xp.logaddexp(0.0, t33) - t * t33) / (B * 4)
             + xp.sum(xp.square(residual)) / (B * 4) + 0.01 * xp.sum(m)
             + 0.001 * xp.sum(xp.square(h_W)))
     dot_loss = (-xp.sum((dot_q - xp.sum(xp.exp(logp_q) * dot_q, axis=1, keepdims=True)) * p) / B
-                + xp.sum(t168 * xp.exp(-xp.logaddexp(0.0, -t33)) - t * t168) / (B * 4)
+                + xp.sum(t171 * xp.exp(-xp.logaddexp(0.0, -t33)) - t * t171) / (B * 4)
                 + xp.sum(dot_q * (2.0 * residual)) / (B * 4) + 0.01 * xp.sum(dot_m)
                 + 0.001 * xp.sum(dot_h_W * (2.0 * h_W)))
     return loss, dot_loss
@@ -976,14 +978,14 @@ def hvp(params, vector, x, p, t):
     c = t11 * t12
     dot_c = t12 * t69
     dot_c += t11 * t71
-    t94 = -(t12 * dot_a)
-    t98 = 2.0 * a
-    t99 = dot_a * t98
+    t95 = -(t12 * dot_a)
+    t96 = 2.0 * a
+    t100 = dot_a * t96
     t16 = 1.0 + xp.square(a)
     t17 = t70 / t16
-    t105 = (t94 - t17 * t99) / t16
+    t106 = (t95 - t17 * t100) / t16
     c += t17
-    dot_c += t105
+    dot_c += t106
     # functions.nn:13  m = mean(c, axis=0)
     m = xp.sum(c, axis=0)
     dot_m = xp.sum(dot_c, axis=0)
@@ -992,32 +994,33 @@ def hvp(params, vector, x, p, t):
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
     g = c - m
     dot_g = dot_c - dot_m
-    t110 = h * dot_h
-    t113 = t110 + t110
+    t111 = h * dot_h
+    t114 = t111 + t111
     t23 = 1.0 + h * h
     g += xp.log(t23)
-    dot_g += t113 / t23
-    t118 = h >= 0.0
-    t122 = xp.where(t118, dot_h, -dot_h)
+    dot_g += t114 / t23
+    t119 = h >= 0.0
+    t121 = xp.where(t119, dot_h, -dot_h)
     t27 = xp.abs(h) + 1.0
     t28 = t27 ** k
-    t126 = xp.abs(k) > 0.0
-    t130 = xp.where(t126, k - 1.0, 0.0)
-    t131 = t27 ** t130
-    t137 = k * t131
-    t141 = xp.abs(t27) > 0.0
-    t145 = xp.where(t141, t27, 1.0)
-    t146 = xp.log(t145)
-    t147 = t28 * t146
-    t154 = t137 * t122 + t147 * dot_k
+    t127 = xp.abs(t27)
+    t129 = xp.abs(k) + t127 > 0.0
+    t133 = xp.where(t129, k - 1.0, 0.0)
+    t139 = t27 ** t133
+    t141 = k * t139
+    t147 = t127 > 0.0
+    t148 = xp.where(t147, t27, 1.0)
+    t149 = xp.log(t148)
+    t155 = t28 * t149
+    t158 = t141 * t121 + t155 * dot_k
     g += t28
-    dot_g += t154
+    dot_g += t158
     # functions.nn:15  q = transpose(transpose(g))
     q = g.T.T
     dot_q = dot_g.T.T
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
-    t161 = xp.exp(_log_softmax(xp, q, -1))
-    t169 = xp.exp(-xp.logaddexp(0.0, -(q * s)))
+    t164 = xp.exp(_log_softmax(xp, q, -1))
+    t172 = xp.exp(-xp.logaddexp(0.0, -(q * s)))
     d_q = q - p
     d_q *= 2.0
 
@@ -1030,9 +1033,9 @@ def hvp(params, vector, x, p, t):
     d_q /= B * 4
     dot_d_q /= B * 4
     d_t33 = -d_t41 * t
-    t195 = (s * dot_q + q * dot_s) * (t169 * (1.0 - t169)) / (B * 4)
-    d_t33 += t169 / (B * 4)
-    dot_d_s = q * t195
+    t198 = (s * dot_q + q * dot_s) * (t172 * (1.0 - t172)) / (B * 4)
+    d_t33 += t172 / (B * 4)
+    dot_d_s = q * t198
     dot_d_s += d_t33 * dot_q
     dot_d_s = xp.sum(dot_d_s, axis=0)
     d_logp_q = -p
@@ -1040,26 +1043,26 @@ def hvp(params, vector, x, p, t):
     t73 = xp.sum(d_logp_q, axis=1, keepdims=True)
     # functions.nn:15  q = transpose(transpose(g))
     d_q += d_t33 * s
-    dot_d_q += s * t195 + d_t33 * dot_s
-    d_q += d_logp_q - t161 * t73
-    dot_d_q += -(t73 * ((dot_q - xp.sum(t161 * dot_q, axis=1, keepdims=True)) * t161))
+    dot_d_q += s * t198 + d_t33 * dot_s
+    d_q += d_logp_q - t164 * t73
+    dot_d_q += -(t73 * ((dot_q - xp.sum(t164 * dot_q, axis=1, keepdims=True)) * t164))
     d_t30 = d_q.T
     dot_d_t30 = dot_d_q.T
     d_g = d_t30.T
     dot_d_g = dot_d_t30.T
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
-    d_t27 = d_g * t137
-    dot_d_t27 = t137 * dot_d_g
-    dot_d_t27 += d_g * (t131 * dot_k + k * (t130 * t27 ** xp.where(xp.abs(t130) > 0.0, t130 - 1.0, 0.0) * t122 + t131 * t146 * xp.where(t126, dot_k, 0.0)))
-    dot_d_k = t147 * dot_d_g
-    dot_d_k += d_g * (t146 * t154 + t28 * (xp.where(t141, t122, 0.0) / t145))
+    d_t27 = d_g * t141
+    dot_d_t27 = t141 * dot_d_g
+    dot_d_t27 += d_g * (t139 * dot_k + k * (t133 * t27 ** xp.where(xp.abs(t133) + t127 > 0.0, t133 - 1.0, 0.0) * t121 + t139 * t149 * xp.where(t129, dot_k, 0.0)))
+    dot_d_k = t155 * dot_d_g
+    dot_d_k += d_g * (t149 * t158 + t28 * (xp.where(t147, t121, 0.0) / t148))
     dot_d_k = xp.sum(dot_d_k)
-    d_h = xp.where(t118, d_t27, -d_t27)
-    dot_d_h = xp.where(t118, dot_d_t27, -dot_d_t27)
+    d_h = xp.where(t119, d_t27, -d_t27)
+    dot_d_h = xp.where(t119, dot_d_t27, -dot_d_t27)
     d_t23 = d_g / t23
-    dot_d_t23 = (dot_d_g - d_t23 * t113) / t23
-    t100 = d_t23 * h
-    t253 = h * dot_d_t23 + d_t23 * dot_h
+    dot_d_t23 = (dot_d_g - d_t23 * t114) / t23
+    t102 = d_t23 * h
+    t259 = h * dot_d_t23 + d_t23 * dot_h
     dot_d_t19 = xp.sum(-dot_d_g, axis=0)
     # functions.nn:13  m = mean(c, axis=0)
     d_t19 += xp.sum(-d_g, axis=0)
@@ -1069,16 +1072,16 @@ def hvp(params, vector, x, p, t):
     d_c = d_g + xp.reshape(d_t19, (1, 4))
     dot_d_c = dot_d_g + xp.reshape(dot_d_t19, (1, 4))
     d_t14 = d_c / t16
-    dot_d_t14 = (dot_d_c - d_t14 * t99) / t16
+    dot_d_t14 = (dot_d_c - d_t14 * t100) / t16
     dot_d_t16 = t17 * dot_d_c
-    dot_d_t16 += d_c * t105
-    t116 = d_c * t17 / t16
-    dot_d_t16 -= t116 * t99
+    dot_d_t16 += d_c * t106
+    t118 = d_c * t17 / t16
+    dot_d_t16 -= t118 * t100
     dot_d_t16 /= t16
-    d_t16 = -t116
+    d_t16 = -t118
     dot_d_a = -dot_d_t16
-    d_a = d_t16 * t98
-    dot_d_a *= t98
+    d_a = d_t16 * t96
+    dot_d_a *= t96
     dot_d_a += d_t16 * (2.0 * dot_a)
     d_t10 = d_c * t12
     dot_d_t10 = t12 * dot_d_c
@@ -1092,7 +1095,7 @@ def hvp(params, vector, x, p, t):
     d_a += -(d_t14 * t12)
     dot_d_a += -(t12 * dot_d_t14 + d_t14 * t71)
     d_a += d_t12 * t70
-    dot_d_a += t70 * dot_d_t12 + d_t12 * t94
+    dot_d_a += t70 * dot_d_t12 + d_t12 * t95
     d_a += xp.where(t59, d_t10, -d_t10)
     dot_d_a += xp.where(t59, dot_d_t10, -dot_d_t10)
     d_t6 = xp.where(t55, d_a, 0.0)
@@ -1100,10 +1103,10 @@ def hvp(params, vector, x, p, t):
     d_t4 = xp.where(t52, 0.0, d_a)
     dot_d_t4 = xp.where(t52, 0.0, dot_d_a)
     # functions.nn:10  h = dense(f, 4, init=he_normal)
-    d_h += t100
-    dot_d_h += t253
-    d_h += t100
-    dot_d_h += t253
+    d_h += t102
+    dot_d_h += t259
+    d_h += t102
+    dot_d_h += t259
     d_h += d_t6 * t6
     dot_d_h += t6 * dot_d_t6 + d_t6 * t54
     d_h += xp.where(t52, d_a, 0.0)
