@@ -212,6 +212,7 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
         DOT_SUFFIXES,
         RENDERED,
         GraphvizError,
+        GraphvizMissing,
         concrete_inputs,
         graph_values,
         initial_params,
@@ -243,7 +244,9 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
         return
     try:
         render(text, Path(out))
-    except GraphvizError as exc:
+    except GraphvizMissing as exc:  # this -o asks for what this machine cannot make: a bad argument
+        raise _OutputError(str(exc)) from None
+    except GraphvizError as exc:  # dot itself failed: exit 1, as a failed check
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise _OutputError(f"cannot write {out}: {exc.strerror or exc}") from None

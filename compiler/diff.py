@@ -20,24 +20,28 @@ SECTION_OF = {
     "jvp": "forward-mode", "hvp": "forward-mode", "init_optimizer": "optimizer", "train_step": "optimizer",
     "_perceptron_direction": "optimizer", "_loss_and_sgd_steps": "optimizer", "_CudaKernel": "optimizer",
     "_CUDA_UPDATE": "optimizer", "_STATE_KEYS": "optimizer",
-    "_to_numpy": "weights", "_float_dtype": "weights", "_check_weights": "weights", "_write_weights": "weights",
-    "_read_weights": "weights", "save_params": "weights", "load_params": "weights",
+    "_replace_file": "weights", "_to_numpy": "weights", "_float_dtype": "weights", "_check_weights": "weights",
+    "_write_weights": "weights", "_read_weights": "weights", "save_params": "weights", "load_params": "weights",
 }
 _DEF = re.compile(r"(?:def|class) (\w+)\b|(\w+) = ")
-_TRACE = re.compile(r"^\s*# (\S+:\d+)  (.*)$")
-_TRACE_FILE = re.compile(r"^(\s*# )\S+(:\d+  )")
+_TRACE = re.compile(r"^\s*# (\S+:\d+(?:-\d+)?)  (.*)$")  # a statement over lines 6-8: "spec.nn:6-8"
+_TRACE_FILE = re.compile(r"^(\s*# )\S+(:\d+(?:-\d+)?  )")
 
 
 def split_sections(text: str) -> dict[str, list[tuple[int, str]]]:
     """(file line number, line) pairs per section, in SECTIONS order (absent ones empty)."""
     out: dict[str, list[tuple[int, str]]] = {name: [] for name in SECTIONS}
-    current = "header"
+    current, in_string = "header", False
     for number, line in enumerate(text.splitlines(), start=1):
-        m = _DEF.match(line)
-        if m:
-            current = SECTION_OF.get(m.group(1) or m.group(2), "header")
-        elif line.strip() and not line[0].isspace() and not line.startswith(("#", ")", "]", "}")):
-            current = "header"
+        if in_string:  # SOURCE = """...: the spec's own `loss = ...` lines are text, not code
+            in_string = '"""' not in line
+        else:
+            m = _DEF.match(line)
+            if m:
+                current = SECTION_OF.get(m.group(1) or m.group(2), "header")
+                in_string = m.group(2) is not None and line.count('"""') == 1
+            elif line.strip() and not line[0].isspace() and not line.startswith(("#", ")", "]", "}")):
+                current = "header"
         out[current].append((number, line))
     return out
 

@@ -32,7 +32,11 @@ _VALUE, _GRAD = "#1a7f37", "#cf222e"
 
 
 class GraphvizError(Exception):
-    """Rendering failed: the `dot` program is not installed, or it rejected the graph."""
+    """Rendering failed: Graphviz's `dot` rejected the graph, or ran out of memory or time."""
+
+
+class GraphvizMissing(GraphvizError):
+    """The `dot` program is not installed: the picture asked for cannot be made here."""
 
 
 def _q(text: str) -> str:
@@ -241,7 +245,7 @@ def to_dot(prog: Program, *, backward: bool = False, values: dict[str, tuple] | 
         for line, group in by_line.items():
             indent = "    " if line else "  "
             if line:
-                text = " ".join(prog.source_lines[line - 1].split()) if line <= len(prog.source_lines) else ""
+                text = " ".join(" ".join(prog.statement_lines(line)).split())
                 title = f"{prog.source_name}:{line}  {text}" if kind == "forward" else f"backward of line {line}"
                 dot.lines.append(f"  subgraph {_q(f'cluster_{kind}_{line}')} {{")
                 dot.lines += [f"    label={_q(title)};", '    style=dashed;', '    color="gray60";']
@@ -306,7 +310,7 @@ def render(dot_text: str, out: Path) -> None:
         return
     exe = shutil.which("dot")
     if exe is None:
-        raise GraphvizError(
+        raise GraphvizMissing(
             f"cannot render {out.name}: the Graphviz 'dot' program is not installed "
             f"(Debian/Ubuntu: apt-get install graphviz); use -o {out.with_suffix('.dot').name} for the DOT text")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 from typing import Any
 
@@ -705,8 +706,10 @@ def _text(e: ast.Expr) -> str:
 
 def _source_name(path: str) -> str:
     """The spec's file name as generated code quotes it: no folders, no characters that could
-    end a string or a comment (a file may be called anything; generated code must stay valid)."""
-    name = re.split(r"[/\\]", path)[-1]
+    end a string or a comment (a file may be called anything; generated code must stay valid).
+    Folders are split as this platform splits them: a backslash separates them on Windows, and
+    is a character of the name elsewhere (back\\slash.nn is back_slash.nn)."""
+    name = os.path.basename(path)
     return re.sub(r"[^A-Za-z0-9._+-]", "_", name) or "spec"
 
 

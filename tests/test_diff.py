@@ -15,7 +15,7 @@ from nnc.diff import SECTIONS, diff_sections, split_sections
 MAZUR = SPECS / "mazur.nn"
 DEFS = {"forward": ["forward", "loss"], "backward": ["value_and_grad"], "forward-mode": ["jvp", "hvp"],
         "optimizer": ["init_optimizer", "train_step"],
-        "weights": ["_to_numpy", "_float_dtype", "_check_weights", "_write_weights", "_read_weights", "save_params",
+        "weights": ["_replace_file", "_to_numpy", "_float_dtype", "_check_weights", "_write_weights", "_read_weights", "save_params",
                     "load_params"]}
 
 
@@ -109,3 +109,17 @@ def test_bad_inputs_exit_2(tmp_path):
     assert result.exit_code == 2 and "bad.nn:3:" in result.output
     missing = CliRunner().invoke(main, ["diff", str(MAZUR), str(tmp_path / "nope.py")])
     assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+def test_hunks_in_a_statement_over_several_lines_name_its_lines():
+    """A statement continued over lines 5-7 is traced as `multi.nn:5-7` (the hunk header
+    regex took only `:N`, so such a hunk named an earlier statement or none), and a change to
+    the spec's text is the header's (its lines were taken for code of the forward section)."""
+    spec = ("model multi\ninput x : float[B, 3]\ninput y : float[B, 2]\nh = dense(x, 2)\n"
+            "loss = (mse(h, y)\n        + {c} * (l2(h.W)\n                 + l2(h.b)))\n")
+    old, new = (compile_spec(spec.format(c=c), "multi.nn") for c in ("1e-3", "1e-2"))
+    diffs = diff_sections(old, new, "a", "b")
+    # the spec's own text (SOURCE) is the header's, though its `loss = (...` looks like code
+    assert [d.section for d in diffs] == ["header", "forward", "backward", "forward-mode", "optimizer"]
+    headers = [ln for d in diffs[1:] for ln in d.lines if ln.startswith("@@")]
+    assert headers and all(ln.endswith("@@ multi.nn:5-7  loss = (mse(h, y)") for ln in headers), headers

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import keyword
+import os
 
 import numpy as np
 import pytest
 
 from helpers import load_source
-from nnc.api import compile_spec
+from nnc.api import build_program, compile_spec
 from nnc.errors import SpecError, SpecErrors
+from nnc.graph import to_dot
 from nnc.ir.naming import RESERVED
 from nnc.syntax.parser import KEYWORDS
 
@@ -110,6 +112,14 @@ def test_spec_file_names_are_quoted_safely(path, tmp_path):
     assert mod.SPEC.endswith(".nn") and all(c.isalnum() or c in "._+-" for c in mod.SPEC)
 
 
+@pytest.mark.skipif(os.sep != "/", reason="a backslash separates folders on Windows")
+def test_a_backslash_in_a_file_name_is_no_folder(tmp_path):
+    """On POSIX a backslash is a character of the name: `back\\slash.nn` was quoted as slash.nn."""
+    mod = load_source(compile_spec("model m\ninput x : float[2]\nloss = l2(x)\n", "specs/back\\slash.nn"),
+                      tmp_path, "bslash")
+    assert mod.SPEC == "back_slash.nn"
+
+
 def test_unused_parameter_gets_a_zero_gradient(tmp_path):
     text = ("model m\ninput x : float[B, 2]\ninput z : float[B, 2]\nparam W : float[2, 2]\n"
             "loss = l2(x)\nwrt x, z\n")
@@ -187,3 +197,20 @@ def test_initial_values_beyond_float32_refuse_float32_clearly(init, tmp_path):
             module.init_params(dtype=np.float32)
         w = module.init_params(dtype="float64")["w"]
     assert w.dtype == np.float64 and np.all(np.isfinite(w))
+
+
+def test_a_statement_over_several_lines_is_quoted_whole(tmp_path):
+    """The `# spec.nn:N` comment above generated code quoted the first line of a statement
+    continued inside parentheses; it quotes every line now, laid out as in the spec (a `)` in
+    a comment does not end the statement), and the graph's cluster titles join them."""
+    spec = ("model m\ninput x : float[B, 3]\ninput y : float[B, 2]\nh = dense(x, 2)  # (hidden\n"
+            "loss = (mse(h, y)   # data term )\n        + 1e-3 * (l2(h.W)\n                  + l2(h.b)))\n")
+    source = compile_spec(spec, "multi.nn")
+    expected = ("    # multi.nn:5-7  loss = (mse(h, y)   # data term )\n"
+                "    #                       + 1e-3 * (l2(h.W)\n"
+                "    #                                 + l2(h.b)))\n")
+    assert expected in source
+    assert "    # multi.nn:4  h = dense(x, 2) # (hidden\n" in source
+    load_source(source, tmp_path, "multi")  # still valid Python
+    dot = to_dot(build_program(spec, "multi.nn"))
+    assert 'label="multi.nn:5  loss = (mse(h, y) # data term ) + 1e-3 * (l2(h.W) + l2(h.b)))"' in dot

@@ -51,10 +51,17 @@ class Check:
 
 
 def _comment(prog: Program, line: int) -> str:
-    if 1 <= line <= len(prog.source_lines):
-        text = " ".join(prog.source_lines[line - 1].split())
-        return f"# {prog.source_name}:{line}  {text}"
-    return ""
+    """`# spec.nn:7  h2 = relu(dense(h1, 256))` above the code of a statement. A statement
+    continued over several lines is quoted whole, line for line, as the spec lays it out."""
+    lines = prog.statement_lines(line)
+    if len(lines) <= 1:
+        return f"# {prog.source_name}:{line}  {' '.join(lines[0].split())}" if lines else ""
+    head = f"# {prog.source_name}:{line}-{line + len(lines) - 1}  "
+    first = lines[0].rstrip()
+    start = len(first) - len(first.lstrip())  # the spec's column of the statement's first character
+    rest = [text.rstrip()[start:] if text[:start].isspace() or not start else text.strip() for text in lines[1:]]
+    pad = "    #" + " " * (len(head) - 1)  # continuation lines: the template indents the first only
+    return head + first[start:] + "".join(f"\n{pad}{text}".rstrip() for text in rest)
 
 
 def _sections(prog, titled_blocks) -> list:

@@ -113,3 +113,17 @@ class Program:
 
     def with_(self, **changes: Any) -> Program:
         return replace(self, **changes)
+
+    def statement_lines(self, line: int) -> tuple[str, ...]:
+        """The source lines of the statement that starts on `line` (1-based): one, or more
+        while a parenthesis or bracket is open (the language's only continuation; a `#`
+        starts a comment, as the language has no strings). Empty for a line out of range."""
+        if not 1 <= line <= len(self.source_lines):
+            return ()
+        depth, end = 0, line - 1
+        for end in range(line - 1, len(self.source_lines)):
+            code = self.source_lines[end].partition("#")[0]
+            depth += sum(code.count(c) for c in "([") - sum(code.count(c) for c in ")]")
+            if depth <= 0:
+                break
+        return self.source_lines[line - 1:end + 1]
