@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -625,19 +626,21 @@ def test_directions_take_the_parameters_dtype(spec, backend_name, tmp_path):
 
 
 @pytest.mark.parametrize("spec, backend_name", [(s, "numpy") for s in EVERY_SPEC]
-                         + [(s, "torch") for s in _SHIPPED])
+                         + [(s, "torch") for s in _SHIPPED] + [(s, "array_api_strict") for s in _SHIPPED])
 def test_directions_of_another_library_or_no_arrays_are_refused_by_name(spec, backend_name, tmp_path):
     """A jvp tangent or hvp vector entry that is a list, or an array of another library than the
     parameters (np.ones(shape) with PyTorch parameters), is a TypeError naming the entry (found by
     the sweep of tests/unseen7: an AttributeError of no help, "'list' object has no attribute
-    'shape'", "'numpy.ndarray' object has no attribute 'to'")."""
+    'shape'", "'numpy.ndarray' object has no attribute 'to'"), and the only word: NumPy directions
+    with array_api_strict parameters also had array_api_strict warn that its dtypes were compared
+    with NumPy's, before the error (the classes are now tested before the dtypes)."""
     torch = pytest.importorskip("torch")
     backend = BACKENDS[backend_name]()
     module = _module(spec, tmp_path)
     params, inputs, vector = _case(module, backend.asarray)
     if not vector:
         pytest.skip("no parameters and no wrt inputs: jvp and hvp take no directions")
-    other = np.asarray if backend_name == "torch" else torch.asarray
+    other = torch.asarray if backend_name == "numpy" else np.asarray
     for entry, kind in ((lambda v: _host(v).tolist(), "must be an array, got "),  # a list, or a float
                         (lambda v: other(_host(v).copy()), "of another library than the arrays it moves")):
         for name, arg in (("jvp", "tangents"), ("hvp", "vector")):
@@ -649,7 +652,8 @@ def test_directions_of_another_library_or_no_arrays_are_refused_by_name(spec, ba
                 continue
             last = read[-1]
             bad = {**vector, last: entry(vector[last])}
-            with pytest.raises(TypeError) as info:
+            with pytest.raises(TypeError) as info, warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)
                 getattr(module, name)(params, bad, *inputs.values())
             assert f"{arg}['{last}']" in str(info.value) and kind in str(info.value), (name, str(info.value))
 

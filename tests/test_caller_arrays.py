@@ -201,6 +201,25 @@ def test_numpy_labels_with_jax_features_still_work(tmp_path):
     assert float(jax.jit(m.loss)(params, jnp.asarray(x), y)) == pytest.approx(want, rel=1e-6)
 
 
+def test_numpy_directions_with_jax_parameters_work(tmp_path):
+    """jvp and hvp take NumPy directions beside JAX parameters, as jax.numpy does, with the
+    results of JAX directions: the library test of the directions, made on every call now (it
+    was made only where a dtype differed), lets them through as the input check lets labels."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    m = _small(tmp_path)
+    x, y = _data()
+    params = m.init_params(xp=jnp)
+    host = {k: np.full(np.shape(v), 0.25, dtype=np.float32) for k, v in params.items()}
+    along = {k: jnp.asarray(v) for k, v in host.items()}
+    x, y = jnp.asarray(x), y.astype(np.int32)
+    for name in ("jvp", "hvp"):
+        want = getattr(m, name)(params, along, x, y)
+        got = getattr(m, name)(params, host, x, y)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, err_msg=name)
+
+
 def test_torch_inference_tensors_are_named(tmp_path):
     """Parameters or state made under torch.inference_mode() made train_step raise PyTorch's
     'Inplace update to inference tensor outside InferenceMode is not allowed' mid-step; the

@@ -371,8 +371,8 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
     if first and params:  # the parameters must be of the inputs' library (_check_library)
         source = f"{first}, {params[0].name}"
     cast = _input_cast(prog, decls, params, unpack)
-    fn = Function(name, args, doc, call, unpack, _param_check(params) + _tangent_check(prog, unpack), secs, returns,
-                  input_cast=cast)
+    checks = _param_check(params) + _tangent_check(prog, unpack, _dtype_reference(decls, params))
+    fn = Function(name, args, doc, call, unpack, checks, secs, returns, input_cast=cast)
     fn.uses_xp = uses_xp or bool(cast)
     if fn.uses_xp and source is None:
         fn.uses_xp = False
@@ -408,7 +408,7 @@ def _input_cast(prog: Program, decls, params: list[Var], unpack: list[Read]) -> 
     without parameters computes in the dtype of its first float input"), for the same reasons."""
     seeds = [r for r in unpack if r.source != "params"]
     floats = [d.var.name for d in decls if d.var.dtype == "float"] + [r.var.name for r in seeds]
-    reference = params[0].name if params else floats[0] if floats else None
+    reference = _dtype_reference(decls, params)
     floats = floats if params else floats[1:]
     if not floats:
         return []
@@ -418,26 +418,38 @@ def _input_cast(prog: Program, decls, params: list[Var], unpack: list[Read]) -> 
     if 8 + len(casts[0]) > 100:  # too long for one line: one line an array
         casts = [f"{x} = xp.astype({x}, {dtype})" for x in floats]
     what = "the parameters' dtype" if params else f"the dtype of {reference} (there are no parameters)"
-    # a direction of another library (NumPy arrays with PyTorch parameters) fails the dtype test
-    # too: named here, where xp.astype would raise an AttributeError of no help
-    library = ["    " + _tangent_call(prog, seeds, reference)] if seeds else []
     # integer parameters would truncate the inputs cast to them: named (a test where dtypes differ)
     integral = ([f'    if not xp.isdtype({dtype}, "real floating"):', "        _check_params(params, _PARAMS, _SPEC, xp)"]
                 if params else [])
-    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4), *integral, *library,
+    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4), *integral,
             *("    " + cast for cast in casts)]
 
 
-def _tangent_check(prog: Program, unpack: list[Read]) -> list[str]:
-    """The same for jvp's `tangents` and hvp's `vector`: each entry must have its parameter's
-    shape, or its input's (compared with the input passed, whose size may be symbolic)."""
+def _dtype_reference(decls, params: list[Var]) -> str | None:
+    """The array whose dtype the float inputs take, and whose library the directions share:
+    the first parameter read, else the first float input."""
+    if params:
+        return params[0].name
+    return next((d.var.name for d in decls if d.var.dtype == "float"), None)
+
+
+def _tangent_check(prog: Program, unpack: list[Read], reference: str | None) -> list[str]:
+    """The same for jvp's `tangents` and hvp's `vector`: each entry must be an array of the
+    library of `reference` (NumPy directions with PyTorch parameters would fail in xp.astype on
+    an AttributeError of no help, and array_api_strict warns when its dtypes are compared with
+    NumPy's) with its parameter's shape, or its input's (compared with the input passed, whose
+    size may be symbolic). Tested here, before the dtypes are compared."""
     seeds = [r for r in unpack if r.source != "params"]
     if not seeds:
         return []
     inputs = {d.var.name for d in prog.inputs}
-    conds = [f"{r.var.name}.shape != " + (f"{r.key}.shape" if r.key in inputs else
-                                           _tuple_literal([str(d) for d in r.var.shape])) for r in seeds]
-    return _shape_test(conds, _tangent_call(prog, seeds), "an entry")
+    conds = []
+    for r in seeds:
+        if reference:
+            conds.append(f"{r.var.name}.__class__ is not {reference}.__class__")
+        conds.append(f"{r.var.name}.shape != " + (f"{r.key}.shape" if r.key in inputs else
+                                                   _tuple_literal([str(d) for d in r.var.shape])))
+    return _shape_test(conds, _tangent_call(prog, seeds, reference), "an entry")
 
 
 def _tangent_call(prog: Program, seeds: list[Read], like: str | None = None) -> str:

@@ -314,9 +314,9 @@ def _check_library(x, param, direction=None):
             raise TypeError(f"the parameters must be plain arrays, got {kind} (pass np.asarray(p))")
         return
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if direction is not None and array and (_LIBRARIES[type(param)], _LIBRARIES[type(x)]) == ("numpy", "jax.numpy"):
+        return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say, or directions)
     if direction is not None and direction.startswith("input"):
-        if array and _LIBRARIES[type(param)] == "numpy" and _LIBRARIES[type(x)] == "jax.numpy":
-            return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say)
         raise TypeError(f"{direction} is {kinds[0]}, of another library than the first input ({kinds[1]}): "
                         "pass inputs of one library")
     if direction is not None:
@@ -741,16 +741,17 @@ def jvp(params, tangents, x, y):
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     try:
-        if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
-            _check_tangents("tangents", tangents, _PARAMS)
+        if (dot_z_W.__class__ is not z_W.__class__ or dot_z_W.shape != (4, 4)
+                or dot_z_b.__class__ is not z_W.__class__ or dot_z_b.shape != (4,)
+                or dot_p_alpha.__class__ is not z_W.__class__ or dot_p_alpha.shape != (4,)):
+            _check_tangents("tangents", tangents, _PARAMS, z_W, _check_library)
     except _NoShape:  # an entry that is no array (AttributeError)
-        _check_tangents("tangents", tangents, _PARAMS)
+        _check_tangents("tangents", tangents, _PARAMS, z_W, _check_library)
     # float inputs in the parameters' dtype
     if (x.dtype != z_W.dtype or y.dtype != z_W.dtype or dot_z_W.dtype != z_W.dtype
             or dot_z_b.dtype != z_W.dtype or dot_p_alpha.dtype != z_W.dtype):
         if not xp.isdtype(z_W.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
-        _check_tangents("tangents", tangents, _PARAMS, z_W, _check_library)
         x = xp.astype(x, z_W.dtype)
         y = xp.astype(y, z_W.dtype)
         dot_z_W = xp.astype(dot_z_W, z_W.dtype)
@@ -822,16 +823,17 @@ def hvp(params, vector, x, y):
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     try:
-        if dot_z_W.shape != (4, 4) or dot_z_b.shape != (4,) or dot_p_alpha.shape != (4,):
-            _check_tangents("vector", vector, _PARAMS)
+        if (dot_z_W.__class__ is not z_W.__class__ or dot_z_W.shape != (4, 4)
+                or dot_z_b.__class__ is not z_W.__class__ or dot_z_b.shape != (4,)
+                or dot_p_alpha.__class__ is not z_W.__class__ or dot_p_alpha.shape != (4,)):
+            _check_tangents("vector", vector, _PARAMS, z_W, _check_library)
     except _NoShape:  # an entry that is no array (AttributeError)
-        _check_tangents("vector", vector, _PARAMS)
+        _check_tangents("vector", vector, _PARAMS, z_W, _check_library)
     # float inputs in the parameters' dtype
     if (x.dtype != z_W.dtype or y.dtype != z_W.dtype or dot_z_W.dtype != z_W.dtype
             or dot_z_b.dtype != z_W.dtype or dot_p_alpha.dtype != z_W.dtype):
         if not xp.isdtype(z_W.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
-        _check_tangents("vector", vector, _PARAMS, z_W, _check_library)
         x = xp.astype(x, z_W.dtype)
         y = xp.astype(y, z_W.dtype)
         dot_z_W = xp.astype(dot_z_W, z_W.dtype)

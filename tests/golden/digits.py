@@ -313,9 +313,9 @@ def _check_library(x, param, direction=None):
             raise TypeError(f"the parameters must be plain arrays, got {kind} (pass np.asarray(p))")
         return
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if direction is not None and array and (_LIBRARIES[type(param)], _LIBRARIES[type(x)]) == ("numpy", "jax.numpy"):
+        return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say, or directions)
     if direction is not None and direction.startswith("input"):
-        if array and _LIBRARIES[type(param)] == "numpy" and _LIBRARIES[type(x)] == "jax.numpy":
-            return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say)
         raise TypeError(f"{direction} is {kinds[0]}, of another library than the first input ({kinds[1]}): "
                         "pass inputs of one library")
     if direction is not None:
@@ -747,17 +747,18 @@ def jvp(params, tangents, x, y):
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     try:
-        if (dot_h_W.shape != (64, 256) or dot_h_b.shape != (256,)
-                or dot_logits_W.shape != (256, 10) or dot_logits_b.shape != (10,)):
-            _check_tangents("tangents", tangents, _PARAMS)
+        if (dot_h_W.__class__ is not h_W.__class__ or dot_h_W.shape != (64, 256)
+                or dot_h_b.__class__ is not h_W.__class__ or dot_h_b.shape != (256,)
+                or dot_logits_W.__class__ is not h_W.__class__ or dot_logits_W.shape != (256, 10)
+                or dot_logits_b.__class__ is not h_W.__class__ or dot_logits_b.shape != (10,)):
+            _check_tangents("tangents", tangents, _PARAMS, h_W, _check_library)
     except _NoShape:  # an entry that is no array (AttributeError)
-        _check_tangents("tangents", tangents, _PARAMS)
+        _check_tangents("tangents", tangents, _PARAMS, h_W, _check_library)
     # float inputs in the parameters' dtype
     if (x.dtype != h_W.dtype or dot_h_W.dtype != h_W.dtype or dot_h_b.dtype != h_W.dtype
             or dot_logits_W.dtype != h_W.dtype or dot_logits_b.dtype != h_W.dtype):
         if not xp.isdtype(h_W.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
-        _check_tangents("tangents", tangents, _PARAMS, h_W, _check_library)
         x = xp.astype(x, h_W.dtype)
         dot_h_W = xp.astype(dot_h_W, h_W.dtype)
         dot_h_b = xp.astype(dot_h_b, h_W.dtype)
@@ -805,17 +806,18 @@ def hvp(params, vector, x, y):
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     try:
-        if (dot_h_W.shape != (64, 256) or dot_h_b.shape != (256,)
-                or dot_logits_W.shape != (256, 10) or dot_logits_b.shape != (10,)):
-            _check_tangents("vector", vector, _PARAMS)
+        if (dot_h_W.__class__ is not h_W.__class__ or dot_h_W.shape != (64, 256)
+                or dot_h_b.__class__ is not h_W.__class__ or dot_h_b.shape != (256,)
+                or dot_logits_W.__class__ is not h_W.__class__ or dot_logits_W.shape != (256, 10)
+                or dot_logits_b.__class__ is not h_W.__class__ or dot_logits_b.shape != (10,)):
+            _check_tangents("vector", vector, _PARAMS, h_W, _check_library)
     except _NoShape:  # an entry that is no array (AttributeError)
-        _check_tangents("vector", vector, _PARAMS)
+        _check_tangents("vector", vector, _PARAMS, h_W, _check_library)
     # float inputs in the parameters' dtype
     if (x.dtype != h_W.dtype or dot_h_W.dtype != h_W.dtype or dot_h_b.dtype != h_W.dtype
             or dot_logits_W.dtype != h_W.dtype or dot_logits_b.dtype != h_W.dtype):
         if not xp.isdtype(h_W.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
-        _check_tangents("vector", vector, _PARAMS, h_W, _check_library)
         x = xp.astype(x, h_W.dtype)
         dot_h_W = xp.astype(dot_h_W, h_W.dtype)
         dot_h_b = xp.astype(dot_h_b, h_W.dtype)

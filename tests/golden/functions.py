@@ -324,9 +324,9 @@ def _check_library(x, param, direction=None):
             raise TypeError(f"the parameters must be plain arrays, got {kind} (pass np.asarray(p))")
         return
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if direction is not None and array and (_LIBRARIES[type(param)], _LIBRARIES[type(x)]) == ("numpy", "jax.numpy"):
+        return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say, or directions)
     if direction is not None and direction.startswith("input"):
-        if array and _LIBRARIES[type(param)] == "numpy" and _LIBRARIES[type(x)] == "jax.numpy":
-            return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say)
         raise TypeError(f"{direction} is {kinds[0]}, of another library than the first input ({kinds[1]}): "
                         "pass inputs of one library")
     if direction is not None:
@@ -820,18 +820,20 @@ def jvp(params, tangents, x, p, t):
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     try:
-        if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
-                or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
-            _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape})
+        if (dot_s.__class__ is not s.__class__ or dot_s.shape != (4,)
+                or dot_k.__class__ is not s.__class__ or dot_k.shape != ()
+                or dot_h_W.__class__ is not s.__class__ or dot_h_W.shape != (6, 4)
+                or dot_h_b.__class__ is not s.__class__ or dot_h_b.shape != (4,)
+                or dot_x.__class__ is not s.__class__ or dot_x.shape != x.shape):
+            _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape}, s, _check_library)
     except _NoShape:  # an entry that is no array (AttributeError)
-        _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape})
+        _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape}, s, _check_library)
     # float inputs in the parameters' dtype
     if (x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_s.dtype != s.dtype
             or dot_k.dtype != s.dtype or dot_h_W.dtype != s.dtype or dot_h_b.dtype != s.dtype
             or dot_x.dtype != s.dtype):
         if not xp.isdtype(s.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
-        _check_tangents("tangents", tangents, {**_PARAMS, "x": x.shape}, s, _check_library)
         x = xp.astype(x, s.dtype)
         p = xp.astype(p, s.dtype)
         t = xp.astype(t, s.dtype)
@@ -926,18 +928,20 @@ def hvp(params, vector, x, p, t):
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     try:
-        if (dot_s.shape != (4,) or dot_k.shape != () or dot_h_W.shape != (6, 4)
-                or dot_h_b.shape != (4,) or dot_x.shape != x.shape):
-            _check_tangents("vector", vector, {**_PARAMS, "x": x.shape})
+        if (dot_s.__class__ is not s.__class__ or dot_s.shape != (4,)
+                or dot_k.__class__ is not s.__class__ or dot_k.shape != ()
+                or dot_h_W.__class__ is not s.__class__ or dot_h_W.shape != (6, 4)
+                or dot_h_b.__class__ is not s.__class__ or dot_h_b.shape != (4,)
+                or dot_x.__class__ is not s.__class__ or dot_x.shape != x.shape):
+            _check_tangents("vector", vector, {**_PARAMS, "x": x.shape}, s, _check_library)
     except _NoShape:  # an entry that is no array (AttributeError)
-        _check_tangents("vector", vector, {**_PARAMS, "x": x.shape})
+        _check_tangents("vector", vector, {**_PARAMS, "x": x.shape}, s, _check_library)
     # float inputs in the parameters' dtype
     if (x.dtype != s.dtype or p.dtype != s.dtype or t.dtype != s.dtype or dot_s.dtype != s.dtype
             or dot_k.dtype != s.dtype or dot_h_W.dtype != s.dtype or dot_h_b.dtype != s.dtype
             or dot_x.dtype != s.dtype):
         if not xp.isdtype(s.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
-        _check_tangents("vector", vector, {**_PARAMS, "x": x.shape}, s, _check_library)
         x = xp.astype(x, s.dtype)
         p = xp.astype(p, s.dtype)
         t = xp.astype(t, s.dtype)

@@ -317,9 +317,9 @@ def _check_library(x, param, direction=None):
             raise TypeError(f"the parameters must be plain arrays, got {kind} (pass np.asarray(p))")
         return
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if direction is not None and array and (_LIBRARIES[type(param)], _LIBRARIES[type(x)]) == ("numpy", "jax.numpy"):
+        return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say, or directions)
     if direction is not None and direction.startswith("input"):
-        if array and _LIBRARIES[type(param)] == "numpy" and _LIBRARIES[type(x)] == "jax.numpy":
-            return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say)
         raise TypeError(f"{direction} is {kinds[0]}, of another library than the first input ({kinds[1]}): "
                         "pass inputs of one library")
     if direction is not None:
@@ -680,17 +680,18 @@ def jvp(params, tangents, i, t):
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     try:
-        if (dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2)
-                or dot_b2.shape != ()):
-            _check_tangents("tangents", tangents, _PARAMS)
+        if (dot_W1.__class__ is not W1.__class__ or dot_W1.shape != (2, 2)
+                or dot_b1.__class__ is not W1.__class__ or dot_b1.shape != ()
+                or dot_W2.__class__ is not W1.__class__ or dot_W2.shape != (2, 2)
+                or dot_b2.__class__ is not W1.__class__ or dot_b2.shape != ()):
+            _check_tangents("tangents", tangents, _PARAMS, W1, _check_library)
     except _NoShape:  # an entry that is no array (AttributeError)
-        _check_tangents("tangents", tangents, _PARAMS)
+        _check_tangents("tangents", tangents, _PARAMS, W1, _check_library)
     # float inputs in the parameters' dtype
     if (i.dtype != W1.dtype or t.dtype != W1.dtype or dot_W1.dtype != W1.dtype
             or dot_b1.dtype != W1.dtype or dot_W2.dtype != W1.dtype or dot_b2.dtype != W1.dtype):
         if not xp.isdtype(W1.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
-        _check_tangents("tangents", tangents, _PARAMS, W1, _check_library)
         i = xp.astype(i, W1.dtype)
         t = xp.astype(t, W1.dtype)
         dot_W1 = xp.astype(dot_W1, W1.dtype)
@@ -741,17 +742,18 @@ def hvp(params, vector, i, t):
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     try:
-        if (dot_W1.shape != (2, 2) or dot_b1.shape != () or dot_W2.shape != (2, 2)
-                or dot_b2.shape != ()):
-            _check_tangents("vector", vector, _PARAMS)
+        if (dot_W1.__class__ is not W1.__class__ or dot_W1.shape != (2, 2)
+                or dot_b1.__class__ is not W1.__class__ or dot_b1.shape != ()
+                or dot_W2.__class__ is not W1.__class__ or dot_W2.shape != (2, 2)
+                or dot_b2.__class__ is not W1.__class__ or dot_b2.shape != ()):
+            _check_tangents("vector", vector, _PARAMS, W1, _check_library)
     except _NoShape:  # an entry that is no array (AttributeError)
-        _check_tangents("vector", vector, _PARAMS)
+        _check_tangents("vector", vector, _PARAMS, W1, _check_library)
     # float inputs in the parameters' dtype
     if (i.dtype != W1.dtype or t.dtype != W1.dtype or dot_W1.dtype != W1.dtype
             or dot_b1.dtype != W1.dtype or dot_W2.dtype != W1.dtype or dot_b2.dtype != W1.dtype):
         if not xp.isdtype(W1.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
-        _check_tangents("vector", vector, _PARAMS, W1, _check_library)
         i = xp.astype(i, W1.dtype)
         t = xp.astype(t, W1.dtype)
         dot_W1 = xp.astype(dot_W1, W1.dtype)

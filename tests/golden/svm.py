@@ -309,9 +309,9 @@ def _check_library(x, param, direction=None):
             raise TypeError(f"the parameters must be plain arrays, got {kind} (pass np.asarray(p))")
         return
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if direction is not None and array and (_LIBRARIES[type(param)], _LIBRARIES[type(x)]) == ("numpy", "jax.numpy"):
+        return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say, or directions)
     if direction is not None and direction.startswith("input"):
-        if array and _LIBRARIES[type(param)] == "numpy" and _LIBRARIES[type(x)] == "jax.numpy":
-            return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say)
         raise TypeError(f"{direction} is {kinds[0]}, of another library than the first input ({kinds[1]}): "
                         "pass inputs of one library")
     if direction is not None:
@@ -686,16 +686,16 @@ def jvp(params, tangents, x, y):
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     try:
-        if dot_scores_W.shape != (4, 3) or dot_scores_b.shape != (3,):
-            _check_tangents("tangents", tangents, _PARAMS)
+        if (dot_scores_W.__class__ is not scores_W.__class__ or dot_scores_W.shape != (4, 3)
+                or dot_scores_b.__class__ is not scores_W.__class__ or dot_scores_b.shape != (3,)):
+            _check_tangents("tangents", tangents, _PARAMS, scores_W, _check_library)
     except _NoShape:  # an entry that is no array (AttributeError)
-        _check_tangents("tangents", tangents, _PARAMS)
+        _check_tangents("tangents", tangents, _PARAMS, scores_W, _check_library)
     # float inputs in the parameters' dtype
     if (x.dtype != scores_W.dtype or dot_scores_W.dtype != scores_W.dtype
             or dot_scores_b.dtype != scores_W.dtype):
         if not xp.isdtype(scores_W.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
-        _check_tangents("tangents", tangents, _PARAMS, scores_W, _check_library)
         x = xp.astype(x, scores_W.dtype)
         dot_scores_W = xp.astype(dot_scores_W, scores_W.dtype)
         dot_scores_b = xp.astype(dot_scores_b, scores_W.dtype)

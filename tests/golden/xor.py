@@ -313,9 +313,9 @@ def _check_library(x, param, direction=None):
             raise TypeError(f"the parameters must be plain arrays, got {kind} (pass np.asarray(p))")
         return
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
+    if direction is not None and array and (_LIBRARIES[type(param)], _LIBRARIES[type(x)]) == ("numpy", "jax.numpy"):
+        return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say, or directions)
     if direction is not None and direction.startswith("input"):
-        if array and _LIBRARIES[type(param)] == "numpy" and _LIBRARIES[type(x)] == "jax.numpy":
-            return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say)
         raise TypeError(f"{direction} is {kinds[0]}, of another library than the first input ({kinds[1]}): "
                         "pass inputs of one library")
     if direction is not None:
@@ -703,18 +703,19 @@ def jvp(params, tangents, x, y):
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     try:
-        if (dot_hidden_W.shape != (2, 2) or dot_hidden_b.shape != (2,)
-                or dot_logit_W.shape != (2, 1) or dot_logit_b.shape != (1,)):
-            _check_tangents("tangents", tangents, _PARAMS)
+        if (dot_hidden_W.__class__ is not hidden_W.__class__ or dot_hidden_W.shape != (2, 2)
+                or dot_hidden_b.__class__ is not hidden_W.__class__ or dot_hidden_b.shape != (2,)
+                or dot_logit_W.__class__ is not hidden_W.__class__ or dot_logit_W.shape != (2, 1)
+                or dot_logit_b.__class__ is not hidden_W.__class__ or dot_logit_b.shape != (1,)):
+            _check_tangents("tangents", tangents, _PARAMS, hidden_W, _check_library)
     except _NoShape:  # an entry that is no array (AttributeError)
-        _check_tangents("tangents", tangents, _PARAMS)
+        _check_tangents("tangents", tangents, _PARAMS, hidden_W, _check_library)
     # float inputs in the parameters' dtype
     if (x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype
             or dot_hidden_W.dtype != hidden_W.dtype or dot_hidden_b.dtype != hidden_W.dtype
             or dot_logit_W.dtype != hidden_W.dtype or dot_logit_b.dtype != hidden_W.dtype):
         if not xp.isdtype(hidden_W.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
-        _check_tangents("tangents", tangents, _PARAMS, hidden_W, _check_library)
         x = xp.astype(x, hidden_W.dtype)
         y = xp.astype(y, hidden_W.dtype)
         dot_hidden_W = xp.astype(dot_hidden_W, hidden_W.dtype)
@@ -761,18 +762,19 @@ def hvp(params, vector, x, y):
     except _NoShape:  # a parameter that is no array (AttributeError)
         _check_params(params, _PARAMS, _SPEC)
     try:
-        if (dot_hidden_W.shape != (2, 2) or dot_hidden_b.shape != (2,)
-                or dot_logit_W.shape != (2, 1) or dot_logit_b.shape != (1,)):
-            _check_tangents("vector", vector, _PARAMS)
+        if (dot_hidden_W.__class__ is not hidden_W.__class__ or dot_hidden_W.shape != (2, 2)
+                or dot_hidden_b.__class__ is not hidden_W.__class__ or dot_hidden_b.shape != (2,)
+                or dot_logit_W.__class__ is not hidden_W.__class__ or dot_logit_W.shape != (2, 1)
+                or dot_logit_b.__class__ is not hidden_W.__class__ or dot_logit_b.shape != (1,)):
+            _check_tangents("vector", vector, _PARAMS, hidden_W, _check_library)
     except _NoShape:  # an entry that is no array (AttributeError)
-        _check_tangents("vector", vector, _PARAMS)
+        _check_tangents("vector", vector, _PARAMS, hidden_W, _check_library)
     # float inputs in the parameters' dtype
     if (x.dtype != hidden_W.dtype or y.dtype != hidden_W.dtype
             or dot_hidden_W.dtype != hidden_W.dtype or dot_hidden_b.dtype != hidden_W.dtype
             or dot_logit_W.dtype != hidden_W.dtype or dot_logit_b.dtype != hidden_W.dtype):
         if not xp.isdtype(hidden_W.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
-        _check_tangents("vector", vector, _PARAMS, hidden_W, _check_library)
         x = xp.astype(x, hidden_W.dtype)
         y = xp.astype(y, hidden_W.dtype)
         dot_hidden_W = xp.astype(dot_hidden_W, hidden_W.dtype)
