@@ -242,14 +242,54 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
     if out is None:
         click.echo(text, nl=False)
         return
+    ticker = _dot_waiting(text, Path(out))
     try:
-        render(text, Path(out))
+        render(text, Path(out), ticker)
     except GraphvizMissing as exc:  # this -o asks for what this machine cannot make: a bad argument
         raise _OutputError(str(exc)) from None
     except GraphvizError as exc:  # dot itself failed: exit 1, as a failed check
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise _OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        if ticker is not None:
+            ticker.finish()
+
+
+def _dot_waiting(text: str, out: Path) -> _Ticker | None:
+    """For a graph large enough that dot may take minutes: a note on stderr before it starts
+    and, on a terminal, the seconds it has taken so far, so that a long layout is not taken
+    for a hang. None (no ticker) for small graphs and for DOT text, which needs no layout."""
+    from .graph import DOT_SUFFIXES, LARGE_GRAPH, graph_size
+
+    nodes, edges = graph_size(text)
+    if out.suffix.lower() in DOT_SUFFIXES or nodes <= LARGE_GRAPH:
+        return None
+    click.echo(f"note: dot lays out {nodes:,} nodes and {edges:,} edges for {out.name}; a graph this large can "
+               f"take it minutes (Ctrl-C stops it; -o {out.with_suffix('.dot').name} writes the DOT text at once)",
+               err=True)
+    stream = click.get_text_stream("stderr")
+    if not stream.isatty():
+        return None
+
+    return _Ticker(stream)
+
+
+class _Ticker:
+    """`\r  dot: 12 s` on a terminal while dot works; the line is wiped once it is done."""
+
+    def __init__(self, stream):
+        self.stream, self.shown = stream, False
+
+    def __call__(self, seconds: float) -> None:
+        self.stream.write(f"\r  dot: {seconds:.0f} s")
+        self.stream.flush()
+        self.shown = True
+
+    def finish(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * 20 + "\r")
+            self.stream.flush()
 
 
 def _parse_dims(dims: tuple[str, ...]) -> dict[str, int]:

@@ -269,3 +269,59 @@ def test_data_files_a_user_writes_are_read(tmp_path):
     (tmp_path / "a.npy").rename(tmp_path / "a.npz")
     r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "--data", str(tmp_path / "a.npz")])
     assert r.exit_code == 2 and "not an .npz archive" in r.output, r.output
+
+
+@pytest.mark.parametrize("spec", sorted(p.stem for p in SPECS.glob("*.nn")))
+def test_graph_size_counts_what_the_parser_finds(spec):
+    """graph_size, which decides whether nnc graph warns that dot may take minutes, counts the
+    nodes and edges this file's own parser finds, forward and with the backward equations."""
+    from nnc.graph import graph_size
+
+    for backward in (False, True):
+        text = to_dot(_prog(spec), backward=backward)
+        nodes, edges = _parse(text)
+        assert graph_size(text) == (len(nodes), len(edges))
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed (apt-get install graphviz)")
+def test_a_large_graph_is_announced_before_dot_lays_it_out(tmp_path, monkeypatch):
+    """dot's layout grows much faster than the graph (tests/unseen3/deep120.nn --backward, 2,383
+    nodes, ran for over 5 minutes without a word, as if hung); above LARGE_GRAPH nodes nnc graph
+    says how large the graph is, that Ctrl-C stops it and that -o FILE.dot needs no layout.
+    Small graphs, and DOT text, get no note."""
+    from nnc import graph
+
+    r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "--backward", "-o", str(tmp_path / "g.svg")])
+    assert r.exit_code == 0 and "note:" not in r.stderr, r.stderr
+    monkeypatch.setattr(graph, "LARGE_GRAPH", 10)
+    r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "--backward", "-o", str(tmp_path / "h.svg")])
+    nodes, edges = _parse(to_dot(_prog("xor"), backward=True))
+    assert r.exit_code == 0, r.output
+    assert f"note: dot lays out {len(nodes)} nodes and {len(edges)} edges for h.svg" in r.stderr
+    assert "Ctrl-C stops it; -o h.dot writes the DOT text at once" in r.stderr
+    assert (tmp_path / "h.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "--backward", "-o", str(tmp_path / "h.dot")])
+    assert r.exit_code == 0 and "note:" not in r.stderr, r.stderr
+
+
+def test_dot_waiting_is_called_while_dot_works_and_an_interrupt_kills_it(tmp_path):
+    """The ticker (`dot: 12 s` on a terminal) is called about once a second while the renderer
+    runs, with its input fed and its output kept; an exception from it (Ctrl-C arrives as a
+    KeyboardInterrupt between waits) kills the renderer before it propagates."""
+    from nnc.graph import _run_dot
+
+    seen = []
+    result = _run_dot(["sh", "-c", "sleep 2.3; cat; echo said >&2"], b"text in\n", seen.append)
+    assert result.returncode == 0 and result.stdout == b"text in\n" and result.stderr == b"said\n"
+    assert len(seen) == 2 and seen[0] < seen[1], seen
+    pidfile = tmp_path / "pid"
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run_dot(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"], b"", interrupt)
+    import os
+
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
+        os.kill(int(pidfile.read_text()), 0)
