@@ -140,6 +140,13 @@ class _NumPy:
         return x.astype(dtype, copy=copy)
 
     @staticmethod
+    def isdtype(dtype, kind):  # called by the checks only
+        try:
+            return np.isdtype(dtype, kind)
+        except TypeError:  # a dtype of no NumPy kind (ml_dtypes' bfloat16: np.asarray of a JAX array)
+            return False
+
+    @staticmethod
     def maximum(x1, x2, /):
         if type(x2) is float and type(x1) is np.ndarray and x1.size >= 4096 and x1.dtype.kind == "f":
             return np.maximum(x1, np.full(x1.shape[-1:], x2, dtype=x1.dtype))
@@ -468,10 +475,18 @@ def _check_trainable(what, p, namespace):
     """Raise when train_step could not update parameter `p` (`what`: "parameter 'h1.W'") in
     place: an array it cannot write (_check_writable), or one of integers or bools, which no
     float update fits in (NumPy's casting and PyTorch's refuse it, at the first step, after the
-    parameters before it were updated). `namespace` finds an array's namespace (the module's
-    _namespace). Called by init_optimizer, once per parameter."""
+    parameters before it were updated), or of float16 or bfloat16, which train silently wrong
+    (adam's eps is 0 in float16: nan where a gradient is 0; small updates are lost).
+    `namespace` finds an array's namespace (the module's _namespace). Called by init_optimizer, once per parameter."""
     _check_writable(what, p)
-    if hasattr(p, "dtype") and not namespace(p).isdtype(p.dtype, "real floating"):
+    if not hasattr(p, "dtype"):
+        return
+    if str(p.dtype).rpartition(".")[2] in ("float16", "bfloat16"):
+        raise TypeError(f"{what} has dtype {p.dtype}: train_step trains float32 or float64 parameters, not "
+                        "half precision (an update below half a unit in the last place is lost, and adam's "
+                        "eps of 1e-8 is 0 in float16); train float32 ones (init_params() makes them) and "
+                        "cast them for inference, which forward and loss compute in any float dtype")
+    if not namespace(p).isdtype(p.dtype, "real floating"):
         raise TypeError(f"{what} has dtype {p.dtype}; parameters are floats: init_params() and "
                         "load_params() make this model's parameters")
 

@@ -139,6 +139,13 @@ class _NumPy:
         return x.astype(dtype, copy=copy)
 
     @staticmethod
+    def isdtype(dtype, kind):  # called by the checks only
+        try:
+            return np.isdtype(dtype, kind)
+        except TypeError:  # a dtype of no NumPy kind (ml_dtypes' bfloat16: np.asarray of a JAX array)
+            return False
+
+    @staticmethod
     def maximum(x1, x2, /):
         if type(x2) is float and type(x1) is np.ndarray and x1.size >= 4096 and x1.dtype.kind == "f":
             return np.maximum(x1, np.full(x1.shape[-1:], x2, dtype=x1.dtype))
@@ -495,10 +502,18 @@ def _check_trainable(what, p, namespace):
     """Raise when train_step could not update parameter `p` (`what`: "parameter 'h1.W'") in
     place: an array it cannot write (_check_writable), or one of integers or bools, which no
     float update fits in (NumPy's casting and PyTorch's refuse it, at the first step, after the
-    parameters before it were updated). `namespace` finds an array's namespace (the module's
-    _namespace). Called by init_optimizer, once per parameter."""
+    parameters before it were updated), or of float16 or bfloat16, which train silently wrong
+    (adam's eps is 0 in float16: nan where a gradient is 0; small updates are lost).
+    `namespace` finds an array's namespace (the module's _namespace). Called by init_optimizer, once per parameter."""
     _check_writable(what, p)
-    if hasattr(p, "dtype") and not namespace(p).isdtype(p.dtype, "real floating"):
+    if not hasattr(p, "dtype"):
+        return
+    if str(p.dtype).rpartition(".")[2] in ("float16", "bfloat16"):
+        raise TypeError(f"{what} has dtype {p.dtype}: train_step trains float32 or float64 parameters, not "
+                        "half precision (an update below half a unit in the last place is lost, and adam's "
+                        "eps of 1e-8 is 0 in float16); train float32 ones (init_params() makes them) and "
+                        "cast them for inference, which forward and loss compute in any float dtype")
+    if not namespace(p).isdtype(p.dtype, "real floating"):
         raise TypeError(f"{what} has dtype {p.dtype}; parameters are floats: init_params() and "
                         "load_params() make this model's parameters")
 
@@ -541,10 +556,16 @@ def _update_failed(name, params, state, exc):
     raise kind(f"train_step could not update parameter '{name}' in place: {exc}{hint}{done}") from exc
 
 
-def _check_state(state, keys, optimizer):
+def _check_state(state, keys, optimizer, params=None, first=None):
     """Raise an error saying how `state` differs from the one init_optimizer makes for
     `optimizer` (`keys`: its entries); called when train_step finds other keys, so extra
-    entries a caller added pass."""
+    entries a caller added pass, or, given `params` and the name of the first parameter
+    (`first`), when its entry in a state buffer is of another array class than it: state made
+    for parameters of another library (PyTorch state, NumPy parameters) is a TypeError before
+    anything is updated, where the update of that parameter raised the libraries' own message
+    (NumPy's DeprecationWarning first) after changing its state, or turned NumPy parameters
+    into JAX arrays (JAX state). Classes of one library (torch.nn.Parameter and Tensor) pass,
+    and so does NumPy state of JAX parameters, which the first step makes JAX arrays."""
     if not isinstance(state, dict):
         raise TypeError(f"state must be the dict init_optimizer(params) makes, got {type(state).__name__}")
     missing = [key for key in sorted(keys) if key not in state]
@@ -552,6 +573,21 @@ def _check_state(state, keys, optimizer):
         held = ", ".join(f"'{k}'" for k in state) or "nothing"
         raise ValueError(f"state has no {', '.join(repr(k) for k in missing)} (it holds {held}): it is not "
                          f"the state of {optimizer}(), which init_optimizer(params) makes")
+    if params is None or first not in params:
+        return  # a missing parameter: the gradient's KeyError names it
+    p = params[first]
+    for key in sorted(keys - {"step"}):
+        buffers = state[key]
+        if not isinstance(buffers, dict):
+            raise TypeError(f"state['{key}'] must be the dict of arrays init_optimizer(params) makes, "
+                            f"got {type(buffers).__name__}")
+        if first not in buffers:
+            continue  # the update loop names the missing entry (_update_failed)
+        libraries = [type(a).__module__.partition(".")[0].replace("jaxlib", "jax") for a in (buffers[first], p)]
+        if libraries[0] != libraries[1] and libraries != ["numpy", "jax"]:
+            kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (buffers[first], p)]
+            raise TypeError(f"state['{key}']['{first}'] is {kinds[0]}, but parameter '{first}' is {kinds[1]}: "
+                            "init_optimizer(params) makes the state of these parameters (nothing was updated)")
 
 
 # The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
@@ -940,8 +976,10 @@ _CUDA_UPDATE = _CudaKernel(
 
 def train_step(params, state, x, y):
     """One sgd(lr=0.1, momentum=0.9, nesterov=false, weight_decay=0) step: updates params and state in place, returns the loss."""
-    if not isinstance(state, dict) or state.keys() != _STATE_KEYS:  # not init_optimizer's (an extra entry passes)
-        _check_state(state, _STATE_KEYS, "sgd")
+    # not init_optimizer's (an extra entry passes), or made for parameters of another class
+    if (not isinstance(state, dict) or state.keys() != _STATE_KEYS or not isinstance(state["velocity"], dict)
+            or state["velocity"].get("h.W").__class__ is not params["h.W"].__class__):
+        _check_state(state, _STATE_KEYS, "sgd", params, "h.W")
     loss_value, grads = value_and_grad(params, x, y)
     kernel = _CUDA_UPDATE.on(PARAM_NAMES, params, grads, state["velocity"])
     if kernel is not None:  # CuPy: the loop below as one kernel a parameter (_CUDA_UPDATE)
