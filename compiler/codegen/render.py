@@ -370,8 +370,9 @@ def _function(prog, name, args, doc, check: Check, unpack: list[Read], sections,
     params = [r.var for r in unpack if r.source == "params"]
     if first and params:  # the parameters must be of the inputs' library (_check_library)
         source = f"{first}, {params[0].name}"
-    cast = _input_cast(prog, decls, params, unpack)
-    checks = _param_check(params) + _tangent_check(prog, unpack, _dtype_reference(decls, params))
+    reference = _dtype_reference(decls, params)
+    cast = _input_cast(decls, params, unpack, reference)
+    checks = _param_check(params) + _tangent_check(prog, unpack, reference)
     fn = Function(name, args, doc, call, unpack, checks, secs, returns, input_cast=cast)
     fn.uses_xp = uses_xp or bool(cast)
     if fn.uses_xp and source is None:
@@ -398,7 +399,7 @@ def _shape_test(conds: list[str], call: str, what: str) -> list[str]:
     return ["try:", test, f"        {call}", f"except _NoShape:  # {what} that is no array (AttributeError)", f"    {call}"]
 
 
-def _input_cast(prog: Program, decls, params: list[Var], unpack: list[Read]) -> list[str]:
+def _input_cast(decls, params: list[Var], unpack: list[Read], reference: str | None) -> list[str]:
     """Float inputs and jvp's tangents, hvp's vector (along inputs and parameters alike) of
     another dtype than the parameters are cast to theirs: float arrays have the dtype
     init_params chose (DESIGN.md), and float64 data or directions (np.ones' default) with
@@ -408,7 +409,6 @@ def _input_cast(prog: Program, decls, params: list[Var], unpack: list[Read]) -> 
     without parameters computes in the dtype of its first float input"), for the same reasons."""
     seeds = [r for r in unpack if r.source != "params"]
     floats = [d.var.name for d in decls if d.var.dtype == "float"] + [r.var.name for r in seeds]
-    reference = _dtype_reference(decls, params)
     floats = floats if params else floats[1:]
     if not floats:
         return []
