@@ -173,7 +173,7 @@ def _check_trainable(what, p, namespace):
                         "load_params() make this model's parameters")
 
 
-def _check_state(state, keys, optimizer, params=None, first=None):
+def _check_state(state, keys, optimizer, params=None, first=None, check_library=None):
     """Raise an error saying how `state` differs from the one init_optimizer makes for
     `optimizer` (`keys`: its entries); called when train_step finds other keys, so extra
     entries a caller added pass, or, given `params` and the name of the first parameter
@@ -181,8 +181,9 @@ def _check_state(state, keys, optimizer, params=None, first=None):
     for parameters of another library (PyTorch state, NumPy parameters) is a TypeError before
     anything is updated, where the update of that parameter raised the libraries' own message
     (NumPy's DeprecationWarning first) after changing its state, or turned NumPy parameters
-    into JAX arrays (JAX state). Classes of one library (torch.nn.Parameter and Tensor) pass,
-    and so does NumPy state of JAX parameters, which the first step makes JAX arrays."""
+    into JAX arrays (JAX state). `check_library` (the module's _check_library) decides: classes
+    of one library (torch.nn.Parameter and Tensor) pass, and so does NumPy state of JAX
+    parameters, which the first step makes JAX arrays."""
     if not isinstance(state, dict):
         raise TypeError(f"state must be the dict init_optimizer(params) makes, got {type(state).__name__}")
     missing = [key for key in sorted(keys) if key not in state]
@@ -200,11 +201,7 @@ def _check_state(state, keys, optimizer, params=None, first=None):
                             f"got {type(buffers).__name__}")
         if first not in buffers:
             continue  # the update loop names the missing entry (_update_failed)
-        libraries = [type(a).__module__.partition(".")[0].replace("jaxlib", "jax") for a in (buffers[first], p)]
-        if libraries[0] != libraries[1] and libraries != ["numpy", "jax"]:
-            kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (buffers[first], p)]
-            raise TypeError(f"state['{key}']['{first}'] is {kinds[0]}, but parameter '{first}' is {kinds[1]}: "
-                            "init_optimizer(params) makes the state of these parameters (nothing was updated)")
+        check_library(p, buffers[first], f"state['{key}']['{first}']")
 
 
 def _update_failed(name, params, state, exc):

@@ -189,8 +189,8 @@ def test_state_of_another_library_is_named_before_anything_is_updated(params_lib
     buffer = next(k for k in state if k != "step")
     state_before = {k: _host(v) for k, v in state[buffer].items()}
     with _no_grad():
-        _raises_without_warning(TypeError, rf"state\['{buffer}'\]\['hidden.W'\] is \w+\.\w+, but parameter "
-                                r"'hidden.W' is .*init_optimizer\(params\) makes the state .*nothing was updated",
+        _raises_without_warning(TypeError, rf"state\['{buffer}'\]\['hidden.W'\] is \w+\.\w+, but its "
+                                r"parameter is .*init_optimizer\(params\) makes the state .*nothing was updated",
                                 lambda: m.train_step(params, state, *inputs.values()))
     assert state["step"] == 0
     for k, v in params.items():

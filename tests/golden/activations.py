@@ -307,7 +307,8 @@ def _check_library(x, param, direction=None):
     that says so, where the first operation mixing them would raise something obscure.
     With `direction` (`"vector['h.W']"`), `param` is that entry of jvp's tangents or hvp's
     vector and `x` an array of the library it must share (called by _check_tangents); with
-    `"input 'y'"`, `param` is that input and `x` the first input (called by the input checks).
+    `"input 'y'"`, `param` is that input and `x` the first input (called by the input checks);
+    with `"state['m']['h.W']"`, that optimizer state entry and `x` its parameter (_check_state).
     numpy.matrix and MaskedArray parameters are refused: their `*` is a matrix product, their
     mask would be ignored."""
     try:
@@ -315,6 +316,11 @@ def _check_library(x, param, direction=None):
         array = True
     except (TypeError, AttributeError):
         array = False
+    if type(x) not in _LIBRARIES:  # a parameter, before its first step (_check_state)
+        try:
+            _namespace(x)
+        except (TypeError, AttributeError):
+            return  # no array: the step names it (_namespace(x, param))
     if array and _LIBRARIES[type(param)] == _LIBRARIES[type(x)]:
         if direction is None and isinstance(param, (np.matrix, np.ma.MaskedArray)):
             kind = "numpy.matrix" if isinstance(param, np.matrix) else "numpy.ma.MaskedArray"
@@ -323,6 +329,9 @@ def _check_library(x, param, direction=None):
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
     if direction is not None and array and (_LIBRARIES[type(param)], _LIBRARIES[type(x)]) == ("numpy", "jax.numpy"):
         return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say, or directions)
+    if direction is not None and direction.startswith("state"):
+        raise TypeError(f"{direction} is {kinds[0]}, but its parameter is {kinds[1]}: "
+                        "init_optimizer(params) makes the state of these parameters (nothing was updated)")
     if direction is not None and direction.startswith("input"):
         raise TypeError(f"{direction} is {kinds[0]}, of another library than the first input ({kinds[1]}): "
                         "pass inputs of one library")

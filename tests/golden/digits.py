@@ -306,7 +306,8 @@ def _check_library(x, param, direction=None):
     that says so, where the first operation mixing them would raise something obscure.
     With `direction` (`"vector['h.W']"`), `param` is that entry of jvp's tangents or hvp's
     vector and `x` an array of the library it must share (called by _check_tangents); with
-    `"input 'y'"`, `param` is that input and `x` the first input (called by the input checks).
+    `"input 'y'"`, `param` is that input and `x` the first input (called by the input checks);
+    with `"state['m']['h.W']"`, that optimizer state entry and `x` its parameter (_check_state).
     numpy.matrix and MaskedArray parameters are refused: their `*` is a matrix product, their
     mask would be ignored."""
     try:
@@ -314,6 +315,11 @@ def _check_library(x, param, direction=None):
         array = True
     except (TypeError, AttributeError):
         array = False
+    if type(x) not in _LIBRARIES:  # a parameter, before its first step (_check_state)
+        try:
+            _namespace(x)
+        except (TypeError, AttributeError):
+            return  # no array: the step names it (_namespace(x, param))
     if array and _LIBRARIES[type(param)] == _LIBRARIES[type(x)]:
         if direction is None and isinstance(param, (np.matrix, np.ma.MaskedArray)):
             kind = "numpy.matrix" if isinstance(param, np.matrix) else "numpy.ma.MaskedArray"
@@ -322,6 +328,9 @@ def _check_library(x, param, direction=None):
     kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (param, x)]
     if direction is not None and array and (_LIBRARIES[type(param)], _LIBRARIES[type(x)]) == ("numpy", "jax.numpy"):
         return  # jax.numpy takes NumPy arrays (labels from a NumPy dataset, say, or directions)
+    if direction is not None and direction.startswith("state"):
+        raise TypeError(f"{direction} is {kinds[0]}, but its parameter is {kinds[1]}: "
+                        "init_optimizer(params) makes the state of these parameters (nothing was updated)")
     if direction is not None and direction.startswith("input"):
         raise TypeError(f"{direction} is {kinds[0]}, of another library than the first input ({kinds[1]}): "
                         "pass inputs of one library")
@@ -556,7 +565,7 @@ def _update_failed(name, params, state, exc):
     raise kind(f"train_step could not update parameter '{name}' in place: {exc}{hint}{done}") from exc
 
 
-def _check_state(state, keys, optimizer, params=None, first=None):
+def _check_state(state, keys, optimizer, params=None, first=None, check_library=None):
     """Raise an error saying how `state` differs from the one init_optimizer makes for
     `optimizer` (`keys`: its entries); called when train_step finds other keys, so extra
     entries a caller added pass, or, given `params` and the name of the first parameter
@@ -564,8 +573,9 @@ def _check_state(state, keys, optimizer, params=None, first=None):
     for parameters of another library (PyTorch state, NumPy parameters) is a TypeError before
     anything is updated, where the update of that parameter raised the libraries' own message
     (NumPy's DeprecationWarning first) after changing its state, or turned NumPy parameters
-    into JAX arrays (JAX state). Classes of one library (torch.nn.Parameter and Tensor) pass,
-    and so does NumPy state of JAX parameters, which the first step makes JAX arrays."""
+    into JAX arrays (JAX state). `check_library` (the module's _check_library) decides: classes
+    of one library (torch.nn.Parameter and Tensor) pass, and so does NumPy state of JAX
+    parameters, which the first step makes JAX arrays."""
     if not isinstance(state, dict):
         raise TypeError(f"state must be the dict init_optimizer(params) makes, got {type(state).__name__}")
     missing = [key for key in sorted(keys) if key not in state]
@@ -583,11 +593,7 @@ def _check_state(state, keys, optimizer, params=None, first=None):
                             f"got {type(buffers).__name__}")
         if first not in buffers:
             continue  # the update loop names the missing entry (_update_failed)
-        libraries = [type(a).__module__.partition(".")[0].replace("jaxlib", "jax") for a in (buffers[first], p)]
-        if libraries[0] != libraries[1] and libraries != ["numpy", "jax"]:
-            kinds = [f"{type(a).__module__.partition('.')[0]}.{type(a).__qualname__}" for a in (buffers[first], p)]
-            raise TypeError(f"state['{key}']['{first}'] is {kinds[0]}, but parameter '{first}' is {kinds[1]}: "
-                            "init_optimizer(params) makes the state of these parameters (nothing was updated)")
+        check_library(p, buffers[first], f"state['{key}']['{first}']")
 
 
 # The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
@@ -979,7 +985,7 @@ def train_step(params, state, x, y):
     # not init_optimizer's (an extra entry passes), or made for parameters of another class
     if (not isinstance(state, dict) or state.keys() != _STATE_KEYS or not isinstance(state["velocity"], dict)
             or state["velocity"].get("h.W").__class__ is not params["h.W"].__class__):
-        _check_state(state, _STATE_KEYS, "sgd", params, "h.W")
+        _check_state(state, _STATE_KEYS, "sgd", params, "h.W", _check_library)
     loss_value, grads = value_and_grad(params, x, y)
     kernel = _CUDA_UPDATE.on(PARAM_NAMES, params, grads, state["velocity"])
     if kernel is not None:  # CuPy: the loop below as one kernel a parameter (_CUDA_UPDATE)
