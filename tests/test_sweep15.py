@@ -374,3 +374,33 @@ def test_threads_sharing_a_fresh_module_get_their_results_alone(spec, optimizer,
         for key, want in alone[case].items():
             assert got[key].dtype == want.dtype, (case, key)
             np.testing.assert_array_equal(got[key], want, err_msg=f"{case} {key}")
+
+
+def test_float64_parameters_on_jax_without_x64_are_a_clear_error(tmp_path):
+    """JAX without x64 made `init_params(xp=jnp, dtype="float64")` (and load_params) float32
+    arrays after a UserWarning, so a float64 run trained in float32; it is now a ValueError saying how to enable
+    float64. Run in a fresh process: the tests above turn x64 on for the whole session."""
+    pytest.importorskip("jax", reason="JAX is not installed")
+    import subprocess
+
+    path = tmp_path / "xor_model.py"
+    path.write_text(compile_spec(SPECS["xor"].read_text(), "xor.nn"))
+    probe = ("import warnings, jax.numpy as jnp, numpy as np, xor_model as m\n"
+             "warnings.simplefilter('error')\n"
+             "assert m.init_params(xp=jnp).popitem()[1].dtype == jnp.float32\n"
+             "m.save_params(m.init_params(dtype='float64'), 'w.npz')\n"
+             "for call in (lambda: m.init_params(xp=jnp, dtype='float64'),\n"
+             "             lambda: m.init_params(xp=jnp, dtype=np.float64),\n"
+             "             lambda: m.load_params('w.npz', xp=jnp, dtype='float64')):\n"
+             "    try:\n"
+             "        call()\n"
+             "    except ValueError as e:\n"
+             "        print(e)\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "JAX_ENABLE_X64"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3, done.stdout
+    for line in lines:
+        assert line.startswith("jax.numpy makes float32 arrays where float64 is asked for"), line
+        assert "jax.config.update('jax_enable_x64', True)" in line and "dtype='float32'" in line

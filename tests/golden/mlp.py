@@ -262,7 +262,8 @@ _LIBRARIES = {}  # array type -> its library's name ("numpy", "torch", "jax.nump
 # The namespace functions and dtypes this module uses: a namespace that lacks one (the main
 # namespace of a library that does not follow the standard everywhere) is not used directly.
 _XP_NAMES = ("arange", "asarray", "astype", "exp", "float32", "float64", "iinfo", "int32", "int64",
-             "isdtype", "log", "matmul", "max", "maximum", "min", "square", "sum", "zeros_like")
+             "isdtype", "log", "matmul", "max", "maximum", "min", "square", "sum", "zeros",
+             "zeros_like")
 
 
 def _namespace(x, param=None):
@@ -1138,6 +1139,18 @@ def _float_dtype(xp, dtype):
         name = getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype).rpartition(".")[2]
     if name not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64' (or such a dtype), got {dtype!r}")
+    if name == "float64" and xp is not np:
+        import warnings  # JAX without x64 warns and makes float32 arrays, which would train as float32
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            made = str(xp.zeros((), dtype=xp.float64).dtype).rpartition(".")[2]
+        if made != "float64":
+            library = getattr(xp, "__name__", type(xp).__name__)
+            hint = (" (enable it first: jax.config.update('jax_enable_x64', True), or JAX_ENABLE_X64=1)"
+                    if library.startswith("jax") else "")
+            raise ValueError(f"{library} makes {made} arrays where float64 is asked for: it has no "
+                             f"float64{hint}, so use dtype='float32'")
     return getattr(xp, name)
 
 
