@@ -397,6 +397,39 @@ def test_forward_and_loss_under_torch_vmap(spec, modules):
                                        err_msg=f"{spec}: {fn.__name__}")
 
 
+@pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
+def test_value_and_grad_and_hvp_under_jax_vmap(spec, modules):
+    """JAX arrays are immutable, so the backward's accumulations rebind names and jax.vmap maps
+    value_and_grad and hvp whole (torch.func.vmap refuses the in-place ones, above): over a
+    leading axis of batches (per-example gradients are batches of one) and over a leading axis
+    of parameter sets (an ensemble), equal to a loop over them."""
+    _jax()  # skips without JAX; turns float64 on
+    import jax
+    import jax.numpy as jnp
+
+    module = modules[spec]
+    cases = [_host_case(module, seed=seed) for seed in range(3)]
+    params = [{k: jnp.asarray(v) for k, v in case[0].items()} for case in cases]
+    inputs = [[jnp.asarray(v) for v in case[1].values()] for case in cases]
+    stack = lambda trees: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
+    direction = {k: jnp.full(v.shape, 0.5, v.dtype) for k, v in params[0].items()}
+    direction.update({k: jnp.full(a.shape, 0.5, a.dtype) for k, a in zip(module.INPUTS, inputs[0]) if k in module.WRT})
+    mapped = {
+        "batches": (jax.vmap(lambda *a: module.value_and_grad(params[0], *a))(*stack(inputs)),
+                    [module.value_and_grad(params[0], *a) for a in inputs]),
+        "parameter sets": (jax.vmap(lambda p: module.value_and_grad(p, *inputs[0]))(stack(params)),
+                           [module.value_and_grad(p, *inputs[0]) for p in params]),
+        "hvp over batches": (jax.vmap(lambda *a: module.hvp(params[0], direction, *a))(*stack(inputs)),
+                             [module.hvp(params[0], direction, *a) for a in inputs]),
+    }
+    for name, (got, looped) in mapped.items():
+        want = jax.tree_util.tree_leaves(stack(looped))
+        got = jax.tree_util.tree_leaves(got)
+        assert len(got) == len(want), (spec, name)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12, err_msg=f"{spec}: {name}")
+
+
 def _tuple(result) -> tuple:
     return result if isinstance(result, tuple) else (result,)
 
