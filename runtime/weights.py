@@ -38,19 +38,20 @@ def _float_dtype(xp, dtype):
         name = getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or str(dtype).rpartition(".")[2]
     if name not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64' (or such a dtype), got {dtype!r}")
+    wanted = getattr(xp, name)
     if name == "float64" and xp is not np:
         import warnings  # JAX without x64 warns and makes float32 arrays, which would train as float32
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            made = str(xp.zeros((), dtype=xp.float64).dtype).rpartition(".")[2]
+            made = str(xp.zeros((), dtype=wanted).dtype).rpartition(".")[2]
         if made != "float64":
             library = getattr(xp, "__name__", type(xp).__name__)
             hint = (" (enable it first: jax.config.update('jax_enable_x64', True), or JAX_ENABLE_X64=1)"
                     if library.startswith("jax") else "")
             raise ValueError(f"{library} makes {made} arrays where float64 is asked for: it has no "
                              f"float64{hint}, so use dtype='float32'")
-    return getattr(xp, name)
+    return wanted
 
 
 def _check_weights(arrays, shapes, where):
