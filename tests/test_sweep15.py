@@ -32,6 +32,7 @@ idempotent writes, and threads sharing a fresh module get exactly their results 
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -396,7 +397,7 @@ def test_float64_parameters_on_jax_without_x64_are_a_clear_error(tmp_path):
              "        call()\n"
              "    except ValueError as e:\n"
              "        print(e)\n")
-    env = {k: v for k, v in __import__("os").environ.items() if k != "JAX_ENABLE_X64"}
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
