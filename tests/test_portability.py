@@ -411,7 +411,10 @@ def test_value_and_grad_and_hvp_under_jax_vmap(spec, modules):
     cases = [_host_case(module, seed=seed) for seed in range(3)]
     params = [{k: jnp.asarray(v) for k, v in case[0].items()} for case in cases]
     inputs = [[jnp.asarray(v) for v in case[1].values()] for case in cases]
-    stack = lambda trees: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
+
+    def stack(trees):
+        return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+
     direction = {k: jnp.full(v.shape, 0.5, v.dtype) for k, v in params[0].items()}
     direction.update({k: jnp.full(a.shape, 0.5, a.dtype) for k, a in zip(module.INPUTS, inputs[0]) if k in module.WRT})
     mapped = {
