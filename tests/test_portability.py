@@ -381,8 +381,7 @@ def test_every_pure_entry_point_runs_under_jax_jit(spec, modules):
 def test_forward_and_loss_under_torch_vmap(spec, modules):
     """torch.func.vmap maps forward and loss over a leading axis of examples (a loss per
     example), as a loop over them does. Batched labels have no values for Python, so the range
-    check skips them, as under jax.jit; it raised vmap's .item() error before. (value_and_grad
-    accumulates gradients in place into parameter-shaped arrays, which vmap refuses.)"""
+    check skips them, as under jax.jit; it raised vmap's .item() error before."""
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     module = modules[spec]
     examples = [_host_case(module, seed=seed) for seed in range(4)]
@@ -397,10 +396,63 @@ def test_forward_and_loss_under_torch_vmap(spec, modules):
                                        err_msg=f"{spec}: {fn.__name__}")
 
 
+def _leaves(tree) -> list:
+    """The arrays of a result (a loss, a dict of gradients, or tuples of them), in order."""
+    if isinstance(tree, dict):
+        tree = list(tree.values())
+    if isinstance(tree, (tuple, list)):
+        return [leaf for item in tree for leaf in _leaves(item)]
+    return [tree]
+
+
+@pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
+def test_gradients_under_torch_vmap(spec, modules):
+    """torch.func.vmap maps value_and_grad, jvp and hvp over a leading axis of batches, of
+    parameter sets (an ensemble, with a direction each) and of directions (Hessian columns),
+    equal to a loop. vmap refuses `a += b` where `b` varies along the mapped axis and `a` does
+    not; the emitter only updates in place an operand computed from every argument group the
+    other one reads (inputs, parameters, tangents), so that never happens."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    module = modules[spec]
+    cases = [_host_case(module, seed=seed) for seed in range(3)]
+    params = [{k: torch.asarray(v) for k, v in case[0].items()} for case in cases]
+    inputs = [[torch.asarray(v) for v in case[1].values()] for case in cases]
+    directions = [{**{k: torch.full_like(v, 0.5 + i) for k, v in params[0].items()},
+                   **{k: torch.full_like(a, 0.5 - i) for k, a in zip(module.INPUTS, inputs[0]) if k in module.WRT}}
+                  for i in range(3)]
+
+    def stack(items):
+        if isinstance(items[0], dict):
+            return {k: torch.stack([d[k] for d in items]) for k in items[0]}
+        return [torch.stack(list(a)) for a in zip(*items)]
+
+    vmap, one = torch.func.vmap, inputs[0]
+    mapped = {
+        "value_and_grad over batches": (vmap(lambda *a: module.value_and_grad(params[0], *a))(*stack(inputs)),
+                                        [module.value_and_grad(params[0], *a) for a in inputs]),
+        "value_and_grad over parameter sets": (vmap(lambda p: module.value_and_grad(p, *one))(stack(params)),
+                                               [module.value_and_grad(p, *one) for p in params]),
+    }
+    for name, fn in (("jvp", module.jvp), ("hvp", module.hvp)):
+        mapped[f"{name} over batches"] = (vmap(lambda *a, fn=fn: fn(params[0], directions[0], *a))(*stack(inputs)),
+                                          [fn(params[0], directions[0], *a) for a in inputs])
+        mapped[f"{name} over parameter sets"] = (
+            vmap(lambda p, v, fn=fn: fn(p, v, *one))(stack(params), stack(directions)),
+            [fn(p, v, *one) for p, v in zip(params, directions)])
+        mapped[f"{name} over directions"] = (vmap(lambda v, fn=fn: fn(params[0], v, *one))(stack(directions)),
+                                             [fn(params[0], v, *one) for v in directions])
+    for name, (got, looped) in mapped.items():
+        got = _leaves(got)
+        want = [torch.stack(list(leaves)) for leaves in zip(*map(_leaves, looped))]
+        assert len(got) == len(want), (spec, name)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-12, err_msg=f"{spec}: {name}")
+
+
 @pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])
 def test_value_and_grad_and_hvp_under_jax_vmap(spec, modules):
     """JAX arrays are immutable, so the backward's accumulations rebind names and jax.vmap maps
-    value_and_grad and hvp whole (torch.func.vmap refuses the in-place ones, above): over a
+    value_and_grad and hvp whole, as torch.func.vmap does (above): over a
     leading axis of batches (per-example gradients are batches of one) and over a leading axis
     of parameter sets (an ensemble), equal to a loop over them."""
     _jax()  # skips without JAX; turns float64 on

@@ -80,14 +80,41 @@ def _in_place_candidates(eqn: Eqn) -> tuple[int, ...]:
     return (0, 1) if eqn.prim in _COMMUTATIVE else (0,)
 
 
-def _plan_in_place(sections, uses: dict[str, int], names: dict[str, str]) -> dict[str, int]:
+def argument_groups(prog: Program) -> dict[str, str]:
+    """The arguments torch.func.vmap may map over together: a leading axis of examples on
+    the inputs, of parameter sets on the parameters; the rest (tangents) is the third."""
+    return {**{d.var.name: "inputs" for d in prog.inputs}, **{p.var.name: "params" for p in prog.params}}
+
+
+def _groups_read(sections, groups: dict[str, str]) -> dict[str, frozenset[str]]:
+    """For each value, the argument groups it is computed from (Python numbers, and the
+    operands read for their dtype only, left out)."""
+    reads: dict[str, frozenset[str]] = {}
+    for eqns in sections:
+        for eqn in eqns:
+            read = frozenset()
+            like = PRIMITIVES[eqn.prim].like_operands
+            for i, a in enumerate(eqn.inputs):
+                if isinstance(a, Var) and not a.host and i not in like:
+                    read |= reads.get(a.name) or frozenset((groups.get(a.name, "rest"),))
+            reads[eqn.out.name] = read
+    return reads
+
+
+def _plan_in_place(sections, uses: dict[str, int], names: dict[str, str],
+                   groups: dict[str, str]) -> dict[str, int]:
     """Which equations overwrite an operand: out name -> operand position.
 
     The operand must be an array this function allocated (not a view, input or
     parameter), read by nobody else, with the result's shape: then `a op= b` saves an
     allocation and a pass over memory, and on immutable arrays (JAX) it just rebinds.
+    It must also read every argument group (`argument_groups`) the other operand reads:
+    under torch.func.vmap over examples, `0.002 * W` is one array for all of them, and
+    adding per-example products into it in place is refused, so the sum is built in the
+    per-example product instead.
     """
     defs = {e.out.name: e for eqns in sections for e in eqns}
+    reads = _groups_read(sections, groups)
     plan: dict[str, int] = {}
     for eqns in sections:
         for eqn in eqns:
@@ -101,7 +128,9 @@ def _plan_in_place(sections, uses: dict[str, int], names: dict[str, str]) -> dic
                 a = eqn.inputs[i]
                 if (isinstance(a, Var) and a.name in defs and defs[a.name].prim not in VIEWS
                         and uses.get(a.name) == 1 and a.name not in names and a.dtype == "float"
-                        and not a.host and tuple(a.shape) == tuple(eqn.out.shape)):
+                        and not a.host and tuple(a.shape) == tuple(eqn.out.shape)
+                        and all(reads.get(b.name, {groups.get(b.name, "rest")}) <= reads[a.name]
+                                for b in eqn.inputs if isinstance(b, Var) and not b.host)):
                     plan[eqn.out.name] = i
                     break
     return plan
@@ -114,20 +143,27 @@ def _storage_names(sections, plan: dict[str, int], uses: dict[str, int],
     A value overwritten in place lives in its overwriter's variable (one chain, one
     name). A chain whose last value is a temporary read once takes the name of the
     variable that reads it, when no other chain has that name, so the code reads
-    `h1 = x @ W; h1 += b; h1 = xp.maximum(h1, 0.0)`. Reusing that name early is safe:
-    single assignment means nothing reads it before its own statement.
+    `h1 = x @ W; h1 += b; h1 = xp.maximum(h1, 0.0)`; not when the reader is arithmetic
+    done out of place (`d = 1 - y; d *= y; d = g * d` reads worse than the expression
+    `d = g * (y * (1 - y))`, which the caller then emits). Reusing that name early is safe:
+    single assignment means nothing reads it before its own statement. A named value
+    overwritten in a later section keeps its name there (`prob = ...` in the forward,
+    then `d_logit = prob; d_logit /= N` in the backward), and a new chain starts.
     """
-    reader: dict[str, Var] = {}
+    reader: dict[str, Eqn] = {}
     overwritten_by: dict[str, Var] = {}
     order: list[Var] = []
-    for eqns in sections:
+    section: dict[str, int] = {}
+    for k, eqns in enumerate(sections):
         for eqn in eqns:
+            section[eqn.out.name] = k
             for a in eqn.inputs:
                 if isinstance(a, Var):
-                    reader[a.name] = eqn.out
+                    reader[a.name] = eqn
             if eqn.out.name in plan:
                 a = eqn.inputs[plan[eqn.out.name]]
-                overwritten_by[a.name] = eqn.out
+                if a.temp or section.get(a.name) == k:
+                    overwritten_by[a.name] = eqn.out
                 order += [a, eqn.out]
     storage: dict[str, str] = {}
     taken: set[str] = set()
@@ -141,9 +177,10 @@ def _storage_names(sections, plan: dict[str, int], uses: dict[str, int],
             else:  # the last value of a chain
                 name = v.name
                 borrow = reader.get(v.name)
-                if (v.temp and uses.get(v.name) == 1 and borrow is not None and not borrow.temp
-                        and borrow.name not in names and borrow.name not in taken):
-                    name = borrow.name
+                if (v.temp and uses.get(v.name) == 1 and borrow is not None and not borrow.out.temp
+                        and borrow.out.name not in names and borrow.out.name not in taken
+                        and (borrow.prim not in INPLACE_OPS or borrow.out.name in plan)):
+                    name = borrow.out.name
                 taken.add(name)
             storage[v.name] = name
         return storage[v.name]
@@ -166,7 +203,8 @@ def _drop_chains(plan: dict[str, int], sections, tails: set[str]) -> dict[str, i
 
 def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
                   names: dict[str, str] | None = None,
-                  owned: frozenset[str] = frozenset()) -> list[list[Block]]:
+                  owned: frozenset[str] = frozenset(),
+                  groups: dict[str, str] | None = None) -> list[list[Block]]:
     """Statements computing `results`, section by section (e.g. forward, backward).
 
     A temporary used exactly once is folded into the expression that uses it, so the
@@ -174,7 +212,8 @@ def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
     variable mapped to a target such as `params[name]` is assigned there directly.
     Arrays the function allocated itself are updated in place where that is safe (see
     `_plan_in_place`); so are the variables in `owned` (optimizer state the caller lets
-    it overwrite), at their last read.
+    it overwrite), at their last read. `groups` (`argument_groups`) keeps those updates
+    within what torch.func.vmap accepts.
     """
     names = names or {}
     uses: dict[str, int] = {}
@@ -193,7 +232,7 @@ def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
     for a in results:  # a buffer returned as it is must not be overwritten before the end
         if isinstance(a, Var):
             last_read[a.name] = position + 1
-    plan = _plan_in_place(sections, uses, names)
+    plan = _plan_in_place(sections, uses, names, groups or {})
     storage = _storage_names(sections, plan, uses, names)
     temps = {e.out.name for eqns in sections for e in eqns if e.out.temp}
     unnamed = {k for k, v in storage.items() if k in plan and v == k and k in temps}
@@ -281,8 +320,8 @@ def _balanced(text: str) -> bool:
 
 
 def emit_body(eqns: tuple[Eqn, ...], results: list[Atom], names: dict[str, str] | None = None,
-              owned: frozenset[str] = frozenset()) -> list[Block]:
-    return emit_sections([eqns], results, names, owned)[0]
+              owned: frozenset[str] = frozenset(), groups: dict[str, str] | None = None) -> list[Block]:
+    return emit_sections([eqns], results, names, owned, groups)[0]
 
 
 def result_text(a: Atom) -> str:

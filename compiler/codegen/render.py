@@ -18,7 +18,17 @@ from ..ir.naming import RESERVED, Namer
 from ..optim import OPTIMIZERS, describe, schedule_source
 from ..passes.dce import live_eqns, live_split
 from .cuda import elementwise_kernel
-from .emit import Block, Read, caller_arrays, emit_body, emit_sections, handed_out, result_text, view_base
+from .emit import (
+    Block,
+    Read,
+    argument_groups,
+    caller_arrays,
+    emit_body,
+    emit_sections,
+    handed_out,
+    result_text,
+    view_base,
+)
 from .forward_mode import forward_mode_functions
 from .inline import function_source, module_source
 from .wrap import wrap_condition, wrap_items, wrap_statement
@@ -201,13 +211,13 @@ def build_model(prog: Program) -> dict:
         prog, "forward", ["params", *(d.var.name for d in fwd_inputs)],
         f"Compute {', '.join(spec_names.get(o, o.name) for o in prog.outputs) or 'nothing'} (the spec's outputs).",
         fwd_check if not same_inputs else all_check, unpack,
-        [("", emit_body(fwd_eqns, list(prog.outputs)))], outputs_text, fwd_inputs))
+        [("", emit_body(fwd_eqns, list(prog.outputs), groups=argument_groups(prog)))], outputs_text, fwd_inputs))
 
     loss_eqns = live_eqns(prog.eqns, [prog.loss])
     unpack, _ = _reads(prog, loss_eqns, [prog.loss])
     functions.append(_function(
         prog, "loss", ["params", *(d.var.name for d in inputs_all)], "The scalar loss.", all_check, unpack,
-        [("", emit_body(loss_eqns, [prog.loss]))], handed_out([prog.loss], caller_arrays(prog), loss_eqns)[0], inputs_all))
+        [("", emit_body(loss_eqns, [prog.loss], groups=argument_groups(prog)))], handed_out([prog.loss], caller_arrays(prog), loss_eqns)[0], inputs_all))
 
     # value_and_grad(): forward, then backward
     functions.append(_grad_function(
@@ -282,7 +292,8 @@ def _grad_function(prog: Program, name: str, doc: str, check: Check) -> Function
     grad_of = dict(prog.grads)
     const_grads = [p.var for p in prog.params if is_host(grad_of.get(p.name, Lit(0.0)))]
     unpack, _ = _reads(prog, eqns, grads_needed + const_grads)
-    fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed])
+    fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed],
+                                           groups=argument_groups(prog))
     # never hand out an input, a parameter or the loss itself, nor one array twice
     loss_text, *arrays = handed_out([prog.loss, *(g for _, g in prog.grads)], caller_arrays(prog), eqns)
     grad_items = []
@@ -322,7 +333,8 @@ def _sgd_step_function(prog: Program, optimizer: dict, check: Check) -> Function
     unpack, _ = _reads(prog, eqns + tuple(updates), [])
     owned = frozenset(v.name for v in params.values())
     fwd, bwd, upd = emit_sections([fwd_part, bwd_part, tuple(updates)],
-                                  [prog.loss, *(Var(n, (), "float") for n in names)], names, owned)
+                                  [prog.loss, *(Var(n, (), "float") for n in names)], names, owned,
+                                  argument_groups(prog))
     # a parameter that cannot be written (read-only, an inference tensor) is named (_update_failed)
     updating = ["    " + line for b in upd for line in b.statements]
     if updating:
@@ -668,7 +680,7 @@ def _direction_function(prog: Program, check: Check) -> Function | None:
     unpack, _ = _reads(prog, fwd + rule, results)
     ident = {p.name: p.var.name for p in prog.params}
     names = {a.name: namer.fresh(f"d_{ident[n]}") for n, a in directions.items() if isinstance(a, Var) and a.temp}
-    fwd_blocks, rule_blocks = emit_sections([fwd, rule], results, names)
+    fwd_blocks, rule_blocks = emit_sections([fwd, rule], results, names, groups=argument_groups(prog))
     items = [f'"{n}": {names.get(getattr(a, "name", None)) or result_text(a)}' for n, a in directions.items()]
     returns = "{" + ", ".join(items) + "}"
     if len(returns) > 80:

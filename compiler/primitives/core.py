@@ -113,6 +113,9 @@ class Primitive:
     cuda: EmitRule | None = None
     # fold also sees the equations of earlier statements, so it rewrites through names
     fold_through_names: bool = False
+    # operands read for their dtype and device only, not their values or shape (onehot's
+    # `like`): the result is the same for every example under vmap when the rest is
+    like_operands: tuple[int, ...] = ()
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -121,7 +124,8 @@ PRIMITIVES: dict[str, Primitive] = {}
 def primitive(name: str, arity: int, *, shape: ShapeRule, emit: EmitRule, examples: Iterable[Example],
               fold: FoldRule | None = None, linear: Iterable[int] = (), kink: bool = False,
               differentiable: bool = True, jvp: JvpRule | None = None,
-              cuda: EmitRule | None = None, fold_through_names: bool = False) -> Callable[[VjpRule], VjpRule]:
+              cuda: EmitRule | None = None, fold_through_names: bool = False,
+              like_operands: Iterable[int] = ()) -> Callable[[VjpRule], VjpRule]:
     """Register a primitive; decorates its VJP rule `(b, eqn, g) -> cotangents per input`."""
 
     def register(vjp: VjpRule) -> VjpRule:
@@ -129,7 +133,7 @@ def primitive(name: str, arity: int, *, shape: ShapeRule, emit: EmitRule, exampl
             raise ValueError(f"primitive {name!r} registered twice")
         PRIMITIVES[name] = Primitive(
             name, arity, shape, emit, vjp, tuple(examples), fold, tuple(linear), kink, differentiable, jvp, cuda,
-            fold_through_names,
+            fold_through_names, tuple(like_operands),
         )
         return vjp
 

@@ -79,7 +79,7 @@ def _onehot_shape(inputs: Operands, params: Params) -> tuple[Shape, str]:
 @primitive("onehot", 2, shape=_onehot_shape,
            emit=lambda i, p: Emit(f"_onehot(xp, {{0}}, {p['classes']}, {{1}})"),
            examples=(Example((((3,), "int"), ((3, 4), "real")), (("classes", 4),)),),
-           differentiable=False)
+           differentiable=False, like_operands=(1,))
 def onehot_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return None, None
 

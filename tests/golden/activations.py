@@ -796,11 +796,10 @@ def jvp(params, tangents, x, y):
     t9 = xp.tanh(z)
     t71 = z * z
     t13 = xp.maximum(z, 0.0)
-    dot_a = xp.astype(t13 > 0.0, t13.dtype)
-    dot_a *= dot_z
     a = (z + xp.astype(z >= 0.0, z.dtype) + (2.0 * xp.astype(z >= 0.0, z.dtype) - 1.0) + t7 + t9
          + xp.atan(z) + t13)
-    dot_a = dot_z + dot_z * (t7 * t23) + dot_z * (1.0 - t9 * t9) + dot_z / (1.0 + t71) + dot_a
+    dot_a = (dot_z + dot_z * (t7 * t23) + dot_z * (1.0 - t9 * t9) + dot_z / (1.0 + t71)
+             + dot_z * xp.astype(t13 > 0.0, t13.dtype))
     # activations.nn:7  b = leaky_relu(z, alpha=0.1) + elu(z) + softplus(z) + silu(z) + gelu(z)
     b = xp.where(z >= 0.0, z, 0.1 * z)
     dot_b = xp.where(z >= 0.0, dot_z, 0.1 * dot_z)
@@ -923,13 +922,14 @@ def hvp(params, vector, x, y):
     t154 = xp.exp(t27)
     t157 = dot_p - xp.sum(t154 * dot_p, axis=1, keepdims=True)
     d_residual = t26 + t27
-    dot_d_residual = t153 + t157
+    dot_s = t153 + t157
     # activations.nn:10  loss = mse(s, y)
     d_residual -= y
     d_residual *= 2.0
 
     # ---- backward with tangents ----
     # activations.nn:10  loss = mse(s, y)
+    dot_d_residual = dot_s
     dot_d_residual *= 2.0
     d_residual /= B * 4
     dot_d_residual /= B * 4

@@ -811,11 +811,9 @@ def jvp(params, tangents, x, y):
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
-    dot_h = xp.matmul(x, dot_h_W)
     h += h_b
-    dot_h += dot_h_b
     h = xp.maximum(h, 0.0)
-    dot_h *= xp.astype(h > 0.0, h.dtype)
+    dot_h = (xp.matmul(x, dot_h_W) + dot_h_b) * xp.astype(h > 0.0, h.dtype)
     # digits.nn:7  logits = dense(h, 10)
     logits = xp.matmul(h, logits_W)
     dot_logits = xp.matmul(dot_h, logits_W)
@@ -870,12 +868,10 @@ def hvp(params, vector, x, y):
     # ---- forward with tangents ----
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
     h = xp.matmul(x, h_W)
-    dot_h = xp.matmul(x, dot_h_W)
     h += h_b
-    dot_h += dot_h_b
     h = xp.maximum(h, 0.0)
     t8 = xp.astype(h > 0.0, h.dtype)
-    dot_h *= t8
+    dot_h = (xp.matmul(x, dot_h_W) + dot_h_b) * t8
     # digits.nn:7  logits = dense(h, 10)
     logits = xp.matmul(h, logits_W)
     dot_logits = xp.matmul(dot_h, logits_W)

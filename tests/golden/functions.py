@@ -783,13 +783,13 @@ def value_and_grad(params, x, p, t):
 
     # ---- backward ----
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
-    d_h_W = 0.002 * h_W
     d_t19 = xp.full_like(m, 0.01)
     d_t41 = 1.0 / (B * 4)
     d_q = 2.0 * residual
     d_q /= B * 4
-    d_t33 = -d_t41 * t
-    d_t33 += xp.exp(-xp.logaddexp(0.0, -t33)) / (B * 4)
+    d_t33 = xp.exp(-xp.logaddexp(0.0, -t33))
+    d_t33 /= B * 4
+    d_t33 += -d_t41 * t
     d_s = xp.sum(d_t33 * q, axis=0)
     d_logp_q = -p
     d_logp_q /= B
@@ -838,7 +838,8 @@ def value_and_grad(params, x, p, t):
     d_h += 0.1 * d_t4
     d_h_b = xp.sum(d_h, axis=0)
     d_f = xp.matmul(d_h, h_W.T)
-    d_h_W += xp.matmul(f.T, d_h)
+    d_h_W = xp.matmul(f.T, d_h)
+    d_h_W += 0.002 * h_W
     # functions.nn:9  f = flatten(x)
     d_x = xp.reshape(d_f, (B, 2, 3))
     return loss, {"s": d_s, "k": d_k, "h.W": d_h_W, "h.b": d_h_b, "x": d_x}
@@ -892,8 +893,7 @@ def jvp(params, tangents, x, p, t):
     dot_f = xp.reshape(dot_x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
     h = xp.matmul(f, h_W)
-    dot_h = xp.matmul(dot_f, h_W)
-    dot_h += xp.matmul(f, dot_h_W)
+    dot_h = xp.matmul(dot_f, h_W) + xp.matmul(f, dot_h_W)
     h += h_b
     dot_h += dot_h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
@@ -1000,8 +1000,7 @@ def hvp(params, vector, x, p, t):
     dot_f = xp.reshape(dot_x, (B, 6))
     # functions.nn:10  h = dense(f, 4, init=he_normal)
     h = xp.matmul(f, h_W)
-    dot_h = xp.matmul(dot_f, h_W)
-    dot_h += xp.matmul(f, dot_h_W)
+    dot_h = xp.matmul(dot_f, h_W) + xp.matmul(f, dot_h_W)
     h += h_b
     dot_h += dot_h_b
     # functions.nn:11  a = maximum(h, 0.1 * h) + minimum(exp(h), 3.0)
@@ -1073,15 +1072,14 @@ def hvp(params, vector, x, p, t):
 
     # ---- backward with tangents ----
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
-    dot_d_h_W = 0.002 * dot_h_W
     d_t19 = xp.full_like(m, 0.01)
     d_t41 = 1.0 / (B * 4)
     dot_d_q = 2.0 * dot_q
     d_q /= B * 4
     dot_d_q /= B * 4
-    d_t33 = -d_t41 * t
+    d_t33 = t172 / (B * 4)
     t198 = (s * dot_q + q * dot_s) * (t172 * (1.0 - t172)) / (B * 4)
-    d_t33 += t172 / (B * 4)
+    d_t33 += -d_t41 * t
     dot_d_s = q * t198
     dot_d_s += d_t33 * dot_q
     dot_d_s = xp.sum(dot_d_s, axis=0)
@@ -1163,7 +1161,9 @@ def hvp(params, vector, x, p, t):
     dot_d_h_b = xp.sum(dot_d_h, axis=0)
     dot_d_f = xp.matmul(dot_d_h, h_W.T)
     dot_d_f += xp.matmul(d_h, dot_h_W.T)
-    dot_d_h_W += xp.matmul(dot_f.T, d_h) + xp.matmul(f.T, dot_d_h)
+    dot_d_h_W = xp.matmul(dot_f.T, d_h)
+    dot_d_h_W += xp.matmul(f.T, dot_d_h)
+    dot_d_h_W += 0.002 * dot_h_W
     # functions.nn:9  f = flatten(x)
     dot_d_x = xp.reshape(dot_d_f, (B, 2, 3))
     return {"s": dot_d_s, "k": dot_d_k, "h.W": dot_d_h_W, "h.b": dot_d_h_b, "x": dot_d_x}

@@ -727,12 +727,12 @@ def jvp(params, tangents, i, t):
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
-    dot_out_h = xp.matmul(dot_W1, i)
+    dot_net_h = xp.matmul(dot_W1, i)
     net_h += b1
-    dot_out_h += dot_b1
+    dot_net_h += dot_b1
     # mazur.nn:11  out_h = sigmoid(net_h)
     out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
-    dot_out_h *= out_h * (1.0 - out_h)
+    dot_out_h = dot_net_h * (out_h * (1.0 - out_h))
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
     dot_out_o = xp.matmul(dot_W2, out_h)
@@ -789,14 +789,14 @@ def hvp(params, vector, i, t):
     # ---- forward with tangents ----
     # mazur.nn:10  net_h = W1 @ i + b1
     net_h = xp.matmul(W1, i)
-    dot_out_h = xp.matmul(dot_W1, i)
+    dot_net_h = xp.matmul(dot_W1, i)
     net_h += b1
-    dot_out_h += dot_b1
+    dot_net_h += dot_b1
     # mazur.nn:11  out_h = sigmoid(net_h)
     out_h = xp.exp(-xp.logaddexp(0.0, -net_h))
     t7 = 1.0 - out_h
     t9 = out_h * t7
-    dot_out_h *= t9
+    dot_out_h = dot_net_h * t9
     # mazur.nn:12  net_o = W2 @ out_h + b2
     net_o = xp.matmul(W2, out_h)
     dot_out_o = xp.matmul(dot_W2, out_h)

@@ -773,8 +773,6 @@ def value_and_grad(params, x, y):
 
     # ---- backward ----
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
-    d_h2_W = 0.0002 * h2_W
-    d_h1_W = 0.0002 * h1_W
     d_logits = xp.exp(logp_logits)
     d_logits -= _onehot(xp, y, 10, logp_logits)
     d_logits /= B
@@ -786,11 +784,13 @@ def value_and_grad(params, x, y):
     d_h2_pre *= xp.astype(h2 > 0.0, h2.dtype)
     d_h2_b = xp.sum(d_h2_pre, axis=0)
     d_h1_pre = xp.matmul(d_h2_pre, h2_W.T)
-    d_h2_W += xp.matmul(h1.T, d_h2_pre)
+    d_h2_W = xp.matmul(h1.T, d_h2_pre)
+    d_h2_W += 0.0002 * h2_W
     # mlp.nn:5  h1 = relu(dense(x, 256))
     d_h1_pre *= xp.astype(h1 > 0.0, h1.dtype)
     d_h1_b = xp.sum(d_h1_pre, axis=0)
-    d_h1_W += xp.matmul(x.T, d_h1_pre)
+    d_h1_W = xp.matmul(x.T, d_h1_pre)
+    d_h1_W += 0.0002 * h1_W
     return loss, {
         "h1.W": d_h1_W,
         "h1.b": d_h1_b,
@@ -850,11 +850,9 @@ def jvp(params, tangents, x, y):
     # ---- forward with tangents ----
     # mlp.nn:5  h1 = relu(dense(x, 256))
     h1 = xp.matmul(x, h1_W)
-    dot_h1 = xp.matmul(x, dot_h1_W)
     h1 += h1_b
-    dot_h1 += dot_h1_b
     h1 = xp.maximum(h1, 0.0)
-    dot_h1 *= xp.astype(h1 > 0.0, h1.dtype)
+    dot_h1 = (xp.matmul(x, dot_h1_W) + dot_h1_b) * xp.astype(h1 > 0.0, h1.dtype)
     # mlp.nn:6  h2 = relu(dense(h1, 256))
     h2 = xp.matmul(h1, h2_W)
     dot_h2 = xp.matmul(dot_h1, h2_W)
@@ -928,12 +926,10 @@ def hvp(params, vector, x, y):
     # ---- forward with tangents ----
     # mlp.nn:5  h1 = relu(dense(x, 256))
     h1 = xp.matmul(x, h1_W)
-    dot_h1 = xp.matmul(x, dot_h1_W)
     h1 += h1_b
-    dot_h1 += dot_h1_b
     h1 = xp.maximum(h1, 0.0)
     t6 = xp.astype(h1 > 0.0, h1.dtype)
-    dot_h1 *= t6
+    dot_h1 = (xp.matmul(x, dot_h1_W) + dot_h1_b) * t6
     # mlp.nn:6  h2 = relu(dense(h1, 256))
     h2 = xp.matmul(h1, h2_W)
     dot_h2 = xp.matmul(dot_h1, h2_W)
@@ -956,8 +952,6 @@ def hvp(params, vector, x, y):
 
     # ---- backward with tangents ----
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
-    dot_d_h2_W = 0.0002 * dot_h2_W
-    dot_d_h1_W = 0.0002 * dot_h1_W
     dot_d_logits *= t37
     d_logits = t37 - _onehot(xp, y, 10, logp_logits)
     d_logits /= B
@@ -976,11 +970,14 @@ def hvp(params, vector, x, y):
     dot_d_h2_b = xp.sum(dot_d_h2_pre, axis=0)
     dot_d_h1_pre = xp.matmul(dot_d_h2_pre, h2_W.T)
     dot_d_h1_pre += xp.matmul(d_h2_pre, dot_h2_W.T)
-    dot_d_h2_W += xp.matmul(dot_h1.T, d_h2_pre) + xp.matmul(h1.T, dot_d_h2_pre)
+    dot_d_h2_W = xp.matmul(dot_h1.T, d_h2_pre)
+    dot_d_h2_W += xp.matmul(h1.T, dot_d_h2_pre)
+    dot_d_h2_W += 0.0002 * dot_h2_W
     # mlp.nn:5  h1 = relu(dense(x, 256))
     dot_d_h1_pre *= t6
     dot_d_h1_b = xp.sum(dot_d_h1_pre, axis=0)
-    dot_d_h1_W += xp.matmul(x.T, dot_d_h1_pre)
+    dot_d_h1_W = xp.matmul(x.T, dot_d_h1_pre)
+    dot_d_h1_W += 0.0002 * dot_h1_W
     return {
         "h1.W": dot_d_h1_W,
         "h1.b": dot_d_h1_b,

@@ -686,8 +686,9 @@ def value_and_grad(params, x, y):
 
     # ---- backward ----
     # svm.nn:6  loss = hinge(scores, y)
-    d_t5 = other_classes / N
-    d_t5 *= xp.astype(margins > 0.0, margins.dtype)
+    d_margins = other_classes / N
+    d_t5 = xp.astype(margins > 0.0, margins.dtype)
+    d_t5 *= d_margins
     d_correct_score = xp.sum(-d_t5, axis=1, keepdims=True)
     d_scores = d_correct_score * onehot_y
     # svm.nn:5  scores = dense(x, 3)
@@ -799,8 +800,9 @@ def train_step(params, state, x, y):
     # ---- backward ----
     # svm.nn:6  loss = hinge(scores, y)
     d_t7 = 0.05 / N
-    d_t5 = d_t7 * other_classes
-    d_t5 *= xp.astype(margins > 0.0, margins.dtype)
+    d_margins = d_t7 * other_classes
+    d_t5 = xp.astype(margins > 0.0, margins.dtype)
+    d_t5 *= d_margins
     d_correct_score = xp.sum(-d_t5, axis=1, keepdims=True)
     d_scores = d_correct_score * onehot_y
     # svm.nn:5  scores = dense(x, 3)

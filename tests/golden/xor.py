@@ -709,9 +709,10 @@ def value_and_grad(params, x, y):
     # ---- backward ----
     # xor.nn:8  loss = bce(logit, y)
     d_t10 = 1.0 / N
-    d_logit = -d_t10 * y
+    d_logit = prob
+    d_logit /= N
     # xor.nn:6  logit = dense(hidden, 1)
-    d_logit += prob / N
+    d_logit += -d_t10 * y
     d_logit_b = xp.sum(d_logit, axis=0)
     d_hidden_pre = xp.matmul(d_logit, logit_W.T)
     d_logit_W = xp.matmul(hidden.T, d_logit)
@@ -769,11 +770,9 @@ def jvp(params, tangents, x, y):
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
-    dot_hidden = xp.matmul(x, dot_hidden_W)
     hidden += hidden_b
-    dot_hidden += dot_hidden_b
     hidden = xp.tanh(hidden)
-    dot_hidden *= 1.0 - hidden * hidden
+    dot_hidden = (xp.matmul(x, dot_hidden_W) + dot_hidden_b) * (1.0 - hidden * hidden)
     # xor.nn:6  logit = dense(hidden, 1)
     logit = xp.matmul(hidden, logit_W)
     dot_logit = xp.matmul(dot_hidden, logit_W)
@@ -828,29 +827,25 @@ def hvp(params, vector, x, y):
     # ---- forward with tangents ----
     # xor.nn:5  hidden = tanh(dense(x, 2))
     hidden = xp.matmul(x, hidden_W)
-    dot_hidden = xp.matmul(x, dot_hidden_W)
     hidden += hidden_b
-    dot_hidden += dot_hidden_b
     hidden = xp.tanh(hidden)
     t6 = 1.0 - hidden * hidden
-    dot_hidden *= t6
+    dot_hidden = (xp.matmul(x, dot_hidden_W) + dot_hidden_b) * t6
     # xor.nn:6  logit = dense(hidden, 1)
     logit = xp.matmul(hidden, logit_W)
     logit += logit_b
     dot_logit = xp.matmul(dot_hidden, logit_W) + xp.matmul(hidden, dot_logit_W) + dot_logit_b
     # xor.nn:7  prob = sigmoid(logit)
     prob = xp.exp(-xp.logaddexp(0.0, -logit))
-    dot_prob = 1.0 - prob
-    dot_prob *= prob
-    dot_prob = dot_logit * dot_prob
+    dot_prob = dot_logit * (prob * (1.0 - prob))
 
     # ---- backward with tangents ----
     # xor.nn:8  loss = bce(logit, y)
     d_t10 = 1.0 / N
-    d_logit = -d_t10 * y
+    d_logit = prob / N
     t33 = dot_prob / N
     # xor.nn:6  logit = dense(hidden, 1)
-    d_logit += prob / N
+    d_logit += -d_t10 * y
     dot_d_logit_b = xp.sum(t33, axis=0)
     t19 = logit_W.T
     d_hidden = xp.matmul(d_logit, t19)
