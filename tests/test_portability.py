@@ -412,8 +412,11 @@ def test_gradients_under_torch_vmap(spec, modules):
     equal to a loop. vmap refuses `a += b` where `b` varies along the mapped axis and `a` does
     not; the emitter only updates in place an operand computed from every argument group the
     other one reads (inputs, parameters, tangents), so that never happens."""
+    _check_under_torch_vmap(modules[spec], spec)
+
+
+def _check_under_torch_vmap(module, spec: str) -> None:
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
-    module = modules[spec]
     cases = [_host_case(module, seed=seed) for seed in range(3)]
     params = [{k: torch.asarray(v) for k, v in case[0].items()} for case in cases]
     inputs = [[torch.asarray(v) for v in case[1].values()] for case in cases]
@@ -627,6 +630,13 @@ def test_random_specs_agree_on_every_backend(backend_name, seed, tmp_path):
         close = 1e-6 if noise and key.startswith(("state ", "param ", "step")) else None
         np.testing.assert_allclose(backend.to_numpy(got[key]), np.asarray(want), rtol=close or 1e-9,
                                    atol=close or 1e-12, err_msg=f"random spec {seed} on {backend.name}: {key}\n{text}")
+
+
+@pytest.mark.parametrize("seed", _SEEDS)
+def test_random_specs_under_torch_vmap(seed, tmp_path):
+    """The in-place rule on graphs nobody wrote by hand (test_gradients_under_torch_vmap)."""
+    text, module = _random_module(seed, tmp_path)
+    _check_under_torch_vmap(module, f"random spec {seed}\n{text}")
 
 
 # JAX: float32 is covered by the bundled specs (it compiles every operation per dtype)
