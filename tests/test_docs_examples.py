@@ -149,14 +149,16 @@ HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$")
 
 
 def prose(path: Path) -> str:
-    """The text of a Markdown file outside fenced blocks and inline code."""
+    """The text of a Markdown file outside fenced blocks and inline code (whose text a
+    heading keeps, without the backticks, as GitHub's anchors do)."""
     kept, in_fence = [], False
     for line in path.read_text(encoding="utf-8").split("\n"):
         if FENCE.match(line):
             in_fence = not in_fence
             kept.append("")
         else:
-            kept.append("" if in_fence else re.sub(r"`[^`]*`", "``", line))
+            code = r"\1" if HEADING.match(line) else "``"
+            kept.append("" if in_fence else re.sub(r"`([^`]*)`", code, line))
     return "\n".join(kept)
 
 
@@ -173,6 +175,8 @@ def anchors(path: Path) -> set[str]:
 
 def test_anchor_slugs_follow_github():
     assert {"cupy-fused-update-kernels", "numpys-slow-elementwise-paths"} <= anchors(ROOT / "docs/performance.md")
+    assert {"the-whole-hessian-hvp-under-vmap", "checking-a-module-nncruntimejvpcheck"} <= anchors(
+        ROOT / "docs/forward-mode.md")
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
