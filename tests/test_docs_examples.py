@@ -18,7 +18,7 @@ Output is compared with doctest's `...` wildcard, after normalising durations an
 (`0.51 s`, `2038 steps/s`); in a block marked `approx` every number with a fraction or an
 exponent (a measurement: `0.726`, `8.6e-11`) matches any number, with `approx=all` every number,
 and runs of spaces within a line count as one (table columns widen with their numbers).
-`requires=NAME` skips a block (saying why) where NAME is missing: `jax`, `torch`,
+`requires=NAME` skips a block (saying why) where NAME is missing: `jax`, `torch`, `dask`,
 `matplotlib`, `dot` (Graphviz) or `cupy` (CuPy with a GPU).
 
 Each doc file gets one temporary folder, holding a copy of `specs/`, in which its
@@ -245,8 +245,8 @@ def sessions(tmp_path_factory):
     forget_imports()
 
 
-REQUIREMENTS = {"jax": "JAX", "torch": "PyTorch", "matplotlib": "matplotlib", "dot": "Graphviz's dot",
-                "cupy": "CuPy and a GPU"}
+REQUIREMENTS = {"jax": "JAX", "torch": "PyTorch", "dask": "Dask", "matplotlib": "matplotlib",
+                "dot": "Graphviz's dot", "cupy": "CuPy and a GPU"}
 
 
 def _available(name: str) -> bool:

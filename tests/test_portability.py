@@ -84,8 +84,23 @@ def _cupy() -> Backend:
     return Backend("cupy", cupy.asarray, cupy.asnumpy, xp)
 
 
+def _dask() -> Backend:
+    """Dask arrays, lazy and split in two chunks along the first axis (batches of examples,
+    rows of weights), through array_api_compat's namespace for them."""
+    da = pytest.importorskip("dask.array", reason="Dask is not installed")
+    compat = pytest.importorskip("array_api_compat")
+
+    def asarray(a):
+        a = np.array(a)
+        return da.from_array(a, chunks=(max(1, (a.shape[0] + 1) // 2), *a.shape[1:]) if a.ndim else ())
+
+    return Backend("dask", asarray, lambda t: np.asarray(t.compute() if hasattr(t, "compute") else t),
+                   compat.array_namespace(da.zeros(1)))
+
+
 LABELS = re.compile(r"^\s*input\s+\w+\s*:\s*int\b", re.MULTILINE)  # specs with class labels
-BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "torch": _torch, "jax": _jax, "cupy": _cupy}
+BACKENDS = {"numpy": _numpy, "array_api_strict": _strict, "torch": _torch, "jax": _jax, "cupy": _cupy,
+            "dask": _dask}
 # Backends whose namespace depends on global flags: only with freshly compiled modules, whose
 # namespace cache is empty (the `modules` fixture's modules are shared between tests)
 FRESH_BACKENDS = {**BACKENDS, "array_api_strict 2023.12": _strict_2023}
