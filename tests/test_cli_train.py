@@ -254,6 +254,19 @@ def test_jax_backend_by_its_library_name(tmp_path):
     assert r.exit_code == 0, r.output
 
 
+def test_dask_backend_by_its_library_name(tmp_path):
+    """`--backend dask` means dask.array; the run ends where NumPy's does."""
+    pytest.importorskip("dask.array", reason="Dask is an optional backend")
+    args = ("train", XOR, "--data", "xor", "--epochs", "20", "--dtype", "float64", "-q")
+    r, numpy_run = run(*args, "--backend", "dask"), run(*args)
+    assert r.exit_code == 0, r.output
+
+    def timeless(text: str) -> str:
+        return re.sub(r"steps in [\d.]+ s \([\d,]+ steps/s\)", "steps in ...", text)
+
+    assert timeless(r.output) == timeless(numpy_run.output)  # the same losses and accuracy
+
+
 def test_torch_backend(tmp_path):
     pytest.importorskip("torch", reason="torch is an optional backend")
     r = run("train", XOR, "--data", "xor", "--epochs", "20", "--backend", "torch", "-q")

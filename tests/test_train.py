@@ -188,6 +188,34 @@ optimizer adam(lr=0.01)
     assert run.history[-1].val_accuracy >= 0.95
 
 
+def test_dask_training_persists_each_step_and_matches_numpy(tmp_path):
+    """On Dask, nnc train persists parameters, state and loss after every step: the graph
+    behind a parameter stays the same size however many steps ran (left lazy it grew with
+    each one, and each float(loss) recomputed all of them), and the steps end where NumPy's do."""
+    da = pytest.importorskip("dask.array", reason="Dask is an optional backend")
+    compat = pytest.importorskip("array_api_compat")
+    module = compile_and_load(SINGLE_LAYER, tmp_path)
+    step = tr._step_function(module, compat.array_namespace(da.zeros(1)))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 2)), (rng.random((8, 1)) > 0.5).astype(np.float64)
+    p_np = module.init_params(dtype="float64")
+    p_dask = {k: da.from_array(v.copy(), chunks=-1) for k, v in p_np.items()}
+    s_np, s_dask = module.init_optimizer(p_np), module.init_optimizer(p_dask)
+    buffers = {k: v for k, v in s_dask.items() if isinstance(v, dict)}
+    graph_sizes = []
+    for n in range(30):
+        loss_np = module.train_step(p_np, s_np, x, y)
+        loss_dask = step(p_dask, s_dask, da.from_array(x, chunks=4), da.from_array(y, chunks=4))
+        if n in (9, 29):
+            graph_sizes.append({k: len(v.__dask_graph__()) for k, v in p_dask.items()})
+    assert graph_sizes[0] == graph_sizes[1], graph_sizes
+    assert all(s_dask[k] is v for k, v in buffers.items())  # updated in place, as train_step does
+    assert s_dask["step"] == s_np["step"] == 30
+    np.testing.assert_allclose(float(loss_dask), float(loss_np), rtol=1e-12)
+    for k in p_np:
+        np.testing.assert_allclose(np.asarray(p_dask[k]), p_np[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
 @pytest.mark.parametrize("optimizer, traced", [("sgd(lr=0.5, momentum=0.9)", True),
                                                ("adam(lr=0.05)", True),
                                                ("sgd(lr=0.5, clip_norm=1.0)", False)])
