@@ -31,6 +31,7 @@ from .ir.core import Program
 from .passes.dce import live_eqns, live_split
 from .runtime.gradcheck import bind_dims, draw_inputs
 from .runtime.timing import Impl, blas_text, machine_info, run_rounds, summary
+from .runtime.train import persist
 from .summary import Poly, align_columns, flops, summarize
 
 ENTRIES = ("train_step", "value_and_grad", "loss", "forward", "jvp", "hvp")
@@ -141,10 +142,13 @@ def _directions(module: ModuleType, params: dict, inputs: dict, xp, dtype: str, 
 
 def _synced(impl: Impl, xp, also: object = None) -> Impl:
     """`impl` with a sync that waits for queued work: CuPy's device; JAX's results (it
-    dispatches asynchronously, so the last result and `also` are waited for). NumPy,
-    array_api_strict and CPU PyTorch run eagerly."""
+    dispatches asynchronously, so the last result and `also` are waited for). Dask is lazy:
+    each call computes its result (train_step: persists its parameters and state, `also`,
+    as nnc train does). NumPy, array_api_strict and CPU PyTorch run eagerly."""
     name = getattr(xp, "__name__", "")
-    if "cupy" in name:
+    if name.endswith("dask.array"):
+        impl.step = partial(_computed, impl.step) if also is None else partial(_persisted, impl.step, also)
+    elif "cupy" in name:
         import cupy
 
         impl.sync = lambda: cupy.cuda.Device().synchronize()
@@ -160,6 +164,16 @@ def _synced(impl: Impl, xp, also: object = None) -> Impl:
         impl.step = step
         impl.sync = lambda: jax.block_until_ready((last[0], also))
     return impl
+
+
+def _computed(call: Callable) -> tuple:
+    import dask
+
+    return dask.compute(call())
+
+
+def _persisted(call: Callable, also: tuple[dict, dict]) -> tuple:
+    return persist(*also, call())
 
 
 def impls(module: ModuleType, entries: list[str], dims: dict[str, int], xp, dtype: str,
@@ -186,7 +200,7 @@ def impls(module: ModuleType, entries: list[str], dims: dict[str, int], xp, dtyp
                 state.clear()
                 state.update(module.init_optimizer(own))
 
-            impl, also = Impl(name, partial(fn, own, state, *ordered), reset), own
+            impl, also = Impl(name, partial(fn, own, state, *ordered), reset), (own, state)
 
             def last_loss(own=own, state=state, fn=fn) -> float:
                 return float(fn(own, state, *ordered))

@@ -465,21 +465,28 @@ def _step_function(module: ModuleType, xp: ModuleType):
     return train_step
 
 
+def persist(params: dict, state: dict, *also: Any) -> tuple:
+    """Compute Dask parameters, optimizer state and `also` now, keeping them Dask arrays (in
+    the same dicts: the buffers' dicts stay the caller's); returns `also` persisted."""
+    import dask
+
+    new_params, new_state, *also = dask.persist(params, state, *also)
+    params.update(new_params)
+    for key, value in new_state.items():
+        if isinstance(value, dict):
+            state[key].update(value)
+        else:
+            state[key] = value
+    return tuple(also)
+
+
 def _persisting(train_step: Callable[..., Any]) -> Callable[..., Any]:
     """train_step on Dask, with the new parameters, state and loss persisted together: each
     step then computes only itself. Left lazy, the graph grows a step at a time, and each
     float(loss) recomputes every step from the first (200 epochs of xor took over 300 s)."""
-    import dask
 
     def step(params: dict, state: dict, *inputs):
-        loss = train_step(params, state, *inputs)
-        new_params, new_state, loss = dask.persist(params, state, loss)
-        params.update(new_params)
-        for key, value in new_state.items():  # the buffers' dicts stay the caller's dicts
-            if isinstance(value, dict):
-                state[key].update(value)
-            else:
-                state[key] = value
+        [loss] = persist(params, state, train_step(params, state, *inputs))
         return loss
 
     return step
