@@ -96,7 +96,7 @@ def _groups_read(sections, groups: dict[str, str]) -> dict[str, frozenset[str]]:
             like = PRIMITIVES[eqn.prim].like_operands
             for i, a in enumerate(eqn.inputs):
                 if isinstance(a, Var) and not a.host and i not in like:
-                    read |= reads.get(a.name) or frozenset((groups.get(a.name, "rest"),))
+                    read |= reads[a.name] if a.name in reads else frozenset((groups.get(a.name, "rest"),))
             reads[eqn.out.name] = read
     return reads
 
