@@ -102,7 +102,7 @@ def _groups_read(sections, groups: dict[str, str]) -> dict[str, frozenset[str]]:
 
 
 def _plan_in_place(sections, uses: dict[str, int], names: dict[str, str],
-                   groups: dict[str, str]) -> dict[str, int]:
+                   groups: dict[str, str], autograd: bool) -> dict[str, int]:
     """Which equations overwrite an operand: out name -> operand position.
 
     The operand must be an array this function allocated (not a view, input or
@@ -111,7 +111,8 @@ def _plan_in_place(sections, uses: dict[str, int], names: dict[str, str],
     It must also read every argument group (`argument_groups`) the other operand reads:
     under torch.func.vmap over examples, `0.002 * W` is one array for all of them, and
     adding per-example products into it in place is refused, so the sum is built in the
-    per-example product instead.
+    per-example product instead. With `autograd`, it must not be a result PyTorch's autograd
+    keeps for a derivative (`keeps_output`: `h = xp.exp(z); h *= 2.0` fails its backward).
     """
     defs = {e.out.name: e for eqns in sections for e in eqns}
     reads = _groups_read(sections, groups)
@@ -129,6 +130,7 @@ def _plan_in_place(sections, uses: dict[str, int], names: dict[str, str],
                 if (isinstance(a, Var) and a.name in defs and defs[a.name].prim not in VIEWS
                         and uses.get(a.name) == 1 and a.name not in names and a.dtype == "float"
                         and not a.host and tuple(a.shape) == tuple(eqn.out.shape)
+                        and not (autograd and PRIMITIVES[defs[a.name].prim].keeps_output)
                         and all(reads.get(b.name, {groups.get(b.name, "rest")}) <= reads[a.name]
                                 for b in eqn.inputs if isinstance(b, Var) and not b.host)):
                     plan[eqn.out.name] = i
@@ -204,7 +206,7 @@ def _drop_chains(plan: dict[str, int], sections, tails: set[str]) -> dict[str, i
 def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
                   names: dict[str, str] | None = None,
                   owned: frozenset[str] = frozenset(),
-                  groups: dict[str, str] | None = None) -> list[list[Block]]:
+                  groups: dict[str, str] | None = None, autograd: bool = False) -> list[list[Block]]:
     """Statements computing `results`, section by section (e.g. forward, backward).
 
     A temporary used exactly once is folded into the expression that uses it, so the
@@ -213,7 +215,8 @@ def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
     Arrays the function allocated itself are updated in place where that is safe (see
     `_plan_in_place`); so are the variables in `owned` (optimizer state the caller lets
     it overwrite), at their last read. `groups` (`argument_groups`) keeps those updates
-    within what torch.func.vmap accepts.
+    within what torch.func.vmap accepts, and `autograd` within what PyTorch's autograd can
+    differentiate (the pure entry points).
     """
     names = names or {}
     uses: dict[str, int] = {}
@@ -232,7 +235,7 @@ def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
     for a in results:  # a buffer returned as it is must not be overwritten before the end
         if isinstance(a, Var):
             last_read[a.name] = position + 1
-    plan = _plan_in_place(sections, uses, names, groups or {})
+    plan = _plan_in_place(sections, uses, names, groups or {}, autograd)
     storage = _storage_names(sections, plan, uses, names)
     temps = {e.out.name for eqns in sections for e in eqns if e.out.temp}
     unnamed = {k for k, v in storage.items() if k in plan and v == k and k in temps}
@@ -320,8 +323,9 @@ def _balanced(text: str) -> bool:
 
 
 def emit_body(eqns: tuple[Eqn, ...], results: list[Atom], names: dict[str, str] | None = None,
-              owned: frozenset[str] = frozenset(), groups: dict[str, str] | None = None) -> list[Block]:
-    return emit_sections([eqns], results, names, owned, groups)[0]
+              owned: frozenset[str] = frozenset(), groups: dict[str, str] | None = None,
+              autograd: bool = False) -> list[Block]:
+    return emit_sections([eqns], results, names, owned, groups, autograd)[0]
 
 
 def result_text(a: Atom) -> str:

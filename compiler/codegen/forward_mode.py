@@ -45,7 +45,7 @@ def forward_mode_functions(prog: Program, make_function: Callable, check, decls)
     lin = jvp_program(prog)
     (_, dot_loss), loss = lin.results[0], lin.prog.loss
     eqns = live_eqns(lin.prog.eqns, [loss, dot_loss])
-    [blocks] = emit_sections([eqns], [loss, dot_loss], groups=argument_groups(prog))
+    [blocks] = emit_sections([eqns], [loss, dot_loss], groups=argument_groups(prog), autograd=True)
     loss_text, dot_text = handed_out([loss, dot_loss], _external(lin), eqns)
     out.append(make_function(
         prog, "jvp", ["params", "tangents", *names],
@@ -57,7 +57,7 @@ def forward_mode_functions(prog: Program, make_function: Callable, check, decls)
     results = [a for _, a in lin.results]
     fwd, bwd = live_split(lin.prog.eqns, lin.prog.backward, results)
     eqns = fwd + bwd
-    fwd_blocks, bwd_blocks = emit_sections([fwd, bwd], results, groups=argument_groups(prog))
+    fwd_blocks, bwd_blocks = emit_sections([fwd, bwd], results, groups=argument_groups(prog), autograd=True)
     idents = {p.name: p.var.name for p in prog.params}
     # never hand out an entry of `vector`, an input or a parameter itself, nor one array twice
     texts = handed_out(results, _external(lin), eqns)

@@ -211,13 +211,13 @@ def build_model(prog: Program) -> dict:
         prog, "forward", ["params", *(d.var.name for d in fwd_inputs)],
         f"Compute {', '.join(spec_names.get(o, o.name) for o in prog.outputs) or 'nothing'} (the spec's outputs).",
         fwd_check if not same_inputs else all_check, unpack,
-        [("", emit_body(fwd_eqns, list(prog.outputs), groups=argument_groups(prog)))], outputs_text, fwd_inputs))
+        [("", emit_body(fwd_eqns, list(prog.outputs), groups=argument_groups(prog), autograd=True))], outputs_text, fwd_inputs))
 
     loss_eqns = live_eqns(prog.eqns, [prog.loss])
     unpack, _ = _reads(prog, loss_eqns, [prog.loss])
     functions.append(_function(
         prog, "loss", ["params", *(d.var.name for d in inputs_all)], "The scalar loss.", all_check, unpack,
-        [("", emit_body(loss_eqns, [prog.loss], groups=argument_groups(prog)))], handed_out([prog.loss], caller_arrays(prog), loss_eqns)[0], inputs_all))
+        [("", emit_body(loss_eqns, [prog.loss], groups=argument_groups(prog), autograd=True))], handed_out([prog.loss], caller_arrays(prog), loss_eqns)[0], inputs_all))
 
     # value_and_grad(): forward, then backward
     functions.append(_grad_function(
@@ -293,7 +293,7 @@ def _grad_function(prog: Program, name: str, doc: str, check: Check) -> Function
     const_grads = [p.var for p in prog.params if is_host(grad_of.get(p.name, Lit(0.0)))]
     unpack, _ = _reads(prog, eqns, grads_needed + const_grads)
     fwd_blocks, bwd_blocks = emit_sections([fwd_part, bwd_part], [prog.loss, *grads_needed],
-                                           groups=argument_groups(prog))
+                                           groups=argument_groups(prog), autograd=True)
     # never hand out an input, a parameter or the loss itself, nor one array twice
     loss_text, *arrays = handed_out([prog.loss, *(g for _, g in prog.grads)], caller_arrays(prog), eqns)
     grad_items = []

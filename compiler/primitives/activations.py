@@ -39,7 +39,8 @@ def _fmt(text: str, prec: int = 100, arg: int = 0) -> EmitRule:
     return lambda inputs, params: Emit(text.format(**params), prec, (arg,) * len(inputs))
 
 
-@primitive("tanh", 1, shape=same_shape, emit=call("tanh"), fold=fold_constant(math.tanh, "tanh"), examples=UNARY_EXAMPLES)
+@primitive("tanh", 1, shape=same_shape, emit=call("tanh"), fold=fold_constant(math.tanh, "tanh"), examples=UNARY_EXAMPLES,
+           keeps_output=True)
 def tanh_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     y = eqn.out
     return (b.mul(g, b.sub(1.0, b.mul(y, y))),)
@@ -55,7 +56,7 @@ tangent("tanh")(symmetric_jvp)
 _SIGMOID = "xp.exp(-xp.logaddexp(0.0, {{0:neg}}))"
 
 
-@primitive("sigmoid", 1, shape=same_shape, emit=_fmt(_SIGMOID), examples=UNARY_EXAMPLES)
+@primitive("sigmoid", 1, shape=same_shape, emit=_fmt(_SIGMOID), examples=UNARY_EXAMPLES, keeps_output=True)
 def sigmoid_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     y = eqn.out
     return (b.mul(g, b.mul(y, b.sub(1.0, y))),)

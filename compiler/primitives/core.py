@@ -116,6 +116,9 @@ class Primitive:
     # operands read for their dtype and device only, not their values or shape (onehot's
     # `like`): the result is the same for every example under vmap when the rest is
     like_operands: tuple[int, ...] = ()
+    # PyTorch's autograd computes the derivative of the emitted operation from its result
+    # (exp, tanh): code it may differentiate never overwrites that result in place
+    keeps_output: bool = False
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -125,7 +128,7 @@ def primitive(name: str, arity: int, *, shape: ShapeRule, emit: EmitRule, exampl
               fold: FoldRule | None = None, linear: Iterable[int] = (), kink: bool = False,
               differentiable: bool = True, jvp: JvpRule | None = None,
               cuda: EmitRule | None = None, fold_through_names: bool = False,
-              like_operands: Iterable[int] = ()) -> Callable[[VjpRule], VjpRule]:
+              like_operands: Iterable[int] = (), keeps_output: bool = False) -> Callable[[VjpRule], VjpRule]:
     """Register a primitive; decorates its VJP rule `(b, eqn, g) -> cotangents per input`."""
 
     def register(vjp: VjpRule) -> VjpRule:
@@ -133,7 +136,7 @@ def primitive(name: str, arity: int, *, shape: ShapeRule, emit: EmitRule, exampl
             raise ValueError(f"primitive {name!r} registered twice")
         PRIMITIVES[name] = Primitive(
             name, arity, shape, emit, vjp, tuple(examples), fold, tuple(linear), kink, differentiable, jvp, cuda,
-            fold_through_names, tuple(like_operands),
+            fold_through_names, tuple(like_operands), keeps_output,
         )
         return vjp
 

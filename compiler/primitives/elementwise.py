@@ -246,7 +246,7 @@ def _emit_pow(inputs: Operands, params: Params) -> Emit:
 @primitive("pow", 2, shape=elementwise_shape, emit=_emit_pow,
            examples=(Example((((3, 4), "positive"), ((), "real"))),
                      Example((((3, 4), "positive"), ((3, 4), "real")))),
-           fold=_fold_pow)
+           fold=_fold_pow, keeps_output=True)
 def pow_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     x, c = eqn.inputs
     if isinstance(c, Lit):
@@ -302,7 +302,8 @@ tangent("square")(symmetric_jvp)
 
 # ---- math functions -------------------------------------------------------------------------
 
-@primitive("exp", 1, shape=same_shape, emit=call("exp"), fold=fold_constant(math.exp, "exp"), examples=UNARY_EXAMPLES)
+@primitive("exp", 1, shape=same_shape, emit=call("exp"), fold=fold_constant(math.exp, "exp"), examples=UNARY_EXAMPLES,
+           keeps_output=True)
 def exp_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.mul(g, eqn.out),)
 
@@ -344,7 +345,7 @@ tangent("log")(symmetric_jvp)
 
 
 @primitive("sqrt", 1, shape=same_shape, emit=call("sqrt"), fold=fold_constant(math.sqrt, "sqrt"),
-           examples=POSITIVE_EXAMPLES, cuda=lambda i, p: Emit("sqrt({0})"))
+           examples=POSITIVE_EXAMPLES, cuda=lambda i, p: Emit("sqrt({0})"), keeps_output=True)
 def sqrt_vjp(b: Builder, eqn: Eqn, g: Atom) -> Grads:
     return (b.div(g, b.mul(2.0, eqn.out)),)
 

@@ -752,8 +752,7 @@ def value_and_grad(params, x, y):
 
     # ---- backward ----
     # digits.nn:8  loss = cross_entropy(logits, y)
-    d_logits = xp.exp(logp_logits)
-    d_logits -= _onehot(xp, y, 10, logp_logits)
+    d_logits = xp.exp(logp_logits) - _onehot(xp, y, 10, logp_logits)
     d_logits /= B
     # digits.nn:7  logits = dense(h, 10)
     d_logits_b = xp.sum(d_logits, axis=0)

@@ -660,8 +660,8 @@ def forward(params, x):
     a = xp.maximum(h, 0.1 * h)
     a += xp.minimum(xp.exp(h), 3.0)
     # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
-    c = xp.sqrt(xp.abs(a) + 1.0)
-    c *= xp.sin(a)
+    c = xp.sin(a)
+    c *= xp.sqrt(xp.abs(a) + 1.0)
     c += xp.cos(a) / (1.0 + xp.square(a))
     # functions.nn:13  m = mean(c, axis=0)
     m = xp.sum(c, axis=0)
@@ -702,8 +702,8 @@ def loss(params, x, p, t):
     a = xp.maximum(h, 0.1 * h)
     a += xp.minimum(xp.exp(h), 3.0)
     # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
-    c = xp.sqrt(xp.abs(a) + 1.0)
-    c *= xp.sin(a)
+    c = xp.sin(a)
+    c *= xp.sqrt(xp.abs(a) + 1.0)
     c += xp.cos(a) / (1.0 + xp.square(a))
     # functions.nn:13  m = mean(c, axis=0)
     m = xp.sum(c, axis=0)
@@ -787,8 +787,7 @@ def value_and_grad(params, x, p, t):
     d_t41 = 1.0 / (B * 4)
     d_q = 2.0 * residual
     d_q /= B * 4
-    d_t33 = xp.exp(-xp.logaddexp(0.0, -t33))
-    d_t33 /= B * 4
+    d_t33 = xp.exp(-xp.logaddexp(0.0, -t33)) / (B * 4)
     d_t33 += -d_t41 * t
     d_s = xp.sum(d_t33 * q, axis=0)
     d_logp_q = -p
@@ -800,8 +799,7 @@ def value_and_grad(params, x, p, t):
     d_g = d_t30.T
     # functions.nn:14  g = c - m + log(1 + h * h) + (abs(h) + 1) ^ k
     t81 = xp.abs(t27)
-    d_t27 = t27 ** xp.where(xp.abs(k) + t81 > 0.0, k - 1.0, 0.0)
-    d_t27 *= k
+    d_t27 = k * t27 ** xp.where(xp.abs(k) + t81 > 0.0, k - 1.0, 0.0)
     d_t27 *= d_g
     d_k = xp.log(xp.where(t81 > 0.0, t27, 1.0))
     d_k *= t28

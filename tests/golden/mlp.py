@@ -773,8 +773,7 @@ def value_and_grad(params, x, y):
 
     # ---- backward ----
     # mlp.nn:8  loss = cross_entropy(logits, y) + 1e-4 * (l2(h1.W) + l2(h2.W))
-    d_logits = xp.exp(logp_logits)
-    d_logits -= _onehot(xp, y, 10, logp_logits)
+    d_logits = xp.exp(logp_logits) - _onehot(xp, y, 10, logp_logits)
     d_logits /= B
     # mlp.nn:7  logits = dense(h2, 10)
     d_logits_b = xp.sum(d_logits, axis=0)

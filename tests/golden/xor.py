@@ -709,8 +709,7 @@ def value_and_grad(params, x, y):
     # ---- backward ----
     # xor.nn:8  loss = bce(logit, y)
     d_t10 = 1.0 / N
-    d_logit = prob
-    d_logit /= N
+    d_logit = prob / N
     # xor.nn:6  logit = dense(hidden, 1)
     d_logit += -d_t10 * y
     d_logit_b = xp.sum(d_logit, axis=0)
