@@ -80,29 +80,32 @@ def _in_place_candidates(eqn: Eqn) -> tuple[int, ...]:
     return (0, 1) if eqn.prim in _COMMUTATIVE else (0,)
 
 
-def argument_groups(prog: Program) -> dict[str, str]:
+INPUTS, PARAMS, REST = 1, 2, 4  # argument groups, as bits: a value reads a set of them
+
+
+def argument_groups(prog: Program) -> dict[str, int]:
     """The arguments torch.func.vmap may map over together: a leading axis of examples on
     the inputs, of parameter sets on the parameters; the rest (tangents) is the third."""
-    return {**{d.var.name: "inputs" for d in prog.inputs}, **{p.var.name: "params" for p in prog.params}}
+    return {**{d.var.name: INPUTS for d in prog.inputs}, **{p.var.name: PARAMS for p in prog.params}}
 
 
-def _groups_read(sections, groups: dict[str, str]) -> dict[str, frozenset[str]]:
-    """For each value, the argument groups it is computed from (Python numbers, and the
-    operands read for their dtype only, left out)."""
-    reads: dict[str, frozenset[str]] = {}
+def _groups_read(sections, groups: dict[str, int]) -> dict[str, int]:
+    """For each value, the argument groups it is computed from, as bits (Python numbers, and
+    the operands read for their dtype only, left out)."""
+    reads: dict[str, int] = {}
     for eqns in sections:
         for eqn in eqns:
-            read = frozenset()
+            read = 0
             like = PRIMITIVES[eqn.prim].like_operands
             for i, a in enumerate(eqn.inputs):
                 if isinstance(a, Var) and not a.host and i not in like:
-                    read |= reads[a.name] if a.name in reads else frozenset((groups.get(a.name, "rest"),))
+                    read |= reads[a.name] if a.name in reads else groups.get(a.name, REST)
             reads[eqn.out.name] = read
     return reads
 
 
 def _plan_in_place(sections, uses: dict[str, int], names: dict[str, str],
-                   groups: dict[str, str], autograd: bool) -> dict[str, int]:
+                   groups: dict[str, int], autograd: bool) -> dict[str, int]:
     """Which equations overwrite an operand: out name -> operand position.
 
     The operand must be an array this function allocated (not a view, input or
@@ -131,8 +134,8 @@ def _plan_in_place(sections, uses: dict[str, int], names: dict[str, str],
                         and uses.get(a.name) == 1 and a.name not in names and a.dtype == "float"
                         and not a.host and tuple(a.shape) == tuple(eqn.out.shape)
                         and not (autograd and PRIMITIVES[defs[a.name].prim].keeps_output)
-                        and all(reads.get(b.name, {groups.get(b.name, "rest")}) <= reads[a.name]
-                                for b in eqn.inputs if isinstance(b, Var) and not b.host)):
+                        and not any(reads.get(b.name, groups.get(b.name, REST)) & ~reads[a.name]
+                                    for b in eqn.inputs if isinstance(b, Var) and not b.host)):
                     plan[eqn.out.name] = i
                     break
     return plan
@@ -206,7 +209,7 @@ def _drop_chains(plan: dict[str, int], sections, tails: set[str]) -> dict[str, i
 def emit_sections(sections: list[tuple[Eqn, ...]], results: list[Atom],
                   names: dict[str, str] | None = None,
                   owned: frozenset[str] = frozenset(),
-                  groups: dict[str, str] | None = None, autograd: bool = False) -> list[list[Block]]:
+                  groups: dict[str, int] | None = None, autograd: bool = False) -> list[list[Block]]:
     """Statements computing `results`, section by section (e.g. forward, backward).
 
     A temporary used exactly once is folded into the expression that uses it, so the
@@ -323,7 +326,7 @@ def _balanced(text: str) -> bool:
 
 
 def emit_body(eqns: tuple[Eqn, ...], results: list[Atom], names: dict[str, str] | None = None,
-              owned: frozenset[str] = frozenset(), groups: dict[str, str] | None = None,
+              owned: frozenset[str] = frozenset(), groups: dict[str, int] | None = None,
               autograd: bool = False) -> list[Block]:
     return emit_sections([eqns], results, names, owned, groups, autograd)[0]
 
