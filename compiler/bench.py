@@ -31,7 +31,7 @@ from .ir.core import Program
 from .passes.dce import live_eqns, live_split
 from .runtime.gradcheck import bind_dims, draw_inputs
 from .runtime.timing import Impl, blas_text, machine_info, run_rounds, summary
-from .runtime.train import persist
+from .runtime.train import is_dask, persist
 from .summary import Poly, align_columns, flops, summarize
 
 ENTRIES = ("train_step", "value_and_grad", "loss", "forward", "jvp", "hvp")
@@ -146,7 +146,7 @@ def _synced(impl: Impl, xp, also: object = None) -> Impl:
     each call computes its result (train_step: persists its parameters and state, `also`,
     as nnc train does). NumPy, array_api_strict and CPU PyTorch run eagerly."""
     name = getattr(xp, "__name__", "")
-    if name.endswith("dask.array"):
+    if is_dask(xp):
         impl.step = partial(_computed, impl.step) if also is None else partial(_persisted, impl.step, also)
     elif "cupy" in name:
         import cupy

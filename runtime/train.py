@@ -434,7 +434,7 @@ def _step_function(module: ModuleType, xp: ModuleType):
     into the dicts it is given, which a trace cannot see, so the compiled function gets
     copies and returns them. An optimizer that computes on the host (clip_norm, the cosine
     schedule) cannot be traced: it then runs eagerly."""
-    if getattr(xp, "__name__", "").endswith("dask.array"):
+    if is_dask(xp):
         return _persisting(module.train_step)
     if getattr(xp, "__name__", None) != "jax.numpy":
         return module.train_step
@@ -464,6 +464,12 @@ def _step_function(module: ModuleType, xp: ModuleType):
         return module.train_step(params, state, *inputs)
 
     return train_step
+
+
+def is_dask(xp: ModuleType) -> bool:
+    """Whether `xp` is Dask's array namespace (dask.array, or array_api_compat's for it):
+    lazy, so nnc train and nnc bench persist what each step makes (`persist`)."""
+    return getattr(xp, "__name__", "").endswith("dask.array")
 
 
 def persist(params: dict, state: dict, *also: Any) -> tuple:
