@@ -508,10 +508,15 @@ def _tuple(result) -> tuple:
 
 
 @pytest.mark.parametrize("optimizer", ["sgd(lr=0.1, momentum=0.9, nesterov=true)", "adam(lr=0.01)",
-                                       "rmsprop(lr=0.01, momentum=0.5)", "adagrad(lr=0.1)"])
+                                       "rmsprop(lr=0.01, momentum=0.5)", "adagrad(lr=0.1)",
+                                       "sgd(lr=0.1, clip_norm=0.01)", "adam(lr=0.01, clip_norm=0.01)",
+                                       "sgd(lr=0.1, schedule=exponential, gamma=0.9)",
+                                       "sgd(lr=0.1, schedule=step, step_size=2, gamma=0.5)"])
 def test_train_step_under_jax_jit_through_a_copying_wrapper(optimizer, tmp_path):
     """train_step writes into the dicts it is given; jitted behind a wrapper that passes it
-    copies and returns them (README), it gives eager train_step's parameters and state."""
+    copies and returns them (README), it gives eager train_step's parameters and state.
+    Gradient clipping traces too (its norm stays an array); the cosine schedule does not
+    (math.cos of the step count), and nnc train runs it eagerly."""
     _jax()
     import jax
     import jax.numpy as jnp

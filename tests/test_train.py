@@ -216,12 +216,46 @@ def test_dask_training_persists_each_step_and_matches_numpy(tmp_path):
         np.testing.assert_allclose(np.asarray(p_dask[k]), p_np[k], rtol=1e-12, atol=1e-14, err_msg=k)
 
 
+def test_dask_clipped_step_computes_once(tmp_path):
+    """clip_norm's global norm stays a Dask array: train_step builds one graph and computes
+    nothing, and nnc train's persist computes the step once. With a float() per parameter
+    (before), each step computed the gradients once for every parameter, then again."""
+    da = pytest.importorskip("dask.array", reason="Dask is an optional backend")
+    import dask
+
+    module = compile_and_load(SINGLE_LAYER.replace("momentum=0.9", "clip_norm=0.1"), tmp_path)
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(8, 2)), (rng.random((8, 1)) > 0.5).astype(np.float64)
+    p_np = module.init_params(dtype="float64")
+    p_dask = {k: da.from_array(v.copy(), chunks=-1) for k, v in p_np.items()}
+    s_np, s_dask = module.init_optimizer(p_np), module.init_optimizer(p_dask)
+    computes = []
+
+    def counting(graph, keys, **kwargs):  # a Dask scheduler: counts, then runs synchronously
+        computes.append(keys)
+        return dask.get(graph, keys, **kwargs)
+
+    with dask.config.set(scheduler=counting):
+        for _ in range(3):
+            loss_dask = module.train_step(p_dask, s_dask, da.from_array(x, chunks=4), da.from_array(y, chunks=4))
+            assert computes == [], computes
+            [loss_dask] = tr.persist(p_dask, s_dask, loss_dask)
+            assert len(computes) == 1, computes
+            computes.clear()
+            loss_np = module.train_step(p_np, s_np, x, y)
+    np.testing.assert_allclose(float(loss_dask), float(loss_np), rtol=1e-12)
+    for k in p_np:
+        np.testing.assert_allclose(np.asarray(p_dask[k]), p_np[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
 @pytest.mark.parametrize("optimizer, traced", [("sgd(lr=0.5, momentum=0.9)", True),
                                                ("adam(lr=0.05)", True),
-                                               ("sgd(lr=0.5, clip_norm=1.0)", False)])
+                                               ("sgd(lr=0.5, clip_norm=0.1)", True),
+                                               ("sgd(lr=0.5, schedule=cosine, total_steps=4)", False)])
 def test_jax_training_is_compiled_and_matches_numpy(optimizer, traced, tmp_path):
     """On JAX, nnc train runs train_step under jax.jit (traced once per batch shape) and ends
-    where NumPy ends; an optimizer that computes on the host (clip_norm) runs eagerly."""
+    where NumPy ends; an optimizer that computes on the host (the cosine schedule's math.cos
+    of the step count) runs eagerly. clip_norm's norm stays an array, so it is traced."""
     jnp = pytest.importorskip("jax.numpy", reason="JAX is an optional backend")
     text = SINGLE_LAYER.replace("optimizer sgd(lr=0.5, momentum=0.9)", f"optimizer {optimizer}")
     module = compile_and_load(text, tmp_path)

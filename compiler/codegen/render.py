@@ -589,10 +589,11 @@ def _optimizer_model(prog: Program) -> dict:
         prologue.append(f"lr = {schedule}")
     grad = "grads[name]"
     if hp.get("clip_norm") and prog.params:
-        # torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1
-        prologue.append("grad_norm = math.sqrt(sum(float(xp.sum(grads[name] * grads[name])) "
-                        "for name in PARAM_NAMES))")
-        prologue.append(f"clip = min(1.0, {float(hp['clip_norm'])!r} / (grad_norm + 1e-06))")
+        # torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
+        # The norm stays an array: no wait for a GPU, one lazy graph on Dask (a float() per
+        # parameter computed the gradients once each), traceable by jax.jit.
+        prologue.append("grad_norm = xp.sqrt(sum(xp.sum(grads[name] * grads[name]) for name in PARAM_NAMES))")
+        prologue.append(f"clip = xp.minimum({float(hp['clip_norm'])!r} / (grad_norm + 1e-06), 1.0)")
         grad = "clip * grads[name]"
     prologue += [s for blk in emit_body(host, host_used) for s in blk.statements]
     if prog.params and any("xp." in s for s in prologue + body):
@@ -603,7 +604,7 @@ def _optimizer_model(prog: Program) -> dict:
     # train_step takes the inputs by name, as value_and_grad does, unless one is named like a
     # global or builtin its body reads (PARAM_NAMES, min, sum, value_and_grad: spec names may be)
     names = [d.var.name for d in prog.inputs]
-    read = set(re.findall(r"[A-Za-z_]\w*", "\n".join(prologue + body + stores + list((cuda or {}).values()))))
+    read = set(re.findall(r"[A-Za-z_]\w*", "\n".join(prologue + body + stores + [str(v) for v in (cuda or {}).values()])))
     read |= {"PARAM_NAMES", "value_and_grad", "loss"} | set(dir(builtins))
     # (then it passes them on as it got them, by position or keyword: value_and_grad binds them)
     step_args = ["*inputs", "**named_inputs"] if read & set(names) else names
@@ -663,6 +664,8 @@ def _cuda_update(prog: Program, loop, new_p: Atom, new_bufs: dict, namer: Namer,
                        f'    """\n{operation}    """,\n    "{kernel.name}",\n)'),
         "select": f"kernel = _CUDA_UPDATE.on(PARAM_NAMES, params, grads{states})",
         "call": wrap_items(" " * 12 + "kernel(", args, ")")[12:],
+        # the kernel takes host scalars: the clip factor, an array, is read once a step
+        "before": ["clip = float(clip)  # one wait for the GPU a step"] if clipped else [],
     }
 
 
