@@ -300,16 +300,23 @@ def test_half_precision_inputs_are_cast_to_float32_parameters(backend, tmp_path)
 def test_numpy_bfloat16_arrays_of_ml_dtypes_are_named(tmp_path):
     """np.asarray of a JAX bfloat16 array is a NumPy array of ml_dtypes' bfloat16, which
     np.isdtype refuses: the checks raised NumPy's "dtype argument must be a NumPy dtype, but it
-    is a <class 'ml_dtypes.bfloat16'>"; they now name the input or the parameter."""
+    is a <class 'ml_dtypes.bfloat16'>"; they now name the input or the parameter, and say what
+    the dtype is to NumPy and what to do (sixteenth session: the messages did not name ml_dtypes)."""
     ml_dtypes = pytest.importorskip("ml_dtypes")
     m = _module(SPECS["mlp"], tmp_path)
     params = m.init_params()
     x, y = random_inputs(m, np.random.default_rng(0), size=3, dtype=np.float32)
     halves = {k: v.astype(ml_dtypes.bfloat16) for k, v in params.items()}
-    _raises_without_warning(ValueError, r"input 'x' must be float\[B, 784\], got bfloat16 .*xp\.astype",
+    ml_note = r"an ml_dtypes type, which NumPy stores but does not compute with: cast it with x\.astype\(np\.float32\)"
+    _raises_without_warning(ValueError, r"input 'x' must be float\[B, 784\], got bfloat16 .*is not float \(" + ml_note,
                             lambda: m.loss(params, x.astype(ml_dtypes.bfloat16), y))
-    _raises_without_warning(TypeError, r"parameter 'h1.W' has dtype bfloat16; parameters are floats",
-                            lambda: m.loss(halves, x, y))
+    _raises_without_warning(TypeError, r"parameter 'h1.W' has dtype bfloat16; parameters are floats.*; bfloat16 is "
+                            + ml_note, lambda: m.loss(halves, x, y))
+    eighths = {k: v.astype(ml_dtypes.float8_e4m3fn) for k, v in params.items()}
+    _raises_without_warning(TypeError, r"parameter 'h1.W' has dtype float8_e4m3fn; parameters are floats.*; "
+                            r"float8_e4m3fn is " + ml_note, lambda: m.init_optimizer(eighths))
+    _raises_without_warning(ValueError, r"input 'x' .*: complex64 is not float \(convert it with xp\.astype\)$",
+                            lambda: m.loss(params, x.astype(np.complex64), y))
     _raises_without_warning(TypeError, r"parameter 'h1.W' has dtype bfloat16: train_step trains float32",
                             lambda: m.init_optimizer(halves))
 

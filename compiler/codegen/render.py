@@ -271,7 +271,10 @@ def build_model(prog: Program) -> dict:
                     # error naming the parameter it could not update (which calls the check)
                     + [function_source("checks", k) for k in ("_check_writable", "_check_trainable",
                                                                "_update_failed")] * updates_in_place
-                    + [function_source("checks", "_check_state")] * bool(optimizer_model["buffers"])),
+                    + [function_source("checks", "_check_state")] * bool(optimizer_model["buffers"])
+                    # what the dtype messages of inputs, parameters and trainable parameters say of ml_dtypes
+                    + [function_source("checks", "_ml_dtypes_note")] * bool(
+                        _check_helpers(checks) or shape_checks or updates_in_place)),
         "shape_checks": shape_checks,
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],

@@ -403,7 +403,7 @@ def _check_input(xp, name, x, kind, shape, bound):
         if isinstance(want, str):
             seen.setdefault(want, (size, name))
     if _DTYPE_KINDS[key] != kind:
-        hint = "class labels must be integers" if kind == "int" else "convert it with xp.astype"
+        hint = "class labels must be integers" if kind == "int" else _ml_dtypes_note(dtype) or "convert it with xp.astype"
         raise ValueError(f"input '{name}' must be {expected}, {got}: {dtype} is not {kind} ({hint})")
 
 
@@ -430,9 +430,10 @@ def _check_params(params, shapes, spec, xp=None):
             raise ValueError(f"parameter '{name}' has shape {actual}, but {spec} makes it {shape} "
                              "(init_params() and load_params() make this model's parameters)")
         if xp is not None and name in params and not xp.isdtype(params[name].dtype, "real floating"):
+            note = _ml_dtypes_note(params[name].dtype)
             raise TypeError(f"parameter '{name}' has dtype {params[name].dtype}; parameters are floats "
                             "(float inputs would be cast to it): init_params() and load_params() make "
-                            "this model's parameters")
+                            "this model's parameters" + (f"; {params[name].dtype} is {note}" if note else ""))
 
 
 def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
@@ -497,8 +498,9 @@ def _check_trainable(what, p, namespace):
                         "eps of 1e-8 is 0 in float16); train float32 ones (init_params() makes them) and "
                         "cast them for inference, which forward and loss compute in any float dtype")
     if not namespace(p).isdtype(p.dtype, "real floating"):
+        note = _ml_dtypes_note(p.dtype)
         raise TypeError(f"{what} has dtype {p.dtype}; parameters are floats: init_params() and "
-                        "load_params() make this model's parameters")
+                        "load_params() make this model's parameters" + (f"; {p.dtype} is {note}" if note else ""))
 
 
 def _update_failed(name, params, state, exc):
@@ -537,6 +539,16 @@ def _update_failed(name, params, state, exc):
     if getattr(p, "requires_grad", False):  # PyTorch refuses in-place updates of leaves that require grad
         hint = " (call train_step under torch.no_grad(), as torch.optim steps)"
     raise kind(f"train_step could not update parameter '{name}' in place: {exc}{hint}{done}") from exc
+
+
+def _ml_dtypes_note(dtype) -> str:
+    """What the dtype checks say of NumPy arrays of ml_dtypes' bfloat16 or float8 types
+    (np.asarray of a JAX bfloat16 array), which NumPy stores but does not count as floats;
+    "" for any other dtype."""
+    if getattr(getattr(dtype, "type", None), "__module__", "").partition(".")[0] != "ml_dtypes":
+        return ""
+    return ("an ml_dtypes type, which NumPy stores but does not compute with: cast it with "
+            "x.astype(np.float32); JAX and PyTorch arrays of bfloat16 are computed in bfloat16")
 
 
 # The shape checks' names for PARAMS, SPEC and AttributeError (what a parameter that is no
