@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import math
 import os
@@ -114,9 +116,64 @@ def _fail_internal(path: str, what: str) -> NoReturn:
     sys.exit(EXIT_INTERNAL)
 
 
+class _StdoutFailed(BaseException):
+    """A write to standard output failed (a full disk, a closed stream). A BaseException, as
+    KeyboardInterrupt is, so that no command's `except Exception` reports it as nnc's bug."""
+
+
+class _CheckedStdout:
+    """sys.stdout while a command runs: a failed write or flush raises _StdoutFailed, which
+    _Group.main reports in one line. A broken pipe (`nnc compile spec.nn | head`) stays
+    click's: a quiet exit."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _checked(self, method: str, *args):
+        try:
+            return getattr(self._stream, method)(*args)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            raise _StdoutFailed(exc.strerror or str(exc)) from None
+
+    def write(self, text):
+        return self._checked("write", text)
+
+    def flush(self):
+        return self._checked("flush")
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+class _ClosedStdout(io.StringIO):
+    """Standard output when the process has none (`nnc compile spec.nn >&-`): writing to it
+    is an error, where click.echo would print nothing and the command exit 0."""
+
+    def write(self, text):
+        if text:
+            raise OSError(errno.EBADF, "it is closed")
+        return 0
+
+
 class _Group(click.Group):
     """Ctrl-C anywhere is one line and exit 130, not click's "Aborted!" and exit 1 (which
-    reads as a failed check)."""
+    reads as a failed check). A failed write to standard output is one line and exit 2."""
+
+    def main(self, *args, **kwargs):
+        real = sys.stdout
+        checked = sys.stdout = _CheckedStdout(real if real is not None else _ClosedStdout())
+        try:
+            return super().main(*args, **kwargs)
+        except _StdoutFailed as exc:
+            with contextlib.suppress(AttributeError, OSError, ValueError):  # no file descriptor (CliRunner)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), real.fileno())  # what the exit's flush writes
+            click.echo(f"nnc: error: cannot write to standard output: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        finally:
+            if sys.stdout is checked:
+                sys.stdout = real
 
     def invoke(self, ctx):
         try:

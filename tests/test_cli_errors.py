@@ -217,3 +217,40 @@ def test_a_negative_seed_is_a_usage_error(tmp_path: Path, monkeypatch, command):
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--seed': -1 is not in the range x>=0" in result.output
     assert "Traceback" not in result.output
+
+
+_FULL = Path("/dev/full")
+
+
+@pytest.mark.skipif(not _FULL.exists(), reason="no /dev/full on this system (a device whose writes fail: disk full)")
+@pytest.mark.parametrize("command", [["compile", str(GOOD)], ["ir", str(GOOD)], ["--help"], ["summary", str(GOOD)],
+                                     ["train", str(GOOD), "--data", "xor", "--epochs", "2", "--quiet"]])
+def test_a_failed_write_to_stdout_is_one_line(command: list[str], tmp_path: Path):
+    """Standard output on a full disk (sweep 17): a traceback ending in OSError (exit 1) from
+    most commands, "internal error ... a bug in nnc" (exit 3) from train; now one line, exit 2."""
+    with open(_FULL, "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "nnc", *command], cwd=tmp_path, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == "nnc: error: cannot write to standard output: No space left on device"
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+
+
+def test_closed_stdout_is_an_error_not_success(tmp_path: Path):
+    """`nnc compile spec.nn >&-` wrote nothing and exited 0 (click.echo skips a missing stdout)."""
+    proc = subprocess.run([sys.executable, "-m", "nnc", "compile", str(GOOD)], cwd=tmp_path, stderr=subprocess.PIPE,
+                          text=True, timeout=60, preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "nnc: error: cannot write to standard output: it is closed\n"
+
+
+def test_a_broken_pipe_stays_quiet(tmp_path: Path):
+    """`nnc compile spec.nn | head -1`: the reader leaving early is no error worth a message."""
+    layers = "".join(f"h{k + 1} = tanh(dense(h{k}, 3))\n" for k in range(60))  # a module beyond a pipe's 64 KiB
+    (tmp_path / "deep.nn").write_text(f"model deep\ninput h0 : float[B, 3]\n{layers}loss = sum(h60)\noutput h60\n")
+    proc = subprocess.Popen([sys.executable, "-m", "nnc", "compile", "deep.nn"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(10) == b'"""Model \''
+    proc.stdout.close()
+    stderr = proc.communicate(timeout=60)[1].decode()
+    assert "Traceback" not in stderr and "error" not in stderr, stderr
