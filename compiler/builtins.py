@@ -17,7 +17,7 @@ from .errors import Span, SpecError
 from .ir.builder import Builder
 from .ir.core import Atom, Var
 from .primitives import ShapeError
-from .primitives.core import fmt_shape, normalize_axis
+from .primitives.core import broadcast_shapes, fmt_shape, normalize_axis
 from .syntax import ast
 
 if TYPE_CHECKING:  # the lowering pass imports this table
@@ -168,8 +168,28 @@ def _prelu(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
 
 # ---- losses (scalar) -------------------------------------------------------------------------
 
+def _paired(pred: Atom, target: Atom, names: tuple[str, str] = ("pred", "target")) -> tuple[Atom, Atom]:
+    """A loss's prediction and target, refused when they broadcast to a shape neither has:
+    [B, 1] predictions against [B] targets would compare every prediction with every target
+    ([B, B]), and train silently wrong. A target that broadcasts to the prediction's shape
+    (a scalar, one row for all), or a prediction to the target's (one value fitted to all), is fine."""
+    shape = broadcast_shapes(pred.shape, target.shape)
+    if shape in (pred.shape, target.shape):
+        return pred, target
+    p, t = fmt_shape(pred.shape), fmt_shape(target.shape)
+    what = (f"{names[0]} {p} and {names[1]} {t} broadcast to {fmt_shape(shape)}, a shape neither has: "
+            "every prediction would be compared with every target")
+    fix = f"give the {names[0]} and the {names[1]} one shape"
+    if len(pred.shape) == 2 and pred.shape[1] == 1 and pred.shape[:1] == target.shape:
+        fix = f"declare the {names[1]} float{p}, like the {names[0]}, or pass the {names[0]} through flatten(...), which makes it {t}"
+    if len(target.shape) == 2 and target.shape[1] == 1 and target.shape[:1] == pred.shape:
+        fix = f"pass the {names[1]} through flatten(...), which makes it {p}, like the {names[0]}"
+    raise ShapeError(what, help=fix)
+
+
 @builtin("mse", _x("pred"), _x("target"))
 def _mse(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
+    _paired(a["pred"], a["target"])
     diff = b.emit("sub", a["pred"], a["target"], hint="residual")
     return b.div(b.sum(b.square(diff), axes=None, keepdims=False), lw.size(diff.shape))
 
@@ -178,6 +198,7 @@ def _mse(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
 def _sse(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     # sum of 1/2 (target - pred)^2, written with pred - target: its gradient is then the
     # residual itself, with no negation
+    _paired(a["pred"], a["target"])
     diff = b.emit("sub", a["pred"], a["target"], hint="residual")
     return b.mul(0.5, b.sum(b.square(diff), axes=None, keepdims=False))
 
@@ -219,7 +240,7 @@ def _cross_entropy(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
 @builtin("bce", _x("logits"), _x("targets"))
 def _bce(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     # -[t log s(z) + (1 - t) log(1 - s(z))] = softplus(z) - t z, stable for any z
-    z, t = a["logits"], a["targets"]
+    z, t = _paired(a["logits"], a["targets"], ("logits", "targets"))
     per = b.sub(b.softplus(z), b.mul(t, z))
     return b.div(b.sum(per, axes=None, keepdims=False), lw.size(per.shape))
 

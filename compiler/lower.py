@@ -528,7 +528,7 @@ class _Lowering:
             return fn.lower(self, b, args, call)
         except ShapeError as exc:
             text = str(exc)
-            err = SpecError(text if text.startswith(call.func) else f"{call.func}: {text}", call.span)
+            err = SpecError(text if text.startswith(call.func) else f"{call.func}: {text}", call.span, exc.help)
             err.notes = self._operand_notes(call.args, [args[p[0]] for p in fn.params[: len(call.args)]])
             raise err from None
 

@@ -18,7 +18,12 @@ CMP = 40
 
 
 class ShapeError(Exception):
-    """A shape or dtype mismatch found by a shape rule; lowering attaches the span."""
+    """A shape or dtype mismatch found by a shape rule; lowering attaches the span (and
+    `help`, what to do, when the rule knows)."""
+
+    def __init__(self, message: str, help: str | None = None):
+        super().__init__(message)
+        self.help = help
 
 
 @dataclass(frozen=True)
