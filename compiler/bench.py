@@ -29,7 +29,7 @@ import numpy as np
 from .api import build_program
 from .ir.core import Program
 from .passes.dce import live_eqns, live_split
-from .runtime.gradcheck import bind_dims, draw_inputs
+from .runtime.gradcheck import bind_dims, draw_inputs, what_it_did
 from .runtime.timing import Impl, blas_text, machine_info, run_rounds, summary
 from .runtime.train import is_dask, persist
 from .summary import Poly, align_columns, flops, summarize
@@ -215,8 +215,8 @@ def impls(module: ModuleType, entries: list[str], dims: dict[str, int], xp, dtyp
             impl.reset()
             impl.step()
             impl.sync()
-        except Exception as exc:  # noqa: BLE001 - reported as the module's failure
-            raise EntryError(f"{name}() raised {type(exc).__name__}: {exc}") from exc
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported as the module's failure
+            raise EntryError(f"{name}() {what_it_did(exc)}") from exc
         out.append(impl)
     return out, last_loss
 

@@ -740,6 +740,7 @@ def _load_target(target: str, debug: bool):
     """A generated module (.py, imported) or a spec (.nn, compiled in memory), with the
     spec's text (None for a module)."""
     from .api import compile_spec, load_module, load_module_file
+    from .runtime.gradcheck import what_it_did
 
     if not target.endswith(".py"):
         source, text = _run(compile_spec, target, debug)
@@ -748,10 +749,11 @@ def _load_target(target: str, debug: bool):
         raise click.UsageError(f"cannot read {target}: no such file")
     try:
         return load_module_file(target), None
-    except Exception as exc:  # the user's module failed to import: report, no traceback
+    except (Exception, SystemExit) as exc:  # the user's module failed to import (or exited): report it
         if debug:
             raise
-        click.echo(f"{target}: error: cannot import the module: {type(exc).__name__}: {exc}", err=True)
+        why = f"it {what_it_did(exc)}" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+        click.echo(f"{target}: error: cannot import the module: {why}", err=True)
         sys.exit(EXIT_BAD_INPUT)
 
 

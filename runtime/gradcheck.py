@@ -422,14 +422,22 @@ def _attempt(module: ModuleType, template: Report, draw: int, positive: bool) ->
             _check_array(row, f, x, grads.get(name), report.dtype, rng=rng, eps=report.eps, tol=tol,
                          max_entries=report.max_entries, loss0=plain)
             report.rows.append(row)
-    except Exception as exc:  # noqa: BLE001 - what the module under test does wrong is reported
-        report.error = f"the module raised {type(exc).__name__}: {exc}"
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - what the module under test does wrong is reported
+        report.error = f"the module {what_it_did(exc)}"
         return report, False
     extra = sorted(set(grads) - set(module.PARAMS) - set(module.WRT))
     if extra:
         report.notes.append(f"value_and_grad also returned {', '.join(extra)} (not checked)")
     return report, False
 
+
+
+def what_it_did(exc: BaseException) -> str:
+    """What a module under test did instead of returning, for a report: "raised KeyError: 'x'",
+    or "called sys.exit(0)" (a SystemExit, which would otherwise end the check, and read as a pass)."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return f"raised {type(exc).__name__}: {exc}"
 
 # ---- the text table ----------------------------------------------------------------------
 

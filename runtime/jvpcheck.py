@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .gradcheck import what_it_did
+
 
 @dataclass
 class Comparison:
@@ -73,8 +75,8 @@ def check_forward_mode(module: ModuleType, params: dict, inputs: list, *, direct
     try:
         _compare(report, module, params, inputs, directions, seed, eps, fd_tolerance, mode_tolerance,
                  reverse, hessian)
-    except Exception as exc:  # noqa: BLE001 - what the module under test does wrong is reported
-        report.error = f"the module raised {type(exc).__name__}: {exc}"
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - what the module under test does wrong is reported
+        report.error = f"the module {what_it_did(exc)}"
     return report
 
 

@@ -127,6 +127,7 @@ def test_bad_spec_exits_2_with_a_located_error(tmp_path: Path):
     ("x = 1\n", "not an nnc-generated module"),
     ("def broken(:\n", "cannot import the module: SyntaxError"),
     ("raise RuntimeError('no')\n", "cannot import the module: RuntimeError"),
+    ("import sys\nsys.exit(0)\n", "cannot import the module: it called sys.exit(0)"),  # was exit 0, silent
 ])
 def test_bad_module_exits_2(tmp_path: Path, text: str, message: str):
     path = tmp_path / "m.py"
@@ -269,3 +270,22 @@ def test_a_single_kink_anywhere_in_the_step_is_recognised(jump, curvature):
         probe = next(_entry_probes(f, x, np.array([analytic]), np.array([0]), h, f()))
         err = abs(probe.analytic - probe.numeric)
         assert err < 1e-9 or probe.straddles_kink(err), u
+
+
+@pytest.mark.parametrize("command", ["check", "bench"])
+def test_a_module_that_exits_fails_instead_of_passing(command: str, tmp_path: Path):
+    """value_and_grad calling sys.exit(0): nnc check printed nothing and exited 0 (read as
+    "every gradient passes"), nnc bench the same, and nnc.check() ended the caller's
+    interpreter (sweep 17). SystemExit is no Exception; the checks now catch it too."""
+    text = compile_spec((SPECS / "xor.nn").read_text(), "xor.nn").replace(
+        "def value_and_grad(params, x, y):\n", "def value_and_grad(params, x, y):\n    import sys\n    sys.exit(0)\n", 1)
+    assert "sys.exit(0)" in text
+    path = tmp_path / "exits.py"
+    path.write_text(text)
+    result = run_cli(str(path)) if command == "check" else CliRunner().invoke(main, ["bench", str(path), "--rounds", "1", "--min-time", "0.001"])
+    if command == "check":
+        assert result.exit_code == 1 and "FAIL: the module called sys.exit(0)" in result.output, result.output
+    else:
+        assert result.exit_code == 2 and "called sys.exit(0)" in result.output, result.output
+    report = nnc.check(str(path))
+    assert not report.passed and report.error == "the module called sys.exit(0)"
