@@ -97,6 +97,9 @@ def check_value(key: str, value: Any) -> str | None:
         return f"'{key}' must be a finite number, got {value}"
     if key == "clip_norm" and value <= 0:
         return "'clip_norm' must be positive"
+    if key == "eps" and value <= 0:  # torch allows 0; here it would make 0 / 0 wherever a gradient is 0
+        return ("'eps' must be positive: it keeps the update's division finite where a gradient is 0 "
+                "(a dead relu unit, an unused parameter), which eps=0 turns into nan")
     if value < low or value > high or (value == high and not closed):
         upper = "" if high == math.inf else f" and {'at most' if closed else 'below'} {high:g}"
         return f"'{key}' must be at least {low:g}{upper}, got {value:g}"
