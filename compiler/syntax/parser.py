@@ -7,6 +7,7 @@ import math
 import os
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -389,7 +390,10 @@ def _bad_character(exc: UnexpectedCharacters, source: str) -> SpecError:
 
 # Control characters (even in comments) would corrupt the generated module, which quotes
 # the spec; a lone carriage return would make editors and nnc disagree on line numbers.
-_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\u2028\u2029]|\r(?!\n)")
+# Bidirectional controls and the zero-width space make text read otherwise than it parses
+# ("Trojan Source"), and linters refuse them in the module (ruff's PLE2502, PLE2515).
+_INVISIBLE = "\u061c\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_FORBIDDEN = re.compile(f"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\u2028\u2029{_INVISIBLE}]|\r(?!\n)")
 
 
 def _check_characters(source: str) -> None:
@@ -403,6 +407,10 @@ def _check_characters(source: str) -> None:
     if ch == "\r":
         raise SpecError("carriage return without a line feed", Span.point(line, col),
                         help="end lines with \\n or \\r\\n")
+    if re.match(f"[{_INVISIBLE}]", ch):
+        raise SpecError(f"invisible character U+{ord(ch):04X} ({unicodedata.name(ch)})", Span.point(line, col),
+                        help="it makes the text display otherwise than it reads (a 'Trojan Source' risk); "
+                             "delete it")
     raise SpecError(f"unexpected control character U+{ord(ch):04X}", Span.point(line, col),
                     help="a spec is plain text; is this a binary file?")
 
