@@ -624,7 +624,7 @@ class _Lowering:
         result = []
         for n in outputs[1]:
             atom = self.env.get(n.id)
-            if atom is None and n.id in self.failed:
+            if atom is None and (n.id in self.failed or n.id.split(".")[0] in self.failed):  # h.W of a failed h
                 continue
             if atom is None and n.id == "loss":
                 self.error("'loss' cannot be an output: loss() and value_and_grad() return it", n.span,
