@@ -185,6 +185,17 @@ def test_save_to_a_new_file_is_readable_by_others(mlp, tmp_path):
     assert (tmp_path / "w.npz").stat().st_mode & 0o777 == 0o644
 
 
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_a_failed_save_names_the_path_given(mlp, tmp_path, suffix):
+    """A save into a missing folder named the temporary file beside it (sweep 17:
+    '/nonexistent/.w.npz.9ia0r_11.tmp'); the error names the path the caller passed."""
+    path = tmp_path / "missing" / f"w{suffix}"
+    with pytest.raises(FileNotFoundError) as info:
+        mlp.save_params(mlp.init_params(seed=2), path)
+    assert info.value.filename == str(path) and ".tmp" not in str(info.value)
+    assert not path.parent.exists()
+
+
 def test_save_through_a_link_to_a_device_writes_the_device(mlp, tmp_path):
     link = tmp_path / "w.npz"
     link.symlink_to("/dev/null")

@@ -1113,15 +1113,21 @@ def _replace_file(path, write):
     if os.path.exists(path) and not os.path.isfile(path):  # follows links
         write(path)
         return
-    path = os.path.realpath(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
-    os.close(fd)
+    given, path = path, os.path.realpath(path)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None or exc.filename == given:
+            raise
+        # name the path the caller gave, not the temporary file (or its folder, for mkstemp)
+        raise type(exc)(exc.errno, exc.strerror, given) from None
     finally:
-        if os.path.exists(tmp):  # write or the rename failed
+        if tmp is not None and os.path.exists(tmp):  # write or the rename failed
             os.unlink(tmp)
 
 
