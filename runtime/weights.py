@@ -54,8 +54,9 @@ def _float_dtype(xp, dtype):
     return wanted
 
 
-def _check_weights(arrays, shapes, where):
-    """Raise ValueError naming the first parameter whose name, shape, dtype or values are wrong."""
+def _check_weights(arrays, shapes, where, one_dtype=True):
+    """Raise ValueError naming the first parameter whose name, shape, dtype or values are wrong;
+    with `one_dtype`, also when the parameters have two dtypes (a model computes in one)."""
     missing = [name for name in shapes if name not in arrays]
     if missing:
         raise ValueError(f"{where}: parameter '{missing[0]}' is missing (the file has "
@@ -73,6 +74,12 @@ def _check_weights(arrays, shapes, where):
             raise ValueError(f"{where}: parameter '{name}' has dtype {a.dtype}; parameters are floats")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{where}: parameter '{name}' has non-finite values (nan or inf)")
+    first = next(iter(shapes), None)
+    other = next((name for name in shapes if arrays[name].dtype != arrays[first].dtype), None)
+    if one_dtype and other is not None:
+        raise ValueError(f"{where}: parameters of two dtypes, '{first}' {arrays[first].dtype} and '{other}' "
+                         f"{arrays[other].dtype}; a model computes in one (cast them to one, or load "
+                         "with dtype='float32')")
 
 
 def _write_weights(arrays, path, metadata=None):
@@ -189,5 +196,5 @@ def load_weights(path: str | Path, shapes: dict[str, tuple]) -> dict[str, np.nda
         arrays = _read_weights(path)
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    _check_weights(arrays, shapes, str(path))
+    _check_weights(arrays, shapes, str(path), one_dtype=False)  # the caller casts them to its --dtype
     return {name: arrays[name] for name in shapes}

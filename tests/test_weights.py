@@ -201,3 +201,31 @@ def test_save_through_a_link_to_a_device_writes_the_device(mlp, tmp_path):
     link.symlink_to("/dev/null")
     mlp.save_params(mlp.init_params(seed=2), link)
     assert link.is_symlink() and list(tmp_path.iterdir()) == [link]
+
+
+def test_parameters_of_two_dtypes_are_refused_unless_converted(mlp, tmp_path):
+    """A model computes in one dtype (docs/language.md); save_params wrote a float32/float64
+    mix without a word, and load_params handed it back mixed (sweep 17)."""
+    params = mlp.init_params(seed=2)
+    mixed = {**params, "hidden.b": params["hidden.b"].astype(np.float64)}
+    for suffix in (".npz", ".safetensors"):
+        path = tmp_path / f"mixed{suffix}"
+        with pytest.raises(ValueError, match=r"parameters of two dtypes, 'hidden.W' float32 and 'hidden.b' float64"):
+            mlp.save_params(mixed, path)
+        assert not path.exists()
+    path = tmp_path / "mixed.npz"
+    np.savez(path, **mixed)  # made elsewhere
+    with pytest.raises(ValueError, match="two dtypes"):
+        mlp.load_params(path)
+    loaded = mlp.load_params(path, dtype="float32")
+    assert {v.dtype for v in loaded.values()} == {np.dtype(np.float32)}
+    np.testing.assert_array_equal(loaded["hidden.b"], params["hidden.b"])
+
+
+def test_a_float16_file_loads_as_float16_unless_converted(mlp, tmp_path):
+    """What the docs say: without dtype= the stored dtype is kept (for inference)."""
+    halves = {k: v.astype(np.float16) for k, v in mlp.init_params(seed=2).items()}
+    mlp.save_params(halves, tmp_path / "h.safetensors")
+    assert {v.dtype for v in mlp.load_params(tmp_path / "h.safetensors").values()} == {np.dtype(np.float16)}
+    loaded = mlp.load_params(tmp_path / "h.safetensors", dtype="float32")
+    assert {v.dtype for v in loaded.values()} == {np.dtype(np.float32)}

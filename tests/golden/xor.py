@@ -1049,8 +1049,9 @@ def _float_dtype(xp, dtype):
     return wanted
 
 
-def _check_weights(arrays, shapes, where):
-    """Raise ValueError naming the first parameter whose name, shape, dtype or values are wrong."""
+def _check_weights(arrays, shapes, where, one_dtype=True):
+    """Raise ValueError naming the first parameter whose name, shape, dtype or values are wrong;
+    with `one_dtype`, also when the parameters have two dtypes (a model computes in one)."""
     missing = [name for name in shapes if name not in arrays]
     if missing:
         raise ValueError(f"{where}: parameter '{missing[0]}' is missing (the file has "
@@ -1068,6 +1069,12 @@ def _check_weights(arrays, shapes, where):
             raise ValueError(f"{where}: parameter '{name}' has dtype {a.dtype}; parameters are floats")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{where}: parameter '{name}' has non-finite values (nan or inf)")
+    first = next(iter(shapes), None)
+    other = next((name for name in shapes if arrays[name].dtype != arrays[first].dtype), None)
+    if one_dtype and other is not None:
+        raise ValueError(f"{where}: parameters of two dtypes, '{first}' {arrays[first].dtype} and '{other}' "
+                         f"{arrays[other].dtype}; a model computes in one (cast them to one, or load "
+                         "with dtype='float32')")
 
 
 def _write_weights(arrays, path, metadata=None):
@@ -1181,10 +1188,10 @@ def load_params(path, *, xp=None, dtype=None):
     """Parameters saved by save_params or `nnc train`; names, shapes, dtypes and values are checked.
 
     `xp` is the array namespace to load into (NumPy by default); `dtype` ("float32",
-    "float64") converts, otherwise the stored dtype is kept.
+    "float64") converts, otherwise the stored dtype is kept (float16 too, for inference).
     """
     arrays = _read_weights(path)
-    _check_weights(arrays, PARAMS, str(path))
+    _check_weights(arrays, PARAMS, str(path), one_dtype=dtype is None)
     xp = np if xp is None else xp
     if dtype is None:
         return {name: xp.asarray(arrays[name]) for name in PARAM_NAMES}
