@@ -214,3 +214,27 @@ def test_a_statement_over_several_lines_is_quoted_whole(tmp_path):
     load_source(source, tmp_path, "multi")  # still valid Python
     dot = to_dot(build_program(spec, "multi.nn"))
     assert 'label="multi.nn:5  loss = (mse(h, y) # data term ) + 1e-3 * (l2(h.W) + l2(h.b)))"' in dot
+
+
+def test_an_adjoint_updated_in_another_line_is_named_again_there(tmp_path):
+    """Sweep 17: one array held d_c (line 7), then d_a and d_w (line 4), and was named d_w
+    from its first statement (`d_w = xp.full_like(c, 1.0)` under `loss = sum(c)`), and a
+    term of d_a borrowed the name d_a. Each block now names the adjoint it computes."""
+    text = ("model m\ninput x : float[B, 2]\nparam w : float[2] = 0.5\na = tanh(x * w)\n"
+            "b = sin(a) * exp(a)\nc = b * b + a\nloss = sum(c)\n")
+    source = compile_spec(text, "m.nn")
+    backward = source[source.index("def value_and_grad"):]
+    backward = backward[backward.index("# ---- backward"):backward.index("return loss")]
+    assert "d_c = xp.full_like(c, 1.0)" in backward, backward
+    assert "d_w = d_c\n" in backward and "d_w = xp.full_like" not in backward, backward
+    assert "d_a = " not in backward, backward  # no partial term wears d_a's name
+    module = load_source(source, tmp_path)
+    rng = np.random.default_rng(0)
+    x, params = rng.normal(size=(3, 2)), {"w": rng.normal(size=2)}
+    _, grads = module.value_and_grad(params, x)
+    eps, want = 1e-6, np.zeros(2)
+    for k in range(2):
+        up, down = dict(params), dict(params)
+        up["w"], down["w"] = params["w"] + eps * np.eye(2)[k], params["w"] - eps * np.eye(2)[k]
+        want[k] = (float(module.loss(up, x)) - float(module.loss(down, x))) / (2 * eps)
+    np.testing.assert_allclose(grads["w"], want, rtol=1e-7, atol=1e-9)

@@ -158,16 +158,16 @@ def _storage_names(sections, plan: dict[str, int], uses: dict[str, int],
     reader: dict[str, Eqn] = {}
     overwritten_by: dict[str, Var] = {}
     order: list[Var] = []
-    section: dict[str, int] = {}
+    block: dict[str, tuple[int, int]] = {}  # value -> (section, spec line) of its statement
     for k, eqns in enumerate(sections):
         for eqn in eqns:
-            section[eqn.out.name] = k
+            block[eqn.out.name] = (k, eqn.line)
             for a in eqn.inputs:
                 if isinstance(a, Var):
                     reader[a.name] = eqn
             if eqn.out.name in plan:
                 a = eqn.inputs[plan[eqn.out.name]]
-                if a.temp or section.get(a.name) == k:
+                if a.temp or block.get(a.name) == (k, eqn.line):
                     overwritten_by[a.name] = eqn.out
                 order += [a, eqn.out]
     storage: dict[str, str] = {}
@@ -184,6 +184,7 @@ def _storage_names(sections, plan: dict[str, int], uses: dict[str, int],
                 borrow = reader.get(v.name)
                 if (v.temp and uses.get(v.name) == 1 and borrow is not None and not borrow.out.temp
                         and borrow.out.name not in names and borrow.out.name not in taken
+                        and borrow.out.name not in overwritten_by  # its name is another chain's value
                         and (borrow.prim not in INPLACE_OPS or borrow.out.name in plan)):
                     name = borrow.out.name
                 taken.add(name)

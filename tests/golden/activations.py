@@ -933,9 +933,10 @@ def hvp(params, vector, x, y):
     t27 = _log_softmax(xp, p, -1)
     t154 = xp.exp(t27)
     t157 = dot_p - xp.sum(t154 * dot_p, axis=1, keepdims=True)
-    d_residual = t26 + t27
+    s = t26 + t27
     dot_s = t153 + t157
     # activations.nn:10  loss = mse(s, y)
+    d_residual = s
     d_residual -= y
     d_residual *= 2.0
 

@@ -768,9 +768,10 @@ def value_and_grad(params, x, y):
     d_logits /= B
     # digits.nn:7  logits = dense(h, 10)
     d_logits_b = xp.sum(d_logits, axis=0)
-    d_h_pre = xp.matmul(d_logits, logits_W.T)
+    d_h = xp.matmul(d_logits, logits_W.T)
     d_logits_W = xp.matmul(h.T, d_logits)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
+    d_h_pre = d_h
     d_h_pre *= xp.astype(h > 0.0, h.dtype)
     d_h_b = xp.sum(d_h_pre, axis=0)
     d_h_W = xp.matmul(x.T, d_h_pre)
@@ -902,11 +903,12 @@ def hvp(params, vector, x, y):
     dot_d_logits /= B
     # digits.nn:7  logits = dense(h, 10)
     dot_d_logits_b = xp.sum(dot_d_logits, axis=0)
-    dot_d_h_pre = xp.matmul(dot_d_logits, logits_W.T)
-    dot_d_h_pre += xp.matmul(d_logits, dot_logits_W.T)
+    dot_d_h = xp.matmul(dot_d_logits, logits_W.T)
+    dot_d_h += xp.matmul(d_logits, dot_logits_W.T)
     dot_d_logits_W = xp.matmul(dot_h.T, d_logits)
     dot_d_logits_W += xp.matmul(h.T, dot_d_logits)
     # digits.nn:6  h = relu(dense(x, 256, init=he_normal))
+    dot_d_h_pre = dot_d_h
     dot_d_h_pre *= t8
     dot_d_h_b = xp.sum(dot_d_h_pre, axis=0)
     dot_d_h_W = xp.matmul(x.T, dot_d_h_pre)

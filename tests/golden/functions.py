@@ -797,14 +797,15 @@ def value_and_grad(params, x, p, t):
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
     d_t19 = xp.full_like(m, 0.01)
     d_t41 = 1.0 / (B * 4)
-    d_q = 2.0 * residual
-    d_q /= B * 4
+    d_residual = 2.0 * residual
+    d_residual /= B * 4
     d_t33 = xp.exp(-xp.logaddexp(0.0, -t33)) / (B * 4)
     d_t33 += -d_t41 * t
     d_s = xp.sum(d_t33 * q, axis=0)
     d_logp_q = -p
     d_logp_q /= B
     # functions.nn:15  q = transpose(transpose(g))
+    d_q = d_residual
     d_q += d_t33 * s
     d_q += d_logp_q - xp.exp(logp_q) * xp.sum(d_logp_q, axis=1, keepdims=True)
     d_t30 = d_q.T
@@ -826,9 +827,7 @@ def value_and_grad(params, x, p, t):
     # functions.nn:12  c = sqrt(abs(a) + 1) * sin(a) + cos(a) / (1 + a ^ 2)
     d_c = d_g + xp.reshape(d_t19, (1, 4))
     d_t14 = d_c / t16
-    d_t16 = d_c * t17
-    d_t16 /= t16
-    d_a = -d_t16
+    d_a = -(d_c * t17 / t16)
     d_a *= 2.0 * a
     d_t10 = d_c * t12
     d_t12 = d_c * t11
@@ -1077,16 +1076,16 @@ def hvp(params, vector, x, p, t):
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
     t164 = xp.exp(_log_softmax(xp, q, -1))
     t172 = xp.exp(-xp.logaddexp(0.0, -(q * s)))
-    d_q = q - p
-    d_q *= 2.0
+    d_residual = q - p
+    d_residual *= 2.0
 
     # ---- backward with tangents ----
     # functions.nn:16  loss = cross_entropy(q, p) + bce(q * s, t) + mse(q, p) + 0.01 * sum(m) + 1e-3 * l2(h.W)
     d_t19 = xp.full_like(m, 0.01)
     d_t41 = 1.0 / (B * 4)
-    dot_d_q = 2.0 * dot_q
-    d_q /= B * 4
-    dot_d_q /= B * 4
+    dot_d_residual = 2.0 * dot_q
+    d_residual /= B * 4
+    dot_d_residual /= B * 4
     d_t33 = t172 / (B * 4)
     t198 = (s * dot_q + q * dot_s) * (t172 * (1.0 - t172)) / (B * 4)
     d_t33 += -d_t41 * t
@@ -1097,7 +1096,9 @@ def hvp(params, vector, x, p, t):
     d_logp_q /= B
     t73 = xp.sum(d_logp_q, axis=1, keepdims=True)
     # functions.nn:15  q = transpose(transpose(g))
+    d_q = d_residual
     d_q += d_t33 * s
+    dot_d_q = dot_d_residual
     dot_d_q += s * t198 + d_t33 * dot_s
     d_q += d_logp_q - t164 * t73
     dot_d_q += -(t73 * ((dot_q - xp.sum(t164 * dot_q, axis=1, keepdims=True)) * t164))
@@ -1128,13 +1129,9 @@ def hvp(params, vector, x, p, t):
     dot_d_c = dot_d_g + xp.reshape(dot_d_t19, (1, 4))
     d_t14 = d_c / t16
     dot_d_t14 = (dot_d_c - d_t14 * t100) / t16
-    dot_d_t16 = t17 * dot_d_c
-    dot_d_t16 += d_c * t106
     t118 = d_c * t17 / t16
-    dot_d_t16 -= t118 * t100
-    dot_d_t16 /= t16
     d_t16 = -t118
-    dot_d_a = -dot_d_t16
+    dot_d_a = -((t17 * dot_d_c + d_c * t106 - t118 * t100) / t16)
     d_a = d_t16 * t96
     dot_d_a *= t96
     dot_d_a += d_t16 * (2.0 * dot_a)

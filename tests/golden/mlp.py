@@ -789,15 +789,17 @@ def value_and_grad(params, x, y):
     d_logits /= B
     # mlp.nn:7  logits = dense(h2, 10)
     d_logits_b = xp.sum(d_logits, axis=0)
-    d_h2_pre = xp.matmul(d_logits, logits_W.T)
+    d_h2 = xp.matmul(d_logits, logits_W.T)
     d_logits_W = xp.matmul(h2.T, d_logits)
     # mlp.nn:6  h2 = relu(dense(h1, 256))
+    d_h2_pre = d_h2
     d_h2_pre *= xp.astype(h2 > 0.0, h2.dtype)
     d_h2_b = xp.sum(d_h2_pre, axis=0)
-    d_h1_pre = xp.matmul(d_h2_pre, h2_W.T)
+    d_h1 = xp.matmul(d_h2_pre, h2_W.T)
     d_h2_W = xp.matmul(h1.T, d_h2_pre)
     d_h2_W += 0.0002 * h2_W
     # mlp.nn:5  h1 = relu(dense(x, 256))
+    d_h1_pre = d_h1
     d_h1_pre *= xp.astype(h1 > 0.0, h1.dtype)
     d_h1_b = xp.sum(d_h1_pre, axis=0)
     d_h1_W = xp.matmul(x.T, d_h1_pre)
@@ -970,21 +972,24 @@ def hvp(params, vector, x, y):
     # mlp.nn:7  logits = dense(h2, 10)
     dot_d_logits_b = xp.sum(dot_d_logits, axis=0)
     t23 = logits_W.T
-    d_h2_pre = xp.matmul(d_logits, t23)
-    dot_d_h2_pre = xp.matmul(dot_d_logits, t23)
-    dot_d_h2_pre += xp.matmul(d_logits, dot_logits_W.T)
+    d_h2 = xp.matmul(d_logits, t23)
+    dot_d_h2 = xp.matmul(dot_d_logits, t23)
+    dot_d_h2 += xp.matmul(d_logits, dot_logits_W.T)
     dot_d_logits_W = xp.matmul(dot_h2.T, d_logits)
     dot_d_logits_W += xp.matmul(h2.T, dot_d_logits)
     # mlp.nn:6  h2 = relu(dense(h1, 256))
+    d_h2_pre = d_h2
     d_h2_pre *= t26
+    dot_d_h2_pre = dot_d_h2
     dot_d_h2_pre *= t26
     dot_d_h2_b = xp.sum(dot_d_h2_pre, axis=0)
-    dot_d_h1_pre = xp.matmul(dot_d_h2_pre, h2_W.T)
-    dot_d_h1_pre += xp.matmul(d_h2_pre, dot_h2_W.T)
+    dot_d_h1 = xp.matmul(dot_d_h2_pre, h2_W.T)
+    dot_d_h1 += xp.matmul(d_h2_pre, dot_h2_W.T)
     dot_d_h2_W = xp.matmul(dot_h1.T, d_h2_pre)
     dot_d_h2_W += xp.matmul(h1.T, dot_d_h2_pre)
     dot_d_h2_W += 0.0002 * dot_h2_W
     # mlp.nn:5  h1 = relu(dense(x, 256))
+    dot_d_h1_pre = dot_d_h1
     dot_d_h1_pre *= t6
     dot_d_h1_b = xp.sum(dot_d_h1_pre, axis=0)
     dot_d_h1_W = xp.matmul(x.T, dot_d_h1_pre)

@@ -725,9 +725,10 @@ def value_and_grad(params, x, y):
     # xor.nn:6  logit = dense(hidden, 1)
     d_logit += -d_t10 * y
     d_logit_b = xp.sum(d_logit, axis=0)
-    d_hidden_pre = xp.matmul(d_logit, logit_W.T)
+    d_hidden = xp.matmul(d_logit, logit_W.T)
     d_logit_W = xp.matmul(hidden.T, d_logit)
     # xor.nn:5  hidden = tanh(dense(x, 2))
+    d_hidden_pre = d_hidden
     d_hidden_pre *= 1.0 - hidden * hidden
     d_hidden_b = xp.sum(d_hidden_pre, axis=0)
     d_hidden_W = xp.matmul(x.T, d_hidden_pre)
@@ -860,12 +861,13 @@ def hvp(params, vector, x, y):
     dot_d_logit_b = xp.sum(t33, axis=0)
     t19 = logit_W.T
     d_hidden = xp.matmul(d_logit, t19)
-    dot_d_hidden_pre = xp.matmul(t33, t19)
-    dot_d_hidden_pre += xp.matmul(d_logit, dot_logit_W.T)
+    dot_d_hidden = xp.matmul(t33, t19)
+    dot_d_hidden += xp.matmul(d_logit, dot_logit_W.T)
     dot_d_logit_W = xp.matmul(dot_hidden.T, d_logit)
     dot_d_logit_W += xp.matmul(hidden.T, t33)
     # xor.nn:5  hidden = tanh(dense(x, 2))
     t43 = hidden * dot_hidden
+    dot_d_hidden_pre = dot_d_hidden
     dot_d_hidden_pre *= t6
     dot_d_hidden_pre += d_hidden * -(t43 + t43)
     dot_d_hidden_b = xp.sum(dot_d_hidden_pre, axis=0)
