@@ -836,7 +836,9 @@ def _check_forward(module, sizes: dict[str, int], seed: int, *, reverse: bool):
         raise NotAModuleError("the module has no jvp(); recompile it with this nnc to check forward mode")
     sizes = bind_dims(module.INPUTS, sizes)
     params, inputs = draw_point(module, sizes, np.random.default_rng(seed))
-    if not np.isfinite(float(module.loss(params, *inputs))):  # log or sqrt of an input: as the reverse check
+    with np.errstate(all="ignore"):  # a non-finite loss is the answer here, not a warning
+        finite = np.isfinite(float(module.loss(params, *inputs)))
+    if not finite:  # log or sqrt of an input: as the reverse check
         params, inputs = draw_point(module, sizes, np.random.default_rng(seed), positive=True)
         click.echo("forward mode: inputs and parameters drawn positive, as real-valued ones gave a "
                    "non-finite loss", err=True)

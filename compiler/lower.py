@@ -121,6 +121,9 @@ class _Lowering:
                 if isinstance(st, ast.ModelStmt):
                     if model_name is not None or st is not sts[0]:
                         self.error("'model' must be the first statement and appear once", st.span)
+                    if st.name in KEYWORDS:
+                        self.error(f"'{st.name}' is a keyword and cannot be used as a name", st.span,
+                                   help=f"name the model otherwise, for example 'model {st.name}_net'")
                     model_name = st.name
                 elif isinstance(st, ast.InputStmt):
                     self._declare_input(st)
@@ -559,6 +562,15 @@ class _Lowering:
                 raise SpecError(f"{func}(): '{name}' must be an initializer such as he_normal or normal(0.1)", e.span,
                                 help="initializers: " + ", ".join(INIT_ARGS))
             return self._init(e, None)
+        if kind in (INT, AXIS) and not isinstance(e, (ast.Num, ast.Neg, ast.ListLit)):
+            text = self._source_text(e.span, 20)
+            if kind == AXIS:
+                help = ("write the axis as a number (axis=1, axis=-1); leave axis out to reduce over "
+                        "every element" + (" (there is no None)" if text == "None" else ""))
+            else:
+                help = f"write the number itself ({func}(x, 3)): a name in a spec stands for an array"
+            raise SpecError(f"{func}(): '{name}' must be an integer written as a number, got '{text}'",
+                            e.span, help=help)
         value = self._number(e, f"{func}(): '{name}'")
         if kind in (INT, AXIS):
             if value != int(value):

@@ -138,6 +138,20 @@ def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
                              "a direction has the shape of what it moves")
 
 
+def _check_directions(xp, arg, directions):
+    """Raise TypeError naming the first entry of `directions` (jvp's tangents, hvp's vector:
+    `arg`) that is complex, whose imaginary part the cast to the parameters' dtype would drop
+    (with only NumPy's ComplexWarning). Called when a dtype differs from the parameters'."""
+    for name, d in directions.items():
+        try:
+            complex_ = xp.isdtype(d.dtype, "complex floating")
+        except (AttributeError, TypeError, ValueError):  # no array, or a dtype the namespace does not know
+            continue
+        if complex_:
+            raise TypeError(f"{arg}['{name}'] has dtype {d.dtype}: directions are real, and casting it to the "
+                            "parameters' dtype would drop its imaginary part (pass its .real)")
+
+
 def _check_writable(what, a):
     """Raise ValueError when train_step could not update `a` (`what`: "parameter 'h1.W'") in
     place: a read-only NumPy array (np.load(..., mmap_mode="r"), np.broadcast_to, flags.writeable

@@ -265,7 +265,7 @@ def build_model(prog: Program) -> dict:
                         "_copy(xp, " in fn.returns for fn in functions + optimizer_functions)
                     + _check_helpers(checks)
                     + [function_source("checks", "_check_params")] * shape_checks
-                    + [function_source("checks", "_check_tangents")] * any(
+                    + [function_source("checks", k) for k in ("_check_tangents", "_check_directions")] * any(
                         r.source != "params" for fn in functions for r in fn.unpack)
                     # init_optimizer's check that train_step can update each parameter; the loop's
                     # error naming the parameter it could not update (which calls the check)
@@ -436,7 +436,9 @@ def _input_cast(decls, params: list[Var], unpack: list[Read], reference: str | N
     # integer parameters would truncate the inputs cast to them: named (a test where dtypes differ)
     integral = ([f'    if not xp.isdtype({dtype}, "real floating"):', "        _check_params(params, _PARAMS, _SPEC, xp)"]
                 if params else [])
-    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4), *integral,
+    # complex directions: the cast would drop their imaginary part
+    complex_directions = [f'    _check_directions(xp, "{src}", {src})' for src in dict.fromkeys(r.source for r in seeds)]
+    return [f"# float inputs in {what}", wrap_condition(f"if {conds}:", indent=4), *integral, *complex_directions,
             *("    " + cast for cast in casts)]
 
 

@@ -482,6 +482,20 @@ def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
                              "a direction has the shape of what it moves")
 
 
+def _check_directions(xp, arg, directions):
+    """Raise TypeError naming the first entry of `directions` (jvp's tangents, hvp's vector:
+    `arg`) that is complex, whose imaginary part the cast to the parameters' dtype would drop
+    (with only NumPy's ComplexWarning). Called when a dtype differs from the parameters'."""
+    for name, d in directions.items():
+        try:
+            complex_ = xp.isdtype(d.dtype, "complex floating")
+        except (AttributeError, TypeError, ValueError):  # no array, or a dtype the namespace does not know
+            continue
+        if complex_:
+            raise TypeError(f"{arg}['{name}'] has dtype {d.dtype}: directions are real, and casting it to the "
+                            "parameters' dtype would drop its imaginary part (pass its .real)")
+
+
 def _check_writable(what, a):
     """Raise ValueError when train_step could not update `a` (`what`: "parameter 'h1.W'") in
     place: a read-only NumPy array (np.load(..., mmap_mode="r"), np.broadcast_to, flags.writeable
@@ -658,6 +672,8 @@ def _check_forward_inputs(x):
 
 def init_params(seed=0, *, xp=None, dtype="float32"):
     """Initial parameters keyed by spec name; the same seed gives the same values."""
+    if isinstance(seed, bool) or not hasattr(seed, "__index__") or seed < 0:  # NumPy's error names no argument
+        raise ValueError(f"init_params: seed must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
     values = {
         "h.W": _he_normal(rng, (64, 256)),
@@ -814,6 +830,7 @@ def jvp(params, tangents, x, y):
             or dot_logits_W.dtype != h_W.dtype or dot_logits_b.dtype != h_W.dtype):
         if not xp.isdtype(h_W.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
+        _check_directions(xp, "tangents", tangents)
         x = xp.astype(x, h_W.dtype)
         dot_h_W = xp.astype(dot_h_W, h_W.dtype)
         dot_h_b = xp.astype(dot_h_b, h_W.dtype)
@@ -871,6 +888,7 @@ def hvp(params, vector, x, y):
             or dot_logits_W.dtype != h_W.dtype or dot_logits_b.dtype != h_W.dtype):
         if not xp.isdtype(h_W.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
+        _check_directions(xp, "vector", vector)
         x = xp.astype(x, h_W.dtype)
         dot_h_W = xp.astype(dot_h_W, h_W.dtype)
         dot_h_b = xp.astype(dot_h_b, h_W.dtype)

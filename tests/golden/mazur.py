@@ -444,6 +444,20 @@ def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
                              "a direction has the shape of what it moves")
 
 
+def _check_directions(xp, arg, directions):
+    """Raise TypeError naming the first entry of `directions` (jvp's tangents, hvp's vector:
+    `arg`) that is complex, whose imaginary part the cast to the parameters' dtype would drop
+    (with only NumPy's ComplexWarning). Called when a dtype differs from the parameters'."""
+    for name, d in directions.items():
+        try:
+            complex_ = xp.isdtype(d.dtype, "complex floating")
+        except (AttributeError, TypeError, ValueError):  # no array, or a dtype the namespace does not know
+            continue
+        if complex_:
+            raise TypeError(f"{arg}['{name}'] has dtype {d.dtype}: directions are real, and casting it to the "
+                            "parameters' dtype would drop its imaginary part (pass its .real)")
+
+
 def _check_writable(what, a):
     """Raise ValueError when train_step could not update `a` (`what`: "parameter 'h1.W'") in
     place: a read-only NumPy array (np.load(..., mmap_mode="r"), np.broadcast_to, flags.writeable
@@ -572,6 +586,8 @@ def _check_forward_inputs(i):
 
 def init_params(seed=0, *, xp=None, dtype="float32"):
     """Initial parameters keyed by spec name; the same seed gives the same values."""
+    if isinstance(seed, bool) or not hasattr(seed, "__index__") or seed < 0:  # NumPy's error names no argument
+        raise ValueError(f"init_params: seed must be a non-negative integer, got {seed!r}")
     values = {
         "W1": np.array([[0.15, 0.2], [0.25, 0.3]]),
         "b1": np.full((), 0.35),
@@ -730,6 +746,7 @@ def jvp(params, tangents, i, t):
             or dot_b1.dtype != W1.dtype or dot_W2.dtype != W1.dtype or dot_b2.dtype != W1.dtype):
         if not xp.isdtype(W1.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
+        _check_directions(xp, "tangents", tangents)
         i = xp.astype(i, W1.dtype)
         t = xp.astype(t, W1.dtype)
         dot_W1 = xp.astype(dot_W1, W1.dtype)
@@ -793,6 +810,7 @@ def hvp(params, vector, i, t):
             or dot_b1.dtype != W1.dtype or dot_W2.dtype != W1.dtype or dot_b2.dtype != W1.dtype):
         if not xp.isdtype(W1.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
+        _check_directions(xp, "vector", vector)
         i = xp.astype(i, W1.dtype)
         t = xp.astype(t, W1.dtype)
         dot_W1 = xp.astype(dot_W1, W1.dtype)

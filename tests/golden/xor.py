@@ -440,6 +440,20 @@ def _check_tangents(arg, tangents, shapes, like=None, check_library=None):
                              "a direction has the shape of what it moves")
 
 
+def _check_directions(xp, arg, directions):
+    """Raise TypeError naming the first entry of `directions` (jvp's tangents, hvp's vector:
+    `arg`) that is complex, whose imaginary part the cast to the parameters' dtype would drop
+    (with only NumPy's ComplexWarning). Called when a dtype differs from the parameters'."""
+    for name, d in directions.items():
+        try:
+            complex_ = xp.isdtype(d.dtype, "complex floating")
+        except (AttributeError, TypeError, ValueError):  # no array, or a dtype the namespace does not know
+            continue
+        if complex_:
+            raise TypeError(f"{arg}['{name}'] has dtype {d.dtype}: directions are real, and casting it to the "
+                            "parameters' dtype would drop its imaginary part (pass its .real)")
+
+
 def _check_writable(what, a):
     """Raise ValueError when train_step could not update `a` (`what`: "parameter 'h1.W'") in
     place: a read-only NumPy array (np.load(..., mmap_mode="r"), np.broadcast_to, flags.writeable
@@ -611,6 +625,8 @@ def _check_forward_inputs(x):
 
 def init_params(seed=0, *, xp=None, dtype="float32"):
     """Initial parameters keyed by spec name; the same seed gives the same values."""
+    if isinstance(seed, bool) or not hasattr(seed, "__index__") or seed < 0:  # NumPy's error names no argument
+        raise ValueError(f"init_params: seed must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
     values = {
         "hidden.W": _glorot_uniform(rng, (2, 2)),
@@ -772,6 +788,7 @@ def jvp(params, tangents, x, y):
             or dot_logit_W.dtype != hidden_W.dtype or dot_logit_b.dtype != hidden_W.dtype):
         if not xp.isdtype(hidden_W.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
+        _check_directions(xp, "tangents", tangents)
         x = xp.astype(x, hidden_W.dtype)
         y = xp.astype(y, hidden_W.dtype)
         dot_hidden_W = xp.astype(dot_hidden_W, hidden_W.dtype)
@@ -829,6 +846,7 @@ def hvp(params, vector, x, y):
             or dot_logit_W.dtype != hidden_W.dtype or dot_logit_b.dtype != hidden_W.dtype):
         if not xp.isdtype(hidden_W.dtype, "real floating"):
             _check_params(params, _PARAMS, _SPEC, xp)
+        _check_directions(xp, "vector", vector)
         x = xp.astype(x, hidden_W.dtype)
         y = xp.astype(y, hidden_W.dtype)
         dot_hidden_W = xp.astype(dot_hidden_W, hidden_W.dtype)
