@@ -1137,8 +1137,11 @@ def _read_weights(path):
         count = 1
         for d in shape:
             count *= d
-        if (min(shape, default=0) < 0 or not 0 <= begin <= end <= len(buffer)
-                or end - begin != count * dtype.itemsize):
+        consistent = min(shape, default=0) >= 0 and 0 <= begin <= end and end - begin == count * dtype.itemsize
+        if consistent and end > len(buffer):
+            raise ValueError(f"{path}: the file is cut short: '{name}' ends at byte {end} of the data, which "
+                             f"has {len(buffer)} (an interrupted download or copy?)")
+        if not consistent:
             raise ValueError(f"{path}: '{name}' has data offsets that do not match its shape and dtype")
         data = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape)
         arrays[name] = data.astype(dtype.newbyteorder("="))
