@@ -181,9 +181,9 @@ def _paired(pred: Atom, target: Atom, names: tuple[str, str] = ("pred", "target"
             "every prediction would be compared with every target")
     fix = f"give the {names[0]} and the {names[1]} one shape"
     if len(pred.shape) == 2 and pred.shape[1] == 1 and pred.shape[:1] == target.shape:
-        fix = f"declare the {names[1]} float{p}, like the {names[0]}, or pass the {names[0]} through flatten(...), which makes it {t}"
+        fix = f"declare the {names[1]} float{p}, like the {names[0]}, or pass sum(..., axis=1) of the {names[0]}, which is {t}"
     if len(target.shape) == 2 and target.shape[1] == 1 and target.shape[:1] == pred.shape:
-        fix = f"pass the {names[1]} through flatten(...), which makes it {p}, like the {names[0]}"
+        fix = f"pass sum(..., axis=1) of the {names[1]}, which is {p}, like the {names[0]}"
     raise ShapeError(what, help=fix)
 
 

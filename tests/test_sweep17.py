@@ -109,3 +109,14 @@ def test_a_cut_short_safetensors_file_says_so(xor, tmp_path: Path):
     path.write_bytes(path.read_bytes()[:-5])
     with pytest.raises(ValueError, match=r"the file is cut short: '.+' ends at byte \d+ of the data, which has \d+"):
         xor.load_params(path)
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse", "sse"])
+def test_the_help_for_a_column_against_a_vector_compiles(loss: str):
+    """The help of the [B, 1]-against-[B] error (sweep 18: it offered flatten(...), which keeps
+    [B, 1]): both of its remedies compile, and the spec as written does not."""
+    text = f"model t\ninput x : float[B, 2]\ninput y : float[B]\nh = dense(x, 1)\nloss = {loss}(h, y)\n"
+    err = _error(text)
+    assert "sum(..., axis=1)" in err.help and "flatten" not in err.help, err.help
+    compile_spec(text.replace("h = dense(x, 1)", "h = sum(dense(x, 1), axis=1)"), "s.nn")
+    compile_spec(text.replace("float[B]", "float[B, 1]"), "s.nn")
