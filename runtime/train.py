@@ -373,6 +373,10 @@ def _copy(xp: ModuleType, params: dict) -> dict:
     return {k: xp.asarray(v, copy=True) for k, v in params.items()}
 
 
+def _finite(params: dict) -> bool:
+    return all(bool(np.all(np.isfinite(_to_numpy(v)))) for v in params.values())
+
+
 def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream: TextIO | None = None) -> Run:
     """Train the model of `prog` on `data_source`; returns the trained run (also on a nan stop)."""
     inputs = input_specs(prog)
@@ -420,7 +424,7 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
     kinds = {i.name: i.kind for i in inputs}
     train_dev = Device.put(xp, train_set, kinds, opts.dtype)
     val_dev = Device.put(xp, val_set, kinds, opts.dtype) if len(val_set) else None
-    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported once, as the nan stop
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is reported once, as the nan stop
         run = _loop(module, params, train_dev, val_dev, spans, epochs, kind, opts, stream)
     classifier = bound.labels is not None
     run.summary = Summary(spec_name, data_source, len(train_set), len(val_set), len(run.history), run.steps,
@@ -513,23 +517,28 @@ def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device |
         raise TrainError(f"--log {opts.log}: cannot write it: {exc.strerror or exc}") from None
     classifier = train_dev.host.labels is not None
     start = time.perf_counter()
-    epoch, in_step, good = 0, False, None
+    # train_step returns the loss of the parameters it is given: `before` are this step's,
+    # `finite` the last ones whose loss was finite (before the step before, once one ran)
+    epoch, in_step, before, finite = 0, False, None, None
     try:
         for epoch in range(1, epochs + 1):
             order = rng.permutation(len(train_dev))
             total, seen = 0.0, 0
             for k, (lo, hi) in enumerate(spans, 1):
-                good = _copy(xp, params)  # the last weights whose loss was finite
+                before = _copy(xp, params)
                 in_step = True
                 loss = float(train_step(params, state, *_ordered(module, train_dev.batch(order[lo:hi]))))
                 in_step = False
                 if not math.isfinite(loss):
                     params.clear()
-                    params.update(good)
+                    params.update(finite if finite is not None else before)
+                    kept = ("the weights before the step before it, the last whose loss was finite"
+                            if finite is not None else "the initial weights, whose loss it is")
                     run.stopped = (f"loss became {loss} at epoch {epoch} step {run.steps + 1} (batch {k} of "
-                                   f"{len(spans)}); kept the weights from before that step; try a smaller --lr")
+                                   f"{len(spans)}); kept {kept}; try a smaller --lr")
                     progress.message(f"nnc train: {run.stopped}")
                     break
+                finite = before
                 run.steps += 1
                 total += loss * (hi - lo)
                 seen += hi - lo
@@ -543,12 +552,23 @@ def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device |
             if log:
                 log.write(json.dumps(record.as_dict()) + "\n")
                 log.flush()
+        # no next step's loss tells of the last one: its parameters, and their loss, are checked here
+        if not run.stopped and run.steps and not (_finite(params)
+                                                  and math.isfinite(evaluate(module, params, train_dev, kind).loss)):
+            params.clear()
+            params.update(before)
+            run.stopped = (f"the last step (epoch {epoch} step {run.steps}) made the loss or the parameters "
+                           "non-finite; kept the weights from before it, whose loss was finite; try a smaller --lr")
+            progress.message(f"nnc train: {run.stopped}")
+            if run.history:  # the summary reports the weights kept
+                run.history[-1] = _record(module, params, train_dev, val_dev, kind, epoch, run.steps,
+                                          run.history[-1].loss, state, time.perf_counter() - start)
     except KeyboardInterrupt:
         if not opts.interruptible:
             raise
         if in_step:  # a step cut short may have written some parameters and not others
             params.clear()
-            params.update(good)
+            params.update(before)
         run.interrupted = (f"interrupted (Ctrl-C) at epoch {epoch} of {epochs} after {run.steps} "
                            f"step{'s' if run.steps != 1 else ''}")
         progress.message(f"nnc train: {run.interrupted}")

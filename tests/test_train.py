@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from helpers import SPECS, compile_and_load
 from nnc.api import build_program
+from nnc.runtime import data as datamod
 from nnc.runtime import train as tr
 
 
@@ -155,6 +157,35 @@ def test_nan_loss_stops_and_keeps_the_last_finite_weights():
     # float64 (in float32 a loss of these, about 1e38, may round to inf)
     wide = {k: np.asarray(v, dtype=np.float64) for k, v in run.params.items()}
     assert np.isfinite(float(run.module.loss(wide, np.eye(2), np.ones((2, 1)))))
+
+
+def _loss_on(run, spec_text: str, data: str) -> float:
+    """The spec's loss at the run's kept weights on the whole data set in float32, as nnc eval
+    computes it."""
+    prog = build_program(spec_text, "t.nn")
+    inputs, kind = tr.input_specs(prog), tr.output_kind(prog)
+    bound = datamod.bind(datamod.load(data, inputs), inputs, kind)
+    dev = tr.Device.put(np, bound, {i.name: i.kind for i in inputs}, "float32")
+    with np.errstate(all="ignore"):
+        return tr.evaluate(run.module, run.params, dev, kind).loss
+
+
+def test_a_nan_stop_keeps_weights_whose_loss_is_finite():
+    """train_step returns the loss of the parameters it was given: a nan at step k means step
+    k-1 made the bad weights (sweep 18: the weights "from before step k" evaluated to nan,
+    and with sqrt(abs(.)) were inf, so --out failed). The kept ones are from before step k-1."""
+    run = _train((SPECS / "digits.nn").read_text(), "digits", seed=0, epochs=2, lr=1e20)
+    assert run.stopped is not None and "the last whose loss was finite" in run.stopped, run.stopped
+    assert math.isfinite(_loss_on(run, (SPECS / "digits.nn").read_text(), "digits"))
+
+
+def test_divergence_in_the_last_step_is_reported():
+    """The last step has no next step to report its loss: nan validation, exit 0 (sweep 18).
+    Its parameters and their loss are checked at the end, and the weights before it kept."""
+    run = _train((SPECS / "digits.nn").read_text(), "digits", seed=0, epochs=1, batch_size=2000, lr=1e38)
+    assert run.steps == 1 and run.stopped is not None and run.stopped.startswith("the last step"), run.stopped
+    assert math.isfinite(_loss_on(run, (SPECS / "digits.nn").read_text(), "digits"))
+    assert math.isfinite(run.history[-1].val_loss)
 
 
 def test_nan_stop_from_the_command_line(tmp_path):
