@@ -117,14 +117,15 @@ def _fail_internal(path: str, what: str) -> NoReturn:
 
 
 class _StdoutFailed(BaseException):
-    """A write to standard output failed (a full disk, a closed stream). A BaseException, as
-    KeyboardInterrupt is, so that no command's `except Exception` reports it as nnc's bug."""
+    """A write to standard output failed (a full disk, a closed stream; args[0] None: a broken
+    pipe, whose reader left early). A BaseException, as KeyboardInterrupt is, so that no
+    command's `except Exception` reports it as nnc's bug."""
 
 
 class _CheckedStdout:
     """sys.stdout while a command runs: a failed write or flush raises _StdoutFailed, which
-    _Group.main reports in one line. A broken pipe (`nnc compile spec.nn | head`) stays
-    click's: a quiet exit."""
+    _Group.main reports in one line; a broken pipe (`nnc train spec.nn | head`) is a quiet
+    exit 1, as click makes it (and as train, catching OSError, did not)."""
 
     def __init__(self, stream):
         self._stream = stream
@@ -133,9 +134,7 @@ class _CheckedStdout:
         try:
             return getattr(self._stream, method)(*args)
         except OSError as exc:
-            if exc.errno == errno.EPIPE:
-                raise
-            raise _StdoutFailed(exc.strerror or str(exc)) from None
+            raise _StdoutFailed(None if exc.errno == errno.EPIPE else exc.strerror or str(exc)) from None
 
     def write(self, text):
         return self._checked("write", text)
@@ -169,6 +168,8 @@ class _Group(click.Group):
         except _StdoutFailed as exc:
             with contextlib.suppress(AttributeError, OSError, ValueError):  # no file descriptor (CliRunner)
                 os.dup2(os.open(os.devnull, os.O_WRONLY), real.fileno())  # what the exit's flush writes
+            if exc.args[0] is None:  # the reader left: nothing to say, and no one to say it to
+                sys.exit(EXIT_CHECK_FAILED)
             click.echo(f"nnc: error: cannot write to standard output: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         finally:
@@ -562,13 +563,19 @@ def train_cmd(spec: str, data: str, out: str | None, init_from: str | None, plot
     opts = tr.Options(init_from=init_from, interruptible=True, **options)
     with _run_errors("train", spec, debug):
         run = tr.train(prog, Path(spec).name, data, opts)
+        if out is not None:  # saved before anything is printed: a reader gone from stdout loses no weights
+            tr.save(run, out, Path(spec).name)
         click.echo(run.summary.text())
         if out is not None:
-            tr.save(run, out, Path(spec).name)
             click.echo(f"weights saved to {out}" + (" (the last finite ones)" if run.stopped else
                                                     " (those of the last whole step)" if run.interrupted else ""))
     if plot is not None and run.history:
-        tr.plot(run, plot, f"{Path(spec).name} on {data}")
+        try:
+            tr.plot(run, plot, f"{Path(spec).name} on {data}")
+        except (ValueError, RuntimeError, OSError) as exc:  # a format matplotlib cannot write (.txt; .pgf without LaTeX)
+            if debug:
+                raise
+            _fail_run("train", f"--plot {plot}: matplotlib cannot draw it: {exc}")
         click.echo(f"curves drawn to {plot}")
     if run.interrupted:
         sys.exit(EXIT_INTERRUPTED)

@@ -254,3 +254,23 @@ def test_a_broken_pipe_stays_quiet(tmp_path: Path):
     proc.stdout.close()
     stderr = proc.communicate(timeout=60)[1].decode()
     assert "Traceback" not in stderr and "error" not in stderr, stderr
+
+
+def test_train_into_a_broken_pipe_saves_the_weights_and_exits_quietly(tmp_path: Path):
+    """`nnc train ... --out w.npz | (reader gone)`: an internal error (exit 3) and no weights,
+    the summary echo failing before the save (sweep 18). Now the weights are saved first and
+    the broken pipe is a quiet exit 1, as for the other commands."""
+    proc = subprocess.Popen([sys.executable, "-m", "nnc", "train", str(GOOD), "--data", "xor", "--quiet", "--epochs",
+                             "2", "--out", "w.npz"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before anything is printed
+    stderr = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 1 and stderr == "", stderr
+    assert (tmp_path / "w.npz").is_file()
+
+
+def test_a_plot_format_matplotlib_cannot_write_is_one_line(tmp_path: Path):
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (pip install -e '.[plot]')")
+    proc = subprocess.run([sys.executable, "-m", "nnc", "train", str(GOOD), "--data", "xor", "--quiet", "--epochs",
+                           "2", "--plot", "c.txt"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "nnc train: error: --plot c.txt: matplotlib cannot draw it: Format 'txt' is not supported" in proc.stderr
