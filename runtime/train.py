@@ -197,6 +197,13 @@ class Device:
 
     @classmethod
     def put(cls, xp: ModuleType, bound: datamod.Bound, kinds: dict[str, str], dtype: str) -> Device:
+        if dtype == "float32":  # finite in float64 (the data's check), inf once cast: refused, as inf is
+            limit = float(np.finfo(np.float32).max)
+            for name, a in bound.arrays.items():
+                largest = float(np.max(np.abs(a))) if kinds[name] == "float" and a.size else 0.0
+                if largest > limit:  # (the examples are a split's here: no index would name a row of the file)
+                    raise datamod.DataError(f"input '{name}' holds values beyond float32's range (±3.4e38; the "
+                                            f"largest is {largest:.3g}): pass --dtype float64, or rescale the data")
         # labels keep their host dtype (int64) where the namespace has it; JAX without x64
         # makes them int32 quietly, where asking for int64 would warn
         arrays = {name: xp.asarray(a, dtype=getattr(xp, dtype)) if kinds[name] == "float" else xp.asarray(a)

@@ -314,3 +314,16 @@ def test_jax_training_is_compiled_and_matches_numpy(optimizer, traced, tmp_path)
     np.testing.assert_allclose(float(loss_jax), float(loss_np), rtol=1e-5)
     for k in p_np:
         np.testing.assert_allclose(np.asarray(p_jax[k]), p_np[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_data_beyond_float32_is_refused_in_float32(tmp_path):
+    """1e308 is finite in float64 (the data's own check) and inf once cast to float32: it made
+    a RuntimeWarning and 'loss became nan ... try a smaller --lr' (sweep 18)."""
+    data = tmp_path / "huge.csv"
+    data.write_text("1e300,2,1\n1e308,2,0\n-1e308,1,2\n")
+    spec = "model clf\ninput x : float[B, 2]\ninput y : int[B]\nlogits = dense(x, 3)\nloss = cross_entropy(logits, y)\n"
+    with pytest.raises(ValueError, match=r"input 'x' holds values beyond float32's range .*the largest is 1e\+308.*"
+                                         r"pass --dtype float64"):
+        _train(spec, str(data), epochs=1)
+    run = _train(spec, str(data), epochs=1, dtype="float64")  # accepted (what it learns from 1e308 is its own)
+    assert run.steps == 1
