@@ -25,7 +25,9 @@ class EpochRecord:
     seconds: float  # since the start of training
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        """The record as JSON can hold it: a non-finite number (a diverging validation loss) is
+        null, as JSON has no Infinity or NaN (json.dumps would write them, and strict readers refuse)."""
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in self.__dict__.items()}
 
 
 def _fmt(v: float | None, width: int = 7) -> str:

@@ -557,7 +557,7 @@ def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device |
             run.history.append(record)
             progress.epoch(record, classifier)
             if log:
-                log.write(json.dumps(record.as_dict()) + "\n")
+                log.write(json.dumps(record.as_dict(), allow_nan=False) + "\n")
                 log.flush()
         # no next step's loss tells of the last one: its parameters, and their loss, are checked here
         if not run.stopped and run.steps and not (_finite(params)

@@ -327,3 +327,20 @@ def test_data_beyond_float32_is_refused_in_float32(tmp_path):
         _train(spec, str(data), epochs=1)
     run = _train(spec, str(data), epochs=1, dtype="float64")  # accepted (what it learns from 1e308 is its own)
     assert run.steps == 1
+
+
+def test_a_log_line_is_strict_json_when_a_loss_is_not_finite():
+    """--log wrote `"val_loss": Infinity`, which is not JSON (sweep 18): non-finite values are null."""
+    import json
+
+    from nnc.runtime.progress import EpochRecord
+
+    record = EpochRecord(3, 30, 0.5, 0.9, math.inf, 0.5, 0.1, 1.0)
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    line = json.dumps(record.as_dict(), allow_nan=False)
+    assert json.loads(line, parse_constant=refuse) == {"epoch": 3, "step": 30, "loss": 0.5, "accuracy": 0.9,
+                                                       "val_loss": None, "val_accuracy": 0.5, "lr": 0.1,
+                                                       "seconds": 1.0}
