@@ -301,6 +301,17 @@ def bind(data: Dataset, inputs: list[InputSpec], output_kind: str = "score") -> 
     return Bound(arrays, mode, labels, classes)
 
 
+_MAX_LABEL = 2**31 - 1  # the largest size a spec may declare: no model has more classes
+
+
+def _check_label_size(a: np.ndarray, name: str, source: str) -> None:
+    """Refuse class labels too large for any model before they are cast to int64, where
+    1e23 or 2**63 + 1 would wrap around to made-up values (and NumPy warn)."""
+    if a.size and a.dtype.kind in "fiu" and float(np.max(a)) > _MAX_LABEL:
+        raise DataError(f"{source}: '{name}' holds class labels up to {float(np.max(a)):.4g}, more than any "
+                        f"model's classes (at most {_MAX_LABEL})")
+
+
 def _targets(data: Dataset, target: InputSpec, first: InputSpec, mode: str, output_kind: str):
     item = _item_shape(target, mode)
     if data.targets is None:
@@ -310,6 +321,7 @@ def _targets(data: Dataset, target: InputSpec, first: InputSpec, mode: str, outp
         if y.shape[1:] != (1,) or not np.all(y == np.round(y)) or np.any(y < 0):
             raise DataError(f"{data.name}: the target '{target.name}' is int (class indices), so the "
                             "last column must hold whole numbers 0, 1, 2, ...")
+        _check_label_size(y, target.name, data.name)
         y = y[:, 0].astype(np.int64)
         data = Dataset(data.name, data.features, y, int(y.max()) + 1 if len(y) else 0)
     if data.classes is None:  # float targets from a .csv file: used as they are
@@ -369,6 +381,7 @@ def _bind_arrays(data: Dataset, inputs: list[InputSpec], output_kind: str) -> Bo
         if spec.kind == "int":
             if a.dtype.kind not in "iub" and not (a.dtype.kind == "f" and np.all(a == np.round(a))):
                 raise DataError(f"{data.name}: '{spec.name}' must hold class indices (whole numbers)")
+            _check_label_size(a, spec.name, data.name)
             a = a.astype(np.int64)
             if spec.classes is not None and a.size and (a.min() < 0 or a.max() >= spec.classes):
                 bad = int(np.argmax(((a < 0) | (a >= spec.classes)).reshape(len(a), -1).any(axis=1)))

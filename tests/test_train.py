@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -344,3 +345,21 @@ def test_a_log_line_is_strict_json_when_a_loss_is_not_finite():
     assert json.loads(line, parse_constant=refuse) == {"epoch": 3, "step": 30, "loss": 0.5, "accuracy": 0.9,
                                                        "val_loss": None, "val_accuracy": 0.5, "lr": 0.1,
                                                        "seconds": 1.0}
+
+
+@pytest.mark.parametrize("kind", ["csv", "uint64", "float"])
+def test_class_labels_too_large_for_int64_are_refused_as_they_are(kind, tmp_path):
+    """Labels of 1e23 or 2**63 + 1 wrapped around in the cast to int64: a RuntimeWarning and
+    'labels from -9223372036854775808 to 0' (sweep 18). They are named as given now."""
+    if kind == "csv":
+        data = tmp_path / "big.csv"
+        data.write_text("1,2,99999999999999999999999\n3,4,0\n")
+    else:
+        data = tmp_path / "big.npz"
+        y = np.full(4, 2**63 + 1, dtype=np.uint64) if kind == "uint64" else np.full(4, 1e20)
+        np.savez(data, x=np.zeros((4, 2)), y=y)
+    spec = "model clf\ninput x : float[B, 2]\ninput y : int[B]\nlogits = dense(x, 3)\nloss = cross_entropy(logits, y)\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"'y' holds class labels up to (1e\+23|9\.223e\+18|1e\+20), more than any"):
+            _train(spec, str(data), epochs=1)
