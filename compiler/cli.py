@@ -614,6 +614,11 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
                 bound = datamod.bind(datamod.load(data, inputs), inputs, kind)
             except (tr.TrainError, ValueError):
                 inputs = [i for i in inputs if i.name in tr.forward_inputs(module)]
+        if bound is None and features_only and data.endswith(".csv"):
+            try:
+                bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)
+            except (tr.TrainError, ValueError):  # no target columns: the features alone (new data)
+                inputs = [i for i in inputs if i.name in tr.forward_inputs(module)]
         if bound is None:
             bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)
         tr.require_examples(bound, data)
@@ -714,7 +719,9 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
                                                   "the --weights file": weights})
     prog, module, xp, params, bound, kind, dtype = _load_for_use("predict", spec, weights, data, backend, dtype,
                                                                  debug, features_only=True)
-    if bound.arrays.keys() == {d.var.name for d in prog.inputs}:  # targets given: decided as eval decides
+    # targets named in the data (.npz, a built-in set): decided as eval decides; a .csv's columns
+    # are split by position, so there it is the spec that decides, as for features alone
+    if bound.arrays.keys() == {d.var.name for d in prog.inputs} and not data.endswith(".csv"):
         classifier = bound.labels is not None
     else:  # features only: by the spec (class labels, or an output that is a probability or sign)
         classifier = bool(prog.inputs and prog.inputs[-1].var.dtype == "int") or kind != "score"
@@ -724,7 +731,9 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
     _note_left_out("predict", module, bound)
     labels = prog.inputs[-1].var if prog.inputs and prog.inputs[-1].var.dtype == "int" else None
     positions = len(labels.shape) - (bound.mode != "single") if labels is not None else 0  # int[B, T]: 1
-    values = result if raw or not classifier else tr.predict_classes(result, kind, bound.mode, positions)
+    # the results are stacked, examples on the first axis, also for a spec of one example a call
+    stacked = "batched" if bound.mode == "single" else bound.mode
+    values = result if raw or not classifier else tr.predict_classes(result, kind, stacked, positions)
     table = values.reshape(len(values), -1)
     if out is not None:
         import io

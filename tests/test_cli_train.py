@@ -713,3 +713,40 @@ def test_a_backend_that_imports_but_cannot_make_arrays_is_exit_2(command, tmp_pa
     assert (f"nnc {command}: error: --backend nodevice_xp: cannot make an array with it here "
             "(RuntimeError: cudaErrorInsufficientDriver") in result.output
     assert "Traceback" not in result.output and "internal error" not in result.output
+
+
+def test_predict_reads_a_csv_of_features_alone(tmp_path):
+    """New, unlabelled data: a .csv of the 64 feature columns was split as features and a
+    target ('each example of x has shape [63]', sweep 18). The same rows with their labels
+    give the same classes."""
+    weights = tmp_path / "d.npz"
+    assert run("train", str(SPECS / "digits.nn"), "--data", "digits", "--epochs", "2", "--quiet",
+               "--out", str(weights)).exit_code == 0
+    f = np.load(Path(datamod.__file__).parent / "datasets" / "digits.npz")
+    features = f["images"][:6].reshape(6, -1) / 16
+    np.savetxt(tmp_path / "features.csv", features, delimiter=",")
+    np.savetxt(tmp_path / "labelled.csv", np.c_[features, f["labels"][:6]], delimiter=",")
+    alone = run("predict", str(SPECS / "digits.nn"), "--weights", str(weights), "--data", str(tmp_path / "features.csv"))
+    assert alone.exit_code == 0, alone.output
+    labelled = run("predict", str(SPECS / "digits.nn"), "--weights", str(weights), "--data",
+                   str(tmp_path / "labelled.csv"))
+    assert labelled.exit_code == 0 and alone.output == labelled.output and len(alone.output.split()) == 6
+
+
+def test_predict_gives_a_class_per_example_for_a_spec_of_one_example_a_call(tmp_path):
+    """mazur.nn takes one example a call: predict folded the stacked outputs of every example
+    into one row and printed one class for the file; and with targets in the .csv it went by
+    their values, not by the spec as documented (sweep 18). Now a class per example, either way."""
+    weights = tmp_path / "m.npz"
+    (tmp_path / "with_targets.csv").write_text("0.05,0.1,0.01,0.99\n0.2,0.3,0.5,0.5\n0.9,0.1,0.99,0.01\n")
+    (tmp_path / "features.csv").write_text("0.05,0.1\n0.2,0.3\n0.9,0.1\n")
+    assert run("train", str(SPECS / "mazur.nn"), "--data", str(tmp_path / "with_targets.csv"), "--epochs", "2",
+               "--quiet", "--out", str(weights)).exit_code == 0
+    raw = run("predict", str(SPECS / "mazur.nn"), "--weights", str(weights), "--data", str(tmp_path / "features.csv"),
+              "--raw")
+    rows = [[float(v) for v in line.split(",")] for line in raw.output.split()]
+    assert len(rows) == 3 and all(len(r) == 2 for r in rows)
+    want = [str(int(np.argmax(r))) for r in rows]
+    for data in ("features.csv", "with_targets.csv"):
+        out = run("predict", str(SPECS / "mazur.nn"), "--weights", str(weights), "--data", str(tmp_path / data))
+        assert out.exit_code == 0 and out.output.split() == want, (data, out.output)
