@@ -569,6 +569,8 @@ def train_cmd(spec: str, data: str, out: str | None, init_from: str | None, plot
         if out is not None:
             click.echo(f"weights saved to {out}" + (" (the last finite ones)" if run.stopped else
                                                     " (those of the last whole step)" if run.interrupted else ""))
+    if plot is not None and not run.history:
+        click.echo(f"no curves drawn to {plot}: the run stopped before its first epoch ended", err=True)
     if plot is not None and run.history:
         try:
             tr.plot(run, plot, f"{Path(spec).name} on {data}")
@@ -663,7 +665,8 @@ def eval_cmd(spec: str, weights: str, data: str, split: str, val_split: float | 
         kinds = {i.name: i.kind for i in tr.input_specs(prog)}
         result = tr.evaluate(module, params, tr.Device.put(xp, bound, kinds, dtype), kind)
     _note_left_out("eval", module, bound)
-    click.echo(f"{Path(spec).name} with {weights} on {data} ({split}: {len(bound)} examples)")
+    click.echo(f"{Path(spec).name} with {weights} on {data} ({split}: {len(bound)} "
+               f"example{'s' if len(bound) != 1 else ''})")
     click.echo(f"loss      {result.loss:.6g}")
     if result.accuracy is not None:
         predicted, truth = result.classes.ravel(), bound.labels[:len(result.classes)].ravel()

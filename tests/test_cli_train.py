@@ -750,3 +750,20 @@ def test_predict_gives_a_class_per_example_for_a_spec_of_one_example_a_call(tmp_
     for data in ("features.csv", "with_targets.csv"):
         out = run("predict", str(SPECS / "mazur.nn"), "--weights", str(weights), "--data", str(tmp_path / data))
         assert out.exit_code == 0 and out.output.split() == want, (data, out.output)
+
+
+def test_eval_of_one_example_says_example(tmp_path):
+    weights = tmp_path / "w.npz"
+    assert run("train", XOR, "--data", "xor", "--epochs", "2", "--quiet", "--out", str(weights)).exit_code == 0
+    np.savez(tmp_path / "one.npz", x=np.zeros((1, 2)), y=np.zeros((1, 1)))
+    ev = run("eval", XOR, "--weights", str(weights), "--data", str(tmp_path / "one.npz"))
+    assert ev.exit_code == 0 and "(all: 1 example)" in ev.output, ev.output
+
+
+def test_plot_of_a_run_stopped_in_its_first_epoch_says_why_there_are_no_curves(tmp_path):
+    """--plot was skipped without a word when no epoch completed (sweep 18)."""
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (pip install -e '.[plot]')")
+    r = run("train", str(SPECS / "digits.nn"), "--data", "digits", "--lr", "1e20", "--quiet", "--plot",
+            str(tmp_path / "c.png"))
+    assert r.exit_code == 1 and "no curves drawn to" in r.output and "before its first epoch ended" in r.output
+    assert not (tmp_path / "c.png").exists()
