@@ -168,14 +168,14 @@ def _prelu(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
 
 # ---- losses (scalar) -------------------------------------------------------------------------
 
-def _paired(pred: Atom, target: Atom, names: tuple[str, str] = ("pred", "target")) -> tuple[Atom, Atom]:
+def _paired(pred: Atom, target: Atom, names: tuple[str, str] = ("pred", "target")) -> None:
     """A loss's prediction and target, refused when they broadcast to a shape neither has:
     [B, 1] predictions against [B] targets would compare every prediction with every target
     ([B, B]), and train silently wrong. A target that broadcasts to the prediction's shape
     (a scalar, one row for all), or a prediction to the target's (one value fitted to all), is fine."""
     shape = broadcast_shapes(pred.shape, target.shape)
     if shape in (pred.shape, target.shape):
-        return pred, target
+        return
     p, t = fmt_shape(pred.shape), fmt_shape(target.shape)
     what = (f"{names[0]} {p} and {names[1]} {t} broadcast to {fmt_shape(shape)}, a shape neither has: "
             "every prediction would be compared with every target")
@@ -240,7 +240,8 @@ def _cross_entropy(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
 @builtin("bce", _x("logits"), _x("targets"))
 def _bce(lw: _Lowering, b: Builder, a: Args, call: ast.Call) -> Atom:
     # -[t log s(z) + (1 - t) log(1 - s(z))] = softplus(z) - t z, stable for any z
-    z, t = _paired(a["logits"], a["targets"], ("logits", "targets"))
+    z, t = a["logits"], a["targets"]
+    _paired(z, t, ("logits", "targets"))
     per = b.sub(b.softplus(z), b.mul(t, z))
     return b.div(b.sum(per, axes=None, keepdims=False), lw.size(per.shape))
 

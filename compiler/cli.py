@@ -571,7 +571,7 @@ def train_cmd(spec: str, data: str, out: str | None, init_from: str | None, plot
                                                     " (those of the last whole step)" if run.interrupted else ""))
     if plot is not None and not run.history:
         click.echo(f"no curves drawn to {plot}: the run stopped before its first epoch ended", err=True)
-    if plot is not None and run.history:
+    elif plot is not None:
         try:
             tr.plot(run, plot, f"{Path(spec).name} on {data}")
         except (ValueError, RuntimeError, OSError) as exc:  # a format matplotlib cannot write (.txt; .pgf without LaTeX)
@@ -608,18 +608,13 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
         inputs = tr.input_specs(prog)
         kind = tr.output_kind(prog)
         bound = None
-        # with the targets when the data names them (.npz, built-in sets; a .csv's columns are
-        # split by position, so features alone would be read as features and targets): they say
-        # whether it is a classifier
-        if features_only and not data.endswith(".csv"):
-            try:
-                bound = datamod.bind(datamod.load(data, inputs), inputs, kind)
-            except (tr.TrainError, ValueError):
-                inputs = [i for i in inputs if i.name in tr.forward_inputs(module)]
-        if bound is None and features_only and data.endswith(".csv"):
+        # with the targets when the data holds them (for .npz files and built-in sets they say
+        # whether it is a classifier); else the features alone (new data: a .csv of feature
+        # columns only, an .npz without the targets)
+        if features_only:
             try:
                 bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)
-            except (tr.TrainError, ValueError):  # no target columns: the features alone (new data)
+            except (tr.TrainError, ValueError):
                 inputs = [i for i in inputs if i.name in tr.forward_inputs(module)]
         if bound is None:
             bound = datamod.bind(datamod.load(data, inputs, features_only), inputs, kind)

@@ -431,13 +431,13 @@ def _attempt(module: ModuleType, template: Report, draw: int, positive: bool) ->
     return report, False
 
 
-
 def what_it_did(exc: BaseException) -> str:
     """What a module under test did instead of returning, for a report: "raised KeyError: 'x'",
     or "called sys.exit(0)" (a SystemExit, which would otherwise end the check, and read as a pass)."""
     if isinstance(exc, SystemExit):
         return f"called sys.exit({exc.code!r})"
     return f"raised {type(exc).__name__}: {exc}"
+
 
 # ---- the text table ----------------------------------------------------------------------
 

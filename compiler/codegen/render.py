@@ -244,6 +244,7 @@ def build_model(prog: Program) -> dict:
     kernels_used = sorted({_KERNELS[e.prim] for e in used_eqns if e.prim in _KERNELS})
     inits_used = sorted({f"_{p.init[0]}" for p in prog.params if p.init[0] in ("glorot_uniform", "he_normal")})
     updates_in_place = bool(prog.params or not optimizer_model["fused_step"])
+    check_helpers = _check_helpers(checks)
     return {
         "version": __version__,
         "model": prog.name,
@@ -263,7 +264,7 @@ def build_model(prog: Program) -> dict:
         "helpers": ([function_source("kernels", k) for k in kernels_used]
                     + [function_source("kernels", "_copy")] * any(
                         "_copy(xp, " in fn.returns for fn in functions + optimizer_functions)
-                    + _check_helpers(checks)
+                    + check_helpers
                     + [function_source("checks", "_check_params")] * shape_checks
                     + [function_source("checks", k) for k in ("_check_tangents", "_check_directions")] * any(
                         r.source != "params" for fn in functions for r in fn.unpack)
@@ -274,7 +275,7 @@ def build_model(prog: Program) -> dict:
                     + [function_source("checks", "_check_state")] * bool(optimizer_model["buffers"])
                     # what the dtype messages of inputs, parameters and trainable parameters say of ml_dtypes
                     + [function_source("checks", "_ml_dtypes_note")] * bool(
-                        _check_helpers(checks) or shape_checks or updates_in_place)),
+                        check_helpers or shape_checks or updates_in_place)),
         "shape_checks": shape_checks,
         "init_helpers": [function_source("initializers", k) for k in inits_used],
         "uses_math": bool(inits_used) or optimizer_model["uses_math"],
