@@ -710,7 +710,8 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
 
     from .runtime import train as tr
 
-    if out is not None and not out.endswith((".npy", ".csv")):
+    out_kind = Path(out).suffix.lower() if out is not None else None
+    if out is not None and out_kind not in (".npy", ".csv"):
         raise click.BadParameter("predictions are written to .npy or .csv", param_hint="--out")
     _require_folder("predict", "--out", out)
     _refuse_overwrite("predict", {"--out": out}, {"the spec": spec, "the --data file": data,
@@ -719,7 +720,7 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
                                                                  debug, features_only=True)
     # targets named in the data (.npz, a built-in set): decided as eval decides; a .csv's columns
     # are split by position, so there it is the spec that decides, as for features alone
-    if bound.arrays.keys() == {d.var.name for d in prog.inputs} and not data.endswith(".csv"):
+    if bound.arrays.keys() == {d.var.name for d in prog.inputs} and Path(data).suffix.lower() != ".csv":
         classifier = bound.labels is not None
     else:  # features only: by the spec (class labels, or an output that is a probability or sign)
         classifier = bool(prog.inputs and prog.inputs[-1].var.dtype == "int") or kind != "score"
@@ -737,7 +738,7 @@ def predict_cmd(spec: str, weights: str, data: str, out: str | None, raw: bool, 
         import io
 
         buffer = io.BytesIO()
-        if out.endswith(".npy"):
+        if out_kind == ".npy":
             np.save(buffer, values)
         else:
             np.savetxt(buffer, table, delimiter=",", fmt="%d" if table.dtype.kind == "i" else "%.9g")

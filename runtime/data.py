@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -121,7 +122,8 @@ def _load_npz(path: Path) -> Dataset:
 def _load_csv(path: Path, target_columns: int) -> Dataset:
     """Numbers separated by commas, one example per row; the last `target_columns` are targets.
 
-    A first row that is not all numbers is a header and is skipped.
+    A first row without a number is a header and is skipped; one with some numbers is data, so a
+    bad cell in it is an error, not a row silently dropped.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark would make row 1 a "header"
@@ -130,7 +132,7 @@ def _load_csv(path: Path, target_columns: int) -> Dataset:
     reader = csv.reader(io.StringIO(text))
     numbered = [(reader.line_num, r) for r in reader]  # line numbers of the file, blank lines included
     numbered = [(n, r) for n, r in numbered if r and any(c.strip() for c in r)]
-    if numbered and not all(_is_number(c) for c in numbered[0][1]):
+    if numbered and not any(_is_number(c) for c in numbered[0][1]):
         numbered = numbered[1:]
     if not numbered:
         raise DataError(f"{path}: no rows of numbers")
@@ -142,12 +144,14 @@ def _load_csv(path: Path, target_columns: int) -> Dataset:
             raise DataError(f"{path}:{line}: {len(row)} columns, but the first row of numbers (line "
                             f"{numbered[0][0]}) has {width}{trailing}")
         try:
-            values[i] = [float(c) for c in row]
+            values[i] = [_number(c) for c in row]
         except ValueError:
             bad = next(c for c in row if not _is_number(c))
             what = f"'{bad.strip()}', which is not a number" if bad.strip() else "an empty value"
             if any(sep in bad for sep in ";\t|"):
                 what += " (columns are separated by commas)"
+            elif line == numbered[0][0] and bad.strip():
+                what += " (a header row holds names alone, no numbers)"
             raise DataError(f"{path}:{line}: {what}") from None
     if target_columns >= width:
         raise DataError(f"{path}: {width} columns, but the spec needs {target_columns} target column(s) "
@@ -161,12 +165,19 @@ def _dims(shape) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
+# What a .csv writer writes for a number; Python's float() also takes 1_000 and digits of
+# other scripts, which no spreadsheet writes and which are more likely a mistake than data.
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*|\s*[+-]?(nan|inf|infinity)\s*", re.I | re.A)
+
+
+def _number(text: str) -> float:
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(text)
+    return float(text)
+
+
 def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return _NUMBER.fullmatch(text) is not None
 
 
 def load(source: str, inputs: list[InputSpec], features_only: bool = False) -> Dataset:
@@ -177,11 +188,12 @@ def load(source: str, inputs: list[InputSpec], features_only: bool = False) -> D
     if source in BUILTIN:
         return builtin(source)
     path = Path(source)
-    if path.suffix not in (".npz", ".csv"):
+    suffix = path.suffix.lower()  # Windows tools write D.CSV
+    if suffix not in (".npz", ".csv"):
         raise DataError(f"unknown data '{source}': give an .npz or .csv file, or one of {', '.join(BUILTIN)}")
     if not path.is_file():
         raise DataError(f"{source}: no such file")
-    if path.suffix == ".npz":
+    if suffix == ".npz":
         return _load_npz(path)
     target = inputs[-1] if len(inputs) >= 2 else None
     data = _load_csv(path, _target_columns(target, inputs[0]) if target else 0)

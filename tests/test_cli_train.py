@@ -567,6 +567,11 @@ def test_predict_out_is_written_whole_or_not_at_all(tmp_path, monkeypatch, suffi
     ("0,0,0\n\n1,1,1,\n", "bad.csv:3: 4 columns, but the first row of numbers (line 1) has 3 (a trailing comma?)"),
     ("0,0,0\n1,,1\n", "bad.csv:2: an empty value"),
     ("a,b,c\n", "bad.csv: no rows of numbers"),
+    # a first row with numbers is data: its bad cell used to make it a header, silently dropped
+    ("0,oops,1\n1,1,0\n", "bad.csv:1: 'oops', which is not a number (a header row holds names alone, no numbers)"),
+    # Python's float() reads these; no .csv writer writes them
+    ("0,0,0\n1,1_000,1\n", "bad.csv:2: '1_000', which is not a number"),
+    ("0,0,0\n1,\u0661,1\n", "bad.csv:2: '\u0661', which is not a number"),
 ])
 def test_csv_errors_name_the_line_of_the_file(tmp_path, clf, text, message):
     (tmp_path / "bad.csv").write_text(text)
@@ -683,6 +688,22 @@ def test_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path, clf):
     r = run("train", clf, "--data", str(tmp_path / "d.csv"), "--epochs", "1", "-q")
     assert r.exit_code == 0, r.output
     assert "2 training and 0 validation examples" in r.output
+
+
+def test_data_file_suffixes_are_read_in_any_case(tmp_path, clf):
+    """D.CSV and D.NPZ (as Windows tools write them) were 'unknown data'; predict --out P.CSV
+    was refused."""
+    (tmp_path / "D.CSV").write_text("0,0,0\n0,1,1\n1,0,1\n1,1,0\n")
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2)), y=np.zeros(4, np.int64))
+    (tmp_path / "d.npz").rename(tmp_path / "D.NPZ")
+    weights = tmp_path / "w.npz"
+    for data in ("D.CSV", "D.NPZ"):
+        r = run("train", clf, "--data", str(tmp_path / data), "--epochs", "1", "--out", str(weights), "-q")
+        assert r.exit_code == 0, r.output
+    r = run("predict", clf, "--weights", str(weights), "--data", str(tmp_path / "D.CSV"),
+            "--out", str(tmp_path / "P.CSV"))
+    assert r.exit_code == 0, r.output
+    assert len(np.loadtxt(tmp_path / "P.CSV", delimiter=",")) == 4
 
 
 def test_csv_with_semicolons_says_commas(tmp_path, clf):
