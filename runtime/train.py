@@ -526,7 +526,7 @@ def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device |
     start = time.perf_counter()
     # train_step returns the loss of the parameters it is given: `before` are this step's,
     # `finite` the last ones whose loss was finite (before the step before, once one ran)
-    epoch, in_step, before, finite = 0, False, None, None
+    epoch, in_step, before, finite, train_eval = 0, False, None, None, None
     try:
         for epoch in range(1, epochs + 1):
             order = rng.permutation(len(train_dev))
@@ -552,23 +552,26 @@ def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device |
                 progress.step(epoch, k, total / seen)
             if run.stopped:
                 break
-            record = _record(module, params, train_dev, val_dev, kind, epoch, run.steps, total / max(seen, 1),
+            train_eval = evaluate(module, params, train_dev, kind) if classifier else None
+            record = _record(module, params, train_eval, val_dev, kind, epoch, run.steps, total / max(seen, 1),
                              state, time.perf_counter() - start)
             run.history.append(record)
             progress.epoch(record, classifier)
             if log:
                 log.write(json.dumps(record.as_dict(), allow_nan=False) + "\n")
                 log.flush()
-        # no next step's loss tells of the last one: its parameters, and their loss, are checked here
-        if not run.stopped and run.steps and not (_finite(params)
-                                                  and math.isfinite(evaluate(module, params, train_dev, kind).loss)):
+        # no next step's loss tells of the last one: its parameters, and their loss, are checked
+        # here (a classifier's last record evaluated the training set with them already)
+        if not run.stopped and run.steps and not (_finite(params) and math.isfinite(
+                (train_eval or evaluate(module, params, train_dev, kind)).loss)):
             params.clear()
             params.update(before)
             run.stopped = (f"the last step (epoch {epoch} step {run.steps}) made the loss or the parameters "
                            "non-finite; kept the weights from before it, whose loss was finite; try a smaller --lr")
             progress.message(f"nnc train: {run.stopped}")
             if run.history:  # the summary reports the weights kept
-                run.history[-1] = _record(module, params, train_dev, val_dev, kind, epoch, run.steps,
+                train_eval = evaluate(module, params, train_dev, kind) if classifier else None
+                run.history[-1] = _record(module, params, train_eval, val_dev, kind, epoch, run.steps,
                                           run.history[-1].loss, state, time.perf_counter() - start)
     except KeyboardInterrupt:
         if not opts.interruptible:
@@ -591,9 +594,10 @@ def _ordered(module: ModuleType, batch: dict) -> list:
     return [batch[name] for name in module.INPUTS]
 
 
-def _record(module: ModuleType, params: dict, train_dev: Device, val_dev: Device | None, kind: str, epoch: int,
-            steps: int, loss: float, state: dict, seconds: float) -> EpochRecord:
-    acc = evaluate(module, params, train_dev, kind).accuracy if train_dev.host.labels is not None else None
+def _record(module: ModuleType, params: dict, train_eval: Evaluation | None, val_dev: Device | None, kind: str,
+            epoch: int, steps: int, loss: float, state: dict, seconds: float) -> EpochRecord:
+    """The epoch's record; `train_eval` is the training set's evaluation, for classifiers."""
+    acc = train_eval.accuracy if train_eval is not None else None
     val = evaluate(module, params, val_dev, kind) if val_dev is not None else None
     return EpochRecord(epoch, steps, loss, acc, val.loss if val else None, val.accuracy if val else None,
                        current_lr(module, state), seconds)

@@ -189,6 +189,18 @@ def test_divergence_in_the_last_step_is_reported():
     assert math.isfinite(run.history[-1].val_loss)
 
 
+def test_a_classifier_run_evaluates_its_training_set_once_an_epoch(monkeypatch):
+    """The end-of-run check of the last step reuses the last epoch's evaluation of the training
+    set (it evaluated it a second time with the same weights)."""
+    calls = []
+    evaluate = tr.evaluate
+    monkeypatch.setattr(tr, "evaluate", lambda module, params, dev, kind: calls.append(len(dev)) or
+                        evaluate(module, params, dev, kind))
+    run = _train((SPECS / "digits.nn").read_text(), "digits", seed=0, epochs=2)
+    assert run.stopped is None and len(run.history) == 2
+    assert calls.count(max(calls)) == 2, calls  # the training set, larger than the validation set
+
+
 def test_nan_stop_from_the_command_line(tmp_path):
     from click.testing import CliRunner
 
