@@ -524,7 +524,7 @@ def _weights_path(value: str | None, option: str) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training data "
               "(default: enough for about 1,000 steps, at least 10).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--lr", type=_Finite(min=0, min_open=True), help="Learning rate (overrides the spec).")
+@click.option("--lr", type=_Finite(min=0), help="Learning rate (overrides the spec).")
 @click.option("--schedule", metavar="NAME[:K=V,...]", help="Learning-rate schedule (overrides the spec): "
               "constant, cosine, step:step_size=N,gamma=G, exponential:gamma=G.")
 @click.option("--clip-norm", type=_Finite(min=0, min_open=True),

@@ -98,6 +98,20 @@ def test_lr_and_schedule_overrides_reach_the_generated_step(tmp_path, clf):
     assert last == pytest.approx(0.01 * (1 + math.cos(29 * math.pi / 30)) / 2, rel=1e-12)
 
 
+def test_lr_0_on_the_command_line_is_lr_0_in_the_spec(tmp_path):
+    """The spec takes lr=0 (the weights stay as they are), as torch.optim does; --lr 0 was
+    'not in the range x>0'. Negative rates stay refused in both."""
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert run("train", XOR, "--data", "xor", "--epochs", "1", "--out", str(first), "-q").exit_code == 0
+    r = run("train", XOR, "--data", "xor", "--epochs", "2", "--init-from", str(first), "--lr", "0",
+            "--out", str(second), "-q")
+    assert r.exit_code == 0, r.output
+    with np.load(first) as a, np.load(second) as b:
+        assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    r = run("train", XOR, "--data", "xor", "--epochs", "1", "--lr", "-0.1", "-q")
+    assert r.exit_code == 2 and "-0.1 is not in the range x>=0" in r.output, r.output
+
+
 def test_a_schedule_override_drops_the_settings_of_the_specs_schedule(tmp_path):
     """--schedule replaces the spec's schedule: its step_size and gamma do not carry over into a
     cosine schedule (where they would have no effect, an error), nor its min_lr into a step one."""
