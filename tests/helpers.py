@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 SPEC_PATHS = sorted(SPECS.glob("*.nn"))
 _counter = itertools.count()
+
+
+def random_spec_seeds(default: int = 24) -> range:
+    """The seeds of the random-spec tests: NNC_RANDOM_SPECS=N runs seeds 0..N-1, and
+    NNC_RANDOM_SPECS=A:B seeds A..B-1 (specs no earlier long run has seen)."""
+    text = os.environ.get("NNC_RANDOM_SPECS", str(default))
+    low, _, high = text.rpartition(":")
+    return range(int(low or 0), int(high))
 
 
 def load_source(source: str, tmp_dir: Path, name: str = "model") -> ModuleType:

@@ -3,8 +3,8 @@
 NumPy float64 is the reference; each backend runs every spec in specs/ (forward, loss,
 value_and_grad, two train_steps) on the same values, and random valid specs from
 tests/specgen.py (every other one with a symbolic batch dimension) with random optimizers,
-jvp and hvp too (NNC_RANDOM_SPECS=300 for a longer
-run; of 300 the one that disagreed had a gradient that is exactly zero in exact arithmetic,
+jvp and hvp too (NNC_RANDOM_SPECS=300 for a longer run, =600:900 for seeds no earlier
+run saw; of 300 the one that disagreed had a gradient that is exactly zero in exact arithmetic,
 rounding noise that RMSprop's normalisation blew up to 1e-10). Optional backends (PyTorch through
 array_api_compat, JAX, CuPy) skip with the reason when they cannot run here.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from helpers import SPEC_PATHS, compile_and_load, load_source, random_inputs
+from helpers import SPEC_PATHS, compile_and_load, load_source, random_inputs, random_spec_seeds
 from nnc.api import compile_spec
 
 MLP = next(p for p in SPEC_PATHS if p.stem == "mlp")
@@ -619,7 +618,7 @@ def _run_forward_mode(module, params: dict, inputs: dict, backend: Backend) -> d
     return {"jvp value": value, "jvp": dot, **{f"hvp {k}": v for k, v in hv.items()}}
 
 
-_SEEDS = range(int(os.environ.get("NNC_RANDOM_SPECS", "24")))
+_SEEDS = random_spec_seeds()
 
 
 # JAX compiles every operation per shape and dtype (seconds a spec): it runs every 8th spec

@@ -15,14 +15,13 @@ Each check compares two independent routes, in float64:
 from __future__ import annotations
 
 import inspect
-import os
 import random
 
 import numpy as np
 import pytest
 from specgen import generate
 
-from helpers import SPEC_PATHS
+from helpers import SPEC_PATHS, random_spec_seeds
 from nnc.api import compile_spec, load_module
 from nnc.runtime.gradcheck import bind_dims, draw_point
 
@@ -118,7 +117,7 @@ def test_backpropagating_through_bundled_specs(path):
         _check(module, path.stem, seed)
 
 
-@pytest.mark.parametrize("seed", range(int(os.environ.get("NNC_RANDOM_SPECS", "24"))))
+@pytest.mark.parametrize("seed", random_spec_seeds())
 def test_backpropagating_through_random_specs(seed):
     rng = random.Random(seed)
     text = generate(rng.choice, rng.choice([2, 3, 4, 6]), batch=seed % 2 == 1)
