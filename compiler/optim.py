@@ -129,12 +129,14 @@ def check_settings(hp: dict[str, Any]) -> str | None:
     return None
 
 
-def schedule_source(hp: dict[str, Any]) -> str | None:
+def schedule_source(hp: dict[str, Any], traced: bool = False) -> str | None:
     """The Python expression of the learning rate at `step` (None for a constant rate).
 
     Steps count from 1; the closed forms of torch's StepLR, ExponentialLR and
     CosineAnnealingLR stepped once per optimizer step (cosine stays at min_lr after
-    total_steps instead of rising again).
+    total_steps instead of rising again). With `traced`, the expression for a step count
+    that is an array (traced by jax.jit): cosine's `math.cos` and `min` become `xp.cos` and
+    `xp.minimum`; the other schedules are arithmetic that works on either.
     """
     lr, schedule = float(hp["lr"]), hp["schedule"]
     if schedule == "step":
@@ -143,7 +145,8 @@ def schedule_source(hp: dict[str, Any]) -> str | None:
         return f"{lr!r} * {float(hp['gamma'])!r} ** (step - 1)"
     if schedule == "cosine":
         low, total = float(hp["min_lr"]), int(hp["total_steps"])
-        wave = f"(1.0 + math.cos(math.pi * min(step - 1, {total}) / {total})) / 2.0"
+        cos, least = ("xp.cos", "xp.minimum") if traced else ("math.cos", "min")
+        wave = f"(1.0 + {cos}(math.pi * {least}(step - 1, {total}) / {total})) / 2.0"
         return f"{low!r} + {lr - low!r} * {wave}" if low else f"{lr!r} * {wave}"
     return None
 

@@ -443,8 +443,8 @@ def _step_function(module: ModuleType, xp: ModuleType):
     """module.train_step; on Dask, persisting what it makes (`_persisting`); on JAX, the same
     function compiled by jax.jit (eager JAX dispatches every operation). train_step writes
     into the dicts it is given, which a trace cannot see, so the compiled function gets
-    copies and returns them. An optimizer that computes on the host (the cosine schedule)
-    cannot be traced: it then runs eagerly."""
+    copies and returns them. A step that cannot be traced (host arithmetic on a traced value;
+    none of nnc's optimizers and schedules does it) then runs eagerly."""
     if is_dask(xp):
         return _persisting(module.train_step)
     if getattr(xp, "__name__", None) != "jax.numpy":

@@ -510,12 +510,15 @@ def _tuple(result) -> tuple:
                                        "rmsprop(lr=0.01, momentum=0.5)", "adagrad(lr=0.1)",
                                        "sgd(lr=0.1, clip_norm=0.01)", "adam(lr=0.01, clip_norm=0.01)",
                                        "sgd(lr=0.1, schedule=exponential, gamma=0.9)",
-                                       "sgd(lr=0.1, schedule=step, step_size=2, gamma=0.5)"])
+                                       "sgd(lr=0.1, schedule=step, step_size=2, gamma=0.5)",
+                                       "sgd(lr=0.1, schedule=cosine, total_steps=2)",
+                                       "adam(lr=0.01, schedule=cosine, total_steps=5, min_lr=0.001, clip_norm=0.01)"])
 def test_train_step_under_jax_jit_through_a_copying_wrapper(optimizer, tmp_path):
     """train_step writes into the dicts it is given; jitted behind a wrapper that passes it
     copies and returns them (README), it gives eager train_step's parameters and state.
-    Gradient clipping traces too (its norm stays an array); the cosine schedule does not
-    (math.cos of the step count), and nnc train runs it eagerly."""
+    Gradient clipping traces too (its norm stays an array), and so does the cosine schedule
+    (its rate is computed with xp.cos and xp.minimum when the step count is traced; math.cos
+    of it raised)."""
     _jax()
     import jax
     import jax.numpy as jnp
@@ -544,6 +547,26 @@ def test_train_step_under_jax_jit_through_a_copying_wrapper(optimizer, tmp_path)
     assert int(traced_state["step"]) == eager_state["step"] == 3
     for k in eager:
         np.testing.assert_allclose(np.asarray(traced[k]), np.asarray(eager[k]), rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_a_cosine_schedule_with_a_numpy_step_count_keeps_float32(tmp_path):
+    """A step count read back from a file is a NumPy integer: the rate is still a Python
+    float (the array branch, for a traced count, would make it float64 and the update too)."""
+    text = MLP.read_text().replace("optimizer sgd(lr=0.1, momentum=0.9)",
+                                   "optimizer sgd(lr=0.1, schedule=cosine, total_steps=4)")
+    module = compile_and_load(text, tmp_path)
+    params, inputs = _host_case(module)
+    params = {k: v.astype(np.float32) for k, v in params.items()}
+    inputs = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in inputs.items()}
+    plain = {k: v.copy() for k, v in params.items()}
+    state, plain_state = module.init_optimizer(params), module.init_optimizer(plain)
+    state["step"] = np.int64(0)
+    for _ in range(3):
+        module.train_step(params, state, *inputs.values())
+        module.train_step(plain, plain_state, *inputs.values())
+    for k in params:
+        assert params[k].dtype == np.float32, k
+        np.testing.assert_array_equal(params[k], plain[k], err_msg=k)
 
 
 @pytest.mark.parametrize("spec", [p.stem for p in SPEC_PATHS])

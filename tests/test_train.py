@@ -295,11 +295,13 @@ def test_dask_clipped_step_computes_once(tmp_path):
 @pytest.mark.parametrize("optimizer, traced", [("sgd(lr=0.5, momentum=0.9)", True),
                                                ("adam(lr=0.05)", True),
                                                ("sgd(lr=0.5, clip_norm=0.1)", True),
-                                               ("sgd(lr=0.5, schedule=cosine, total_steps=4)", False)])
+                                               ("sgd(lr=0.5, schedule=cosine, total_steps=4)", True),
+                                               ("adam(lr=0.05, schedule=cosine, total_steps=3, min_lr=0.01)", True)])
 def test_jax_training_is_compiled_and_matches_numpy(optimizer, traced, tmp_path):
     """On JAX, nnc train runs train_step under jax.jit (traced once per batch shape) and ends
-    where NumPy ends; an optimizer that computes on the host (the cosine schedule's math.cos
-    of the step count) runs eagerly. clip_norm's norm stays an array, so it is traced."""
+    where NumPy ends. clip_norm's norm stays an array, so it is traced; so is the cosine
+    schedule, whose rate is array operations on a traced step count (it ran eagerly: math.cos
+    of a tracer raised). An optimizer that cannot be traced would run eagerly (`traced`)."""
     jnp = pytest.importorskip("jax.numpy", reason="JAX is an optional backend")
     text = SINGLE_LAYER.replace("optimizer sgd(lr=0.5, momentum=0.9)", f"optimizer {optimizer}")
     module = compile_and_load(text, tmp_path)

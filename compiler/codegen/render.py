@@ -591,7 +591,14 @@ def _optimizer_model(prog: Program) -> dict:
     prologue = []
     if schedule or any(step in e.inputs for e in b.eqns):
         prologue.append('step = state["step"] + 1  # the number of this update, from 1')
-    if schedule:
+    traced = schedule_source(hp, traced=True)
+    if schedule and traced != schedule and prog.params:
+        # the count is a Python int, but an array when jax.jit traces train_step (math.cos of
+        # one raises); with a NumPy scalar count, the array branch would make lr float64
+        prologue += ["if isinstance(step, (int, np.integer)):", f"    lr = {schedule}",
+                     "else:  # a traced step count (jax.jit): the same rate, in array operations",
+                     f"    lr = {traced}"]
+    elif schedule:
         prologue.append(f"lr = {schedule}")
     grad = "grads[name]"
     if hp.get("clip_norm") and prog.params:
