@@ -85,8 +85,10 @@ def sizes_for(module: ModuleType, given: dict[str, int]) -> tuple[dict[str, int]
     return {d: given.get(d, DEFAULT_DIM) for d in sizes}, defaulted
 
 
-def entry_flops(prog: Program, bound: dict[str, int], optimizer: Poly) -> dict[str, Poly]:
-    """FLOPs of one call of each entry point, from the equations codegen puts in it."""
+def entry_flops(prog: Program, bound: dict[str, int], optimizer: Poly,
+                direction: Poly | None = None) -> dict[str, Poly]:
+    """FLOPs of one call of each entry point, from the equations codegen puts in it; with an
+    optimizer's own step `direction` (perceptron), train_step computes it instead of the gradient."""
     def total(eqns) -> Poly:
         return sum((flops(e, bound) for e in eqns), Poly())
 
@@ -94,7 +96,7 @@ def entry_flops(prog: Program, bound: dict[str, int], optimizer: Poly) -> dict[s
     grad = total(fwd) + total(bwd)
     return {"forward": total(live_eqns(prog.eqns, list(prog.outputs))),
             "loss": total(live_eqns(prog.eqns, [prog.loss])),
-            "value_and_grad": grad, "train_step": grad + optimizer}
+            "value_and_grad": grad, "train_step": (grad if direction is None else direction) + optimizer}
 
 
 def prepare(module: ModuleType, spec_text: str | None, spec_path: str, given: dict[str, int],
@@ -117,7 +119,8 @@ def prepare(module: ModuleType, spec_text: str | None, spec_path: str, given: di
                            "hand edits of the module are not seen")
     try:
         summ = summarize(spec_text, spec_path, dims, dtype)
-        per_entry = entry_flops(build_program(spec_text, spec_path), dims, summ.optimizer_flops)
+        per_entry = entry_flops(build_program(spec_text, spec_path), dims, summ.optimizer_flops,
+                                summ.direction_flops)
     except Exception as exc:  # noqa: BLE001 - a module from another nnc version: time it, count nothing
         setup.notes.append(f"FLOPs unknown: its spec does not compile with this nnc ({type(exc).__name__})")
         return setup

@@ -21,6 +21,7 @@ from .ir.naming import Namer, identifier
 from .lower import lower
 from .optim import OPTIMIZERS
 from .passes import simplify
+from .passes.dce import live_eqns, live_split
 from .syntax import ast
 from .syntax.parser import parse_spec
 
@@ -129,6 +130,9 @@ class Summary:
     optimizer: str
     optimizer_flops: Poly  # per training step, over all parameters
     peak: Poly | None  # None when symbolic dimensions are unbound
+    # an optimizer with its own step direction (perceptron): train_step's loss() and direction,
+    # which replace value_and_grad's forward and backward in a step
+    direction_flops: Poly | None = None
 
     @property
     def params(self) -> int:
@@ -154,7 +158,8 @@ class Summary:
 
     @property
     def step(self) -> Poly:
-        return self.forward + self.backward + self.optimizer_flops
+        gradient = self.forward + self.backward if self.direction_flops is None else self.direction_flops
+        return gradient + self.optimizer_flops
 
 
 def _bytes(var: Var, bound: dict[str, int], dtype: str) -> Poly:
@@ -173,6 +178,18 @@ def _optimizer_flops_per_element(prog: Program) -> int:
     step = Var("step", (), "float", host=True)  # as in codegen: host scalars cost no array work
     opt.update(b, p, g, bufs, dict(hp, lr=Lit(float(hp["lr"]))), step)
     return sum(1 for e in b.eqns if e.prim not in FREE and not all(is_host(a) for a in e.inputs))
+
+
+def _direction_flops(prog: Program, bound: dict[str, int]) -> Poly | None:
+    """FLOPs of loss() and _perceptron_direction (its forward to the outputs, then the rule),
+    as codegen emits them; None for an optimizer that steps along the gradient."""
+    opt = OPTIMIZERS[prog.optimizer[0]]
+    if opt.direction is None:
+        return None
+    taken = {e.out.name for e in prog.eqns + prog.backward} | {d.var.name for d in prog.inputs}
+    eqns, directions = opt.direction(prog, Builder(Namer(taken | {p.var.name for p in prog.params})))
+    fwd, rule = live_split(prog.eqns, eqns, list(directions.values()))
+    return sum((flops(e, bound) for e in [*live_eqns(prog.eqns, [prog.loss]), *fwd, *rule]), Poly())
 
 
 def _peak(prog: Program, bound: dict[str, int], dtype: str) -> Poly | None:
@@ -256,7 +273,7 @@ def summarize(text: str, path: str = "<spec>", dims: dict[str, int] | None = Non
         model=prog.name, source=prog.source_name, dims={d: bound.get(d) for d in prog.dims}, dtype=dtype,
         rows=rows, optimizer=prog.optimizer[0],
         optimizer_flops=Poly(_optimizer_flops_per_element(prog) * total_params),
-        peak=_peak(prog, bound, dtype))
+        peak=_peak(prog, bound, dtype), direction_flops=_direction_flops(prog, bound))
 
 
 # ---- presentation ------------------------------------------------------------------------
@@ -300,6 +317,8 @@ def format_table(s: Summary) -> str:
         ("Activations saved for backward", _saved_text(s)),
         ("Peak activation memory", peak),
     ]
+    if s.direction_flops is not None:  # train_step computes them in place of forward and backward
+        totals.insert(4, (f"FLOPs, loss and {s.optimizer} direction", s.direction_flops.text()))
     width = max(len(k) for k, _ in totals) + 2
     out += [f"{k + ':':<{width}}{v}" for k, v in totals]
     return "\n".join(out) + "\n"
@@ -330,6 +349,7 @@ def to_json(s: Summary) -> dict[str, Any]:
         "totals": {"params": n, "param_bytes": {"float32": 4 * n, "float64": 8 * n},
                    "flops_forward": _json_count(s.forward), "flops_backward": _json_count(s.backward),
                    "flops_optimizer": _json_count(s.optimizer_flops), "flops_step": _json_count(s.step),
+                   "flops_direction": None if s.direction_flops is None else _json_count(s.direction_flops),
                    "saved_bytes": _json_count(s.saved), "saved_input_bytes": _json_count(s.saved_inputs),
                    "peak_activation_bytes": None if s.peak is None else s.peak.value},
     }

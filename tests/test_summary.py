@@ -7,7 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from helpers import SPECS
+from helpers import SPECS, compile_and_load
+from nnc import bench
 from nnc.cli import main
 from nnc.summary import Poly, summarize
 
@@ -42,6 +43,36 @@ def test_mlp_flops_by_hand():
     # sgd with momentum: v = 0.9 v + g and p - 0.1 v, four operations per parameter
     assert s.optimizer_flops.value == 4 * 269_322
     assert s.step.value == s.forward.value + s.backward.value + 4 * 269_322
+
+
+PERCEPTRON = """\
+model perc
+input x : float[N, 4]
+input t : float[N, 3]
+out = sign(dense(x, 3, bias=false))
+loss = mse(out, t)
+output out
+optimizer perceptron(lr=0.5)
+"""
+
+
+def test_a_perceptron_step_counts_its_rule_not_a_backward(tmp_path):
+    """train_step runs loss() and the rule's own forward, then (out - t) and x^T @ (out - t);
+    it was counted as forward + backward (0: sign has no gradient) + update."""
+    s = summarize(PERCEPTRON, "perc.nn", dims={"N": 10})
+    loss = 2 * 10 * 4 * 3 + 30 + (30 + 30 + 30 + 1)  # x @ W, sign, mse: sub, square, sum, / size
+    rule = (2 * 10 * 4 * 3 + 30) + 30 + 2 * 4 * 10 * 3  # forward to out again, out - t, x^T @ (out - t)
+    assert s.forward.value == loss and s.backward.value == 0
+    assert s.direction_flops.value == loss + rule
+    assert s.step.value == loss + rule + 2 * 12  # p - lr * d: two operations per weight
+    spec = tmp_path / "perc.nn"
+    spec.write_text(PERCEPTRON)
+    r = CliRunner().invoke(main, ["summary", str(spec), "--dim", "N=10"])
+    assert r.exit_code == 0, r.output
+    assert f"FLOPs, loss and perceptron direction: {loss + rule}" in r.output
+    setup = bench.prepare(compile_and_load(spec, tmp_path), PERCEPTRON, "perc.nn", {"N": 10},
+                          "train_step,value_and_grad", "float32")
+    assert setup.flops == {"train_step": loss + rule + 2 * 12, "value_and_grad": loss}
 
 
 def test_mlp_saved_activations_by_hand():
