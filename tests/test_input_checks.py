@@ -86,6 +86,17 @@ def test_check_labels_on_unsigned_torch_tensors(dtype):
         _check_labels(xp, "y", torch.asarray([3, 300]).to(getattr(torch, dtype)), 10)
 
 
+def test_torch_uint64_labels_beyond_int64_are_not_reported_negative():
+    """The int64 copy wraps 2**63 to -2**63: the message said 'from -9223372036854775808 to 2'
+    (sweep 19)."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    compat = pytest.importorskip("array_api_compat")
+    xp = compat.array_namespace(torch.zeros(1))
+    y = torch.from_numpy(np.array([0, 1, 2, 2**63], np.uint64))
+    with pytest.raises(ValueError, match=r"labels in \[0, 3\), got a value of 2\*\*63 or more$"):
+        _check_labels(xp, "y", y, 3)
+
+
 # ---- generated modules -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("entry", ["loss", "value_and_grad", "train_step"])

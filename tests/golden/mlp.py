@@ -429,9 +429,12 @@ def _check_labels(xp, name, y, classes):
     try:
         low, high = int(xp.min(y)), int(xp.max(y))
     except (NotImplementedError, RuntimeError):  # PyTorch reduces no uint16/32/64 tensors
-        y = xp.astype(y, xp.int64)  # (a label too large for int64 turns negative: still caught)
+        y = xp.astype(y, xp.int64)
         try:
             low, high = int(xp.min(y)), int(xp.max(y))
+            if low < 0:  # unsigned labels of 2**63 and more, which the cast made negative
+                raise ValueError(f"input '{name}' holds class labels in [0, {classes}), got a value of "
+                                 "2**63 or more")
         except RuntimeError as exc:  # int() of a batched tensor, which failed the first time too
             if "vmap" in str(exc):  # under torch.func.vmap: PyTorch says so only in the message
                 return
