@@ -324,7 +324,7 @@ def _dot_waiting(text: str, out: Path) -> _Ticker | None:
     if out.suffix.lower() in DOT_SUFFIXES or nodes <= LARGE_GRAPH:
         return None
     click.echo(f"note: dot lays out {nodes:,} nodes and {edges:,} edges for {out.name}; a graph this large can "
-               f"take it minutes (Ctrl-C stops it; -o {out.with_suffix('.dot').name} writes the DOT text at once)",
+               f"take it minutes (Ctrl-C stops it; -o {out.with_suffix('.dot')} writes the DOT text at once)",
                err=True)
     stream = click.get_text_stream("stderr")
     if not stream.isatty():

@@ -298,7 +298,8 @@ def test_a_large_graph_is_announced_before_dot_lays_it_out(tmp_path, monkeypatch
     nodes, edges = _parse(to_dot(_prog("xor"), backward=True))
     assert r.exit_code == 0, r.output
     assert f"note: dot lays out {len(nodes)} nodes and {len(edges)} edges for h.svg" in r.stderr
-    assert "Ctrl-C stops it; -o h.dot writes the DOT text at once" in r.stderr
+    # the path as given, not its name alone (sweep 19: -o bad/c.svg suggested -o c.dot)
+    assert f"Ctrl-C stops it; -o {tmp_path / 'h.dot'} writes the DOT text at once" in r.stderr
     assert (tmp_path / "h.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "--backward", "-o", str(tmp_path / "h.dot")])
     assert r.exit_code == 0 and "note:" not in r.stderr, r.stderr
