@@ -256,7 +256,8 @@ def ir_cmd(spec: str, debug: bool) -> None:
 @click.option("--values", is_flag=True, help="Label edges with forward values and gradients (needs inputs).")
 @click.option("--input", "assigns", multiple=True, metavar="NAME=VALUE",
               help="An input value for --values: a number or a JSON list (repeatable).")
-@click.option("--data", type=click.Path(dir_okay=False), help="Input values for --values from a .npz or .json file.")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False),
+              help="Input values for --values from a .npz or .json file (--input overrides its entries).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of init_params for parameters without values.")
 @click.option("--digits", default=4, show_default=True, type=click.IntRange(1, 17),
@@ -279,8 +280,10 @@ def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns:
         to_dot,
     )
 
+    out = None if out == "-" else out  # stdout, as for nnc compile
     if out is not None and Path(out).suffix.lower() not in (*RENDERED, *DOT_SUFFIXES):
-        raise click.UsageError(f"-o {out}: the file name must end in .svg, .png, .pdf, .dot or .gv")
+        raise click.UsageError(f"-o {out}: the file name must end in .svg, .png, .pdf, .dot or .gv "
+                               "(or be -, the DOT text on stdout)")
     _require_folder("graph", "-o", out)
     if (assigns or data) and not values:
         values = True

@@ -156,11 +156,11 @@ def _clash(shape, actual, dims: dict[str, int], bound_by: dict[str, str]) -> str
 
 def load_data(path: Path) -> dict[str, Any]:
     """Arrays by input name from a .npz or .json file."""
-    if path.suffix == ".npz":  # as nnc train reads one: a zip of arrays, never unpickled
+    if path.suffix.lower() == ".npz":  # as nnc train reads one: a zip of arrays, never unpickled
         from .runtime.data import _load_npz
 
         return _load_npz(path).arrays
-    if path.suffix == ".json":
+    if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is no part of it
         except UnicodeDecodeError:

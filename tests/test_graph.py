@@ -247,7 +247,8 @@ def test_a_silent_dot_failure_says_how_dot_ended(returncode, message, tmp_path, 
 @pytest.mark.parametrize("name, content, message", [
     ("d.npz", b"\x93NUMPY", "d.npz: not an .npz archive (a zip file of arrays"),  # not called a pickle
     ("d.json", b'{"x": [[0, 1]', "d.json:1:14: not valid JSON"),
-    ("missing.json", None, "cannot read"),
+    ("missing.json", None, "does not exist"),
+    ("missing.npz", None, "does not exist"),  # was "not an .npz archive" (sweep 19)
 ])
 def test_bad_data_files_are_usage_errors(tmp_path, name, content, message):
     path = tmp_path / name
@@ -256,6 +257,14 @@ def test_bad_data_files_are_usage_errors(tmp_path, name, content, message):
     r = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "--data", str(path)])
     assert r.exit_code == 2, r.output
     assert message in r.output and "Traceback" not in r.output
+
+
+def test_dash_output_is_stdout_as_for_compile(tmp_path):
+    """-o - was refused ('must end in .svg ...'), where nnc compile -o - writes to stdout."""
+    dash = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "-o", "-"])
+    plain = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn")])
+    assert dash.exit_code == 0 and dash.output == plain.output and dash.output.startswith("digraph")
+    assert not (Path.cwd() / "-").exists()
 
 
 def test_data_files_a_user_writes_are_read(tmp_path):
