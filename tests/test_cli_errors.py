@@ -274,3 +274,15 @@ def test_a_plot_format_matplotlib_cannot_write_is_one_line(tmp_path: Path):
                            "2", "--plot", "c.txt"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "nnc train: error: --plot c.txt: matplotlib cannot draw it: Format 'txt' is not supported" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["compile"], ["ir"], ["graph"], ["summary"], ["train", "--data", "xor"]])
+def test_a_generated_module_given_as_a_spec_says_so(command, tmp_path, monkeypatch):
+    """It was parsed as a spec: '1:1: unexpected character '"'; the language has no strings'
+    (sweep 19). check, diff and bench take modules; these commands take the spec."""
+    module = tmp_path / "xor.py"
+    assert invoke(["compile", str(GOOD), "-o", str(module)], tmp_path, monkeypatch).exit_code == 0
+    result = invoke([command[0], str(module), *command[1:]], tmp_path, monkeypatch)
+    assert result.exit_code == 2, result.output
+    assert "xor.py:1:1: error: this is a module nnc generated, not a spec" in result.output
+    assert "help: give the .nn spec it came from" in result.output and "Traceback" not in result.output
