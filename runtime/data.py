@@ -176,6 +176,10 @@ def _number(text: str) -> float:
     return float(text)
 
 
+def _axes(n: int) -> str:
+    return f"{n} axis" if n == 1 else f"{n} axes"
+
+
 def _is_number(text: str) -> bool:
     return _NUMBER.fullmatch(text) is not None
 
@@ -279,8 +283,10 @@ def _fit(name: str, values: np.ndarray, spec: InputSpec, mode: str, source: str)
                             f"declares {name} : {spec.kind}{_dims(spec.shape)}")
         values = values.reshape((len(values), *item))
     elif not concrete and len(got) != len(item):
-        raise DataError(f"{source}: each example of '{name}' has {len(got)} axes, but the spec's "
-                        f"{_dims(spec.shape)} has {len(item)} per example")
+        single = (f" (its first axis is not a symbolic batch axis, so each example is a whole "
+                  f"{_dims(spec.shape)}, and the data holds them along its own first axis)") if mode == "single" else ""
+        raise DataError(f"{source}: each example of '{name}' has {_axes(len(got))}, but the spec's "
+                        f"{_dims(spec.shape)} has {len(item)} per example{single}")
     return values
 
 

@@ -720,6 +720,22 @@ def test_data_file_suffixes_are_read_in_any_case(tmp_path, clf):
     assert len(np.loadtxt(tmp_path / "P.CSV", delimiter=",")) == 4
 
 
+def test_data_for_a_spec_without_a_batch_axis_says_what_an_example_is(tmp_path):
+    """x : float[4, B] takes one whole [4, B] example a call: (4, N) data was '1 axes', with no
+    word of why (sweep 19). (N, 4, K) data trains."""
+    spec = tmp_path / "cols.nn"
+    spec.write_text("model cols\ninput x : float[4, B]\ninput t : float[3, B]\n"
+                    "param W : float[3, 4] = normal(0.1)\ny = W @ x\nloss = mse(y, t)\noutput y\n")
+    np.savez(tmp_path / "flat.npz", x=np.ones((4, 6)), t=np.ones((3, 6)))
+    r = run("train", str(spec), "--data", str(tmp_path / "flat.npz"), "-q")
+    assert r.exit_code == 2, r.output
+    assert ("each example of 'x' has 1 axis, but the spec's [4, B] has 2 per example (its first axis is "
+            "not a symbolic batch axis, so each example is a whole [4, B]") in r.output
+    np.savez(tmp_path / "stacked.npz", x=np.ones((5, 4, 7)), t=np.ones((5, 3, 7)))
+    r = run("train", str(spec), "--data", str(tmp_path / "stacked.npz"), "--epochs", "1", "-q")
+    assert r.exit_code == 0, r.output
+
+
 def test_csv_with_semicolons_says_commas(tmp_path, clf):
     (tmp_path / "d.csv").write_text("x1;x2;y\n0;0;0\n")
     r = run("train", clf, "--data", str(tmp_path / "d.csv"), "-q")
