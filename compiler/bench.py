@@ -109,6 +109,8 @@ def prepare(module: ModuleType, spec_text: str | None, spec_path: str, given: di
     names = parse_entries(entries, module)
     dims, defaulted = sizes_for(module, given)
     setup = Setup(dims, defaulted, names, dict.fromkeys(names), None, None)
+    if "forward" in names and not getattr(module, "OUTPUTS", True):
+        setup.notes.append("forward computes nothing: the spec has no output line, so it returns None")
     if spec_text is None:
         spec_text = getattr(module, "SOURCE", None)
         spec_path = str(getattr(module, "SPEC", spec_path))

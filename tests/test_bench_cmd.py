@@ -84,6 +84,17 @@ def test_unbound_dimension_defaults_to_128_and_says_so():
     assert "N=128 (default" in result.stdout.splitlines()[0]
 
 
+def test_forward_of_a_spec_without_outputs_is_noted(tmp_path):
+    """It timed the no-op (0.1 us, 14 million calls/s) without a word (sweep 19)."""
+    spec = tmp_path / "nodef.nn"
+    spec.write_text("model nodef\nparam w : float[3] = 1.0\nloss = l2(w)\n")
+    result = bench(str(spec), "--entry", "forward,loss", *FAST, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "note: forward computes nothing: the spec has no output line" in result.stdout
+    result = bench(str(SPECS / "xor.nn"), "--entry", "forward", *FAST, "--quiet")
+    assert result.exit_code == 0 and "computes nothing" not in result.stdout
+
+
 def test_progress_goes_to_stderr(tmp_path):
     result = bench(str(SPECS / "mazur.nn"), "--entry", "loss", *FAST)
     assert result.exit_code == 0, result.output
