@@ -233,8 +233,8 @@ def summarize(text: str, path: str = "<spec>", dims: dict[str, int] | None = Non
     bound = dict(dims or {})
     unknown = sorted(set(bound) - set(prog.dims))
     if unknown:
-        raise ValueError(f"{', '.join(unknown)}: not a dimension of model {prog.name} "
-                         f"(dimensions: {', '.join(prog.dims) or 'none'})")
+        raise ValueError(f"unknown dimension {', '.join(unknown)} (the model's symbolic dimensions: "
+                         f"{', '.join(prog.dims) or 'none'})")  # as nnc check and bench say it
     read_by_backward = {a.name for e in prog.backward for a in e.inputs if isinstance(a, Var)}
     defined = {e.out.name: e for e in prog.eqns}
     rows: list[Row] = []

@@ -120,7 +120,7 @@ def test_cli_table_and_json():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--dim", "Q=3"], "Q: not a dimension of model mlp"),
+    (["--dim", "Q=3"], "unknown dimension Q (the model's symbolic dimensions: B)"),  # as check's
     (["--dim", "B=0"], "expected NAME=SIZE"),
     (["--dim", "B"], "expected NAME=SIZE"),
     (["--dim", "B=2", "--dim", "B=3"], "--dim B is given twice"),  # the last one won (tests/unseen7 sweep)
