@@ -109,6 +109,22 @@ def test_matmul_keeps_numpy_s_errors_and_nan():
     assert np.isnan(r[0]) and r[1] == 2.0
 
 
+def test_the_row_of_a_number_is_made_once_and_tells_signed_zeros_apart():
+    """maximum/minimum against a number compare with a cached read-only row; 0.0 and -0.0
+    (equal, and equal as dict keys) get rows of their own, so signed zeros come out as NumPy's."""
+    fast = type(xp)()
+    x = np.zeros((64, 128), np.float32)
+    x[::2] = -0.0
+    for c in (0.0, -0.0, 0.0, -0.0):
+        for mine, numpy_s in ((fast.maximum, np.maximum), (fast.minimum, np.minimum)):
+            got, want = mine(x, c), numpy_s(x, c)
+            assert np.array_equal(np.signbit(got), np.signbit(want)), (c, mine)
+    assert len(fast._rows) == 2 and not any(r.flags.writeable for r in fast._rows.values())
+    fast.maximum(np.ones((64, 100), np.float32), 0.0)
+    fast.maximum(np.ones((64, 128), np.float64), 0.0)
+    assert len(fast._rows) == 4  # one per number, length and dtype
+
+
 def test_fast_routes_are_taken_and_keep_nan_and_inf():
     x = np.ones((1024, 10), np.float32)
     x[3, 4], x[7, 1], x[9, 2] = np.nan, np.inf, -np.inf

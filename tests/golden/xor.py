@@ -67,7 +67,8 @@ class _NumPy:
       step at batch 32 takes 0.96 of its time, at batch 8 and 16 0.93). Outside those
       bounds (up to 4 rows, 64 and more, float64, narrow W) the route gains nothing or loses;
     - maximum/minimum against a Python number (relu): against a row of that number, which
-      has a vectorized loop where the scalar has none (1024x256: 40 us against 88 us);
+      has a vectorized loop where the scalar has none (1024x256: 40 us against 88 us), made
+      once per number, length and dtype;
     - where over floats (leaky_relu, elu, prelu, the derivatives of abs, maximum and
       minimum): NumPy's where branches per element, slow on a mask of mixed values, so the
       values are selected as bits instead, `(x1 ^ x2) & mask ^ x2` with the mask all ones where
@@ -95,6 +96,7 @@ class _NumPy:
 
     def __init__(self):
         np.empty((32 << 20) - (1 << 16), dtype=np.uint8)  # the allocator nudge (docstring)
+        self._rows = {}  # (value, length, dtype) -> the row maximum and minimum compare with
 
     def __getattr__(self, name):
         value = getattr(np, name)
@@ -145,17 +147,27 @@ class _NumPy:
         except TypeError:  # a dtype of no NumPy kind (ml_dtypes' bfloat16: np.asarray of a JAX array)
             return False
 
-    @staticmethod
-    def maximum(x1, x2, /):
+    def maximum(self, x1, x2, /):
         if type(x2) is float and type(x1) is np.ndarray and x1.size >= 4096 and x1.dtype.kind == "f":
-            return np.maximum(x1, np.full(x1.shape[-1:], x2, dtype=x1.dtype))
+            return np.maximum(x1, self._row(x2, x1))
         return np.maximum(x1, x2)
 
-    @staticmethod
-    def minimum(x1, x2, /):
+    def minimum(self, x1, x2, /):
         if type(x2) is float and type(x1) is np.ndarray and x1.size >= 4096 and x1.dtype.kind == "f":
-            return np.minimum(x1, np.full(x1.shape[-1:], x2, dtype=x1.dtype))
+            return np.minimum(x1, self._row(x2, x1))
         return np.minimum(x1, x2)
+
+    def _row(self, value, like):
+        """A read-only row of `value` as long as `like`'s last axis, made once (np.full costs
+        1.3 us, a quarter of a 32x256 relu); float.hex tells 0.0 from -0.0."""
+        key = (value.hex(), like.shape[-1], like.dtype)
+        row = self._rows.get(key)
+        if row is None:
+            if len(self._rows) >= 64:  # shapes of many sizes: keep memory bounded
+                self._rows.clear()
+            row = self._rows[key] = np.full(like.shape[-1:], value, dtype=like.dtype)
+            row.flags.writeable = False
+        return row
 
     @staticmethod
     def where(condition, x1, x2, /):
@@ -175,13 +187,12 @@ class _NumPy:
         out ^= v2
         return out.view(x.dtype)
 
-    @staticmethod
-    def logaddexp(x1, x2, /):
+    def logaddexp(self, x1, x2, /):
         x, c = (x2, x1) if type(x1) is float else (x1, x2)
         if (type(c) is not float or type(x) is not np.ndarray or x.size < 256 or x.dtype.kind != "f"
                 or x.dtype.itemsize < 4 or not -3e38 < c < 3e38):  # c finite in float32 too
             return np.logaddexp(x1, x2)
-        top = _NumPy.maximum(x, c)
+        top = self.maximum(x, c)
         gap = np.abs(x - c) if c else np.abs(x)
         np.negative(gap, out=gap)
         np.exp(gap, out=gap)
