@@ -163,13 +163,19 @@ class _ClosedStdout(io.StringIO):
 
 class _Group(click.Group):
     """Ctrl-C anywhere is one line and exit 130, not click's "Aborted!" and exit 1 (which
-    reads as a failed check). A failed write to standard output is one line and exit 2."""
+    reads as a failed check). A failed write to standard output is one line and exit 2.
+    Errors of click's (a bad option, a missing argument) read as nnc's own do, `nnc train:
+    error: ...`, not "Usage: ... Try ... Error: ..."."""
 
-    def main(self, *args, **kwargs):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         real = sys.stdout
         checked = sys.stdout = _CheckedStdout(real if real is not None else _ClosedStdout())
         try:
-            return super().main(*args, **kwargs)
+            # "nnc" however it is run (python -m nnc, a test's runner), as nnc's own messages say
+            result = super().main(args, "nnc", complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            _show_click_error(exc, self._command_path)
+            sys.exit(exc.exit_code)
         except _StdoutFailed as exc:
             with contextlib.suppress(AttributeError, OSError, ValueError):  # no file descriptor (CliRunner)
                 os.dup2(os.open(os.devnull, os.O_WRONLY), real.fileno())  # what the exit's flush writes
@@ -180,6 +186,17 @@ class _Group(click.Group):
         finally:
             if sys.stdout is checked:
                 sys.stdout = real
+        if not standalone_mode:
+            return result
+        sys.exit(result if type(result) is int else EXIT_OK)  # an int: --help's or --version's exit
+
+    _command_path = "nnc"  # "nnc train" once a command is found: who an error names
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            self._command_path = f"{ctx.command_path} {command.name}"
+        return name, command, rest
 
     def invoke(self, ctx):
         try:
@@ -187,6 +204,17 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("\nnnc: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+
+
+def _show_click_error(exc: click.ClickException, path: str) -> None:
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare `nnc`: the help
+        click.echo(exc.format_message(), err=True)
+        return
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else path
+    click.echo(f"{path}: error: {exc.format_message()}", err=True)
+    if isinstance(exc, click.UsageError):
+        click.echo(f"  ('{path} --help' lists what it takes)", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

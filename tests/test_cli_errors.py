@@ -286,3 +286,26 @@ def test_a_generated_module_given_as_a_spec_says_so(command, tmp_path, monkeypat
     assert result.exit_code == 2, result.output
     assert "xor.py:1:1: error: this is a module nnc generated, not a spec" in result.output
     assert "help: give the .nn spec it came from" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, first_line", [
+    (["train", str(GOOD), "--data", "xor", "--lr", "-1"],
+     "nnc train: error: Invalid value for '--lr': -1.0 is not in the range x>=0."),
+    (["compile"], "nnc compile: error: Missing argument 'SPEC'."),
+    (["graph", str(GOOD), "--nosuch"], "nnc graph: error: No such option '--nosuch'."),
+    (["nosuch"], "nnc: error: No such command 'nosuch'."),
+])
+def test_a_bad_option_reads_as_nnc_s_other_errors(args, first_line, tmp_path, monkeypatch):
+    """click's "Usage: ... Try '...' for help. / Error: ..." stood beside nnc's own
+    "nnc graph: error: ..." (sweep 19): now every such error is the command and the message,
+    then where to look."""
+    result = invoke(args, tmp_path, monkeypatch)
+    assert result.exit_code == 2, result.output
+    command = first_line.partition(": error:")[0]
+    assert result.output.splitlines() == [first_line, f"  ('{command} --help' lists what it takes)"]
+
+
+def test_bare_nnc_still_shows_the_help(tmp_path, monkeypatch):
+    result = invoke([], tmp_path, monkeypatch)
+    assert result.exit_code == 2 and result.output.startswith("Usage: nnc [OPTIONS] COMMAND")
+    assert "error:" not in result.output
