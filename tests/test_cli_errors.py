@@ -309,3 +309,24 @@ def test_bare_nnc_still_shows_the_help(tmp_path, monkeypatch):
     result = invoke([], tmp_path, monkeypatch)
     assert result.exit_code == 2 and result.output.startswith("Usage: nnc [OPTIONS] COMMAND")
     assert "error:" not in result.output
+
+
+@pytest.mark.parametrize("command", ["check", "bench", "train"])
+def test_arrays_too_large_for_memory_are_a_bad_argument(command, tmp_path, monkeypatch):
+    """`--dim N=99999999999`: nnc check printed MemoryError's traceback (exit 1) and nnc bench
+    called it a bug in nnc (exit 3; sweep 20). The allocation is made to fail here rather than
+    tried: with overcommit a 1.5 TiB array may be granted and then fill the machine."""
+    from nnc import bench
+    from nnc.runtime import gradcheck, train
+
+    def refuse(*args, **kwargs):
+        raise MemoryError("Unable to allocate 1.46 TiB for an array with shape (99999999999, 2)")
+
+    monkeypatch.setattr(gradcheck, "draw_inputs", refuse)
+    monkeypatch.setattr(bench, "run", refuse)
+    monkeypatch.setattr(train, "train", refuse)
+    extra = {"check": ["--dim", "N=5"], "bench": ["--dim", "N=5", "--quiet"], "train": ["--data", "xor"]}[command]
+    result = invoke([command, str(GOOD), *extra], tmp_path, monkeypatch)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"nnc {command}: error: out of memory: Unable to allocate 1.46 TiB")
+    assert "Traceback" not in result.output and "bug in nnc" not in result.output
