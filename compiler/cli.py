@@ -25,11 +25,17 @@ class _Finite(click.FloatRange):
     """A FloatRange that also refuses nan and inf: every comparison with nan is false, so a
     plain range lets it through (and `--lr nan` used to reach the generated code)."""
 
+    name = "number"  # "'abc' is not a valid number.", not click's "valid float range"
+
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
+
+class _Int(click.IntRange):
+    name = "integer"  # "'abc' is not a valid integer.", not click's "valid integer range"
+
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report a command killed by SIGINT (128 + 2)
@@ -303,9 +309,9 @@ def ir_cmd(spec: str, debug: bool) -> None:
               help="An input value for --values: a number or a JSON list (repeatable).")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False),
               help="Input values for --values from a .npz or .json file (--input overrides its entries).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=_Int(min=0), default=0, show_default=True,
               help="Seed of init_params for parameters without values.")
-@click.option("--digits", default=4, show_default=True, type=click.IntRange(1, 17),
+@click.option("--digits", default=4, show_default=True, type=_Int(1, 17),
               help="Significant digits of values in labels.")
 @_debug
 def graph_cmd(spec: str, out: str | None, backward: bool, values: bool, assigns: tuple[str, ...],
@@ -445,7 +451,7 @@ def summary_cmd(spec: str, dims: tuple[str, ...], dtype: str, as_json: bool, deb
 @click.option("--section", "sections", multiple=True,
               type=click.Choice(SECTIONS),
               help="Only these sections (repeatable).")
-@click.option("-U", "--context", default=3, show_default=True, type=click.IntRange(0, 1000),
+@click.option("-U", "--context", default=3, show_default=True, type=_Int(0, 1000),
               help="Lines of context around each change.")
 @click.option("--color/--no-color", default=None, help="Colour the diff (default: when writing to a terminal).")
 @_debug
@@ -570,22 +576,22 @@ def _weights_path(value: str | None, option: str) -> None:
 @main.command("train")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--data", required=True, metavar="FILE|NAME", help=_DATA_HELP)
-@click.option("--epochs", type=click.IntRange(min=1), help="Passes over the training data "
+@click.option("--epochs", type=_Int(min=1), help="Passes over the training data "
               "(default: enough for about 1,000 steps, at least 10).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=_Int(min=1), default=32, show_default=True)
 @click.option("--lr", type=_Finite(min=0), help="Learning rate (overrides the spec).")
 @click.option("--schedule", metavar="NAME[:K=V,...]", help="Learning-rate schedule (overrides the spec): "
               "constant, cosine, step:step_size=N,gamma=G, exponential:gamma=G.")
 @click.option("--clip-norm", type=_Finite(min=0, min_open=True),
               help="Clip the gradient to this global norm (overrides the spec).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds initialization, shuffling, the split.")
+@click.option("--seed", type=_Int(min=0), default=0, show_default=True, help="Seeds initialization, shuffling, the split.")
 @click.option("--val-split", type=_Finite(0, 1, max_open=True),
               help="Share of examples held out for validation (default: 0.2; 0 below 100 examples).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Save the weights: .npz or .safetensors.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from these weights.")
 @click.option("--backend", default="numpy", show_default=True, help="numpy, cupy, torch, jax, or an array-API module.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="BLAS threads (default: 1, or the "
+@click.option("--threads", type=_Int(min=1), help="BLAS threads (default: 1, or the "
               "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS you set): small batches run fastest on one.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw the training curves to an image (matplotlib).")
@@ -683,7 +689,7 @@ def _load_for_use(command: str, spec: str, weights: str, data: str, backend: str
                    "(with the same --seed and --val-split).")
 @click.option("--val-split", type=_Finite(0, 1, max_open=True),
               help="As for nnc train (default: 0.2; 0 below 100 examples).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=_Int(min=0), default=0, show_default=True)
 @click.option("--backend", default="numpy", show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Default: the weights' dtype.")
 @_debug
@@ -825,13 +831,13 @@ def _load_target(target: str, debug: bool):
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option("--dim", "dims", multiple=True, metavar="NAME=SIZE",
               help="Size of a symbolic dimension (repeatable; default: small distinct sizes).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the random point.")
+@click.option("--seed", type=_Int(min=0), default=0, show_default=True, help="Seed of the random point.")
 @click.option("--eps", type=_Finite(min=0, min_open=True), default=None,
               help="Relative step h = eps * max(1, |x|) [1e-6; float32: 3e-3].")
 @click.option("--rtol", type=_Finite(min=0), default=None, help="Relative tolerance [1e-5; float32: 1e-2].")
 @click.option("--atol", type=_Finite(min=0), default=None,
               help="Absolute tolerance, times max(1, |loss|) [1e-8; float32: 1e-3].")
-@click.option("--max-entries", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--max-entries", type=_Int(min=1), default=256, show_default=True,
               help="Larger arrays are checked on this many entries plus random directions.")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
               help="Precision of the check; float64 is the real test, float32 a smoke test.")
@@ -918,13 +924,13 @@ def _check_forward(module, sizes: dict[str, int], seed: int, *, reverse: bool):
 @click.option("--entry", "entries", metavar="NAME[,NAME...]",
               help="Entry points to time: train_step, value_and_grad, loss, forward, jvp, hvp "
                    "[default: train_step, value_and_grad, forward].")
-@click.option("--rounds", type=click.IntRange(min=1), default=15, show_default=True,
+@click.option("--rounds", type=_Int(min=1), default=15, show_default=True,
               help="Timed samples per entry point, interleaved.")
 @click.option("--min-time", type=_Finite(min=0, min_open=True), default=0.05, show_default=True,
               help="Seconds a timed sample lasts at least (calls per sample are calibrated to it).")
-@click.option("--threads", type=click.IntRange(min=1), help="BLAS (and PyTorch) threads (default: 1, or the "
+@click.option("--threads", type=_Int(min=1), help="BLAS (and PyTorch) threads (default: 1, or the "
               "OPENBLAS_NUM_THREADS / OMP_NUM_THREADS you set).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the parameters and inputs.")
+@click.option("--seed", type=_Int(min=0), default=0, show_default=True, help="Seed of the parameters and inputs.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results to this JSON file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @_debug

@@ -124,7 +124,7 @@ def concrete_inputs(prog: Program, assigns: list[str], data: dict[str, Any] | No
             raise ValueError(f"input {name!r}: not a rectangular array of numbers") from None
         if not np.all(np.isfinite(value)):  # as nnc train refuses such data
             at = [int(i) for i in np.argwhere(~np.isfinite(value))[0]]
-            raise ValueError(f"input {name!r} holds nan or inf (at {at})")
+            raise ValueError(f"input {name!r} holds nan or inf" + (f" (at {at})" if at else ""))
         if d.var.dtype == "int":
             if not np.array_equal(value, np.round(value)):
                 raise ValueError(f"input {name!r} holds class labels: whole numbers expected")

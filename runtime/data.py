@@ -154,7 +154,7 @@ def _load_csv(path: Path, target_columns: int) -> Dataset:
                 what += " (a header row holds names alone, no numbers)"
             raise DataError(f"{path}:{line}: {what}") from None
     if target_columns >= width:
-        raise DataError(f"{path}: {width} columns, but the spec needs {target_columns} target column(s) "
+        raise DataError(f"{path}: {width} column{'s' if width != 1 else ''}, but the spec needs {target_columns} target column(s) "
                         "after at least one feature column")
     split = width - target_columns
     return Dataset(path.name, values[:, :split], values[:, split:] if target_columns else None)

@@ -294,6 +294,9 @@ def test_a_generated_module_given_as_a_spec_says_so(command, tmp_path, monkeypat
     (["compile"], "nnc compile: error: Missing argument 'SPEC'."),
     (["graph", str(GOOD), "--nosuch"], "nnc graph: error: No such option '--nosuch'."),
     (["nosuch"], "nnc: error: No such command 'nosuch'."),
+    # click's type names leaked: "'abc' is not a valid float range." (sweep 20)
+    (["train", str(GOOD), "--data", "xor", "--lr", "abc"], "nnc train: error: Invalid value for '--lr': 'abc' is not a valid number."),
+    (["graph", str(GOOD), "--digits", "abc"], "nnc graph: error: Invalid value for '--digits': 'abc' is not a valid integer."),
 ])
 def test_a_bad_option_reads_as_nnc_s_other_errors(args, first_line, tmp_path, monkeypatch):
     """click's "Usage: ... Try '...' for help. / Error: ..." stood beside nnc's own

@@ -335,3 +335,10 @@ def test_dot_waiting_is_called_while_dot_works_and_an_interrupt_kills_it(tmp_pat
 
     with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
         os.kill(int(pidfile.read_text()), 0)
+
+
+def test_a_nan_number_input_is_not_located_at_an_empty_index():
+    """`--input x=NaN` said "holds nan or inf (at [])" (sweep 20)."""
+    result = CliRunner().invoke(main, ["graph", str(SPECS / "xor.nn"), "--input", "x=NaN", "--input", "y=1"])
+    assert result.exit_code == 2, result.output
+    assert "input 'x' holds nan or inf" in result.output and "(at [])" not in result.output
