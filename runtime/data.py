@@ -434,6 +434,29 @@ def unused_note(command: str, data: Bound, source: str, inputs: list[InputSpec])
             f"{'is' if len(unused) == 1 else 'are'} ignored (inputs: {', '.join(i.name for i in inputs)})")
 
 
+# what a first output of each kind can reach (runtime/train.output_kind), for float targets
+_REACH = {"probability": (0.0, 1.0), "logit": (0.0, 1.0), "signed": (-1.0, 1.0)}
+
+
+def target_range_note(command: str, data: Bound, inputs: list[InputSpec], output_kind: str) -> str | None:
+    """A note when float targets lie outside what the output can produce (labels 5 and 7 for a
+    sigmoid output or bce): training then runs, to a negative bce or an unreachable fit, with
+    no word of why (sweep 20). Class labels (`data.labels`) were mapped already."""
+    reach = _REACH.get(output_kind)
+    if reach is None or data.labels is not None or len(inputs) < 2 or inputs[-1].kind != "float":
+        return None
+    target = data.arrays.get(inputs[-1].name)
+    if target is None or not target.size:
+        return None
+    low, high = float(np.min(target)), float(np.max(target))
+    if reach[0] <= low and high <= reach[1]:
+        return None
+    what = {"probability": "the first output is a probability", "logit": "bce takes targets",
+            "signed": "the first output is a sign"}[output_kind]
+    return (f"nnc {command}: note: the targets '{inputs[-1].name}' range from {low:g} to {high:g}, but "
+            f"{what} from {reach[0]:g} to {reach[1]:g}: rescale them to that range")
+
+
 def split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices: a seeded shuffle, the last `val_split` share held out."""
     order = np.random.default_rng([seed, 1]).permutation(n)

@@ -392,9 +392,10 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
         bound = datamod.bind(datamod.load(data_source, inputs), inputs, kind)
     except datamod.DataError as exc:
         raise TrainError(str(exc)) from None
-    note = datamod.unused_note("train", bound, data_source, inputs)
-    if note:
-        print(note, file=sys.stderr)
+    for note in (datamod.unused_note("train", bound, data_source, inputs),
+                 datamod.target_range_note("train", bound, inputs, kind)):
+        if note:
+            print(note, file=sys.stderr)
     n = require_examples(bound, data_source)
     val_split = default_val_split(n) if opts.val_split is None else opts.val_split
     try:

@@ -737,6 +737,19 @@ def test_data_for_a_spec_without_a_batch_axis_says_what_an_example_is(tmp_path):
     assert r.exit_code == 0, r.output
 
 
+def test_float_targets_the_output_cannot_reach_get_a_note(tmp_path):
+    """Labels 5 and 7 for xor.nn (sigmoid output, bce) trained to a loss of -12 with no word
+    (sweep 20). Targets in [0, 1] get no note."""
+    (tmp_path / "far.csv").write_text("0,0,5\n0,1,7\n1,0,7\n1,1,5\n")
+    r = run("train", XOR, "--data", str(tmp_path / "far.csv"), "--epochs", "1", "-q")
+    assert r.exit_code == 0, r.output
+    assert ("nnc train: note: the targets 'y' range from 5 to 7, but the first output is a probability "
+            "from 0 to 1: rescale them to that range") in r.stderr
+    (tmp_path / "near.csv").write_text("0,0,0.1\n0,1,0.9\n1,0,0.8\n1,1,0.2\n")
+    r = run("train", XOR, "--data", str(tmp_path / "near.csv"), "--epochs", "1", "-q")
+    assert r.exit_code == 0 and "note:" not in r.stderr, r.output
+
+
 def test_csv_with_semicolons_says_commas(tmp_path, clf):
     (tmp_path / "d.csv").write_text("x1;x2;y\n0;0;0\n")
     r = run("train", clf, "--data", str(tmp_path / "d.csv"), "-q")
