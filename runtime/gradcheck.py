@@ -208,7 +208,13 @@ def _slopes(f: Callable[[], float], set_value: Callable[[float], float], h: floa
     down_step = set_value(-h)
     down = f()
     set_value(0.0)
+    if not (up_step and down_step):
+        raise _StepVanished(h)
     return (up - down) / (up_step + down_step), (up - loss0) / up_step, (loss0 - down) / down_step
+
+
+class _StepVanished(ArithmeticError):
+    """x + h rounded to x: eps is too small for the values (nnc's arithmetic, not the module's)."""
 
 
 def _entry_probes(f, x: np.ndarray, grad: np.ndarray, idx: np.ndarray, eps: float, loss0: float):
@@ -422,6 +428,10 @@ def _attempt(module: ModuleType, template: Report, draw: int, positive: bool) ->
             _check_array(row, f, x, grads.get(name), report.dtype, rng=rng, eps=report.eps, tol=tol,
                          max_entries=report.max_entries, loss0=plain)
             report.rows.append(row)
+    except _StepVanished as exc:
+        report.error = (f"eps {report.eps:g} is too small: a step of {exc.args[0]:g} rounds away in "
+                        f"{report.dtype} (x + h == x); pass a larger --eps (eps=)")
+        return report, False
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - what the module under test does wrong is reported
         report.error = f"the module {what_it_did(exc)}"
         return report, False

@@ -289,3 +289,13 @@ def test_a_module_that_exits_fails_instead_of_passing(command: str, tmp_path: Pa
         assert result.exit_code == 2 and "called sys.exit(0)" in result.output, result.output
     report = nnc.check(str(path))
     assert not report.passed and report.error == "the module called sys.exit(0)"
+
+
+@pytest.mark.parametrize("dtype, eps", [("float64", "1e-300"), ("float32", "1e-12")])
+def test_an_eps_that_rounds_away_is_said_to_be_too_small(dtype, eps):
+    """x + eps == x made a ZeroDivisionError in nnc's own difference quotient, reported as
+    'the module raised ZeroDivisionError' (sweep 20)."""
+    r = CliRunner().invoke(main, ["check", str(SPECS / "xor.nn"), "--dtype", dtype, "--eps", eps])
+    assert r.exit_code == 1, r.output
+    assert f"FAIL: eps {eps} is too small: a step of {eps} rounds away in {dtype}" in r.output
+    assert "the module raised" not in r.output
