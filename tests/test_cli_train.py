@@ -586,6 +586,10 @@ def test_predict_out_is_written_whole_or_not_at_all(tmp_path, monkeypatch, suffi
     # Python's float() reads these; no .csv writer writes them
     ("0,0,0\n1,1_000,1\n", "bad.csv:2: '1_000', which is not a number"),
     ("0\n1\n", "bad.csv: 1 column, but the spec needs 1 target column(s)"),  # was "1 columns" (sweep 20)
+    # invisible and control characters are shown escaped: '3' hid a no-break space, and an
+    # escape sequence reached the terminal raw (sweep 20)
+    ("0,0,0\n1,\u00a03,1\n", "bad.csv:2: '\\xa03', which is not a number"),
+    ("0,0,0\n1,\x1b[31mred,1\n", "bad.csv:2: '\\x1b[31mred', which is not a number"),
     ("0,0,0\n1,\u0661,1\n", "bad.csv:2: '\u0661', which is not a number"),
 ])
 def test_csv_errors_name_the_line_of_the_file(tmp_path, clf, text, message):
