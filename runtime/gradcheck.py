@@ -98,7 +98,13 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return self.error is None and all(r.status != "FAIL" for r in self.rows)
+        return self.error is None and all(r.status != "FAIL" for r in self.rows) and not self.no_verdict
+
+    @property
+    def no_verdict(self) -> bool:
+        """Every comparison was skipped: nothing was checked, which is no pass (a tolerance
+        below what finite differences resolve makes every error look like a kink's)."""
+        return bool(self.rows) and all(r.status == "SKIP" for r in self.rows)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -487,6 +493,10 @@ def format_report(r: Report) -> str:
     elif failed:
         lines.append(f"FAIL: {len(failed)} of {len(r.rows)} gradient(s) disagree with finite "
                      f"differences: {', '.join(failed)}")
+    elif r.no_verdict and r.error is None:
+        lines.append(f"FAIL: no comparison gave a verdict: each straddled a kink at every point drawn, or "
+                     f"the tolerance (rtol {r.rtol:g}, atol {r.atol:g}) is below what finite differences "
+                     "resolve")
     else:
         lines.append(f"FAIL: {r.error}")
     return "\n".join(lines)

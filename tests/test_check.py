@@ -299,3 +299,14 @@ def test_an_eps_that_rounds_away_is_said_to_be_too_small(dtype, eps):
     assert r.exit_code == 1, r.output
     assert f"FAIL: eps {eps} is too small: a step of {eps} rounds away in {dtype}" in r.output
     assert "the module raised" not in r.output
+
+
+def test_a_check_that_skipped_every_comparison_does_not_pass():
+    """--rtol 1e-30 --atol 0, far below what finite differences resolve, made every error look
+    like a kink's: every row SKIP, and 'PASS: 4 gradient(s) match', exit 0 (sweep 20)."""
+    r = CliRunner().invoke(main, ["check", str(SPECS / "xor.nn"), "--rtol", "1e-30", "--atol", "0"])
+    assert r.exit_code == 1, r.output
+    assert "PASS" not in r.output.splitlines()[-1]
+    assert r.output.splitlines()[-1].startswith("FAIL: no comparison gave a verdict")
+    report = check_module(load_module(compile_spec((SPECS / "xor.nn").read_text(), "xor.nn")), rtol=1e-30, atol=0.0)
+    assert not report.passed and all(row.status == "SKIP" for row in report.rows)
