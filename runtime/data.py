@@ -203,7 +203,7 @@ def load(source: str, inputs: list[InputSpec], features_only: bool = False) -> D
     if suffix not in (".npz", ".csv"):
         raise DataError(f"unknown data '{source}': give an .npz or .csv file, or one of {', '.join(BUILTIN)}")
     if not path.is_file():
-        raise DataError(f"{source}: no such file")
+        raise DataError(f"{source}: {'a directory, not a file' if path.is_dir() else 'no such file'}")
     if suffix == ".npz":
         return _load_npz(path)
     target = inputs[-1] if len(inputs) >= 2 else None

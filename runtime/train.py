@@ -416,7 +416,7 @@ def train(prog: Program, spec_name: str, data_source: str, opts: Options, stream
                              f"--val-split {least:g} or more, or --val-split 0 to train on every example")
     spans = _batches(len(train_set), batch_size, bound.mode)
     epochs = opts.epochs or default_epochs(len(spans))
-    schedule = parse_schedule(opts.schedule) if opts.schedule else None
+    schedule = parse_schedule(opts.schedule) if opts.schedule is not None else None  # "" is an error
     prog = configure(prog, lr=opts.lr, schedule=schedule, clip_norm=opts.clip_norm,
                      total_steps=epochs * len(spans))
     module = load_module(render_module(prog), prog.name)

@@ -136,6 +136,7 @@ def test_a_schedule_override_drops_the_settings_of_the_specs_schedule(tmp_path):
     (["--out", "w.pt"], ".npz or .safetensors"),
     (["--data", "nosuch"], "unknown data 'nosuch'"),
     (["--data", "missing.csv"], "no such file"),
+    (["--schedule", ""], "--schedule: unknown schedule ''"),  # was silently the spec's (sweep 20)
     (["--data", "digits"], "each example of 'x' has shape [64]"),
     (["--backend", "no_such_module_xyz"], "cannot import"),
     (["--log", "{tmp}/nodir/m.jsonl"], "--log {tmp}/nodir/m.jsonl: no such directory"),
@@ -154,6 +155,13 @@ def test_bad_arguments_exit_2_without_traceback(tmp_path, clf, args, message):
     assert message in r.output
     assert "Traceback" not in r.output
     assert "trained" not in r.output  # refused before training, not after it
+
+
+def test_a_directory_given_as_data_is_said_to_be_one(tmp_path, clf):
+    """It was 'no such file' (sweep 20)."""
+    (tmp_path / "d.csv").mkdir()
+    r = run("train", clf, "--data", str(tmp_path / "d.csv"), "-q")
+    assert r.exit_code == 2 and f"{tmp_path / 'd.csv'}: a directory, not a file" in r.output, r.output
 
 
 def test_plot_draws_curves_or_says_what_is_missing(tmp_path, clf):
