@@ -23,6 +23,8 @@ from typing import Any
 
 from .ir.builder import Builder
 from .ir.core import Atom, Eqn, Lit, Program, Var
+from .ir.naming import RESERVED, Namer
+from .passes.dce import live_split
 from .primitives import PRIMITIVES
 
 Buffers = Mapping[str, Atom]  # one parameter's state buffers, by name (a rule only reads them)
@@ -270,6 +272,22 @@ def adadelta(b: Builder, p: Atom, g: Atom, bufs: Buffers, hp: dict[str, Any], st
 _AFFINE = {"add", "sub", "neg", "matmul", "mul", "transpose", "reshape", "broadcast_to", "sum_to"}
 _NEEDS = ("perceptron() trains a single-layer model whose output is step(...) or sign(...) of an "
           "affine function of the parameters, such as 'out = step(dense(x, 1))'")
+
+
+def direction_split(prog: Program) -> tuple[tuple[Eqn, ...], tuple[Eqn, ...], dict[str, Atom], Namer] | None:
+    """The step direction of an optimizer that replaces the gradient (perceptron), as train_step
+    computes it: the forward equations it reads, the rule's equations, the direction per
+    parameter, and the namer that named them (clear of the program's names and of RESERVED).
+    None for an optimizer that steps along the gradient. Codegen emits these, the summary
+    counts them."""
+    direction = OPTIMIZERS[prog.optimizer[0]].direction
+    if direction is None:
+        return None
+    namer = Namer({e.out.name for e in prog.eqns + prog.backward} | {d.var.name for d in prog.inputs}
+                  | {p.var.name for p in prog.params} | RESERVED)
+    eqns, directions = direction(prog, Builder(namer))
+    fwd, rule = live_split(prog.eqns, eqns, list(directions.values()))
+    return fwd, rule, directions, namer
 
 
 def perceptron_direction(prog: Program, b: Builder) -> Direction:

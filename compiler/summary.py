@@ -19,9 +19,9 @@ from .ir.builder import Builder
 from .ir.core import Eqn, Lit, Program, Var, is_host
 from .ir.naming import Namer, identifier
 from .lower import lower
-from .optim import OPTIMIZERS
+from .optim import OPTIMIZERS, direction_split
 from .passes import simplify
-from .passes.dce import live_eqns, live_split
+from .passes.dce import live_eqns
 from .syntax import ast
 from .syntax.parser import parse_spec
 
@@ -183,12 +183,10 @@ def _optimizer_flops_per_element(prog: Program) -> int:
 def _direction_flops(prog: Program, bound: dict[str, int]) -> Poly | None:
     """FLOPs of loss() and _perceptron_direction (its forward to the outputs, then the rule),
     as codegen emits them; None for an optimizer that steps along the gradient."""
-    opt = OPTIMIZERS[prog.optimizer[0]]
-    if opt.direction is None:
+    split = direction_split(prog)
+    if split is None:
         return None
-    taken = {e.out.name for e in prog.eqns + prog.backward} | {d.var.name for d in prog.inputs}
-    eqns, directions = opt.direction(prog, Builder(Namer(taken | {p.var.name for p in prog.params})))
-    fwd, rule = live_split(prog.eqns, eqns, list(directions.values()))
+    fwd, rule, _, _ = split
     return sum((flops(e, bound) for e in [*live_eqns(prog.eqns, [prog.loss]), *fwd, *rule]), Poly())
 
 

@@ -14,8 +14,8 @@ from .. import __version__
 from ..cache import cache_folder
 from ..ir.builder import Builder
 from ..ir.core import Atom, Eqn, Lit, Program, Var, is_host
-from ..ir.naming import RESERVED, Namer
-from ..optim import OPTIMIZERS, describe, schedule_source
+from ..ir.naming import Namer
+from ..optim import OPTIMIZERS, describe, direction_split, schedule_source
 from ..passes.dce import live_eqns, live_split
 from .cuda import elementwise_kernel
 from .emit import (
@@ -684,15 +684,11 @@ def _cuda_update(prog: Program, loop, new_p: Atom, new_bufs: dict, namer: Namer,
 
 def _direction_function(prog: Program, check: Check) -> Function | None:
     """`_perceptron_direction`: the step direction of an optimizer that replaces the gradient."""
-    opt = OPTIMIZERS[prog.optimizer[0]]
-    if opt.direction is None:
+    split = direction_split(prog)
+    if split is None:
         return None
-    taken = {e.out.name for e in prog.eqns + prog.backward} | {d.var.name for d in prog.inputs} | {
-        p.var.name for p in prog.params} | RESERVED
-    namer = Namer(taken)
-    eqns, directions = opt.direction(prog, Builder(namer))
+    fwd, rule, directions, namer = split
     results = list(directions.values())
-    fwd, rule = live_split(prog.eqns, eqns, results)
     unpack, _ = _reads(prog, fwd + rule, results)
     ident = {p.name: p.var.name for p in prog.params}
     names = {a.name: namer.fresh(f"d_{ident[n]}") for n, a in directions.items() if isinstance(a, Var) and a.temp}
