@@ -33,6 +33,7 @@ class _Finite(click.FloatRange):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
 
+
 class _Int(click.IntRange):
     name = "integer"  # "'abc' is not a valid integer.", not click's "valid integer range"
 
@@ -117,17 +118,17 @@ def _run(fn, path: str, debug: bool):
     except Exception as exc:
         if debug:
             raise
-        _exit_if_out_of_memory(path, exc)
+        if isinstance(exc, MemoryError):  # a bad argument: _Group.main says so
+            raise
         _fail_internal(path, f"{type(exc).__name__}: {exc}")
 
 
-def _exit_if_out_of_memory(path: str, exc: BaseException) -> None:
+def _out_of_memory(path: str, exc: MemoryError) -> NoReturn:
     """Arrays too large for this machine (`--dim N=10**11`, a huge data set) are a bad
     argument, one line and exit 2, not a traceback or a bug in nnc."""
-    if isinstance(exc, MemoryError):
-        click.echo(f"{path}: error: out of memory: {exc or 'an allocation failed'} (smaller --dim sizes, "
-                   "or less data, fit)", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+    click.echo(f"{path}: error: out of memory: {exc or 'an allocation failed'} (smaller --dim sizes, "
+               "or less data, fit)", err=True)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 def _fail_internal(path: str, what: str) -> NoReturn:
@@ -192,8 +193,8 @@ class _Group(click.Group):
         except click.ClickException as exc:
             _show_click_error(exc, self._command_path)
             sys.exit(exc.exit_code)
-        except MemoryError as exc:  # where no command's own handler saw it (nnc check's inputs)
-            _exit_if_out_of_memory(self._command_path, exc)
+        except MemoryError as exc:  # from any command (the handlers of unexpected errors pass it on)
+            _out_of_memory(self._command_path, exc)
         except _StdoutFailed as exc:
             with contextlib.suppress(AttributeError, OSError, ValueError):  # no file descriptor (CliRunner)
                 os.dup2(os.open(os.devnull, os.O_WRONLY), real.fileno())  # what the exit's flush writes
@@ -524,7 +525,8 @@ def _run_errors(command: str, spec: str, debug: bool):
     except Exception as exc:
         if debug:
             raise
-        _exit_if_out_of_memory(f"nnc {command}", exc)
+        if isinstance(exc, MemoryError):  # a bad argument: _Group.main says so
+            raise
         _fail_internal(spec, f"{type(exc).__name__}: {exc}")
 
 
@@ -994,7 +996,8 @@ def bench_cmd(target: str, dims: tuple[str, ...], dtype: str, backend: str, entr
     except Exception as exc:  # a bug in nnc or in the --backend namespace: one line, never a traceback
         if debug:
             raise
-        _exit_if_out_of_memory("nnc bench", exc)
+        if isinstance(exc, MemoryError):  # a bad argument: _Group.main says so
+            raise
         _fail_internal(target, f"{type(exc).__name__}: {exc}")
     finally:
         progress.close()
