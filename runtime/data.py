@@ -149,7 +149,7 @@ def _load_csv(path: Path, target_columns: int) -> Dataset:
             bad = next(c for c in row if not _is_number(c))
             # repr: control, invisible and bidirectional characters escaped, as the cause they
             # often are, and never written raw to a terminal (an escape sequence in a cell)
-            what = f"{_shown(bad.strip(' '))}, which is not a number" if bad.strip() else "an empty value"
+            what = f"{bad.strip(' ')!r}, which is not a number" if bad.strip() else "an empty value"
             if any(sep in bad for sep in ";\t|"):
                 what += " (columns are separated by commas)"
             elif line == numbered[0][0] and bad.strip():
@@ -176,11 +176,6 @@ def _number(text: str) -> float:
     if not _NUMBER.fullmatch(text):
         raise ValueError(text)
     return float(text)
-
-
-def _shown(cell: str) -> str:
-    """`cell` quoted, with what is not printable escaped ('\\xa03', '\\x1b[31m')."""
-    return repr(cell) if not cell.isprintable() or "'" in cell else f"'{cell}'"
 
 
 def _axes(n: int) -> str:

@@ -564,7 +564,7 @@ def _loop(module: ModuleType, params: dict, train_dev: Device, val_dev: Device |
         # no next step's loss tells of the last one: its parameters, and their loss, are checked
         # here (a classifier's last record evaluated the training set with them already)
         if not run.stopped and run.steps and not (_finite(params) and math.isfinite(
-                (train_eval or evaluate(module, params, train_dev, kind)).loss)):
+                (train_eval if train_eval is not None else evaluate(module, params, train_dev, kind)).loss)):
             params.clear()
             params.update(before)
             run.stopped = (f"the last step (epoch {epoch} step {run.steps}) made the loss or the parameters "
